@@ -1,0 +1,1 @@
+"""Migration tooling: accounts, keys, guides, notices, campaigns and reports."""

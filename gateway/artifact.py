@@ -1,0 +1,241 @@
+"""What the uploaded file says about itself: kind, name, version and core metadata.
+
+The modern upload API trusts the artifact, not the legacy form (whose metadata_version is hard-coded
+to 1.0 by distutils and whose values may be "None"), so the gateway reads PKG-INFO/METADATA from the
+file itself, as twine does. Archives are read with bounds, so a crafted file (a gzip bomb, a
+metadata member of gigabytes) costs a bounded amount of time and memory.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from packaging.metadata import parse_email
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from gateway.errors import ArtifactError
+
+MAX_METADATA_BYTES = 4 * 1024 * 1024
+# How far into a .tar.gz (decompressed) we look for PKG-INFO before calling it hostile.
+MAX_TAR_SCAN_BYTES = 2 * 1024 * 1024 * 1024
+MAX_TAR_MEMBERS = 100_000
+
+_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+# Placeholders old tools wrote for unset metadata; the modern API rejects them as values.
+PLACEHOLDERS = {"UNKNOWN", "None", ""}
+
+# Raw metadata keys (packaging.metadata) -> upload form field names (Warehouse's names).
+FORM_NAMES = {
+    "platforms": "platform",
+    "supported_platforms": "supported_platform",
+    "license_files": "license_file",
+}
+METADATA_ORDER = (
+    "metadata_version", "name", "version", "summary", "description", "description_content_type",
+    "keywords", "home_page", "download_url", "author", "author_email", "maintainer",
+    "maintainer_email", "license", "license_expression", "license_files", "classifiers",
+    "platforms", "supported_platforms", "requires_python", "requires_dist", "provides_dist",
+    "obsoletes_dist", "requires_external", "project_urls", "provides_extra", "dynamic",
+    "requires", "provides", "obsoletes",
+)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    filetype: str  # "sdist" | "bdist_wheel"
+    pyversion: str  # "source" for sdists, the wheel's python tag otherwise
+    client_filename: str
+    upload_filename: str  # what the upstream will be told; sdists get the PEP 625 name
+    name: str
+    version: str
+    metadata: tuple[tuple[str, str], ...]  # (form field, value) in a stable order
+
+    @property
+    def project(self) -> str:
+        return canonicalize_name(self.name)
+
+
+def clean_filename(raw: str) -> str:
+    """The base name of a client-supplied filename, or a refusal if it is not a plain file name."""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    if not base or not _SAFE_FILENAME.match(base) or ".." in base:
+        shown = base.encode("unicode_escape").decode("ascii")[:80]
+        raise ArtifactError(
+            f"the file name '{shown}' is not a plain distribution file name; "
+            "upload the file `python -m build` writes to dist/"
+        )
+    return base
+
+
+def sdist_filename(name: str, version: str) -> str:
+    """The file name the index requires for a source distribution (PEP 625)."""
+    return f"{canonicalize_name(name).replace('-', '_')}-{version}.tar.gz"
+
+
+def _loose(text: str) -> str:
+    return re.sub(r"[-_.]+", "-", text).lower()
+
+
+def _metadata_from_text(text: str) -> dict:
+    raw, _unparsed = parse_email(text)
+    return dict(raw)
+
+
+def _read_limited(handle, size: int | None, what: str) -> str:
+    if size is not None and size > MAX_METADATA_BYTES:
+        raise ArtifactError(f"the {what} inside the file is larger than 4 MiB; rebuild it with `python -m build`")
+    data = handle.read(MAX_METADATA_BYTES + 1)
+    if len(data) > MAX_METADATA_BYTES:
+        raise ArtifactError(f"the {what} inside the file is larger than 4 MiB; rebuild it with `python -m build`")
+    return data.decode("utf-8", errors="replace")
+
+
+def _sdist_pkg_info(fileobj: BinaryIO) -> str:
+    fileobj.seek(0)
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r:gz") as archive:
+            for count, member in enumerate(archive):
+                if count > MAX_TAR_MEMBERS or archive.offset > MAX_TAR_SCAN_BYTES:
+                    break
+                parts = member.name.strip("/").split("/")
+                if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
+                    handle = archive.extractfile(member)
+                    assert handle is not None
+                    return _read_limited(handle, member.size, "PKG-INFO")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise ArtifactError(
+            f"the file is not a readable .tar.gz archive ({type(exc).__name__}); "
+            "rebuild it with `python -m build --sdist`"
+        ) from None
+    raise ArtifactError(
+        "the source archive has no <name>-<version>/PKG-INFO; rebuild it with `python -m build --sdist`"
+    )
+
+
+def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
+    fileobj.seek(0)
+    try:
+        with zipfile.ZipFile(fileobj) as archive:
+            candidates = [
+                info for info in archive.infolist()
+                if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
+            ]
+            if len(candidates) != 1:
+                raise ArtifactError("the wheel has no single *.dist-info/METADATA; rebuild it with `python -m build`")
+            info = candidates[0]
+            with archive.open(info) as handle:
+                return _read_limited(handle, info.file_size, "METADATA")
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ArtifactError(f"the wheel is not a readable zip archive ({type(exc).__name__})") from None
+
+
+def _form_values(raw: dict) -> tuple[tuple[str, str], ...]:
+    values: list[tuple[str, str]] = []
+    for key in METADATA_ORDER:
+        value = raw.get(key)
+        if value is None:
+            continue
+        field = FORM_NAMES.get(key, key)
+        if key == "keywords":
+            items = [k for k in value if k not in PLACEHOLDERS]
+            if items:
+                values.append((field, ", ".join(items)))
+        elif key == "project_urls":
+            for label, url in value.items():
+                if url not in PLACEHOLDERS:
+                    values.append((field, f"{label}, {url}"))
+        elif isinstance(value, list):
+            values.extend((field, item) for item in value if item.strip() not in PLACEHOLDERS)
+        elif str(value).strip() not in PLACEHOLDERS:
+            values.append((field, str(value)))
+    return tuple(values)
+
+
+def _check_version(version: str) -> str:
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        raise ArtifactError(
+            f"version '{version[:40]}' is not a PEP 440 version, which the index requires; "
+            "use a version like 1.0 or 1.0.post1 and build with `python -m build`"
+        ) from None
+
+
+def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
+    """Identify the artifact and read its metadata; refuse what the index would refuse anyway."""
+    filename = clean_filename(client_filename)
+    lower = filename.lower()
+    if lower.endswith(".whl"):
+        return _inspect_wheel(fileobj, filename)
+    if lower.endswith((".tar.gz", ".tgz")):
+        return _inspect_sdist(fileobj, filename)
+    if lower.endswith((".zip", ".tar.bz2", ".tar.xz", ".tar", ".tar.z")):
+        raise ArtifactError(
+            f"'{filename}': the index accepts source distributions only as .tar.gz; "
+            "`python -m build --sdist` makes one"
+        )
+    if lower.endswith(".egg"):
+        raise ArtifactError(f"'{filename}': the index no longer accepts eggs; build a wheel with `python -m build`")
+    raise ArtifactError(
+        f"'{filename}' is not a distribution the index accepts (.tar.gz or .whl); build with `python -m build`"
+    )
+
+
+def _name_and_version(raw: dict, filename: str) -> tuple[str, str]:
+    name, version = raw.get("name"), raw.get("version")
+    if not name or not version:
+        raise ArtifactError(f"'{filename}' has metadata without a Name or Version; rebuild it with `python -m build`")
+    return name, version
+
+
+def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
+    raw = _metadata_from_text(_sdist_pkg_info(fileobj))
+    name, version = _name_and_version(raw, filename)
+    normalized_version = _check_version(version)
+    stem = filename[: -len(".tar.gz")] if filename.lower().endswith(".tar.gz") else filename[: -len(".tgz")]
+    candidates = {_loose(f"{name}-{version}"), _loose(f"{name}-{normalized_version}")}
+    if _loose(stem) not in candidates:
+        raise ArtifactError(
+            f"'{filename}' does not match the metadata inside it ({name} {version}); "
+            "upload the file exactly as `python -m build --sdist` wrote it"
+        )
+    raw["version"] = normalized_version
+    return Artifact(
+        filetype="sdist",
+        pyversion="source",
+        client_filename=filename,
+        upload_filename=sdist_filename(name, normalized_version),
+        name=name,
+        version=normalized_version,
+        metadata=_form_values(raw),
+    )
+
+
+def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
+    try:
+        wheel_name, wheel_version, _build, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion) as exc:
+        raise ArtifactError(f"'{filename}' is not a valid wheel file name ({exc})") from None
+    raw = _metadata_from_text(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
+    name, version = _name_and_version(raw, filename)
+    if canonicalize_name(name) != wheel_name or Version(_check_version(version)) != wheel_version:
+        raise ArtifactError(
+            f"'{filename}' does not match the metadata inside it ({name} {version}); "
+            "rebuild the wheel with `python -m build`"
+        )
+    pyversion = filename[:-4].split("-")[-3]
+    return Artifact(
+        filetype="bdist_wheel",
+        pyversion=pyversion,
+        client_filename=filename,
+        upload_filename=filename,
+        name=name,
+        version=version,
+        metadata=_form_values(raw),
+    )

@@ -1,0 +1,352 @@
+"""One legacy HTTP exchange: read the request, decide, forward, answer, record.
+
+Shared by every front end (the asyncssh server and the OpenSSH `stdio` mode): they hand over a byte
+source and an identity, and get back a `Reply` to write out. Nothing reaches the upstream until the
+whole request has arrived and passed every check, so a client that stops half-way publishes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+import trove_classifiers
+from packaging.utils import canonicalize_name
+
+from gateway import artifact as artifacts
+from gateway import messages
+from gateway.errors import (
+    BadRequest,
+    ClientAborted,
+    ClientTimeout,
+    CredentialError,
+    GatewayError,
+    RequestTooLarge,
+    UpstreamError,
+)
+from gateway.form import MultipartBody, check_client_digests, rebuild
+from gateway.multipart import Form, MultipartParser, Spool, boundary_from_content_type
+from gateway.registry import Identity, Registry, UploadEvent, utcnow
+from gateway.settings import Settings
+from gateway.tokens import TokenBox
+from gateway.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+# Room for the form's text fields around the file itself.
+FORM_OVERHEAD = 1024 * 1024
+READ_SIZE = 256 * 1024
+
+
+class ByteSource(Protocol):
+    async def read(self, max_bytes: int) -> bytes:
+        """Some bytes, or b"" at end of input. May wait indefinitely: callers time it."""
+
+
+@dataclass
+class Peer:
+    """What the front end knows about the connection, for the event record."""
+
+    identity: Identity
+    client_addr: str | None = None
+    ssh_client_version: str | None = None
+    legacy_crypto: bool = False
+
+
+@dataclass
+class Reply:
+    status: int
+    reason: str
+    body: str = ""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if 200 <= self.status < 300 else 1
+
+    def to_bytes(self) -> bytes:
+        body = self.body.encode("utf-8")
+        head = [f"HTTP/1.0 {self.status} {self.reason}", f"Content-Type: {self.content_type}",
+                f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in self.headers]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + body
+
+
+@dataclass
+class Services:
+    """What an exchange needs from the process it runs in."""
+
+    settings: Settings
+    registry: Registry
+    tokens: TokenBox
+    upstream: UpstreamClient
+    executor: Executor | None = None
+    clock: Callable = utcnow
+    replica: str | None = None
+
+    async def run(self, func, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    headers: dict[str, str]
+    user_agent: str | None
+    authorization: str | None
+
+
+class Exchange:
+    def __init__(self, source: ByteSource, peer: Peer, services: Services):
+        self.source = source
+        self.peer = peer
+        self.services = services
+        self.settings = services.settings
+        self.place = messages.Place.from_settings(services.settings)
+        self.started = time.monotonic()
+        self.event = UploadEvent(
+            at=services.clock(),
+            outcome="bad_request",
+            account_id=peer.identity.account_id,
+            account_name=peer.identity.account_name,
+            key_fingerprint=peer.identity.fingerprint,
+            client_addr=peer.client_addr,
+            ssh_client_version=peer.ssh_client_version,
+            legacy_crypto=peer.legacy_crypto,
+            replica=services.replica,
+        )
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
+        self._deadline = self.started + self.settings.read_timeout * 4
+
+    # -- the whole exchange ---------------------------------------------------------------------
+    async def run(self) -> Reply:
+        form: Form | None = None
+        try:
+            request = await self._read_head()
+            self.event.user_agent = (request.user_agent or "")[:255] or None
+            if request.method == "GET":
+                reply = self._answer_get(request)
+            else:
+                form = await self._read_form(request)
+                reply = await self._answer_post(request, form)
+        except GatewayError as exc:
+            self.event.outcome = exc.outcome
+            self.event.error = exc.reason
+            reply = Reply(exc.status, exc.reason, exc.reason + "\n")
+        except Exception as exc:  # a bug or an outage of ours: the user gets no internals
+            log.exception("exchange failed for account %s", self.peer.identity.account_name)
+            self.event.outcome = "internal_error"
+            self.event.error = type(exc).__name__
+            reason = "the gateway failed to handle this upload; nothing was published; try again later"
+            reply = Reply(500, reason, reason + "\n")
+        finally:
+            if form is not None:
+                form.close()
+        self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
+        try:
+            await self.services.run(self.services.registry.record_event, self.event)
+        except Exception:  # the answer matters more than the record; the log keeps the failure
+            log.exception("could not record the upload event")
+        return reply
+
+    # -- reading --------------------------------------------------------------------------------
+    async def _receive(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        timeout = min(self.settings.read_timeout, remaining)
+        if timeout <= 0:
+            raise ClientTimeout("the request took too long to arrive; check the network and try again")
+        try:
+            data = await asyncio.wait_for(self.source.read(READ_SIZE), timeout)
+        except asyncio.TimeoutError:
+            raise ClientTimeout(
+                f"no data from the client for {timeout:.0f} s before the request was complete; "
+                "nothing was published; try again"
+            ) from None
+        self._h11.receive_data(data or b"")
+
+    def _next_event(self):
+        try:
+            return self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            text = str(exc)
+            if "incomplete" in text or "without sending complete" in text or "peer closed" in text:
+                raise ClientAborted(
+                    "the request ended before Content-Length bytes arrived; the upload was cut short "
+                    "and nothing was published; try again"
+                ) from None
+            if exc.error_status_hint == 431:
+                raise BadRequest(
+                    f"the request headers exceed {self.settings.max_header_bytes // 1024} KiB; "
+                    "send a normal upload request", status=431) from None
+            raise BadRequest(messages.not_http(text[:80], self.place)) from None
+
+    async def _read_head(self) -> Request:
+        while True:
+            event = self._next_event()
+            if event is h11.NEED_DATA:
+                await self._receive()
+                continue
+            if isinstance(event, h11.Request):
+                return self._check_head(event)
+            if isinstance(event, h11.ConnectionClosed):
+                raise ClientAborted("the client closed the session without sending a request")
+            raise BadRequest(messages.not_http("unexpected data", self.place))
+
+    def _check_head(self, event: h11.Request) -> Request:
+        if event.http_version not in (b"1.0", b"1.1"):
+            raise BadRequest(messages.not_http(f"HTTP/{event.http_version.decode('latin-1')}", self.place))
+        method = event.method.decode("latin-1").upper()
+        if method not in ("GET", "POST"):
+            raise BadRequest(f"method {method[:10]} is not accepted; the legacy upload API takes POST", status=405)
+        headers: dict[str, str] = {}
+        for name, value in event.headers:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            if key in headers and key in ("content-type", "authorization", "content-length"):
+                raise BadRequest(f"the request has two {key} headers; send one")
+            headers[key] = text
+        if "transfer-encoding" in headers:
+            raise BadRequest("chunked uploads are not accepted; send Content-Length", status=411)
+        if method == "POST":
+            if "content-length" not in headers:
+                raise BadRequest("the upload has no Content-Length; send one", status=411)
+            length = int(headers["content-length"])
+            limit = self.settings.max_upload_bytes + FORM_OVERHEAD
+            if length > limit:
+                raise RequestTooLarge(messages.request_too_large(length, self.settings.max_upload_bytes))
+            # A generous floor on the transfer rate bounds slow-drip clients without hurting slow links.
+            self._deadline = self.started + self.settings.read_timeout * 4 + length / (32 * 1024)
+        return Request(
+            method=method,
+            target=event.target.decode("latin-1"),
+            headers=headers,
+            user_agent=headers.get("user-agent"),
+            authorization=headers.get("authorization"),
+        )
+
+    async def _read_form(self, request: Request) -> Form:
+        boundary = boundary_from_content_type(request.headers.get("content-type", ""))
+        spool_dir = self.settings.spool_dir
+        parser = MultipartParser(boundary, spool_factory=lambda: Spool(spool_dir))
+        try:
+            while True:
+                event = self._next_event()
+                if event is h11.NEED_DATA:
+                    await self._receive()
+                elif isinstance(event, h11.Data):
+                    parser.feed(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    return parser.close()
+                else:
+                    raise BadRequest("unexpected data after the request body")
+        except BaseException:
+            parser.form.close()
+            raise
+
+    # -- answering ------------------------------------------------------------------------------
+    def _answer_get(self, request: Request) -> Reply:
+        query = dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
+        action = query.get(":action", "")
+        self.event.action = action or "GET"
+        if action == "list_classifiers":
+            self.event.outcome = "local"
+            return Reply(200, "OK", "\n".join(trove_classifiers.sorted_classifiers) + "\n")
+        raise BadRequest(messages.unknown_action(action or "GET"), status=405)
+
+    async def _answer_post(self, request: Request, form: Form) -> Reply:
+        action = form.get(":action")
+        self.event.action = (action or "")[:32] or None
+        name = form.get("name")
+        self.event.project = name[:255] if name else None
+        self.event.version = (form.get("version") or "")[:100] or None
+        if action is None:
+            raise BadRequest(messages.missing_action())
+        if action in ("submit", "verify"):
+            self.event.outcome = "local"
+            return Reply(200, "OK", messages.register_note(name) + "\n")
+        if action == "doc_upload":
+            raise GatewayError(messages.doc_upload_gone(), status=410)
+        if action != "file_upload":
+            raise BadRequest(messages.unknown_action(action))
+        return await self._upload(request, form)
+
+    async def _upload(self, request: Request, form: Form) -> Reply:
+        part = form.files.get("content")
+        if part is None:
+            raise BadRequest("the upload has no 'content' file part; nothing to publish")
+        spool = part.spool
+        self.event.filename = part.filename[:255] or None
+        if spool.size > self.settings.max_upload_bytes:
+            raise RequestTooLarge(messages.request_too_large(spool.size, self.settings.max_upload_bytes))
+        digests = spool.settle(form.get("md5_digest"))
+        self.event.size = digests.size
+        self.event.sha256 = digests.sha256
+        check_client_digests(form, digests)
+        found = await self.services.run(artifacts.inspect, spool.file, part.filename)
+        self.event.project = found.project
+        self.event.version = found.version
+        self.event.filename = found.upload_filename
+        self._check_form_matches(form, found)
+        self._check_project_allowed(found.project)
+        token = self._credential(request)
+        body = MultipartBody(rebuild(form, found, digests), spool.file, digests.size)
+        response = await self.services.run(self.services.upstream.forward_upload, body, token)
+        self.event.upstream_status = response.status
+        if response.ok:
+            self.event.outcome = "forwarded"
+            return Reply(response.status, response.reason,
+                         messages.upload_done_body(found.upload_filename, digests.sha256,
+                                                   self.peer.identity.account_name))
+        self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
+        self.event.error = response.reason
+        return Reply(response.status, response.reason, response.reason + "\n")
+
+    def _check_form_matches(self, form: Form, found: artifacts.Artifact) -> None:
+        claimed = form.get("name")
+        if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
+            raise BadRequest(
+                f"the form names project '{claimed[:60]}' but the file is {found.name} {found.version}; "
+                "upload the file built from this project"
+            )
+
+    def _check_project_allowed(self, project: str) -> None:
+        allowed = self.peer.identity.allowed_projects
+        if allowed and project not in allowed:
+            raise GatewayError(
+                messages.project_not_allowed(project, self.peer.identity.fingerprint, allowed),
+                status=403, outcome="refused_policy")
+
+    def _credential(self, request: Request) -> str:
+        """The account's stored token; else the client's own, only if it is an API token.
+
+        The SSH key decides the account: a stored token always wins over whatever the legacy
+        client's Authorization header says (usually the user's old password).
+        """
+        identity = self.peer.identity
+        if identity.token_ciphertext:
+            return self.services.tokens.open(identity.token_ciphertext)
+        username, password = _basic_credentials(request.authorization)
+        if username == "__token__" and password and password.startswith("pypi-"):
+            return password
+        raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings))
+
+
+def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
+    if not header or not header.lower().startswith("basic "):
+        return None, None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else (None, None)

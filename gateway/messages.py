@@ -1,0 +1,124 @@
+"""Every sentence a user of the SSH path reads, in one place, so a wording change is one edit.
+
+Reasons are one line: the legacy client prints only the HTTP reason phrase. Longer texts (help,
+whoami) go to the SSH session's stdout; notices go to stderr, which the legacy client passes
+through to the user's terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.settings import Settings
+
+SSH_COMMANDS = ("guide", "whoami", "help")
+
+
+@dataclass(frozen=True)
+class Place:
+    """How users reach this gateway: for the commands we tell them to run."""
+
+    host: str
+    port: int
+    user: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Place":
+        return cls(settings.public_host, settings.public_port, settings.ssh_user)
+
+    def ssh(self, command: str) -> str:
+        port = "" if self.port == 22 else f"-p {self.port} "
+        return f"ssh {port}{self.user}@{self.host} {command}"
+
+
+def request_too_large(size: int, limit: int) -> str:
+    return (
+        f"the upload is {size / 1048576:.1f} MiB, above this gateway's limit of {limit / 1048576:.0f} MiB "
+        "per file; upload large files with twine, or ask the index for a larger limit"
+    )
+
+
+def no_credential(account: str, fingerprint: str, settings: Settings) -> str:
+    return (
+        f"no API token is stored for account '{account}' (key {fingerprint}) and the client sent none; "
+        f"create a token at {settings.token_url} and have it stored with "
+        f"`pypissh-migrate accounts set-token {account}`, or set username = __token__ and "
+        "password = <the token> in ~/.pypirc"
+    )
+
+
+def project_not_allowed(project: str, fingerprint: str, allowed: tuple[str, ...]) -> str:
+    return (
+        f"key {fingerprint} may upload only {', '.join(allowed)}, not '{project}'; "
+        "use the key registered for that project"
+    )
+
+
+def register_note(project: str | None) -> str:
+    what = f"'{project}' is" if project else "projects are"
+    return f"OK: nothing to register, {what} created by the first upload"
+
+
+def doc_upload_gone() -> str:
+    return (
+        "documentation uploads are no longer supported by the index; host documentation on "
+        "Read the Docs or GitHub Pages instead"
+    )
+
+
+def unknown_action(action: str) -> str:
+    return f"the ':action' '{action[:40]}' is not supported here; only file_upload, submit, verify and list_classifiers are"
+
+
+def missing_action() -> str:
+    return "the form has no ':action' field; send the request as `setup.py upload` or twine does"
+
+
+def not_http(detail: str, place: Place) -> str:
+    return (
+        f"this is the legacy upload endpoint and what arrived is not an HTTP request ({detail}); "
+        f"run `{place.ssh('help')}` for what it accepts"
+    )
+
+
+def upload_done_body(filename: str, sha256: str, account: str) -> str:
+    return f"Uploaded {filename} (sha256 {sha256}) for account '{account}'.\n"
+
+
+def session_notice(account: str, fingerprint: str, place: Place) -> str:
+    return (
+        f"pypissh-gateway: account '{account}', key {fingerprint}.\n"
+        "pypissh-gateway: uploading over SSH is deprecated; switch to twine with API tokens.\n"
+        f"pypissh-gateway: your personal steps: `{place.ssh('guide')}`\n"
+    )
+
+
+def help_text(place: Place) -> str:
+    return (
+        "This is the legacy package upload endpoint (pypissh). Commands:\n"
+        f"  {place.ssh('guide'):<44} how to switch to twine, step by step\n"
+        f"  {place.ssh('whoami'):<44} the account and key you are logged in with\n"
+        f"  {place.ssh('help'):<44} this text\n"
+        "With no command, the session carries one HTTP upload request from `setup.py upload`\n"
+        "(through the pypissh client).\n"
+    )
+
+
+def whoami_text(account: str, email: str | None, fingerprint: str, comment: str | None,
+                has_token: bool, exempt: bool) -> str:
+    lines = [
+        f"account:  {account}",
+        f"email:    {email or '(none on file)'}",
+        f"key:      {fingerprint}" + (f" ({comment})" if comment else ""),
+        "token:    " + ("stored (uploads use it)" if has_token else "none stored; uploads need __token__ credentials in ~/.pypirc"),
+    ]
+    if exempt:
+        lines.append("status:   exempt from brownouts and the sunset")
+    return "\n".join(lines) + "\n"
+
+
+def unknown_command(command: str) -> str:
+    return (
+        f"pypissh-gateway: unknown command '{command[:60]}'; valid commands are: "
+        f"{', '.join(SSH_COMMANDS)} (or none, for an upload)\n"
+    )

@@ -1,0 +1,182 @@
+"""Settings: one TOML file, `PYPISSH_*` environment variables and command-line flags.
+
+Precedence is flag > environment > file > default. The result is one frozen `Settings` object that
+is passed down explicitly; no other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "PYPISSH_"
+CONFIG_ENV = "PYPISSH_CONFIG"
+PROXY_MODES = ("off", "use", "require")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/pypissh.sqlite3"
+    listen: str = "127.0.0.1:2222"
+    ssh_user: str = "submit"
+    upstream_url: str = "https://upload.pypi.org/legacy/"
+    upstream_ca_bundle: str | None = None
+    host_key_dir: str = "keys"
+    secret_key: str | None = None
+    secret_key_file: str = "var/secret.key"
+    # The real index's default per-file limit.
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    # Seconds a client may stay silent mid-request before it is told to retry.
+    read_timeout: float = 30.0
+    upstream_timeout: float = 300.0
+    upstream_retries: int = 2
+    spool_dir: str | None = None
+    health_listen: str = "127.0.0.1:9122"
+    smtp_url: str = "smtp://127.0.0.1:25"
+    mail_from: str = "PyPI SSH gateway <noreply@localhost>"
+    proxy_protocol: str = "off"
+    proxy_allowed: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    key_cache_seconds: float = 5.0
+    login_timeout: float = 30.0
+    max_startups: int = 100
+    max_auth_tries: int = 6
+    max_sessions_per_account: int = 8
+    legacy_algorithms: bool = False
+    allow_weak_keys: bool = False
+    public_host: str = "localhost"
+    public_port: int = 2222
+    help_url: str = "https://packaging.python.org/en/latest/guides/distributing-packages-using-setuptools/#uploading-your-project-to-pypi"
+    token_url: str = "https://pypi.org/manage/account/token/"
+    log_level: str = "INFO"
+    workers: int = 1
+    drain_seconds: float = 60.0
+
+    # -- derived values -------------------------------------------------------------------------
+    @property
+    def listen_host(self) -> str:
+        return split_host_port(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        return split_host_port(self.listen)[1]
+
+    @property
+    def health_host(self) -> str:
+        return split_host_port(self.health_listen)[0]
+
+    @property
+    def health_port(self) -> int:
+        return split_host_port(self.health_listen)[1]
+
+    def replace(self, **changes: Any) -> "Settings":
+        return validate(dataclasses.replace(self, **changes))
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"'{value}' is not HOST:PORT; write for example 127.0.0.1:2222")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = _field_types()[name]
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"setting {name} must be true or false, not '{raw}'")
+    if kind == "int":
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be a whole number, not '{raw}'") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name} must be a number, not '{raw}'") from None
+    if kind.startswith("tuple"):
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return tuple(str(part) for part in raw)
+    return None if raw is None else str(raw)
+
+
+def validate(settings: Settings) -> Settings:
+    if settings.proxy_protocol not in PROXY_MODES:
+        raise ConfigError(
+            f"proxy_protocol must be one of {', '.join(PROXY_MODES)}, not '{settings.proxy_protocol}'"
+        )
+    for cidr in settings.proxy_allowed:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"proxy_allowed entry '{cidr}' is not a network like 10.0.0.0/8") from None
+    split_host_port(settings.listen)
+    split_host_port(settings.health_listen)
+    if settings.max_upload_bytes <= 0:
+        raise ConfigError("max_upload_bytes must be positive")
+    return settings
+
+
+def load(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from defaults, the TOML file, the environment and flag overrides."""
+    environ = os.environ if environ is None else environ
+    known = _field_types()
+    values: dict[str, Any] = {}
+
+    path = config_path or environ.get(CONFIG_ENV)
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        data = data.get("pypissh", data)
+        for name, raw in data.items():
+            if name not in known:
+                raise ConfigError(f"unknown setting '{name}' in {path}")
+            values[name] = _coerce(name, raw)
+
+    for name in known:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name])
+
+    for name, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown setting '{name}'")
+        values[name] = _coerce(name, raw)
+
+    return validate(Settings(**values))
+
+
+def ensure_parent(path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target

@@ -1,0 +1,1 @@
+"""One module per `pypissh-migrate` command group."""

@@ -1,0 +1,84 @@
+"""`pypissh-migrate keys`: which SSH keys log in as which account."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.cliutil import Context, pass_context
+from gateway.registry import RegistryError
+from gateway.sshkeys import KeyFormatError, parse_public_key, weakness
+from migrate.output import console, table, when
+
+
+@click.group()
+def keys() -> None:
+    """Add, list and revoke SSH public keys."""
+
+
+@keys.command("add")
+@click.argument("account")
+@click.argument("key_file", type=click.File("r"))
+@click.option("--project", "projects", multiple=True,
+              help="Restrict the key to this project (repeatable); default: any project.")
+@pass_context
+def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None:
+    """Add the OpenSSH public keys in KEY_FILE ('-' for stdin) to ACCOUNT, one per line."""
+    from packaging.utils import canonicalize_name
+
+    settings = obj.settings()
+    registry = obj.registry()
+    allowed = [canonicalize_name(p) for p in projects] or None
+    added = refused = 0
+    for number, line in enumerate(key_file, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            key = parse_public_key(text)
+            why = weakness(key.algorithm, key.bits)
+            if why and not settings.allow_weak_keys:
+                raise KeyFormatError(f"{why}; generate a new key with `ssh-keygen -t ed25519` "
+                                     "(or set allow_weak_keys to accept it)")
+            registry.add_key(account, key, allowed_projects=allowed)
+        except (KeyFormatError, RegistryError) as exc:
+            refused += 1
+            click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
+            continue
+        added += 1
+        click.echo(f"added {key.algorithm} key {key.fingerprint} to '{account}'" + (" (weak)" if key.weak else ""))
+    if refused:
+        raise click.ClickException(f"{added} key(s) added, {refused} refused")
+    if not added:
+        raise click.ClickException(f"no public key found in {key_file.name}")
+
+
+@keys.command("list")
+@click.argument("account", required=False)
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@pass_context
+def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
+    """List keys, of ACCOUNT or of everyone."""
+    try:
+        found = obj.registry().list_keys(account, include_revoked=include_revoked)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    out = table(None, ["account", "fingerprint", "type", "comment", "projects", "last used", "state"])
+    for key in found:
+        state = "revoked" if key.revoked_at else ("weak" if key.weak else "active")
+        out.add_row(key.account_name, key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(),
+                    key.comment or "-", " ".join(key.allowed_projects or ("any",)),
+                    when(key.last_used_at), state)
+    console.print(out)
+
+
+@keys.command("revoke")
+@click.argument("fingerprint")
+@pass_context
+def revoke(obj: Context, fingerprint: str) -> None:
+    """Revoke the key with FINGERPRINT (as `keys list` shows it, SHA256:...)."""
+    try:
+        key = obj.registry().revoke_key(fingerprint)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked {key.fingerprint} of '{key.account_name}'; every replica refuses it within "
+               f"{obj.settings().key_cache_seconds:.0f} s")

@@ -93,6 +93,10 @@ def session_notice(account: str, fingerprint: str, place: Place) -> str:
     )
 
 
+def refusal_line(status: int, reason: str) -> str:
+    return f"pypissh-gateway: not published ({status}): {reason}\n"
+
+
 def help_text(place: Place) -> str:
     return (
         "This is the legacy package upload endpoint (pypissh). Commands:\n"

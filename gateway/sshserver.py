@@ -131,6 +131,10 @@ class GatewaySession(asyncssh.SSHServerSession):
         chan.write_stderr(messages.session_notice(
             self._identity.account_name, self._identity.fingerprint, place).encode())
         reply = await Exchange(self._reader, self._peer(), self._gateway).run()
+        if reply.exit_status:
+            # stderr always reaches the user's terminal, even when the client stopped reading
+            # stdout (a legacy client answered early reports only "Broken pipe").
+            chan.write_stderr(messages.refusal_line(reply.status, reply.reason).encode())
         chan.write(reply.to_bytes())
         return reply.exit_status
 

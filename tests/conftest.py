@@ -1,0 +1,222 @@
+"""Shared fixtures: a real TLS pypiserver upstream, a real in-process gateway, real OpenSSH clients.
+
+Every test gets its own registry (a SQLite file) and gateway; the upstream and the keys are made
+once per session. Project names are unique per test so uploads never collide on the upstream.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway import hostkeys
+from gateway.registry import Registry
+from gateway.settings import Settings
+from gateway.sshkeys import parse_public_key
+from gateway.tokens import TokenBox
+from testbed.harness import GatewayHarness
+from testbed.sample import make_legacy_project, run_legacy, write_pypirc
+from testbed.upstream import TlsPypiServer
+
+SSH = shutil.which("ssh")
+
+
+def pytest_collection_modifyitems(config, items):
+    if SSH is None:  # `./dev test` installs openssh-client; this only guards a bare pytest run
+        skip = pytest.mark.skip(reason="the OpenSSH client is not installed (./dev test installs it)")
+        for item in items:
+            if "ssh_client" in item.fixturenames:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory) -> TlsPypiServer:
+    server = TlsPypiServer(tmp_path_factory.mktemp("upstream"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_upstream_faults(request):
+    yield
+    if "upstream" in request.fixturenames:
+        request.getfixturevalue("upstream").clear_fault()
+
+
+@pytest.fixture(scope="session")
+def host_key_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hostkeys")
+    hostkeys.generate(folder)
+    return folder
+
+
+@dataclass(frozen=True)
+class UserKey:
+    path: Path
+    public_line: str
+
+    @property
+    def fingerprint(self) -> str:
+        return parse_public_key(self.public_line).fingerprint
+
+
+def _make_user_key(folder: Path, name: str, kind: str = "ed25519", bits: int | None = None) -> UserKey:
+    path = folder / name
+    args = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{name}@test", "-f", str(path)]
+    if bits:
+        args += ["-b", str(bits)]
+    subprocess.run(args, check=True)
+    return UserKey(path, (folder / f"{name}.pub").read_text().strip())
+
+
+@pytest.fixture(scope="session")
+def user_keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("userkeys")
+    return {name: _make_user_key(folder, name) for name in ("alice", "bob", "mallory")}
+
+
+@pytest.fixture
+def user_key(user_keys) -> UserKey:
+    return user_keys["alice"]
+
+
+@pytest.fixture
+def make_settings(tmp_path, upstream, host_key_dir):
+    def _make(**changes) -> Settings:
+        base = Settings(
+            database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+            listen="127.0.0.1:0",
+            upstream_url=upstream.url,
+            upstream_ca_bundle=str(upstream.ca_file),
+            host_key_dir=str(host_key_dir),
+            secret_key_file=str(tmp_path / "secret.key"),
+            read_timeout=5.0,
+            upstream_timeout=30.0,
+            public_host="127.0.0.1",
+            key_cache_seconds=0.5,
+        )
+        return base.replace(**changes)
+
+    return _make
+
+
+@pytest.fixture
+def settings(make_settings) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def start_gateway(make_settings):
+    started: list[GatewayHarness] = []
+
+    def _start(settings: Settings | None = None, **services) -> GatewayHarness:
+        harness = GatewayHarness(settings or make_settings(), **services).start()
+        started.append(harness)
+        return harness
+
+    yield _start
+    for harness in started:
+        harness.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway, settings) -> GatewayHarness:
+    return start_gateway(settings)
+
+
+@pytest.fixture
+def registry(gateway) -> Registry:
+    return gateway.registry
+
+
+def register_account(gateway: GatewayHarness, name: str, key: UserKey | None, *, token: str | None = None,
+                     **account) -> None:
+    registry = gateway.registry
+    registry.add_account(name, **account)
+    if key is not None:
+        registry.add_key(name, parse_public_key(key.public_line))
+    if token is not None:
+        registry.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
+
+
+@pytest.fixture
+def alice(gateway, user_key, upstream) -> str:
+    """Account 'alice' with her ed25519 key and the upstream token stored."""
+    register_account(gateway, "alice", user_key, token=upstream.token, email="alice@example.org")
+    return "alice"
+
+
+@pytest.fixture
+def project_name(request) -> str:
+    """A project name unique to this test (uploads on the shared upstream never collide)."""
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-").lower()
+    return f"T-{base[:60]}"
+
+
+@dataclass
+class SshClient:
+    """The real OpenSSH client, pointed at one gateway with one identity."""
+
+    gateway: GatewayHarness
+    key: UserKey
+    known_hosts: Path
+    user: str = "submit"
+
+    def argv(self, *extra: str) -> list[str]:
+        return [
+            SSH, "-p", str(self.gateway.port), "-i", str(self.key.path),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", *extra,
+        ]
+
+    def command_line(self) -> str:
+        """For PYPISSH_SSH: the legacy client adds `-T -l submit <host>` itself."""
+        return shlex.join(self.argv())
+
+    def run(self, *command: str, data: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess:
+        """One session: `ssh -T submit@host [command]` with `data` on stdin (bytes in, bytes out)."""
+        return subprocess.run(
+            [*self.argv("-T", "-l", self.user), "127.0.0.1", *command],
+            input=data, capture_output=True, timeout=timeout,
+        )
+
+    def legacy(self, project: Path, *args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run `setup.py <args>` with the stdlib distutils through the pypissh client."""
+        return run_legacy(project, list(args), ssh_command=self.command_line(), home=home,
+                          env={"PYPISSH_HOST": "127.0.0.1", "PYPISSH_USER": self.user}, timeout=timeout)
+
+
+@pytest.fixture
+def ssh_client(gateway, user_key, tmp_path):
+    def _client(key: UserKey | None = None, *, harness: GatewayHarness | None = None, user: str = "submit"):
+        target = harness or gateway
+        known = tmp_path / f"known_hosts_{target.port}"
+        known.write_text(target.known_hosts_line())
+        return SshClient(target, key or user_key, known, user)
+
+    return _client
+
+
+@pytest.fixture
+def legacy_home(tmp_path) -> Path:
+    """A HOME with the classic ~/.pypirc (the user's old password, as most legacy users had)."""
+    home = tmp_path / "home"
+    write_pypirc(home, "https://upload.pypi.org/legacy/", username="alice", password="old-password")
+    return home
+
+
+@pytest.fixture
+def legacy_project(tmp_path, project_name):
+    def _make(name: str | None = None, version: str = "1.0", **options) -> Path:
+        folder = tmp_path / f"project-{name or project_name}-{version}"
+        return make_legacy_project(folder, name=name or project_name, version=version, **options)
+
+    return _make

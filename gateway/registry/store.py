@@ -296,6 +296,41 @@ class Registry:
             conn.execute(update(ssh_keys).where(ssh_keys.c.fingerprint == fingerprint)
                          .values(last_used_at=when))
 
+    # -- schedule -------------------------------------------------------------------------------
+    def schedule_windows(self) -> list["Window"]:
+        """Every window not cancelled, oldest first (see gateway.schedule)."""
+        from gateway.schedule import Window
+
+        query = (select(schedule_windows).where(schedule_windows.c.cancelled_at.is_(None))
+                 .order_by(schedule_windows.c.starts_at, schedule_windows.c.id))
+        with self.engine.connect() as conn:
+            return [Window(id=row.id, kind=row.kind, starts_at=row.starts_at, ends_at=row.ends_at, note=row.note)
+                    for row in conn.execute(query)]
+
+    def schedule(self) -> "Schedule":
+        from gateway.schedule import Schedule
+
+        return Schedule.from_windows(self.schedule_windows())
+
+    def add_window(self, kind: str, starts_at: dt.datetime, ends_at: dt.datetime | None = None,
+                   note: str | None = None) -> int:
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(schedule_windows).values(
+                kind=kind, starts_at=starts_at, ends_at=ends_at, note=note, created_at=utcnow()))
+        return result.inserted_primary_key[0]
+
+    def end_window(self, window_id: int, ends_at: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(schedule_windows).where(schedule_windows.c.id == window_id).values(ends_at=ends_at))
+
+    def cancel_window(self, window_id: int) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(schedule_windows).where(
+                schedule_windows.c.id == window_id, schedule_windows.c.cancelled_at.is_(None)
+            ).values(cancelled_at=utcnow()))
+        if done.rowcount == 0:
+            raise RegistryError(f"no scheduled window {window_id}; `pypissh-migrate schedule show` lists them")
+
     # -- events ---------------------------------------------------------------------------------
     def record_event(self, event_: UploadEvent) -> None:
         values = asdict(event_)

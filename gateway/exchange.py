@@ -127,6 +127,7 @@ class Exchange:
         )
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
         self._deadline = self.started + self.settings.read_timeout * 4
+        self._received = 0
 
     # -- the whole exchange ---------------------------------------------------------------------
     async def run(self) -> Reply:
@@ -172,6 +173,7 @@ class Exchange:
                 f"no data from the client for {timeout:.0f} s before the request was complete; "
                 "nothing was published; try again"
             ) from None
+        self._received += len(data)
         self._h11.receive_data(data or b"")
 
     def _next_event(self):
@@ -197,6 +199,13 @@ class Exchange:
                 await self._receive()
                 continue
             if isinstance(event, h11.Request):
+                # h11 bounds an *incomplete* head only; a complete one that arrived in one read
+                # is measured here.
+                head_size = self._received - len(self._h11.trailing_data[0])
+                if head_size > self.settings.max_header_bytes or len(event.headers) > 100:
+                    raise BadRequest(
+                        f"the request headers exceed {self.settings.max_header_bytes // 1024} KiB or 100 lines; "
+                        "send a normal upload request", status=431)
                 return self._check_head(event)
             if isinstance(event, h11.ConnectionClosed):
                 raise ClientAborted("the client closed the session without sending a request")

@@ -31,9 +31,16 @@ class Place:
         return f"ssh {port}{self.user}@{self.host} {command}"
 
 
+def human_size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"
+
+
 def request_too_large(size: int, limit: int) -> str:
     return (
-        f"the upload is {size / 1048576:.1f} MiB, above this gateway's limit of {limit / 1048576:.0f} MiB "
+        f"the upload is {human_size(size)}, above this gateway's limit of {human_size(limit)} "
         "per file; upload large files with twine, or ask the index for a larger limit"
     )
 

@@ -201,6 +201,14 @@ class GatewayServer(asyncssh.SSHServer):
         self._identity = identity
         return identity is not None
 
+    def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                        "port forwarding is not offered by the upload gateway")
+
+    def unix_connection_requested(self, dest_path):
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                        "forwarding is not offered by the upload gateway")
+
     def session_requested(self):
         if self._identity is None or self._conn is None:
             return False

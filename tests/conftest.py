@@ -169,12 +169,12 @@ class SshClient:
     known_hosts: Path
     user: str = "submit"
 
-    def argv(self, *extra: str) -> list[str]:
+    def argv(self, *extra: str, log_level: str = "ERROR") -> list[str]:
         return [
             SSH, "-p", str(self.gateway.port), "-i", str(self.key.path),
             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", *extra,
+            "-o", f"LogLevel={log_level}", "-o", "ConnectTimeout=10", *extra,
         ]
 
     def command_line(self) -> str:

@@ -26,7 +26,7 @@ MAX_METADATA_BYTES = 4 * 1024 * 1024
 MAX_TAR_SCAN_BYTES = 2 * 1024 * 1024 * 1024
 MAX_TAR_MEMBERS = 100_000
 
-_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*$")
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
 # Placeholders old tools wrote for unset metadata; the modern API rejects them as values.
 PLACEHOLDERS = {"UNKNOWN", "None", ""}
 
@@ -62,15 +62,17 @@ class Artifact:
 
 
 def clean_filename(raw: str) -> str:
-    """The base name of a client-supplied filename, or a refusal if it is not a plain file name."""
-    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
-    if not base or not _SAFE_FILENAME.match(base) or ".." in base:
-        shown = base.encode("unicode_escape").decode("ascii")[:80]
+    """A client-supplied file name, or a refusal if it is not a plain one.
+
+    Clients send a base name; a path, a control character or ".." is an attempt, not an accident.
+    """
+    if not _SAFE_FILENAME.fullmatch(raw) or ".." in raw:
+        shown = raw.encode("unicode_escape").decode("ascii")[:80]
         raise ArtifactError(
             f"the file name '{shown}' is not a plain distribution file name; "
             "upload the file `python -m build` writes to dist/"
         )
-    return base
+    return raw
 
 
 def sdist_filename(name: str, version: str) -> str:

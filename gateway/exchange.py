@@ -276,7 +276,7 @@ class Exchange:
         action = form.get(":action")
         self.event.action = (action or "")[:32] or None
         name = form.get("name")
-        self.event.project = name[:255] if name else None
+        self.event.project = canonicalize_name(name)[:255] if name and name not in artifacts.PLACEHOLDERS else None
         self.event.version = (form.get("version") or "")[:100] or None
         if action is None:
             raise BadRequest(messages.missing_action())

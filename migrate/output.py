@@ -19,3 +19,28 @@ def table(title: str | None, columns: list[str]) -> Table:
     for column in columns:
         result.add_column(column)
     return result
+
+
+def print_table(result: Table, *, whole: tuple[str, ...] = ("fingerprint",)) -> None:
+    """Print a table without ever cutting the values of the `whole` columns (fingerprints are
+    copied into commands). Piped output gets the table's natural width; a terminal keeps its
+    width, with the other columns folded to fit."""
+    from rich.measure import Measurement
+
+    for column in result.columns:
+        if column.header in whole:
+            cells = [str(cell) for cell in column.cells]
+            column.no_wrap = True
+            column.min_width = max([len(str(column.header)), *map(len, cells)])
+        else:
+            column.overflow = "fold"
+    if console.is_terminal:
+        width = sum((c.min_width or 6) + 3 for c in result.columns) + 1
+    else:
+        width = Measurement.get(console, console.options.update(width=1000), result).maximum
+    if width <= console.width:
+        console.print(result)
+        return
+    # Console.print never goes wider than the console, so a wider one prints this table.
+    Console(file=console.file, width=width, highlight=False, soft_wrap=True, force_terminal=console.is_terminal,
+            no_color=console.no_color, color_system=console.color_system).print(result)

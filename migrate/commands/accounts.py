@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import IO
 
 import click
 
@@ -10,16 +11,37 @@ from gateway.cliutil import Context, pass_context
 from gateway.errors import ConfigError
 from gateway.registry import RegistryError
 from gateway.tokens import TokenBox, check_token_shape
-from migrate.output import console, table, when
+from migrate.output import console, print_table, table, when
+
+TOKEN_HELP = "File holding the upstream API token; '-' reads standard input."
 
 
 @click.group()
 def accounts() -> None:
-    """Add, list, show, disable and enable accounts; store their upstream API token."""
+    """Add, list, show, update, disable and enable accounts; store their upstream API token."""
 
 
 def _fail(exc: Exception) -> None:
     raise click.ClickException(str(exc))
+
+
+def _refuse_token_argument(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """A token given as an argument lands in shell history and `ps`; refuse it without echoing it."""
+    if value is not None:
+        raise click.UsageError(
+            "a token is never given on the command line (shell history and `ps` would show it); "
+            "use --token-file FILE, or --token-file - and type or pipe it on standard input", ctx)
+
+
+token_argument_guard = click.option(
+    "--token", hidden=True, expose_value=False, callback=_refuse_token_argument, is_eager=True)
+
+
+def read_token(source: IO[str]) -> str:
+    """One token from `source` (its first line), shape-checked; it is never printed."""
+    if getattr(source, "name", "") == "<stdin>" and sys.stdin.isatty():
+        click.echo("paste the token, then press Enter:", err=True)
+    return check_token_shape(source.readline())
 
 
 @accounts.command("add")
@@ -27,16 +49,31 @@ def _fail(exc: Exception) -> None:
 @click.option("--email", help="Where notices and campaign emails go.")
 @click.option("--exempt", is_flag=True, help="Keep uploading through brownouts and after the sunset.")
 @click.option("--note", help="Free text for admins.")
+@click.option("--token-file", type=click.File("r"), help=TOKEN_HELP + " Optional.")
+@token_argument_guard
 @pass_context
-def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | None) -> None:
-    """Add account NAME (the user's name on the index)."""
+def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | None, token_file) -> None:
+    """Add account NAME (the user's name on the index), optionally with its API token."""
+    registry = obj.registry()
     try:
-        account = obj.registry().add_account(name, email=email, exempt=exempt, note=note)
-    except RegistryError as exc:
+        sealed = None
+        if token_file is not None:
+            sealed = TokenBox.from_settings(obj.settings(), create=True).seal(read_token(token_file))
+        account = registry.add_account(name, email=email, exempt=exempt, note=note)
+        if sealed is not None:
+            registry.set_token_ciphertext(account.name, sealed)
+    except (RegistryError, ConfigError) as exc:
         _fail(exc)
-    click.echo(f"added account '{account.name}'" + (" (exempt)" if account.exempt else ""))
-    click.echo(f"next: `pypissh-migrate keys add {account.name} KEY.pub` and "
-               f"`pypissh-migrate accounts set-token {account.name} --token-file FILE`")
+    click.echo(f"added account '{account.name}'" + (" (exempt)" if account.exempt else "")
+               + (", token stored (encrypted)" if token_file else ""))
+    steps = [f"`pypissh-migrate keys add {account.name} KEY.pub`"]
+    if not token_file:
+        steps.append(f"`pypissh-migrate accounts set-token {account.name} --token-file FILE`")
+    click.echo("next: " + " and ".join(steps))
+
+
+def _status(account) -> str:
+    return "disabled" if account.disabled else ("exempt" if account.exempt else "active")
 
 
 @accounts.command("list")
@@ -49,10 +86,9 @@ def list_(obj: Context) -> None:
         keys_by_account[key.account_id] = keys_by_account.get(key.account_id, 0) + 1
     out = table(None, ["account", "email", "keys", "token", "status", "created"])
     for account in registry.list_accounts():
-        status = "disabled" if account.disabled else ("exempt" if account.exempt else "active")
         out.add_row(account.name, account.email or "-", str(keys_by_account.get(account.id, 0)),
-                    "stored" if account.has_token else "-", status, when(account.created_at))
-    console.print(out)
+                    "stored" if account.has_token else "-", _status(account), when(account.created_at))
+    print_table(out, whole=("account", "email"))
 
 
 @accounts.command("show")
@@ -71,16 +107,37 @@ def show(obj: Context, name: str) -> None:
                   + (", exempt from brownouts and sunset" if account.exempt else ""))
     console.print(f"token: {'stored ' + when(account.token_set_at) if account.has_token else 'none stored'}")
     console.print(f"last use: {when(activity['last_use'])}")
+    if account.note:
+        console.print(f"note: {account.note}", markup=False)
     keys_table = table("keys", ["fingerprint", "type", "comment", "added", "last used", "state"])
-    for key in registry.list_keys(name):
+    for key in registry.list_keys(account.name):
         state = f"revoked {when(key.revoked_at)}" if key.revoked_at else ("weak" if key.weak else "active")
         keys_table.add_row(key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(), key.comment or "-",
                            when(key.created_at), when(key.last_used_at), state)
-    console.print(keys_table)
+    print_table(keys_table)
     projects = table("projects uploaded through the gateway", ["project", "uploads", "last"])
     for project in activity["projects"]:
         projects.add_row(project["name"], str(project["uploads"]), when(project["last"]))
-    console.print(projects)
+    print_table(projects, whole=("project",))
+
+
+@accounts.command("update")
+@click.argument("name")
+@click.option("--email", help="New email address.")
+@click.option("--exempt/--no-exempt", default=None, help="Exempt from brownouts and the sunset, or not.")
+@click.option("--note", help="Free text for admins.")
+@pass_context
+def update(obj: Context, name: str, email: str | None, exempt: bool | None, note: str | None) -> None:
+    """Change account NAME's email, exemption or note."""
+    values = {k: v for k, v in {"email": email, "exempt": exempt, "note": note}.items() if v is not None}
+    if not values:
+        raise click.UsageError("nothing to change: give --email, --exempt/--no-exempt or --note")
+    try:
+        account = obj.registry().update_account(name, **values)
+    except RegistryError as exc:
+        _fail(exc)
+    click.echo(f"account '{account.name}' updated: email {account.email or '-'}, "
+               + ("exempt from brownouts and the sunset" if account.exempt else "not exempt"))
 
 
 def _set_flag(obj: Context, name: str, **values) -> None:
@@ -96,7 +153,8 @@ def _set_flag(obj: Context, name: str, **values) -> None:
 def disable(obj: Context, name: str) -> None:
     """Refuse every key of account NAME from now on."""
     _set_flag(obj, name, disabled=True)
-    click.echo(f"account '{name}' disabled; its keys are refused within a few seconds on every replica")
+    click.echo(f"account '{name}' disabled; every replica refuses its keys within "
+               f"{obj.settings().key_cache_seconds:.0f} s; `pypissh-migrate accounts enable {name}` undoes it")
 
 
 @accounts.command("enable")
@@ -111,22 +169,21 @@ def enable(obj: Context, name: str) -> None:
 @accounts.command("set-token")
 @click.argument("name")
 @click.option("--token-file", type=click.File("r"), default="-", show_default=True,
-              help="File holding the API token; '-' reads standard input. Never pass a token as an argument.")
+              help=TOKEN_HELP + " Never pass a token as an argument.")
 @click.option("--clear", is_flag=True, help="Forget the stored token.")
+@token_argument_guard
 @pass_context
 def set_token(obj: Context, name: str, token_file, clear: bool) -> None:
-    """Store account NAME's upstream API token, encrypted."""
+    """Store account NAME's upstream API token, encrypted with the secret key."""
     registry = obj.registry()
     try:
         if clear:
             registry.set_token_ciphertext(name, None)
-            click.echo(f"token for '{name}' removed")
+            click.echo(f"token for '{name}' removed; uploads now need __token__ credentials from the client")
             return
-        if token_file.name == "<stdin>" and sys.stdin.isatty():
-            click.echo("paste the token, then press Enter:", err=True)
-        token = check_token_shape(token_file.readline())
-        box = TokenBox.from_settings(obj.settings(), create=True)
-        registry.set_token_ciphertext(name, box.seal(token))
+        registry.get_account(name)
+        token = read_token(token_file)
+        registry.set_token_ciphertext(name, TokenBox.from_settings(obj.settings(), create=True).seal(token))
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"token stored for '{name}' (encrypted); uploads through the gateway use it from now on")

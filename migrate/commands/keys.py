@@ -6,8 +6,9 @@ import click
 
 from gateway.cliutil import Context, pass_context
 from gateway.registry import RegistryError
-from gateway.sshkeys import KeyFormatError, parse_public_key, weakness
-from migrate.output import console, table, when
+from gateway.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
+from migrate.legacy_import import OptionsError, split_options
+from migrate.output import print_table, table, when
 
 
 @click.group()
@@ -15,18 +16,41 @@ def keys() -> None:
     """Add, list and revoke SSH public keys."""
 
 
+def read_key_line(text: str, *, allow_weak: bool) -> PublicKey:
+    """One public key line, as in id_ed25519.pub or authorized_keys (options are ignored)."""
+    try:
+        _options, rest = split_options(text)
+    except OptionsError as exc:
+        raise KeyFormatError(str(exc)) from None
+    key = parse_public_key(rest)
+    why = weakness(key.algorithm, key.bits)
+    if why and not allow_weak:
+        raise KeyFormatError(f"{why}; generate a new key with `ssh-keygen -t ed25519` "
+                             "(or set allow_weak_keys to accept it; it is then flagged as weak)")
+    return key
+
+
 @keys.command("add")
 @click.argument("account")
 @click.argument("key_file", type=click.File("r"))
 @click.option("--project", "projects", multiple=True,
-              help="Restrict the key to this project (repeatable); default: any project.")
+              help="Restrict the keys to this project (repeatable); default: any project.")
 @pass_context
 def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None:
-    """Add the OpenSSH public keys in KEY_FILE ('-' for stdin) to ACCOUNT, one per line."""
+    """Add the OpenSSH public keys in KEY_FILE ('-' for stdin) to ACCOUNT, one per line.
+
+    Malformed keys, keys already registered (a key belongs to one account) and weak keys (DSA,
+    RSA under 2048 bits; accepted only with the allow_weak_keys setting) are refused with their
+    line number; the other keys of the file are added.
+    """
     from packaging.utils import canonicalize_name
 
     settings = obj.settings()
     registry = obj.registry()
+    try:
+        registry.get_account(account)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
     allowed = [canonicalize_name(p) for p in projects] or None
     added = refused = 0
     for number, line in enumerate(key_file, start=1):
@@ -34,22 +58,19 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
         if not text or text.startswith("#"):
             continue
         try:
-            key = parse_public_key(text)
-            why = weakness(key.algorithm, key.bits)
-            if why and not settings.allow_weak_keys:
-                raise KeyFormatError(f"{why}; generate a new key with `ssh-keygen -t ed25519` "
-                                     "(or set allow_weak_keys to accept it)")
+            key = read_key_line(text, allow_weak=settings.allow_weak_keys)
             registry.add_key(account, key, allowed_projects=allowed)
         except (KeyFormatError, RegistryError) as exc:
             refused += 1
             click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
             continue
         added += 1
-        click.echo(f"added {key.algorithm} key {key.fingerprint} to '{account}'" + (" (weak)" if key.weak else ""))
+        click.echo(f"added {key.algorithm} key {key.fingerprint} to '{account}'"
+                   + (" (weak: accepted because allow_weak_keys is set)" if key.weak else ""))
     if refused:
-        raise click.ClickException(f"{added} key(s) added, {refused} refused")
+        raise click.ClickException(f"{added} key(s) added to '{account}', {refused} refused (see above)")
     if not added:
-        raise click.ClickException(f"no public key found in {key_file.name}")
+        raise click.ClickException(f"no public key found in {key_file.name}; give a file like ~/.ssh/id_ed25519.pub")
 
 
 @keys.command("list")
@@ -68,7 +89,7 @@ def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
         out.add_row(key.account_name, key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(),
                     key.comment or "-", " ".join(key.allowed_projects or ("any",)),
                     when(key.last_used_at), state)
-    console.print(out)
+    print_table(out)
 
 
 @keys.command("revoke")

@@ -1,0 +1,1 @@
+"""A project with every kind of legacy upload usage, and decoys that are fine."""

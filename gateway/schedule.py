@@ -1,15 +1,28 @@
 """The deprecation schedule: a notice phase, brownout windows, the sunset, and an emergency pause.
 
 It lives in the registry so every replica obeys a change at once. `Schedule` is a plain value and
-`decide()` is pure, so the policy can be tested with any clock.
+`decide()` is pure, so the policy can be tested with any clock. The validation and the listing of
+what happens when are pure too; `ScheduleCache` is the small per-replica cache in front of the
+registry (a change made by any process is obeyed within its few seconds, without a restart).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
+import time
 from dataclasses import dataclass, field
+from typing import Callable
+
+log = logging.getLogger(__name__)
 
 KINDS = ("notice", "brownout", "sunset", "pause")
+UTC = dt.timezone.utc
+
+
+class ScheduleError(ValueError):
+    """A schedule change that cannot be made; the message says why and what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,15 @@ class Schedule:
         upcoming = [w for w in self.brownouts if w.ends_at is None or w.ends_at > now]
         return upcoming[0] if upcoming else None
 
+    def upcoming_brownouts(self, now: dt.datetime) -> list[Window]:
+        """Brownouts in force now or still to come, soonest first."""
+        return [w for w in self.brownouts if w.ends_at is None or w.ends_at > now]
+
+    def window(self, kind: str) -> Window | None:
+        """The window that sets `notice_start` or `sunset` (for its id and note)."""
+        found = [w for w in self.windows if w.kind == kind]
+        return max(found, key=lambda w: (w.starts_at, w.id)) if found else None
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -62,8 +84,12 @@ class Decision:
 
 
 def decide(schedule: Schedule, now: dt.datetime, *, exempt: bool) -> Decision:
-    """May an upload go through now? Exempt accounts pass brownouts and the sunset, not a pause."""
-    if schedule.pause is not None and schedule.pause.contains(now):
+    """May an upload go through now? Exempt accounts pass brownouts and the sunset, not a pause.
+
+    A pause is a switch, not a time window: it is in force from `pause` until `resume`, whatever
+    the clock of the replica says.
+    """
+    if schedule.pause is not None:
         return Decision(False, "paused", schedule.pause)
     if schedule.sunset is not None and now >= schedule.sunset:
         return Decision(exempt, "sunset", exempted=exempt)
@@ -73,3 +99,259 @@ def decide(schedule: Schedule, now: dt.datetime, *, exempt: bool) -> Decision:
     if schedule.notice_start is not None and now >= schedule.notice_start:
         return Decision(True, "notice")
     return Decision(True, "normal")
+
+
+# -- times ----------------------------------------------------------------------------------------
+def format_utc(when: dt.datetime) -> str:
+    """Exact UTC, as every notice and email writes it: `2026-12-01 14:00 UTC`."""
+    when = when.astimezone(UTC)
+    pattern = "%Y-%m-%d %H:%M:%S UTC" if when.second else "%Y-%m-%d %H:%M UTC"
+    return when.strftime(pattern)
+
+
+def format_span(start: dt.datetime, end: dt.datetime | None) -> str:
+    """`2026-10-01 14:00 UTC to 16:00 UTC`, or both dates when the window spans midnight."""
+    if end is None:
+        return f"from {format_utc(start)}"
+    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    if start_utc.date() == end_utc.date():
+        return f"{format_utc(start)} to {format_utc(end)[11:]}"
+    return f"{format_utc(start)} to {format_utc(end)}"
+
+
+def format_duration(span: dt.timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    return " ".join(p for p in parts if p) or "less than a minute"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`90d`, `2h`, `30min`, `2w` -> timedelta."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ScheduleError(f"'{text}' is not a duration; write a number and a unit: 30min, 2h, 90d or 2w")
+    value, unit = float(match.group(1)), match.group(2).lower()
+    span = dt.timedelta(seconds=value * _UNITS[unit])
+    if span <= dt.timedelta(0):
+        raise ScheduleError(f"the duration '{text}' must be longer than zero")
+    return span
+
+
+def parse_utc(text: str, now: dt.datetime) -> dt.datetime:
+    """A time given by an admin: `now`, `2026-12-01 14:00`, `2026-12-01T14:00Z` or `...+00:00`.
+
+    Times without an offset are UTC. An offset other than UTC is refused rather than converted, so
+    nobody schedules a brownout an hour off by accident; the message gives the UTC equivalent.
+    """
+    raw = (text or "").strip()
+    if raw.lower() == "now":  # to the minute: listings and notices read better
+        return now.astimezone(UTC).replace(second=0, microsecond=0)
+    cleaned = raw
+    if cleaned.upper().endswith("UTC"):
+        cleaned = cleaned[:-3].rstrip() + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ScheduleError(
+            f"'{raw}' is not a time; write UTC as 2026-12-01 14:00 (or 2026-12-01T14:00Z), or 'now'"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    if parsed.utcoffset() != dt.timedelta(0):
+        as_utc = parsed.astimezone(UTC)
+        raise ScheduleError(
+            f"'{raw}' is not in UTC; schedule times are UTC: write {as_utc:%Y-%m-%d %H:%M} instead"
+        )
+    return parsed.astimezone(UTC)
+
+
+# -- validation -----------------------------------------------------------------------------------
+# A little slack for "now": the admin's command and its check run a moment apart.
+NOW_SLACK = dt.timedelta(minutes=1)
+
+
+def check_brownout(schedule: Schedule, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> list[str]:
+    """Refuse a brownout that cannot work; return warnings about one that is merely unwise."""
+    if end <= start:
+        raise ScheduleError(f"the brownout ends ({format_utc(end)}) before it starts ({format_utc(start)})")
+    if start < now - NOW_SLACK:
+        raise ScheduleError(
+            f"the brownout would start in the past ({format_utc(start)}); start it 'now' or later")
+    if schedule.sunset is not None and end > schedule.sunset:
+        raise ScheduleError(
+            f"the brownout would end after the sunset ({format_utc(schedule.sunset)}), when SSH uploads "
+            "are off anyway; end it before the sunset")
+    for other in schedule.upcoming_brownouts(now - NOW_SLACK):
+        other_end = other.ends_at or dt.datetime.max.replace(tzinfo=UTC)
+        if start < other_end and other.starts_at < end:
+            raise ScheduleError(
+                f"the brownout overlaps brownout {other.id} ({format_span(other.starts_at, other.ends_at)}); "
+                f"pick another time or `pypissh-migrate schedule cancel-brownout {other.id}` first")
+    warnings = []
+    if schedule.notice_start is None or schedule.notice_start > start:
+        warnings.append("no notice is shown before this brownout starts; users will not have been told "
+                        "(`pypissh-migrate schedule set-notice now`)")
+    if end - start > dt.timedelta(days=1):
+        warnings.append(f"this brownout lasts {format_duration(end - start)}; brownouts are usually hours, "
+                        "so a forgotten job fails without locking everyone out for long")
+    return warnings
+
+
+def check_sunset(schedule: Schedule, when: dt.datetime, now: dt.datetime) -> list[str]:
+    if when < now - NOW_SLACK:
+        raise ScheduleError(
+            f"the sunset would be in the past ({format_utc(when)}); to stop uploads right now use "
+            "`pypissh-migrate schedule pause`")
+    late = [w for w in schedule.brownouts if w.ends_at is None or w.ends_at > when]
+    if late:
+        listed = ", ".join(f"{w.id} ({format_span(w.starts_at, w.ends_at)})" for w in late)
+        raise ScheduleError(
+            f"brownout {listed} would run after this sunset; cancel it first or choose a later sunset")
+    if schedule.notice_start is not None and schedule.notice_start >= when:
+        raise ScheduleError(
+            f"the notice starts {format_utc(schedule.notice_start)}, not before this sunset; "
+            "users must be told before the end")
+    warnings = []
+    if schedule.notice_start is None:
+        warnings.append("no notice phase is set; users see the dates only once it starts "
+                        "(`pypissh-migrate schedule set-notice now`)")
+    return warnings
+
+
+def check_notice(schedule: Schedule, when: dt.datetime) -> list[str]:
+    if schedule.sunset is not None and when >= schedule.sunset:
+        raise ScheduleError(
+            f"the notice must start before the sunset ({format_utc(schedule.sunset)}), or users learn "
+            "of the end only when it has come")
+    first = schedule.brownouts[0] if schedule.brownouts else None
+    if first is not None and when > first.starts_at:
+        return [f"brownout {first.id} ({format_span(first.starts_at, first.ends_at)}) starts before "
+                "the notice; users will not have been told"]
+    return []
+
+
+def check_pause(schedule: Schedule) -> None:
+    if schedule.pause is not None:
+        raise ScheduleError(
+            f"uploads are already paused since {format_utc(schedule.pause.starts_at)}; "
+            "`pypissh-migrate schedule resume` ends the pause")
+
+
+# -- the listing of what happens when -------------------------------------------------------------
+@dataclass(frozen=True)
+class TimelineEntry:
+    when: dt.datetime
+    kind: str  # now | notice | brownout | sunset | pause
+    state: str  # past | in force | now | next | later
+    what: str
+    window_id: int | None = None
+    until: dt.datetime | None = None
+
+
+PHASE_TEXT = {
+    "normal": "no notice yet: uploads go through and users see only the short deprecation line",
+    "notice": "notice phase: uploads go through; every session shows the dates and the twine steps",
+    "brownout": "brownout: uploads are refused with 410 (exempt accounts pass)",
+    "sunset": "after the sunset: uploads are refused with 410 (exempt accounts pass)",
+    "paused": "paused: every upload is refused with 410, exempt accounts too",
+}
+
+
+def describe_now(schedule: Schedule, now: dt.datetime) -> str:
+    decision = decide(schedule, now, exempt=False)
+    text = PHASE_TEXT[decision.phase]
+    if decision.phase == "brownout" and decision.window is not None and decision.window.ends_at:
+        text += f", until {format_utc(decision.window.ends_at)}"
+    if decision.phase == "paused" and schedule.pause is not None and schedule.pause.note:
+        text += f" ({schedule.pause.note})"
+    return text
+
+
+def _state(entry: TimelineEntry, schedule: Schedule, now: dt.datetime) -> str:
+    if entry.when > now:
+        return "later"
+    if entry.kind == "pause":
+        return "in force"
+    if entry.kind == "brownout":
+        return "in force" if entry.until is None or entry.until > now else "past"
+    if entry.kind == "notice":
+        return "past" if schedule.sunset is not None and schedule.sunset <= now else "in force"
+    return "in force"  # a sunset that has come
+
+
+def timeline(schedule: Schedule, now: dt.datetime) -> list[TimelineEntry]:
+    """Every scheduled event and 'now', in time order, each with what it does to uploads."""
+    entries: list[TimelineEntry] = [TimelineEntry(now, "now", "now", describe_now(schedule, now))]
+    notice = schedule.window("notice")
+    if notice is not None:
+        entries.append(TimelineEntry(
+            notice.starts_at, "notice", "",
+            "notice starts: sessions, the login banner and replies carry the dates", notice.id))
+    for window in schedule.brownouts:
+        length = format_duration(window.ends_at - window.starts_at) if window.ends_at else "open-ended"
+        what = f"brownout for {length}: uploads refused with 410, exempt accounts pass"
+        entries.append(TimelineEntry(window.starts_at, "brownout", "",
+                                     what + (f"; {window.note}" if window.note else ""), window.id, window.ends_at))
+    sunset = schedule.window("sunset")
+    if sunset is not None:
+        entries.append(TimelineEntry(sunset.starts_at, "sunset", "",
+                                     "sunset: SSH uploads end for good (exempt accounts still pass)", sunset.id))
+    if schedule.pause is not None:
+        what = "paused: every upload refused, exempt accounts too, until `schedule resume`"
+        entries.append(TimelineEntry(schedule.pause.starts_at, "pause", "",
+                                     what + (f"; {schedule.pause.note}" if schedule.pause.note else ""),
+                                     schedule.pause.id))
+    # "now" sorts after what started at the same instant: it describes their effect.
+    entries.sort(key=lambda e: (e.when, e.kind == "now"))
+    result, seen_next = [], False
+    for entry in entries:
+        state = entry.state or _state(entry, schedule, now)
+        if state == "later" and not seen_next:
+            state, seen_next = "next", True
+        result.append(TimelineEntry(entry.when, entry.kind, state, entry.what, entry.window_id, entry.until))
+    return result
+
+
+# -- the per-replica cache ------------------------------------------------------------------------
+class ScheduleCache:
+    """The schedule as this replica last read it, re-read once it is `ttl` seconds old.
+
+    If the database cannot be read, the last schedule read stays in force (and the failure is
+    logged); only a replica that never read it fails.
+    """
+
+    def __init__(self, load: Callable[[], Schedule], ttl: float = 2.0, *,
+                 clock: Callable[[], float] = time.monotonic):
+        self._load = load
+        self._ttl = ttl
+        self._clock = clock
+        self._entry: tuple[float, Schedule] | None = None
+
+    def fresh(self) -> Schedule | None:
+        """The cached schedule if it is younger than the ttl; never blocks."""
+        entry = self._entry
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        return None
+
+    def refresh(self) -> Schedule:
+        """Blocking: read the schedule from the registry (call from a worker thread)."""
+        try:
+            schedule = self._load()
+        except Exception:
+            if self._entry is None:
+                raise
+            log.exception("could not read the schedule; keeping the one read before")
+            return self._entry[1]
+        self._entry = (self._clock() + self._ttl, schedule)
+        return schedule
+
+    def get(self) -> Schedule:
+        cached = self.fresh()
+        return cached if cached is not None else self.refresh()

@@ -1,0 +1,112 @@
+"""`pypissh-migrate report`: who still uploads over SSH, and is it safe to switch the path off?"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from gateway.cliutil import Context, pass_context
+from gateway.registry import utcnow
+
+FORMATS = ("table", "csv", "json", "html")
+PIPED_WIDTH = 220
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}; choose another --output") from None
+    click.echo(f"wrote {path}", err=True)
+
+
+@click.command("report")
+@click.option("--since", default="90d", show_default=True, metavar="DATE|Nd|Nw",
+              help="Start of the period: a date (YYYY-MM-DD), an ISO time, or a span back from --until "
+                   "such as 90d or 12w.")
+@click.option("--until", metavar="DATE",
+              help="End of the period: a date (that whole day is included) or an ISO time. Default: now.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table for people; csv or json for scripts; html for one self-contained page with the chart.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Write to PATH instead of standard output. With --format csv, PATH is a folder that "
+                   "gets one <section>.csv per section (or one file holding every section if PATH ends in .csv).")
+@click.option("--chart", "chart_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Also write the chart (weekly sessions and active accounts, retirement dates marked) as a PNG.")
+@pass_context
+def report(obj: Context, since: str, until: str | None, fmt: str, output: Path | None,
+           chart_path: Path | None) -> None:
+    """Report who still uploads over the SSH path and whether it is safe to switch it off.
+
+    From the upload events of the period: SSH sessions per ISO week by outcome and active accounts;
+    per account its last use, sessions, projects, key fingerprints, client banners, weak keys,
+    notices delivered and a status (notified-still-using, active, dormant, quiet-since-notice,
+    never-used); per project its last SSH upload. The verdict names the accounts that would break
+    if the sunset were today, with the evidence, and compares usage before and after each notice,
+    campaign and brownout. Everything is as of the end of the period; times are UTC.
+
+    CSV sections: summary, would_break, trend, weeks, accounts, projects, markers. On standard
+    output they follow each other, each with its own header row whose first column is `section`,
+    separated by a blank line; lists inside a cell are separated by " | ".
+    """
+    from migrate.report import build, logic
+
+    try:
+        period = logic.parse_period(since, until, utcnow())
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = build.build_report(obj.registry(), period, generated_at=utcnow())
+
+    chart_png = None
+    if chart_path is not None or fmt == "html":
+        from migrate.report import chart
+
+        chart_png = chart.png(result)
+    if chart_path is not None:
+        _write(chart_path, chart_png)
+
+    if fmt == "json":
+        from migrate.report import tabular
+
+        _emit(tabular.to_json(result), output)
+    elif fmt == "csv":
+        from migrate.report import tabular
+
+        if output is not None and output.suffix.lower() != ".csv":
+            try:
+                for path in tabular.write_csv_dir(result, output):
+                    click.echo(f"wrote {path}", err=True)
+            except OSError as exc:
+                raise click.ClickException(f"cannot write CSV files into {output}: {exc.strerror or exc}") from None
+        else:
+            _emit(tabular.to_csv(result), output)
+    elif fmt == "html":
+        from migrate.report import html
+
+        _emit(html.render(result, chart_png), output)
+    else:
+        from migrate.report import terminal
+
+        if output is None:
+            console = Console(highlight=False)
+            if not console.is_terminal:  # piped: keep whole rows rather than the 80-column default
+                console = Console(highlight=False, width=PIPED_WIDTH)
+            terminal.render(result, console)
+        else:
+            buffer = io.StringIO()
+            terminal.render(result, Console(file=buffer, width=PIPED_WIDTH, highlight=False, color_system=None))
+            _write(output, buffer.getvalue())
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        _write(output, text)

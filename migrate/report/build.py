@@ -1,0 +1,44 @@
+"""Gather the aggregates from the registry and assemble the report (the only I/O of the report)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gateway.registry import Registry
+from gateway.registry.reports import ReportQueries
+from gateway.schedule import Schedule
+from migrate.report import logic
+from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
+
+
+def build_report(registry: Registry, period: Period, *, generated_at: dt.datetime) -> Report:
+    """The report as of the end of `period`: later events, notices and windows are ignored, except
+    a sunset still to come (the date the verdict is about)."""
+    queries = ReportQueries(registry.engine)
+    windows = [w for w in registry.schedule_windows() if w.starts_at < period.until or w.kind == "sunset"]
+    schedule = Schedule.from_windows([w for w in windows if w.starts_at < period.until])
+    sunset = Schedule.from_windows(windows).sunset
+
+    ranges = sorted({span for _, span in logic.table_weeks(period) + logic.trend_weeks(period)})
+    totals = dict(zip(ranges, queries.weekly(ranges, OUTCOME_CATEGORIES)))
+    overview = queries.accounts_overview(period.until)
+    uses = queries.account_projects(period.since, period.until)
+    accounts = logic.account_reports(overview, uses, queries.account_clients(period.since, period.until),
+                                     queries.deliveries(period.until),
+                                     notice_start=schedule.notice_start, period=period)
+    campaigns = queries.campaigns(period.until)
+    weeks = logic.weeks(period, totals)
+    samples = logic.week_samples(period, totals)
+    markers = logic.markers(windows, campaigns)
+    trends = [t for t in (logic.trend(m, samples, period) for m in markers) if t is not None]
+    return Report(
+        generated_at=generated_at,
+        period=period,
+        weeks=weeks,
+        accounts=accounts,
+        projects=logic.project_reports(uses, {a.id: a.name for a in overview}),
+        markers=markers,
+        verdict=logic.verdict(accounts, trends, weeks, sunset=sunset, until=period.until),
+        totals=logic.totals(weeks),
+        unattributed_sessions=logic.unattributed_sessions(uses, {a.id for a in overview}),
+    )

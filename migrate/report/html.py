@@ -1,0 +1,42 @@
+"""The report as one self-contained HTML page: inline CSS, the chart embedded as a PNG data URI."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from functools import lru_cache
+
+import jinja2
+
+from migrate.report import chart
+from migrate.report.model import CATEGORIES, CATEGORY_LABELS, STATUS_HELP, STATUSES, Report
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("migrate.report", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def render(report: Report, chart_png: bytes | None = None) -> str:
+    png = chart_png if chart_png is not None else chart.png(report)
+    period = report.period
+    return _environment().get_template("report.html.j2").render(
+        report=report,
+        chart=base64.b64encode(png).decode("ascii"),
+        since=f"{period.since:%Y-%m-%d %H:%M}",
+        last_day=f"{period.until - dt.timedelta(microseconds=1):%Y-%m-%d %H:%M}",
+        generated=_when(report.generated_at),
+        when=_when,
+        marker_label=chart.marker_label,
+        categories=CATEGORIES,
+        labels=CATEGORY_LABELS,
+        statuses=STATUSES,
+        status_counts=report.status_counts(),
+        status_help=STATUS_HELP,
+        active_accounts=sum(1 for a in report.accounts if a.sessions),
+    )

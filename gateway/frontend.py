@@ -1,0 +1,63 @@
+"""What an SSH session does, for both front ends: the asyncssh server and OpenSSH's `stdio` mode.
+
+A session is either a user command (`help`, `whoami`, `guide`: the exec request's command, or
+sshd's SSH_ORIGINAL_COMMAND) or one legacy HTTP exchange. Both come back as what to write to
+stdout and stderr and the exit status, so each front end only moves bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway import messages, metrics, notices
+from gateway.exchange import ByteSource, Exchange, Peer
+from gateway.registry import Identity
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str = ""
+    stderr: str = ""
+    status: int = 0
+
+
+@dataclass(frozen=True)
+class ExchangeResult:
+    stdout: bytes
+    stderr: str
+    status: int
+
+
+async def run_command(command: str, identity: Identity, gateway) -> CommandResult:
+    """Run one user command as `identity`; `gateway` is the replica's `Gateway` services."""
+    place = messages.Place.from_settings(gateway.settings)
+    words = command.split()
+    name = words[0] if words else ""
+    if name == "help":
+        result = CommandResult(messages.help_text(place))
+    elif name == "whoami":
+        result = CommandResult(messages.whoami_text(
+            identity.account_name, identity.email, identity.fingerprint, identity.key_comment,
+            identity.token_ciphertext is not None, identity.exempt))
+    elif name == "guide":
+        result = CommandResult(await gateway.run(gateway.guide_text, identity))
+    else:
+        result = CommandResult(stderr=messages.unknown_command(command), status=2)
+    metrics.SESSIONS.labels(outcome="command" if result.status == 0 else "unknown_command").inc()
+    return result
+
+
+async def run_exchange(source: ByteSource, peer: Peer, gateway) -> ExchangeResult:
+    """One legacy HTTP exchange: the answer for stdout, the notices for stderr, the exit status.
+
+    The same steps as `GatewaySession._run_exchange` of the asyncssh server.
+    """
+    exchange = Exchange(source, peer, gateway)
+    reply = await exchange.run()
+    stderr = ""
+    if exchange.notice is not None:
+        stderr += notices.session_text(exchange.notice)
+    if reply.exit_status:
+        # stderr reaches the user's terminal even when the client stopped reading stdout.
+        stderr += messages.refusal_line(reply.status, reply.reason)
+    return ExchangeResult(reply.to_bytes(), stderr, reply.exit_status)

@@ -1,0 +1,313 @@
+"""The SSH port: accepting TCP connections, the optional PROXY header, and handing each socket to
+asyncssh; also what a graceful drain needs (stop accepting, wait for connections in flight).
+
+asyncssh reads from the socket through a buffered transport, so the PROXY header (which asyncssh
+does not speak) is taken off the socket first, byte-exactly: peek to see how long it is, then
+receive exactly that many bytes, so the client's first SSH bytes stay in the kernel for asyncssh.
+
+Each process binds the port itself with SO_REUSEPORT, so `serve --workers N` runs N independent
+accept loops and the kernel spreads connections across them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import asyncssh
+
+from gateway import metrics, proxyproto
+
+log = logging.getLogger(__name__)
+
+# HAProxy writes the header as soon as it has connected; a peer that has not sent it within this
+# time is not our balancer (or is stuck), and holds a socket for nothing.
+HEADER_TIMEOUT = 5.0
+# After drain_seconds, connections still open are told to reconnect and given this long to close.
+DISCONNECT_GRACE = 2.0
+BACKLOG = 1024
+
+
+class ProxyRefused(Exception):
+    """A connection that must be closed before SSH starts; `reason` labels the metric."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def bind(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
+    """A listening, non-blocking TCP socket; with SO_REUSEPORT several processes share the port."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def networks(cidrs: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def is_trusted(host: str, allowed: tuple) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in allowed)
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def read_proxy_header(sock: socket.socket) -> proxyproto.ProxyHeader | None:
+    """Take the PROXY header off a non-blocking socket, leaving every byte after it unread.
+
+    Returns None when the peer's first bytes are not a PROXY header (a plain SSH client).
+    Raises ProxyHeaderError for a malformed header and ConnectionError if the peer goes away.
+    """
+    taken = b""
+    while True:
+        await _readable(sock)
+        peeked = sock.recv(proxyproto.V2_MAX, socket.MSG_PEEK)
+        if not peeked:
+            raise ConnectionResetError("the peer closed the connection before sending anything")
+        data = taken + peeked
+        kind = proxyproto.classify(data)
+        if kind == "none":
+            return None
+        if kind == "more":
+            # A signature split across packets: the bytes stay in the kernel (they may yet be
+            # SSH's) and the socket stays readable, so wait a moment instead of spinning.
+            await asyncio.sleep(0.01)
+            continue
+        total = proxyproto.header_length(data)
+        # Every byte seen is the header's until its length is known.
+        want = min(total, len(data)) - len(taken) if total is not None else len(peeked)
+        while want > 0:
+            chunk = sock.recv(want)  # already in the kernel's buffer: this does not block
+            if not chunk:
+                raise ConnectionResetError("the peer closed the connection inside the PROXY header")
+            taken += chunk
+            want -= len(chunk)
+        if total is not None and len(taken) == total:
+            return proxyproto.parse(taken)
+
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class ServerConnection(asyncssh.SSHServerConnection):
+    """asyncssh's server connection, less two costs every login paid (bench/small_uploads.py).
+
+    - Every read is acknowledged at once (Linux TCP_QUICKACK). OpenSSH's client leaves Nagle on
+      for non-interactive sessions, and asyncssh sends EXT_INFO before, not after, the client's
+      NEWKEYS: the server then has nothing to answer NEWKEYS with, the kernel delays its ACK by
+      40 ms, and the client's next message waits for that ACK. One setsockopt per read.
+    - No per-login rebuild of the options: asyncssh re-evaluates its sshd-style config file's
+      Match blocks for the login's user and address, but the gateway passes no such file, so
+      the rebuild (about 5% of the gateway's CPU per upload) always gave the same options.
+
+    It also offers `pause_reading`/`resume_reading` of the socket, the back-pressure a session's
+    reader applies (see sshserver.ChannelReader).
+    """
+
+    _sock = None
+    _tcp = None
+
+    def connection_made(self, transport) -> None:
+        self._tcp = transport
+        if QUICKACK is not None:
+            self._sock = transport.get_extra_info("socket")
+        super().connection_made(transport)
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (TCP back-pressure on the client); see sshserver.ChannelReader."""
+        if self._tcp is not None and not self._tcp.is_closing():
+            self._tcp.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._tcp is not None and not self._tcp.is_closing():
+            self._tcp.resume_reading()
+
+    def data_received(self, data: bytes, datatype=None) -> None:
+        super().data_received(data, datatype)
+        if self._sock is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            except OSError:
+                self._sock = None
+
+    async def reload_config(self) -> None:
+        return
+
+
+@dataclass(eq=False)
+class _Connection:
+    task: asyncio.Task | None = None
+    conn: asyncssh.SSHServerConnection | None = None
+    authenticated: bool = False
+
+
+@dataclass
+class ProxySettings:
+    mode: str = "off"  # off | use | require
+    allowed: tuple = field(default_factory=tuple)
+
+
+class GatewayListener:
+    """Accepts on one listening socket; shaped like asyncssh's acceptor (`sockets`, `close`,
+    `wait_closed`) plus `in_flight` and `drain` for a graceful stop."""
+
+    def __init__(self, sock: socket.socket, options: asyncssh.SSHServerConnectionOptions,
+                 proxy: ProxySettings | None = None):
+        sock.setblocking(False)
+        self._sock = sock
+        self._options = options
+        self._proxy = proxy or ProxySettings()
+        self._connections: set[_Connection] = set()
+        self._accepting: asyncio.Task | None = None
+        self.sockets = [sock]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "GatewayListener":
+        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
+        return self
+
+    def get_port(self) -> int:
+        return self._sock.getsockname()[1]
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._connections)
+
+    def close(self) -> None:
+        """Stop accepting; connections already open carry on."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._sock.fileno() >= 0:
+            self._sock.close()
+
+    async def wait_closed(self) -> None:
+        if self._accepting is not None:
+            try:
+                await self._accepting
+            except asyncio.CancelledError:
+                pass
+
+    async def drain(self, seconds: float) -> int:
+        """Wait up to `seconds` for open connections to finish; then disconnect the rest.
+
+        Returns how many had to be cut.
+        """
+        tasks = [c.task for c in self._connections if c.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, seconds))
+        left = [c for c in self._connections if c.task is not None and not c.task.done()]
+        for entry in left:
+            if entry.conn is not None:
+                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
+                                      "the gateway is restarting; nothing was published; try again")
+            elif entry.task is not None:
+                entry.task.cancel()
+        if left:
+            await asyncio.wait([c.task for c in left if c.task is not None], timeout=DISCONNECT_GRACE)
+        return len(left)
+
+    # -- accepting ------------------------------------------------------------------------------
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, address = await loop.sock_accept(self._sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:  # out of file descriptors, or a connection reset while queued
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            entry = _Connection()
+            self._connections.add(entry)
+            entry.task = loop.create_task(self._serve(entry, sock, address))
+            entry.task.add_done_callback(lambda _task, entry=entry: self._connections.discard(entry))
+
+    async def _serve(self, entry: _Connection, sock: socket.socket, address) -> None:
+        metrics.CONNECTIONS.inc()
+        metrics.CONNECTIONS_IN_FLIGHT.inc()
+        try:
+            extra = await self._client_address(sock, address)
+            entry.conn = await self._start_ssh(entry, sock, extra)
+            await entry.conn.wait_closed()
+            if not entry.authenticated:
+                metrics.AUTH_FAILURES.inc()
+        except ProxyRefused as exc:
+            metrics.PROXY_REFUSED.labels(reason=exc.reason).inc()
+            log.warning("connection from %s refused: %s", address[0], exc)
+            sock.close()
+        except (ConnectionError, OSError) as exc:
+            log.debug("connection from %s ended early: %s", address[0], exc)
+            sock.close()
+        finally:
+            metrics.CONNECTIONS_IN_FLIGHT.dec()
+
+    async def _client_address(self, sock: socket.socket, address) -> dict:
+        """Extra connection info: the real client's `peername` when a trusted balancer says so."""
+        mode = self._proxy.mode
+        if mode == "off":
+            return {}
+        if not is_trusted(address[0], self._proxy.allowed):
+            if mode == "require":
+                raise ProxyRefused("untrusted", f"{address[0]} is not in proxy_allowed")
+            return {}  # `use`: a direct client; any header it sends is not believed, SSH rejects it
+        try:
+            header = await asyncio.wait_for(read_proxy_header(sock), HEADER_TIMEOUT)
+        except asyncio.TimeoutError:
+            if mode == "require":
+                raise ProxyRefused("timeout", f"no PROXY header within {HEADER_TIMEOUT:.0f} s") from None
+            return {}  # `use`: a client that waits for our SSH banner first
+        except proxyproto.ProxyHeaderError as exc:
+            raise ProxyRefused("malformed", str(exc)) from None
+        if header is None:
+            if mode == "require":
+                raise ProxyRefused("missing", "the connection did not start with a PROXY header")
+            return {}
+        if header.client is None:
+            return {"proxy_peername": address}
+        return {"peername": header.client, "proxy_peername": address}
+
+    async def _start_ssh(self, entry: _Connection, sock: socket.socket, extra: dict) -> asyncssh.SSHServerConnection:
+        loop = asyncio.get_running_loop()
+
+        def authenticated(_conn) -> None:
+            entry.authenticated = True
+
+        # What asyncssh's own listener does per accepted socket, with the client's address set
+        # before the connection starts so authentication, limits and events all see it.
+        conn = ServerConnection(loop, self._options, acceptor=authenticated)
+        if extra:
+            conn.set_extra_info(**extra)
+        await loop.connect_accepted_socket(lambda: conn, sock)
+        return conn

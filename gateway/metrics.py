@@ -1,0 +1,76 @@
+"""Prometheus metrics of one replica, served on `health_listen` at `/metrics`.
+
+With `serve --workers N` each worker process writes its values to a shared directory
+(prometheus-client's multiprocess mode, `PROMETHEUS_MULTIPROC_DIR`, set by the supervisor before
+the workers start) and the supervisor's `/metrics` adds them up; with one process they live in
+memory. Either way there is one scrape target per machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+CONNECTIONS_IN_FLIGHT = Gauge(
+    "pypissh_connections_in_flight", "TCP connections open on the SSH port.",
+    multiprocess_mode="livesum")
+LISTENING = Gauge(
+    "pypissh_listening_processes", "Processes accepting on the SSH port (workers of this machine).",
+    multiprocess_mode="livesum")
+CONNECTIONS = Counter("pypissh_connections", "TCP connections accepted on the SSH port.")
+PROXY_REFUSED = Counter(
+    "pypissh_proxy_refused", "Connections closed for a missing, malformed or untrusted PROXY header.",
+    ["reason"])
+AUTH_FAILURES = Counter(
+    "pypissh_auth_failures", "Connections that ended without a successful login.")
+UNKNOWN_KEYS = Counter(
+    "pypissh_unknown_keys", "Public keys offered that are unknown, revoked or of a disabled account.")
+SESSIONS = Counter("pypissh_sessions", "Sessions by outcome (upload outcomes, or 'command').", ["outcome"])
+UPLOAD_BYTES = Counter("pypissh_upload_bytes", "Bytes of files received in upload requests.")
+SESSION_SECONDS = Histogram(
+    "pypissh_session_duration_seconds", "Time from the start of a request to its answer.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+UPSTREAM_SECONDS = Histogram(
+    "pypissh_upstream_latency_seconds", "Time of each request to the upstream upload API.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+
+
+def exchange_finished(outcome: str, size: int | None, seconds: float) -> None:
+    SESSIONS.labels(outcome=outcome).inc()
+    if size:
+        UPLOAD_BYTES.inc(size)
+    SESSION_SECONDS.observe(seconds)
+
+
+def exposition(directory: str | None = None) -> tuple[bytes, str]:
+    """This process's metrics, or with `directory` (a supervisor) all its workers' added up."""
+    directory = directory or os.environ.get(MULTIPROC_ENV)
+    if directory:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def worker_exited(directory: str, pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters keep counting in the sum)."""
+    multiprocess.mark_process_dead(pid, directory)
+
+
+def listening_processes(directory: str) -> float:
+    """How many workers writing to `directory` are accepting connections right now."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return registry.get_sample_value("pypissh_listening_processes") or 0.0

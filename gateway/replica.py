@@ -1,0 +1,91 @@
+"""One replica process: the SSH listener, the health endpoints, and a graceful drain on SIGTERM.
+
+Drain, in order: readiness fails at once (the balancer stops choosing us), the listening socket is
+closed (new connections are refused, and HAProxy's `redispatch` sends them to another replica),
+connections in flight get `drain_seconds` to finish, whatever is left is told to reconnect, and
+the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from gateway import metrics
+from gateway.app import Gateway
+from gateway.errors import ConfigError
+from gateway.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+# How often a worker checks that its supervisor is still alive (a SIGKILLed supervisor cannot
+# tell its workers to stop; they drain on their own instead of serving unsupervised forever).
+PARENT_CHECK_SECONDS = 1.0
+
+
+async def run_replica(settings: Settings, *, serve_health: bool = True, supervised: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and return."""
+    from gateway.sshserver import start_server
+
+    gateway = Gateway.build(settings)
+    state = ReplicaState()
+    probe = DatabaseProbe(gateway.registry.ping)
+    health: HealthServer | None = None
+    server = None
+    try:
+        server = await _listening(settings.listen, start_server(gateway))
+        metrics.LISTENING.set(1)
+        if serve_health:
+            health = await _listening(settings.health_listen, HealthServer(
+                settings.health_host, settings.health_port, readiness_check(state, probe)).start())
+        log.info("replica %s listening on %s for user %s (proxy_protocol %s), health on %s, forwarding to %s",
+                 gateway.replica, settings.listen, settings.ssh_user, settings.proxy_protocol,
+                 f"{settings.health_host}:{health.port}" if health else "the supervisor",
+                 settings.upstream_url)
+        await _stopped(supervised)
+        state.draining = True
+        server.close()
+        metrics.LISTENING.set(0)
+        log.info("draining: %d connections in flight, waiting up to %.0f s", server.in_flight,
+                 settings.drain_seconds)
+        cut = await server.drain(settings.drain_seconds)
+        if cut:
+            log.warning("drain time is up: told %d connections to reconnect", cut)
+        else:
+            log.info("drained")
+    finally:
+        if server is not None:
+            server.close()
+        if health is not None:
+            health.close()
+            await health.wait_closed()
+        probe.close()
+        gateway.close()
+
+
+async def _listening(address: str, starting):
+    try:
+        return await starting
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}; is something else using it?") from None
+
+
+async def _stopped(supervised: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if not supervised:
+        await stop.wait()
+        return
+    parent = os.getppid()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), PARENT_CHECK_SECONDS)
+        except asyncio.TimeoutError:
+            if os.getppid() != parent:
+                log.warning("the supervisor is gone; draining")
+                return

@@ -1,0 +1,164 @@
+"""The registry behaves the same on SQLite and PostgreSQL, its schema comes from the Alembic
+migrations on both, and a PostgreSQL restart heals without restarting the gateway."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import inspect
+
+from gateway.auth import KeyLookup, RegistryUnavailable
+from gateway.cli import cli
+from gateway.registry import Registry, RegistryError, UploadEvent
+from gateway.registry.migrate_db import head_revision, is_current, upgrade
+from gateway.sshkeys import parse_public_key
+from testbed import pgserver, postgres
+
+pytestmark = pytest.mark.skipif(postgres.available() is not None, reason="PostgreSQL is not running")
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    """An empty database of each kind, fresh for this module."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'registry.sqlite3'}"
+        return
+    with postgres.temporary_database("pypissh_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def registry(database_url) -> Registry:
+    upgrade(database_url)
+    registry = Registry.from_url(database_url)
+    yield registry
+    registry.engine.dispose()
+
+
+def test_db_upgrade_command_creates_the_schema(tmp_path):
+    """`pypissh-gateway db upgrade` brings an empty SQLite and PostgreSQL database to the head revision."""
+    with postgres.temporary_database("pypissh_test") as pg_url:
+        for url in (f"sqlite:///{tmp_path / 'fresh.sqlite3'}", pg_url):
+            runner = CliRunner()
+            first = runner.invoke(cli, ["--set", f"database_url={url}", "db", "upgrade"])
+            assert first.exit_code == 0, first.output
+            assert f"database at revision {head_revision()}" in first.output
+            assert is_current(url)
+            again = runner.invoke(cli, ["--set", f"database_url={url}", "db", "upgrade"])
+            assert again.exit_code == 0, again.output
+            engine = Registry.from_url(url).engine
+            tables = set(inspect(engine).get_table_names())
+            engine.dispose()
+            assert {"accounts", "ssh_keys", "upload_events", "schedule_windows", "notification_sends"} <= tables
+
+
+def test_accounts_round_trip(registry):
+    """Accounts: create, find, update, list, and a duplicate name is refused with a useful message."""
+    registry.add_account("carol", email="carol@example.org", note="maintainer of old things")
+    with pytest.raises(RegistryError, match="already exists"):
+        registry.add_account("carol")
+    registry.update_account("carol", exempt=True)
+    carol = registry.get_account("carol")
+    assert (carol.email, carol.exempt, carol.disabled, carol.note) == (
+        "carol@example.org", True, False, "maintainer of old things")
+    assert carol.created_at.tzinfo is not None
+    assert "carol" in [a.name for a in registry.list_accounts()]
+    assert registry.find_account("nobody") is None
+
+
+def test_keys_and_identity_lookup(registry, user_keys):
+    """A key maps to its account's identity until it is revoked or the account is disabled."""
+    registry.add_account("dave", email="dave@example.org")
+    key = parse_public_key(user_keys["bob"].public_line)
+    registry.add_key("dave", key, allowed_projects=["dave-tools"])
+    with pytest.raises(RegistryError, match="already registered to account 'dave'"):
+        registry.add_key("dave", key)
+    registry.set_token_ciphertext("dave", "sealed-token")
+    identity = registry.identity_for_key(key.fingerprint)
+    assert identity is not None
+    assert (identity.account_name, identity.fingerprint, identity.token_ciphertext, identity.allowed_projects) == (
+        "dave", key.fingerprint, "sealed-token", ("dave-tools",))
+    registry.update_account("dave", disabled=True)
+    assert registry.identity_for_key(key.fingerprint) is None
+    registry.update_account("dave", disabled=False)
+    assert registry.identity_for_key(key.fingerprint) is not None
+    registry.revoke_key(key.fingerprint)
+    assert registry.identity_for_key(key.fingerprint) is None
+    with pytest.raises(RegistryError, match="already revoked"):
+        registry.revoke_key(key.fingerprint)
+    assert [k.fingerprint for k in registry.list_keys("dave", include_revoked=False)] == []
+
+
+def test_events_round_trip(registry):
+    """An upload event reads back field for field, its time still in UTC."""
+    registry.add_account("erin")
+    account = registry.get_account("erin")
+    at = dt.datetime(2024, 5, 1, 12, 30, 15, tzinfo=UTC)
+    event = UploadEvent(at=at, outcome="forwarded", account_id=account.id, account_name="erin",
+                        key_fingerprint="SHA256:x", client_addr="2001:db8::7", ssh_client_version="SSH-2.0-OpenSSH_9.2",
+                        user_agent="Python-urllib/3.11", action="file_upload", project="erin-pkg", version="1.0",
+                        filename="erin_pkg-1.0.tar.gz", size=1234, sha256="ab" * 32, upstream_status=200,
+                        duration_ms=87, legacy_crypto=True, replica="host:1")
+    registry.record_event(event)
+    (back,) = registry.events(account_name="erin")
+    assert back == event
+    activity = registry.account_activity(account.id)
+    assert activity["last_use"] == at
+    assert activity["projects"] == [{"name": "erin-pkg", "last": at, "uploads": 1}]
+
+
+def test_schedule_round_trip(registry):
+    """Schedule windows: added, ended, cancelled, read back in order."""
+    start = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    first = registry.add_window("brownout", start, start + dt.timedelta(hours=1), note="first")
+    second = registry.add_window("sunset", start + dt.timedelta(days=30))
+    registry.end_window(second, start + dt.timedelta(days=31))
+    windows = [w for w in registry.schedule_windows() if w.id in (first, second)]
+    assert [(w.kind, w.starts_at, w.ends_at) for w in windows] == [
+        ("brownout", start, start + dt.timedelta(hours=1)),
+        ("sunset", start + dt.timedelta(days=30), start + dt.timedelta(days=31)),
+    ]
+    registry.cancel_window(first)
+    assert first not in [w.id for w in registry.schedule_windows()]
+    with pytest.raises(RegistryError):
+        registry.cancel_window(first)
+
+
+def test_multi_host_url_reaches_the_writable_server():
+    """A libpq multi-host URL (primary/replica failover) passes through: a dead first host is skipped."""
+    with postgres.temporary_database("pypissh_test") as url:
+        name = url.rsplit("/", 1)[1]
+        failover = (f"postgresql://postgres@/{name}?host=127.0.0.1:1&host={postgres.HOST}:{postgres.PORT}"
+                    "&target_session_attrs=read-write")
+        upgrade(failover)
+        registry = Registry.from_url(failover)
+        registry.add_account("gina")
+        assert registry.get_account("gina").name == "gina"
+        registry.engine.dispose()
+
+
+@pytest.mark.serial
+@pytest.mark.skipif(not pgserver.installed(), reason="needs pg_ctlcluster to restart PostgreSQL")
+def test_restart_heals_without_a_new_engine(user_keys):
+    """During an outage key lookups fail with a clear error; after a restart the same engine works."""
+    with postgres.temporary_database("pypissh_test") as url:
+        upgrade(url)
+        registry = Registry.from_url(url)
+        registry.add_account("frank")
+        key = parse_public_key(user_keys["alice"].public_line)
+        registry.add_key("frank", key)
+        lookup = KeyLookup(registry, ttl=0)
+        assert lookup.identity(key.fingerprint).account_name == "frank"
+        with pgserver.outage():
+            with pytest.raises(RegistryUnavailable, match="cannot reach its account registry"):
+                lookup.identity(key.fingerprint)
+        # The pool still holds connections to the old server process: pre-ping replaces them.
+        assert lookup.identity(key.fingerprint).account_name == "frank"
+        pgserver.restart()
+        assert registry.ping()
+        assert lookup.identity(key.fingerprint).account_name == "frank"
+        registry.engine.dispose()

@@ -1,0 +1,97 @@
+"""`serve --workers N`: worker processes sharing the port, restarted when they die, metrics added
+up across them, and a SIGTERM that stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.registry import Registry
+from gateway.registry.migrate_db import upgrade
+from gateway.settings import Settings
+from gateway.sshkeys import parse_public_key
+from gateway.tokens import TokenBox
+from testbed.scaleout import Replica, metric
+
+SECRET = "a test secret for the supervised workers of this machine"
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def supervised(tmp_path, upstream, host_key_dir, user_keys):
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    registry = Registry.from_url(url)
+    registry.add_account("alice")
+    registry.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+    registry.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
+    registry.engine.dispose()
+    replica = Replica(tmp_path, dict(database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(upstream.ca_file),
+                                     host_key_dir=str(host_key_dir), secret_key=SECRET, drain_seconds=10.0),
+                      extra_args=["--workers", "2"]).start()
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(f"[127.0.0.1]:{replica.ssh_port} {' '.join(p.read_text().split()[:2])}\n"
+                             for p in sorted(host_key_dir.glob("ssh_host_*_key.pub"))))
+    yield replica, known
+    replica.stop()
+
+
+def whoami(replica: Replica, known: Path, key) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-p", str(replica.ssh_port), "-i", str(key.path), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}", "-o", "LogLevel=ERROR",
+         "-T", "-l", "submit", "127.0.0.1", "whoami"], capture_output=True, text=True, timeout=60)
+
+
+def listening(replica: Replica) -> float:
+    return metric(replica.metrics(), "pypissh_listening_processes")
+
+
+def test_workers_share_the_port_and_are_restarted(supervised, user_keys):
+    """Two workers serve one port; a SIGKILLed worker is replaced; metrics add up over workers."""
+    replica, known = supervised
+    wait_until(lambda: listening(replica) == 2, what="both workers to listen")
+    workers = children(replica.pid)
+    assert len(workers) == 2
+    for _ in range(4):
+        result = whoami(replica, known, user_keys["alice"])
+        assert result.returncode == 0 and "account:  alice" in result.stdout, result.stderr
+    assert 'pypissh_sessions_total{outcome="command"} 4.0' in replica.metrics()
+
+    victim = sorted(workers)[0]
+    os.kill(victim, signal.SIGKILL)
+    replaced = wait_until(lambda: (children(replica.pid) - workers) or None, what="a replacement worker")
+    assert victim not in children(replica.pid) and len(replaced) == 1
+    wait_until(lambda: listening(replica) == 2, what="the replacement to listen")
+    assert whoami(replica, known, user_keys["alice"]).returncode == 0
+    # The dead worker's counts stay in the sum.
+    assert 'pypissh_sessions_total{outcome="command"} 5.0' in replica.metrics()
+
+
+def test_sigterm_stops_every_worker(supervised):
+    """SIGTERM to the supervisor: readiness fails, every worker drains and exits, then it exits 0."""
+    replica, _known = supervised
+    wait_until(lambda: listening(replica) == 2, what="both workers to listen")
+    workers = children(replica.pid)
+    replica.signal(signal.SIGTERM)
+    assert replica.wait(30) == 0
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived the supervisor"

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.auth import KeyLookup
 from gateway.exchange import Services
+from gateway.limits import Limits
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.tokens import TokenBox
@@ -18,6 +19,7 @@ class Gateway(Services):
     """The services of one replica process, plus the key lookup cache."""
 
     keys: KeyLookup
+    limits: Limits
 
     @classmethod
     def build(cls, settings: Settings, *, registry: Registry | None = None, **overrides) -> "Gateway":
@@ -33,12 +35,13 @@ class Gateway(Services):
             **overrides,
         )
         gateway.keys = KeyLookup(registry, settings.key_cache_seconds)
+        gateway.limits = Limits.from_settings(settings)
         return gateway
 
     def guide_text(self, identity) -> str:
         from gateway.guide import guide_text
 
-        return guide_text(self.registry, self.settings, identity)
+        return guide_text(self.registry, self.settings, identity, now=self.clock())
 
     def close(self) -> None:
         self.upstream.close()

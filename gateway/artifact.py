@@ -8,7 +8,9 @@ metadata member of gigabytes) costs a bounded amount of time and memory.
 
 from __future__ import annotations
 
+import gzip
 import re
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -25,6 +27,12 @@ MAX_METADATA_BYTES = 4 * 1024 * 1024
 # How far into a .tar.gz (decompressed) we look for PKG-INFO before calling it hostile.
 MAX_TAR_SCAN_BYTES = 2 * 1024 * 1024 * 1024
 MAX_TAR_MEMBERS = 100_000
+# tarfile reads a long-name or pax header member whole; a real one is a few hundred bytes.
+MAX_TAR_HEADER_BYTES = 1024 * 1024
+# zipfile builds an object per central-directory entry (about 550 bytes each); 8 MiB of directory
+# is some 40,000 files with typical paths (the largest wheels on the index have about 20,000) and
+# bounds a crafted directory of tiny entries to about 100 MB.
+MAX_ZIP_DIRECTORY_BYTES = 8 * 1024 * 1024
 
 _SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
 # Placeholders old tools wrote for unset metadata; the modern API rejects them as values.
@@ -98,29 +106,89 @@ def _read_limited(handle, size: int | None, what: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+class _HeaderTooLarge(Exception):
+    pass
+
+
+class _BoundedReads:
+    """The decompressed tar stream, refusing any single read larger than a metadata member.
+
+    tarfile reads GNU long-name and pax headers whole, whatever size they declare: one crafted
+    header would otherwise decompress gigabytes into memory.
+    """
+
+    def __init__(self, stream: gzip.GzipFile):
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > MAX_METADATA_BYTES + MAX_TAR_HEADER_BYTES:
+            raise _HeaderTooLarge()
+        return self._stream.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
 def _sdist_pkg_info(fileobj: BinaryIO) -> str:
     fileobj.seek(0)
     try:
-        with tarfile.open(fileobj=fileobj, mode="r:gz") as archive:
-            for count, member in enumerate(archive):
-                if count > MAX_TAR_MEMBERS or archive.offset > MAX_TAR_SCAN_BYTES:
+        with gzip.GzipFile(fileobj=fileobj, mode="rb") as stream, \
+                tarfile.open(fileobj=_BoundedReads(stream), mode="r:") as archive:  # type: ignore[call-overload]
+            for count in range(MAX_TAR_MEMBERS):
+                member = archive.next()
+                if member is None or archive.offset > MAX_TAR_SCAN_BYTES:
                     break
+                archive.members.clear()  # tarfile remembers every member; we need none of them
                 parts = member.name.strip("/").split("/")
                 if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                     handle = archive.extractfile(member)
                     assert handle is not None
                     return _read_limited(handle, member.size, "PKG-INFO")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except _HeaderTooLarge:
         raise ArtifactError(
-            f"the file is not a readable .tar.gz archive ({type(exc).__name__}); "
+            "the source archive has a member header of more than 1 MiB, which no build tool writes; "
             "rebuild it with `python -m build --sdist`"
+        ) from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        raise ArtifactError(
+            "the file is not a readable .tar.gz archive; rebuild it with `python -m build --sdist`"
         ) from None
     raise ArtifactError(
         "the source archive has no <name>-<version>/PKG-INFO; rebuild it with `python -m build --sdist`"
     )
 
 
+def _zip_directory_size(fileobj: BinaryIO) -> int | None:
+    """The central directory size the end record declares (zip64 aware), None if none is found."""
+    fileobj.seek(0, 2)
+    end = fileobj.tell()
+    start = max(0, end - (65535 + 22 + 20))
+    fileobj.seek(start)
+    tail = fileobj.read()
+    index = tail.rfind(b"PK\x05\x06")
+    if index < 0 or len(tail) < index + 22:
+        return None
+    size = struct.unpack("<I", tail[index + 12:index + 16])[0]
+    locator = index - 20
+    if size == 0xFFFFFFFF and locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        offset = struct.unpack("<Q", tail[locator + 8:locator + 16])[0]
+        fileobj.seek(offset)
+        record = fileobj.read(56)
+        if len(record) == 56 and record[:4] == b"PK\x06\x06":
+            size = struct.unpack("<Q", record[40:48])[0]
+    return size
+
+
 def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
+    directory = _zip_directory_size(fileobj)
+    if directory is not None and directory > MAX_ZIP_DIRECTORY_BYTES:
+        raise ArtifactError(
+            f"the wheel's list of files is larger than {MAX_ZIP_DIRECTORY_BYTES // 1048576} MiB, "
+            "more than this gateway reads; upload the wheel with twine"
+        )
     fileobj.seek(0)
     try:
         with zipfile.ZipFile(fileobj) as archive:
@@ -133,8 +201,8 @@ def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
             info = candidates[0]
             with archive.open(info) as handle:
                 return _read_limited(handle, info.file_size, "METADATA")
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise ArtifactError(f"the wheel is not a readable zip archive ({type(exc).__name__})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError):
+        raise ArtifactError("the wheel is not a readable zip archive; rebuild it with `python -m build`") from None
 
 
 def _form_values(raw: dict) -> tuple[tuple[str, str], ...]:

@@ -6,12 +6,30 @@ seconds); unknown keys are cached too, which keeps a flood of random keys off th
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
+import asyncssh
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway import messages, metrics
 from gateway.registry import Identity, Registry
 
 MAX_ENTRIES = 50_000
+
+log = logging.getLogger(__name__)
+
+
+class RegistryUnavailable(asyncssh.ServiceNotAvailable):
+    """The database cannot be read, so no key can be checked.
+
+    An SSH disconnect (rather than a dropped connection) so the client prints the reason: OpenSSH
+    shows "Received disconnect ...: <reason>" even at LogLevel=ERROR.
+    """
+
+    def __init__(self):
+        super().__init__(messages.registry_unavailable())
 
 
 class KeyLookup:
@@ -22,7 +40,27 @@ class KeyLookup:
         self._cache: dict[str, tuple[float, Identity | None]] = {}
 
     def identity(self, fingerprint: str) -> Identity | None:
-        """Blocking: call from a worker thread."""
+        """Blocking: call from a worker thread. Raises RegistryUnavailable when the database fails."""
+        try:
+            identity = self._lookup(fingerprint)
+        except SQLAlchemyError as exc:
+            log.warning("key lookup failed, the registry is unavailable: %s", type(exc).__name__)
+            raise RegistryUnavailable() from None
+        if identity is None:
+            metrics.UNKNOWN_KEYS.inc()
+        return identity
+
+    def cached(self, fingerprint: str) -> tuple[bool, Identity | None]:
+        """(True, identity) on a fresh cache hit, else (False, None). Never blocks: the event
+        loop asks here first and hops to a worker thread only on a miss."""
+        hit = self._cache.get(fingerprint)
+        if hit is None or hit[0] <= self._clock():
+            return False, None
+        if hit[1] is None:
+            metrics.UNKNOWN_KEYS.inc()
+        return True, hit[1]
+
+    def _lookup(self, fingerprint: str) -> Identity | None:
         now = self._clock()
         hit = self._cache.get(fingerprint)
         if hit is not None and hit[0] > now:

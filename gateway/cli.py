@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
 import sys
 
 import click
 
 from gateway import hostkeys
-from gateway.cliutil import Context, ensure_schema, global_options, pass_context, setup_logging
+from gateway.cliutil import Context, ensure_schema, global_options, pass_context, setup_logging, setup_syslog
 from gateway.errors import ConfigError
-from gateway.settings import Settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,50 +27,87 @@ def cli() -> None:
 @click.option("--listen", metavar="HOST:PORT", help="Address to accept SSH connections on.")
 @click.option("--upstream-url", metavar="URL", help="The HTTPS upload API to forward to.")
 @click.option("--database-url", metavar="URL", help="SQLAlchemy URL of the shared registry.")
+@click.option("--health-listen", metavar="HOST:PORT", help="Address of /healthz, /readyz and /metrics.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes sharing the port (SO_REUSEPORT); default 1, about one per core.")
+@click.option("--worker-index", type=int, default=None, hidden=True)
 @pass_context
-def serve(obj: Context, listen, upstream_url, database_url) -> None:
-    """Accept legacy uploads over SSH and forward them upstream."""
-    settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url)
+def serve(obj: Context, listen, upstream_url, database_url, health_listen, workers, worker_index) -> None:
+    """Accept legacy uploads over SSH and forward them upstream.
+
+    SIGTERM drains: readiness fails, no new connections are accepted, uploads in flight get
+    drain_seconds to finish, then the process exits.
+    """
+    settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url,
+                            health_listen=health_listen, workers=workers)
     setup_logging(settings.log_level)
     ensure_schema(settings)
     try:
         hostkeys.load(settings.host_key_dir)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    asyncio.run(_serve(settings))
+    try:
+        _serve(obj, settings, worker_index, upstream_url, database_url)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-async def _serve(settings: Settings) -> None:
-    from gateway.app import Gateway
-    from gateway.sshserver import start_server
+def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str | None,
+           database_url: str | None) -> None:
+    if worker_index is not None:
+        from gateway.replica import run_replica
 
-    gateway = Gateway.build(settings)
-    server = await start_server(gateway)
-    log = logging.getLogger("gateway")
-    log.info("listening on %s for user %s, forwarding to %s", settings.listen, settings.ssh_user,
-             settings.upstream_url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    server.close()
-    await server.wait_closed()
-    gateway.close()
+        asyncio.run(run_replica(settings, serve_health=False, supervised=True))
+    elif settings.workers > 1:
+        from gateway.supervisor import Supervisor
+
+        def worker_command(index: int, listen_at: str) -> list[str]:
+            argv = [sys.executable, "-m", "gateway"]
+            if obj.config:
+                argv += ["--config", obj.config]
+            for pair in obj.pairs:
+                argv += ["--set", pair]
+            argv += ["serve", "--listen", listen_at, "--worker-index", str(index)]
+            for flag, value in (("--upstream-url", upstream_url), ("--database-url", database_url)):
+                if value:
+                    argv += [flag, value]
+            return argv
+
+        sys.exit(asyncio.run(Supervisor(settings, worker_command, settings.workers).run()))
+    else:
+        from gateway.replica import run_replica
+
+        asyncio.run(run_replica(settings))
 
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Replace existing keys (clients will see a changed host key).")
+@click.option("--next", "next_keys", is_flag=True,
+              help="Rotation step 1: add the next keys beside the current ones; clients learn them.")
+@click.option("--promote", is_flag=True,
+              help="Rotation step 2: make the next keys current; the old ones become *.retired.")
 @pass_context
-def keygen(obj: Context, force: bool) -> None:
-    """Create the host keys (ed25519, and RSA for old clients) in host_key_dir."""
+def keygen(obj: Context, force: bool, next_keys: bool, promote: bool) -> None:
+    """Create the host keys (ed25519, and RSA for old clients) in host_key_dir, or rotate them.
+
+    Rotation: `keygen --next`, copy the folder to every replica and restart them one by one; wait
+    while clients with UpdateHostKeys learn the new keys; then `keygen --promote`, copy, restart.
+    """
     settings = obj.settings()
-    written = hostkeys.generate(settings.host_key_dir, force=force)
-    for path in written:
-        click.echo(f"wrote {path}")
-    if not written:
-        click.echo(f"host keys already exist in {settings.host_key_dir}/ (use --force to replace them)")
+    if next_keys and promote:
+        raise click.UsageError("--next and --promote are separate steps of a rotation; run one at a time")
+    if promote:
+        moves = hostkeys.promote(settings.host_key_dir)
+        for old, new in moves:
+            click.echo(f"moved {old} -> {new}")
+        if not moves:
+            click.echo(f"no next keys in {settings.host_key_dir}/; run `pypissh-gateway keygen --next` first")
+    else:
+        written = hostkeys.generate(settings.host_key_dir, force=force, next_keys=next_keys)
+        for path in written:
+            click.echo(f"wrote {path}")
+        if not written:
+            click.echo(f"host keys already exist in {settings.host_key_dir}/ (use --force to replace them)")
     for line in hostkeys.fingerprints(settings.host_key_dir):
         click.echo(f"  {line}")
 
@@ -133,12 +167,55 @@ def check(obj: Context) -> None:
 @click.option("--fingerprint", default=None, help="The key that authenticated (for the record).")
 @pass_context
 def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
-    """Serve one exchange on stdin/stdout (for OpenSSH's command= deployment)."""
+    """Serve one session on stdin/stdout (for OpenSSH's command= deployment).
+
+    A command in SSH_ORIGINAL_COMMAND (help, whoami, guide) runs as over the gateway's own SSH
+    server; otherwise stdin carries one legacy upload request.
+    """
     from gateway.stdio import run_stdio
 
     settings = obj.settings()
-    setup_logging("WARNING")
+    # stderr is the user's terminal here: operator logs go to syslog, never to the user.
+    setup_syslog("WARNING")
     sys.exit(run_stdio(settings, account, fingerprint))
+
+
+@cli.command("authorized-keys-command")
+@click.argument("user")
+@click.argument("key", required=False)
+@click.argument("key_type", metavar="[TYPE]", required=False)
+@click.option("--command", "executable", metavar="PATH", default=None,
+              help="Absolute path of pypissh-gateway for the forced command (default: this program).")
+@pass_context
+def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: str | None,
+                            executable: str | None) -> None:
+    """Print the authorized_keys line for a presented key (sshd's AuthorizedKeysCommand).
+
+    In sshd_config: `AuthorizedKeysCommand /abs/path/pypissh-gateway [--config FILE]
+    authorized-keys-command %u %k %t`. Prints a `restrict,command="... stdio --account NAME"` line
+    for an active key of an enabled account, and nothing for any other key or user.
+    """
+    import os
+
+    from gateway.openssh import lines_for
+    from gateway.registry import Registry
+
+    settings = obj.settings()
+    if not key:
+        sys.exit(0)  # sshd passed no key (%k missing): list none rather than every key we know
+    program = os.path.abspath(executable or sys.argv[0])
+    global_args = (["--config", os.path.abspath(obj.config)] if obj.config else []) + [
+        arg for pair in obj.pairs for arg in ("--set", pair)]
+    registry = Registry.from_url(settings.database_url)
+    try:
+        lines = lines_for(registry, settings.ssh_user, user, key, key_type, program, global_args)
+    except Exception as exc:  # sshd logs our stderr; the login is refused
+        click.echo(f"pypissh-gateway: cannot read the registry ({type(exc).__name__}); key refused", err=True)
+        sys.exit(1)
+    finally:
+        registry.engine.dispose()
+    for line in lines:
+        click.echo(line)
 
 
 def main() -> None:

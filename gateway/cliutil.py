@@ -83,3 +83,19 @@ def ensure_schema(settings: Settings) -> None:
         upgrade(settings.database_url)  # the embedded default sets itself up
         return
     raise click.ClickException("the database schema is not current; run `pypissh-gateway db upgrade` first")
+
+
+def setup_syslog(level: str) -> None:
+    """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to syslog
+    when the machine has one, else nowhere."""
+    import logging.handlers
+
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    handler: logging.Handler = logging.NullHandler()
+    try:
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    except OSError:
+        pass
+    root.addHandler(handler)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import logging
 import time
 from concurrent.futures import Executor
@@ -17,24 +18,25 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-import h11
 import trove_classifiers
 from packaging.utils import canonicalize_name
 
 from gateway import artifact as artifacts
-from gateway import messages
+from gateway import messages, metrics, notices
 from gateway.errors import (
     BadRequest,
-    ClientAborted,
     ClientTimeout,
     CredentialError,
     GatewayError,
+    PolicyRefusal,
     RequestTooLarge,
     UpstreamError,
 )
 from gateway.form import MultipartBody, check_client_digests, rebuild
+from gateway.framing import Request, RequestFramer
 from gateway.multipart import Form, MultipartParser, Spool, boundary_from_content_type
 from gateway.registry import Identity, Registry, UploadEvent, utcnow
+from gateway.schedule import Decision, Schedule, ScheduleCache, decide
 from gateway.settings import Settings
 from gateway.tokens import TokenBox
 from gateway.upstream import UpstreamClient
@@ -92,18 +94,17 @@ class Services:
     executor: Executor | None = None
     clock: Callable = utcnow
     replica: str | None = None
+    schedules: ScheduleCache | None = field(default=None, repr=False)
 
     async def run(self, func, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
 
-
-@dataclass
-class Request:
-    method: str
-    target: str
-    headers: dict[str, str]
-    user_agent: str | None
-    authorization: str | None
+    async def current_schedule(self) -> Schedule:
+        """The deprecation schedule, at most `schedule_cache_seconds` old."""
+        if self.schedules is None:
+            self.schedules = ScheduleCache(self.registry.schedule, self.settings.schedule_cache_seconds)
+        cached = self.schedules.fresh()
+        return cached if cached is not None else await self.run(self.schedules.refresh)
 
 
 class Exchange:
@@ -125,14 +126,23 @@ class Exchange:
             legacy_crypto=peer.legacy_crypto,
             replica=services.replica,
         )
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_header_bytes)
+        self._framer = RequestFramer(
+            max_header_bytes=self.settings.max_header_bytes,
+            max_body_bytes=self.settings.max_upload_bytes + FORM_OVERHEAD,
+            max_file_bytes=self.settings.max_upload_bytes,
+            place=self.place,
+        )
         self._deadline = self.started + self.settings.read_timeout * 4
-        self._received = 0
+        self.schedule = Schedule()
+        self.decision: Decision | None = None
+        # The deprecation notice for this session (set when run() ends; front ends print it).
+        self.notice: notices.Notice | None = None
 
     # -- the whole exchange ---------------------------------------------------------------------
     async def run(self) -> Reply:
         form: Form | None = None
         try:
+            self.schedule = await self.services.current_schedule()
             request = await self._read_head()
             self.event.user_agent = (request.user_agent or "")[:255] or None
             if request.method == "GET":
@@ -153,95 +163,52 @@ class Exchange:
         finally:
             if form is not None:
                 form.close()
+        self.notice = notices.build_notice(
+            self.settings, self.schedule, self.services.clock(), identity=self.peer.identity,
+            project=self.event.project, decision=self.decision)
+        reply.headers += notices.header_lines(self.notice)
         self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
+        metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
             await self.services.run(self.services.registry.record_event, self.event)
         except Exception:  # the answer matters more than the record; the log keeps the failure
             log.exception("could not record the upload event")
+        identity = self.peer.identity
+        if self.event.action == "file_upload" and notices.wants_reminder(self.settings, identity, self.notice):
+            notices.queue_reminder_soon(self.services, identity, self.event.at)
         return reply
 
     # -- reading --------------------------------------------------------------------------------
     async def _receive(self) -> None:
         remaining = self._deadline - time.monotonic()
         timeout = min(self.settings.read_timeout, remaining)
+        too_long = ClientTimeout("the request took too long to arrive; nothing was published; check the "
+                                 "network and try again")
         if timeout <= 0:
-            raise ClientTimeout("the request took too long to arrive; check the network and try again")
+            raise too_long
         try:
             data = await asyncio.wait_for(self.source.read(READ_SIZE), timeout)
         except asyncio.TimeoutError:
+            if timeout < self.settings.read_timeout:  # the whole-request deadline, not silence
+                raise too_long from None
             raise ClientTimeout(
                 f"no data from the client for {timeout:.0f} s before the request was complete; "
                 "nothing was published; try again"
             ) from None
-        self._received += len(data)
-        self._h11.receive_data(data or b"")
-
-    def _next_event(self):
-        try:
-            return self._h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            text = str(exc)
-            if "incomplete" in text or "without sending complete" in text or "peer closed" in text:
-                raise ClientAborted(
-                    "the request ended before Content-Length bytes arrived; the upload was cut short "
-                    "and nothing was published; try again"
-                ) from None
-            if exc.error_status_hint == 431:
-                raise BadRequest(
-                    f"the request headers exceed {self.settings.max_header_bytes // 1024} KiB; "
-                    "send a normal upload request", status=431) from None
-            raise BadRequest(messages.not_http(text[:80], self.place)) from None
+        self._framer.receive(data or b"")
 
     async def _read_head(self) -> Request:
         while True:
-            event = self._next_event()
-            if event is h11.NEED_DATA:
+            request = self._framer.read_head()
+            if request is None:
                 await self._receive()
                 continue
-            if isinstance(event, h11.Request):
-                # h11 bounds an *incomplete* head only; a complete one that arrived in one read
-                # is measured here.
-                head_size = self._received - len(self._h11.trailing_data[0])
-                if head_size > self.settings.max_header_bytes or len(event.headers) > 100:
-                    raise BadRequest(
-                        f"the request headers exceed {self.settings.max_header_bytes // 1024} KiB or 100 lines; "
-                        "send a normal upload request", status=431)
-                return self._check_head(event)
-            if isinstance(event, h11.ConnectionClosed):
-                raise ClientAborted("the client closed the session without sending a request")
-            raise BadRequest(messages.not_http("unexpected data", self.place))
-
-    def _check_head(self, event: h11.Request) -> Request:
-        if event.http_version not in (b"1.0", b"1.1"):
-            raise BadRequest(messages.not_http(f"HTTP/{event.http_version.decode('latin-1')}", self.place))
-        method = event.method.decode("latin-1").upper()
-        if method not in ("GET", "POST"):
-            raise BadRequest(f"method {method[:10]} is not accepted; the legacy upload API takes POST", status=405)
-        headers: dict[str, str] = {}
-        for name, value in event.headers:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            if key in headers and key in ("content-type", "authorization", "content-length"):
-                raise BadRequest(f"the request has two {key} headers; send one")
-            headers[key] = text
-        if "transfer-encoding" in headers:
-            raise BadRequest("chunked uploads are not accepted; send Content-Length", status=411)
-        if method == "POST":
-            if "content-length" not in headers:
-                raise BadRequest("the upload has no Content-Length; send one", status=411)
-            length = int(headers["content-length"])
-            limit = self.settings.max_upload_bytes + FORM_OVERHEAD
-            if length > limit:
-                raise RequestTooLarge(messages.request_too_large(length, self.settings.max_upload_bytes))
-            # A generous floor on the transfer rate bounds slow-drip clients without hurting slow links.
-            self._deadline = self.started + self.settings.read_timeout * 4 + length / (32 * 1024)
-        return Request(
-            method=method,
-            target=event.target.decode("latin-1"),
-            headers=headers,
-            user_agent=headers.get("user-agent"),
-            authorization=headers.get("authorization"),
-        )
+            if request.content_length is not None:
+                # A generous floor on the transfer rate bounds slow-drip clients without hurting
+                # slow links.
+                self._deadline = (self.started + self.settings.read_timeout * 4
+                                  + request.content_length / (32 * 1024))
+            return request
 
     async def _read_form(self, request: Request) -> Form:
         boundary = boundary_from_content_type(request.headers.get("content-type", ""))
@@ -249,15 +216,19 @@ class Exchange:
         parser = MultipartParser(boundary, spool_factory=lambda: Spool(spool_dir))
         try:
             while True:
-                event = self._next_event()
-                if event is h11.NEED_DATA:
+                chunk = self._framer.read_body()
+                if chunk is None:
                     await self._receive()
-                elif isinstance(event, h11.Data):
-                    parser.feed(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    return parser.close()
+                elif chunk:
+                    parser.feed(chunk)
                 else:
-                    raise BadRequest("unexpected data after the request body")
+                    return parser.close()
+        except OSError as exc:
+            parser.form.close()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                log.error("the spool (%s) is full: %s", spool_dir or "the temporary directory", exc)
+                raise GatewayError(messages.spool_full(), status=503, outcome="internal_error") from None
+            raise
         except BaseException:
             parser.form.close()
             raise
@@ -267,6 +238,7 @@ class Exchange:
         query = dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
         action = query.get(":action", "")
         self.event.action = action or "GET"
+        self._check_schedule()
         if action == "list_classifiers":
             self.event.outcome = "local"
             return Reply(200, "OK", "\n".join(trove_classifiers.sorted_classifiers) + "\n")
@@ -280,6 +252,7 @@ class Exchange:
         self.event.version = (form.get("version") or "")[:100] or None
         if action is None:
             raise BadRequest(messages.missing_action())
+        self._check_schedule()
         if action in ("submit", "verify"):
             self.event.outcome = "local"
             return Reply(200, "OK", messages.register_note(name) + "\n")
@@ -319,6 +292,19 @@ class Exchange:
         self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
         self.event.error = response.reason
         return Reply(response.status, response.reason, response.reason + "\n")
+
+    def _check_schedule(self) -> None:
+        """Brownout, sunset or pause: refuse before anything is forwarded (exempt accounts pass
+        brownouts and the sunset, not a pause). Every legacy HTTP action is refused alike (upload,
+        register, list_classifiers): a brownout rehearses the sunset, when the whole legacy path
+        stops. The SSH commands (guide, whoami, help) never reach here and work in every phase."""
+        now = self.services.clock()
+        self.decision = decide(self.schedule, now, exempt=self.peer.identity.exempt)
+        if not self.decision.allowed:
+            notice = notices.build_notice(self.settings, self.schedule, now,
+                                          identity=self.peer.identity, project=self.event.project,
+                                          decision=self.decision)
+            raise PolicyRefusal(notices.refusal_reason(notice))
 
     def _check_form_matches(self, form: Form, found: artifacts.Artifact) -> None:
         claimed = form.get("name")

@@ -1,4 +1,11 @@
-"""The SSH host keys every replica shares (`host_key_dir`), and `keygen` to make them."""
+"""The SSH host keys every replica shares (`host_key_dir`), and `keygen` to make and rotate them.
+
+`ssh_host_ed25519_key` and `ssh_host_rsa_key` are the keys the server proves itself with. Any other
+`ssh_host_*_key` in the folder (`keygen --next` writes `ssh_host_<type>_next_key`) is announced
+to clients after login through OpenSSH's host-key update extension, so clients with
+UpdateHostKeys learn it. Once they have, `keygen --promote` makes the next keys the primary ones
+(the old ones are kept as `*.retired`, no longer served) and clients drop the old key.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +21,25 @@ from gateway.errors import ConfigError
 KEY_FILES = (("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "ssh-rsa", {"key_size": 3072}))
 
 
-def generate(directory: str | os.PathLike[str], *, force: bool = False) -> list[Path]:
-    """Write missing host keys (private 0600, public .pub beside); returns the files written."""
+PRIMARY = tuple(filename for filename, _algorithm, _options in KEY_FILES)
+
+
+def next_name(filename: str) -> str:
+    """`ssh_host_ed25519_key` -> `ssh_host_ed25519_next_key`."""
+    return filename[: -len("_key")] + "_next_key"
+
+
+def generate(directory: str | os.PathLike[str], *, force: bool = False, next_keys: bool = False) -> list[Path]:
+    """Write missing host keys (private 0600, public .pub beside); returns the files written.
+
+    With `next_keys`, write the next generation beside the current keys instead (see the module
+    notes on rotation).
+    """
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for filename, algorithm, options in KEY_FILES:
-        path = folder / filename
+        path = folder / (next_name(filename) if next_keys else filename)
         if path.exists() and not force:
             continue
         key = asyncssh.generate_private_key(algorithm, comment="pypissh-gateway host key", **options)
@@ -34,7 +53,10 @@ def generate(directory: str | os.PathLike[str], *, force: bool = False) -> list[
 
 def load(directory: str | os.PathLike[str]) -> list[asyncssh.SSHKey]:
     folder = Path(directory)
-    paths = sorted(folder.glob("ssh_host_*_key"), key=lambda p: (p.name != "ssh_host_ed25519_key", p.name))
+    # Primary keys first: asyncssh proves the server with the first key of each type and only
+    # announces the others.
+    paths = sorted(folder.glob("ssh_host_*_key"),
+                   key=lambda p: (PRIMARY.index(p.name) if p.name in PRIMARY else len(PRIMARY), p.name))
     if not paths:
         raise ConfigError(
             f"no host keys in {folder}/; run `pypissh-gateway keygen` once and share the folder with every replica"
@@ -50,3 +72,31 @@ def load(directory: str | os.PathLike[str]) -> list[asyncssh.SSHKey]:
 
 def fingerprints(directory: str | os.PathLike[str]) -> list[str]:
     return [f"{key.get_algorithm()} {key.get_fingerprint('sha256')}" for key in load(directory)]
+
+
+def promote(directory: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """Make each `*_next_key` the primary key of its type; the old primary becomes `*.retired`.
+
+    Returns the (from, to) renames done. Run it on the shared folder once clients have had time to
+    learn the next keys, then restart the replicas one by one.
+    """
+    folder = Path(directory)
+    moves: list[tuple[Path, Path]] = []
+    for filename in PRIMARY:
+        upcoming = folder / next_name(filename)
+        if not upcoming.exists():
+            continue
+        current = folder / filename
+        for suffix in ("", ".pub"):
+            old = Path(str(current) + suffix)
+            if old.exists():
+                retired = Path(str(old) + ".retired")
+                old.replace(retired)
+                moves.append((old, retired))
+        for suffix in ("", ".pub"):
+            new = Path(str(upcoming) + suffix)
+            if new.exists():
+                target = Path(str(current) + suffix)
+                new.replace(target)
+                moves.append((new, target))
+    return moves

@@ -133,3 +133,69 @@ def unknown_command(command: str) -> str:
         f"pypissh-gateway: unknown command '{command[:60]}'; valid commands are: "
         f"{', '.join(SSH_COMMANDS)} (or none, for an upload)\n"
     )
+
+
+# -- refusals before and around login (SSH disconnect reasons: one line, no HTTP involved) -------
+def too_many_startups_from(address: str, limit: int) -> str:
+    return (
+        f"{address} already has {limit} connections that have not logged in; close the stalled "
+        "ones (or wait for them to time out) and try again"
+    )
+
+
+def evicted_startup() -> str:
+    return (
+        "the gateway is flooded with connections that do not log in and this one was the oldest; "
+        "connect again"
+    )
+
+
+def login_penalty(address: str, seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return (
+        f"too many failed logins from {address}; try again in about {minutes} min with the key "
+        "registered for your account (`ssh-keygen -lf <key>.pub` shows its fingerprint)"
+    )
+
+
+def too_many_auth_tries(limit: int) -> str:
+    return (
+        f"too many keys tried ({limit}) without one registered for this gateway; offer only your "
+        "registered key: `ssh -i <key> -o IdentitiesOnly=yes ...`"
+    )
+
+
+def sha1_signature_refused(fingerprint: str) -> str:
+    return (
+        f"key {fingerprint} signed with ssh-rsa (SHA-1), which this gateway refuses; upgrade the "
+        "SSH client (OpenSSH 7.2 or later signs with rsa-sha2-256) or use an ed25519 key"
+    )
+
+
+def too_many_sessions(account: str, limit: int) -> str:
+    return (
+        f"account '{account}' already has {limit} upload{'s' if limit != 1 else ''} in progress on this "
+        "gateway; wait for the other uploads to finish, then try again"
+    )
+
+
+def registry_unavailable() -> str:
+    return (
+        "the gateway cannot reach its account registry right now, so no key can be checked; "
+        "nothing was published; try again in a minute"
+    )
+
+
+def spool_full() -> str:
+    return (
+        "the gateway's disk for uploads in progress is full; nothing was published; try again "
+        "later, or upload with twine"
+    )
+
+
+def no_active_key(account: str, fingerprint: str | None) -> str:
+    key = f"key {fingerprint}" if fingerprint else "this key"
+    return (
+        f"pypissh-gateway: {key} is no longer active for account '{account}' (revoked, or the "
+        "account is disabled); nothing was published; ask the index admins\n"
+    )

@@ -137,12 +137,15 @@ def boundary_from_content_type(content_type: str) -> bytes:
             f"expected a multipart/form-data upload, got '{kind.strip() or 'no Content-Type'}'; "
             "send the request as `setup.py upload` or twine does"
         )
-    for name, value in _params(params):
-        if name == "boundary" and value:
-            if len(value) > 200:
-                raise BadRequest("the multipart boundary is longer than 200 characters")
-            return value.encode("latin-1")
-    raise BadRequest("the Content-Type has no multipart boundary; the request cannot be read")
+    boundaries = [value for name, value in _params(params) if name == "boundary" and value]
+    if not boundaries:
+        raise BadRequest("the Content-Type has no multipart boundary; the request cannot be read")
+    if len(boundaries) > 1:
+        # Two readers could pick different ones and see different forms: refuse the ambiguity.
+        raise BadRequest("the Content-Type names more than one multipart boundary; send one")
+    if len(boundaries[0]) > 200:
+        raise BadRequest("the multipart boundary is longer than 200 characters")
+    return boundaries[0].encode("latin-1")
 
 
 def _params(text: str) -> list[tuple[str, str]]:
@@ -292,20 +295,30 @@ class MultipartParser:
         if self._parts > self._max_parts:
             raise BadRequest(f"the upload has more than {self._max_parts} form parts")
         name = filename = None
+        seen: set[bytes] = set()
         for line in _LINE_SPLIT.split(head):
             key, sep, value = line.partition(b":")
             if not sep:
                 raise BadRequest("a multipart part has a malformed header line")
-            if key.strip().lower() != b"content-disposition":
+            key = key.strip().lower()
+            if key in seen and key in (b"content-disposition", b"content-type"):
+                raise BadRequest(f"a multipart part has two {key.decode('latin-1')} headers; send one")
+            seen.add(key)
+            if key == b"content-type" and value.strip().lower().startswith(b"multipart/"):
+                raise BadRequest("a form part is itself multipart (nested multipart is not accepted); "
+                                 "send each file as its own part")
+            if key != b"content-disposition":
                 continue
             kind, _, params = _decode(value).strip().partition(";")
             if kind.strip().lower() != "form-data":
                 raise BadRequest("a multipart part is not form-data (nested multipart is not accepted)")
-            for pname, pvalue in _params(params):
-                if pname == "name":
-                    name = pvalue
-                elif pname == "filename":
-                    filename = pvalue
+            pairs = _params(params)
+            names = [pvalue for pname, pvalue in pairs if pname == "name"]
+            filenames = [pvalue for pname, pvalue in pairs if pname == "filename"]
+            if len(names) > 1 or len(filenames) > 1:
+                raise BadRequest("a multipart part names itself twice in its Content-Disposition; send one name")
+            name = names[0] if names else None
+            filename = filenames[0] if filenames else None
         if name is None:
             raise BadRequest("a multipart part has no Content-Disposition name")
         if name in FILE_FIELDS and filename is None:

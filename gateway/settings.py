@@ -45,8 +45,19 @@ class Settings:
     proxy_protocol: str = "off"
     proxy_allowed: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     key_cache_seconds: float = 5.0
+    # A schedule change (brownout, sunset, pause) reaches every running replica within this time.
+    schedule_cache_seconds: float = 2.0
+    # Per-use reminder emails: queue one when an account uploads over SSH and was not emailed
+    # within this many days (0 turns them off); `pypissh-migrate notify --reminders` sends them.
+    reminder_repeat_days: float = 30.0
     login_timeout: float = 30.0
     max_startups: int = 100
+    # Unauthenticated connections one address may hold; a handshake needs one, a NAT a few.
+    max_startups_per_source: int = 10
+    # An address whose failed logins (score halving every failed_login_half_life seconds)
+    # reach this many is refused until the score decays; 0 turns the penalty box off.
+    failed_login_limit: int = 20
+    failed_login_half_life: float = 300.0
     max_auth_tries: int = 6
     max_sessions_per_account: int = 8
     legacy_algorithms: bool = False

@@ -1,7 +1,9 @@
-"""`pypissh-gateway stdio`: one exchange on stdin/stdout, for an OpenSSH `command=` deployment.
+"""`pypissh-gateway stdio`: one session on stdin/stdout, for an OpenSSH `command=` deployment.
 
-sshd authenticates the key (through `authorized-keys-command`) and runs this once per session with
-the account it names; everything after that is the same `Exchange` the asyncssh server runs.
+sshd authenticates the key (through `authorized-keys-command`, which names the account and the
+key's fingerprint in the forced command) and runs this once per session. A command the user typed
+arrives in SSH_ORIGINAL_COMMAND (`help`, `whoami`, `guide`); otherwise stdin carries one legacy
+HTTP request. Both run through `gateway.frontend`, exactly as in the asyncssh server.
 """
 
 from __future__ import annotations
@@ -9,47 +11,91 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
+from typing import Mapping
 
 from gateway import messages
 from gateway.app import Gateway
-from gateway.exchange import Exchange, Peer
+from gateway.exchange import Peer
+from gateway.frontend import run_command, run_exchange
 from gateway.registry import Identity, Registry
 from gateway.settings import Settings
 
 
 class StdinSource:
+    """stdin for `Exchange`, each read in a daemon thread: a read still blocked when the exchange
+    gives up (a silent client) must not keep the process from answering and exiting."""
+
     def __init__(self, fd: int):
         self._fd = fd
 
     async def read(self, max_bytes: int) -> bytes:
-        return await asyncio.get_running_loop().run_in_executor(None, os.read, self._fd, max_bytes)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+
+        def deliver(data: bytes) -> None:
+            if not done.done():
+                done.set_result(data)
+
+        def work() -> None:
+            try:
+                data = os.read(self._fd, max_bytes)
+            except OSError:
+                data = b""
+            try:
+                loop.call_soon_threadsafe(deliver, data)
+            except RuntimeError:  # the loop is gone: the exchange ended without this read
+                pass
+
+        threading.Thread(target=work, name="pypissh-stdin", daemon=True).start()
+        return await done
 
 
-def _identity(registry: Registry, account: str, fingerprint: str | None) -> Identity | None:
+def find_identity(registry: Registry, account: str, fingerprint: str | None) -> Identity | None:
+    """The login's identity: the named key if it is still active and the account's, else None."""
     if fingerprint:
         found = registry.identity_for_key(fingerprint)
         return found if found and found.account_name == account else None
-    keys = [k for k in registry.list_keys(account, include_revoked=False)]
+    keys = registry.list_keys(account, include_revoked=False)
     return registry.identity_for_key(keys[0].fingerprint) if keys else None
+
+
+def client_address(environ: Mapping[str, str]) -> str | None:
+    """The client's address from sshd's SSH_CONNECTION ("client port server port")."""
+    parts = (environ.get("SSH_CONNECTION") or "").split()
+    return parts[0] if parts else None
+
+
+async def _session(gateway: Gateway, identity: Identity, command: str) -> int:
+    out = sys.stdout.buffer
+    if command:
+        result = await run_command(command, identity, gateway)
+        out.write(result.stdout.encode())
+        out.flush()
+        sys.stderr.write(result.stderr)
+        sys.stderr.flush()
+        return result.status
+    peer = Peer(identity=identity, client_addr=client_address(os.environ))
+    result = await run_exchange(StdinSource(sys.stdin.fileno()), peer, gateway)
+    sys.stderr.write(result.stderr)
+    sys.stderr.flush()
+    out.write(result.stdout)
+    out.flush()
+    return result.status
 
 
 def run_stdio(settings: Settings, account: str, fingerprint: str | None) -> int:
     gateway = Gateway.build(settings)
     try:
-        identity = _identity(gateway.registry, account, fingerprint)
-        if identity is None:
-            sys.stderr.write(f"pypissh-gateway: account '{account}' has no active key here; ask the admins\n")
+        try:
+            identity = find_identity(gateway.registry, account, fingerprint)
+        except Exception:
+            sys.stderr.write(f"pypissh-gateway: {messages.registry_unavailable()}\n")
             return 1
-        place = messages.Place.from_settings(settings)
-        sys.stderr.write(messages.session_notice(identity.account_name, identity.fingerprint, place))
-        sys.stderr.flush()
-        client = (os.environ.get("SSH_CONNECTION") or "").split()
-        peer = Peer(identity=identity, client_addr=client[0] if client else None,
-                    ssh_client_version=None)
-        reply = asyncio.run(Exchange(StdinSource(sys.stdin.fileno()), peer, gateway).run())
-        out = sys.stdout.buffer
-        out.write(reply.to_bytes())
-        out.flush()
-        return reply.exit_status
+        if identity is None:
+            sys.stderr.write(messages.no_active_key(account, fingerprint))
+            return 1
+        command = (os.environ.get("SSH_ORIGINAL_COMMAND") or "").strip()
+        return asyncio.run(_session(gateway, identity, command))
     finally:
         gateway.close()

@@ -18,7 +18,7 @@ from typing import Callable
 import requests
 from requests.adapters import HTTPAdapter
 
-from gateway import __version__
+from gateway import __version__, metrics
 from gateway.errors import UpstreamError, one_line
 from gateway.form import MultipartBody
 from gateway.settings import Settings
@@ -99,8 +99,9 @@ class UpstreamClient:
         while True:
             attempt += 1
             try:
-                response = self.session.post(
-                    self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
+                with metrics.UPSTREAM_SECONDS.time():
+                    response = self.session.post(
+                        self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
             except requests.exceptions.SSLError:
                 raise UpstreamError(
                     f"the upload server {self.url} presented a certificate the gateway cannot verify; "
@@ -120,11 +121,14 @@ class UpstreamClient:
                 ) from None
             with response:
                 body_text = response.text[:65536] if response.status_code >= 300 else ""
-            if response.is_redirect:
-                target = response.headers.get("Location", "?")
+            if 300 <= response.status_code < 400:
+                # As twine does: never follow (the body and the credentials would go where the
+                # redirect says), and name the target so the operator can decide to trust it.
+                target = one_line(response.headers.get("Location", "")) or "an address it did not give"
                 raise UpstreamError(
-                    f"the upload server redirected to {target}; the gateway does not follow redirects "
-                    "for uploads; its operator must set upstream_url to the final address"
+                    f"the upload server {self.url} answered {response.status_code} and redirected to "
+                    f"{target}; nothing was published; the gateway does not follow redirects for uploads, "
+                    "its operator must set upstream_url to that address if it is trusted"
                 )
             if response.status_code in RETRY_STATUSES and attempt <= self.retries:
                 self._sleep(0.5 * 2 ** (attempt - 1))

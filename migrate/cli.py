@@ -6,6 +6,10 @@ import click
 
 from gateway.cliutil import global_options
 from migrate.commands import accounts, keys
+from migrate.commands import guide, import_legacy, scan, secret
+from migrate.commands import report
+from migrate.commands.notify import notify
+from migrate.commands.schedule import schedule
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +25,13 @@ def cli() -> None:
 
 cli.add_command(accounts.accounts)
 cli.add_command(keys.keys)
+cli.add_command(schedule)
+cli.add_command(notify)
+cli.add_command(import_legacy.import_legacy)
+cli.add_command(secret.rotate_secret)
+cli.add_command(guide.guide)
+cli.add_command(scan.scan)
+cli.add_command(report.report)
 
 
 def main() -> None:

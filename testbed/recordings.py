@@ -203,9 +203,10 @@ def write_fault(
     count: int | None = None,
     delay: float | None = None,
     body: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Install a fault: answer `status reason` (and/or sleep `delay` seconds) for the next
-    `count` requests (every request if count is None)."""
+    `count` requests (every request if count is None), with extra response `headers`."""
     fault: dict[str, Any] = {}
     if status is not None:
         fault["status"] = int(status)
@@ -217,6 +218,8 @@ def write_fault(
         fault["reason"] = reason
         if body is not None:
             fault["body"] = body
+        if headers:
+            fault["headers"] = dict(headers)
     if delay is not None:
         fault["delay"] = float(delay)
     if count is not None:

@@ -305,11 +305,14 @@ class TlsPypiServer:
         count: int | None = None,
         delay: float | None = None,
         body: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer the next `count` requests (all, if None) with `status reason` without
-        forwarding them to pypiserver, and/or sleep `delay` seconds before answering."""
+        """Answer the next `count` requests (all, if None) with `status reason` (and extra
+        response `headers`) without forwarding them to pypiserver, and/or sleep `delay` seconds
+        before answering."""
         _rec.write_fault(
-            self.control_file, status=status, reason=reason, count=count, delay=delay, body=body
+            self.control_file, status=status, reason=reason, count=count, delay=delay, body=body,
+            headers=headers,
         )
 
     def clear_fault(self) -> None:

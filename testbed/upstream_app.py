@@ -125,7 +125,8 @@ class RecordingMiddleware:
             recordings.write_recording(self.recordings_dir, meta)
             start_response(
                 status,
-                [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(payload)))],
+                [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(payload))),
+                 *fault.get("headers", {}).items()],
             )
             return [payload]
 

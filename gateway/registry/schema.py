@@ -146,7 +146,7 @@ notification_sends = Table(
     Column("campaign", String(100), nullable=False),
     Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("email", String(320)),
-    # queued | sending | sent | failed | dry_run
+    # queued | sending | sent | failed | skipped (error says why) | dry_run (unused: dry runs record nothing)
     Column("status", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),

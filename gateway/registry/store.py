@@ -214,6 +214,19 @@ class Registry:
                 count += 1
         return count
 
+    def swap_token_ciphertexts(self, triples: Iterable[tuple[int, str, str]]) -> list[int]:
+        """Replace (account id, old, new) ciphertexts in one transaction, each only if the stored
+        value is still `old` (a token set meanwhile is kept); returns the ids left unchanged."""
+        unchanged: list[int] = []
+        with self.engine.begin() as conn:
+            for account_id, old, new in triples:
+                done = conn.execute(update(accounts).where(
+                    accounts.c.id == account_id, accounts.c.token_ciphertext == old
+                ).values(token_ciphertext=new))
+                if done.rowcount == 0:
+                    unchanged.append(account_id)
+        return unchanged
+
     # -- keys -----------------------------------------------------------------------------------
     def add_key(self, account_name: str, key: PublicKey, *, source: str = "admin",
                 allowed_projects: Sequence[str] | None = None) -> KeyRecord:
@@ -331,6 +344,18 @@ class Registry:
         if done.rowcount == 0:
             raise RegistryError(f"no scheduled window {window_id}; `pypissh-migrate schedule show` lists them")
 
+    def replace_window(self, kind: str, starts_at: dt.datetime | None, note: str | None = None) -> int | None:
+        """Set the one notice or sunset: cancel the current ones and add the new (None: only cancel)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(schedule_windows).where(
+                schedule_windows.c.kind == kind, schedule_windows.c.cancelled_at.is_(None)
+            ).values(cancelled_at=utcnow()))
+            if starts_at is None:
+                return None
+            result = conn.execute(insert(schedule_windows).values(
+                kind=kind, starts_at=starts_at, note=note, created_at=utcnow()))
+        return result.inserted_primary_key[0]
+
     # -- events ---------------------------------------------------------------------------------
     def record_event(self, event_: UploadEvent) -> None:
         values = asdict(event_)
@@ -364,3 +389,132 @@ class Registry:
             "last_use": last,
             "projects": [{"name": p.project, "last": p.last, "uploads": p.uploads} for p in projects],
         }
+
+    # -- notifications (issue 4: campaigns and per-use reminders) ---------------------------------
+    # A row is claimed as `sending` (with its Message-ID) before the message goes to the mail
+    # server and marked `sent` once the server accepted it. A `sending` row left by a crash means
+    # "maybe delivered": it is never sent again automatically (see migrate/campaigns.py).
+    def notification_sends(self, *, campaign: str | None = None, account_ids: Iterable[int] | None = None,
+                           statuses: Iterable[str] | None = None) -> list["NotificationSend"]:
+        query = select(notification_sends).order_by(notification_sends.c.id)
+        if campaign is not None:
+            query = query.where(notification_sends.c.campaign == campaign)
+        if account_ids is not None:
+            query = query.where(notification_sends.c.account_id.in_(list(account_ids)))
+        if statuses is not None:
+            query = query.where(notification_sends.c.status.in_(list(statuses)))
+        with self.engine.connect() as conn:
+            return [_send_from_row(row) for row in conn.execute(query)]
+
+    def _covering_sends(self, conn, account_id: int, campaign: str | None, since: dt.datetime | None,
+                        *, pending: tuple[str, ...], exclude: int | None = None) -> list[int]:
+        """Rows that make another message to this account unnecessary: delivered (or maybe
+        delivered) since `since`, or still waiting in one of the `pending` states."""
+        table = notification_sends
+        delivered = table.c.status.in_(("sent", "sending"))
+        if since is not None:
+            delivered = delivered & (func.coalesce(table.c.sent_at, table.c.created_at) >= since)
+        query = select(table.c.id).where(table.c.account_id == account_id, delivered | table.c.status.in_(pending))
+        if campaign is not None:
+            query = query.where(table.c.campaign == campaign)
+        if exclude is not None:
+            query = query.where(table.c.id != exclude)
+        return [row.id for row in conn.execute(query)]
+
+    def _insert_unless_covered(self, values: dict[str, Any], campaign: str | None, since: dt.datetime | None,
+                               pending: tuple[str, ...]) -> int | None:
+        account_id = values["account_id"]
+        with self.engine.begin() as conn:
+            if self._covering_sends(conn, account_id, campaign, since, pending=pending):
+                return None
+            new_id = conn.execute(insert(notification_sends).values(**values)).inserted_primary_key[0]
+        # Two processes may both pass the check above. Each looks again after its own commit; the
+        # later of the two always sees the other and backs off, so at most one message goes out.
+        with self.engine.begin() as conn:
+            if self._covering_sends(conn, account_id, campaign, since, pending=pending, exclude=new_id):
+                conn.execute(notification_sends.delete().where(notification_sends.c.id == new_id))
+                return None
+        return new_id
+
+    def claim_send(self, campaign: str, account_id: int, email: str, message_id: str, now: dt.datetime,
+                   *, since: dt.datetime | None = None) -> int | None:
+        """Claim the (campaign, account) message before it is sent: the new row's id, or None when
+        a row sent (or maybe sent) since `since` (ever, when None) already covers it."""
+        values = dict(campaign=campaign, account_id=account_id, email=email, status="sending",
+                      created_at=now, message_id=message_id)
+        return self._insert_unless_covered(values, campaign, since, pending=())
+
+    def claim_queued(self, send_id: int, email: str, message_id: str) -> bool:
+        """Take a queued reminder for sending; False when another process took it first."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(notification_sends).where(
+                notification_sends.c.id == send_id, notification_sends.c.status == "queued"
+            ).values(status="sending", email=email, message_id=message_id))
+        return done.rowcount == 1
+
+    def finish_send(self, send_id: int, status: str, *, sent_at: dt.datetime | None = None,
+                    error: str | None = None) -> None:
+        """Record how a claimed message ended: sent, failed, or skipped (with the reason)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(notification_sends).where(notification_sends.c.id == send_id)
+                         .values(status=status, sent_at=sent_at, error=error))
+
+    def queue_reminder(self, account_id: int, email: str | None, now: dt.datetime,
+                       since: dt.datetime) -> int | None:
+        """Queue a per-use `reminder` unless the account was emailed since `since` or one waits."""
+        values = dict(campaign="reminder", account_id=account_id, email=email, status="queued", created_at=now)
+        return self._insert_unless_covered(values, None, since, pending=("queued",))
+
+    def last_use_by_account(self) -> dict[int, dt.datetime]:
+        """When each account last used the SSH path: its latest event or key use."""
+        result: dict[int, dt.datetime] = {}
+        with self.engine.connect() as conn:
+            events = conn.execute(select(upload_events.c.account_id, func.max(upload_events.c.at).label("last"))
+                                  .where(upload_events.c.account_id.is_not(None))
+                                  .group_by(upload_events.c.account_id)).all()
+            keys = conn.execute(select(ssh_keys.c.account_id, func.max(ssh_keys.c.last_used_at).label("last"))
+                                .group_by(ssh_keys.c.account_id)).all()
+        for row in [*events, *keys]:
+            last = _aware(row.last)
+            if last is not None and (row.account_id not in result or last > result[row.account_id]):
+                result[row.account_id] = last
+        return result
+
+    def client_versions(self, account_id: int, limit: int = 5) -> list[dict[str, Any]]:
+        """The clients an account used, most recent first (for the evidence in emails)."""
+        query = (select(upload_events.c.user_agent, upload_events.c.ssh_client_version,
+                        func.max(upload_events.c.at).label("last"), func.count().label("uses"))
+                 .where(upload_events.c.account_id == account_id)
+                 .group_by(upload_events.c.user_agent, upload_events.c.ssh_client_version)
+                 .order_by(func.max(upload_events.c.at).desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [{"user_agent": row.user_agent, "ssh_client_version": row.ssh_client_version,
+                     "last": _aware(row.last), "uses": row.uses} for row in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class NotificationSend:
+    id: int
+    campaign: str
+    account_id: int
+    email: str | None
+    status: str  # queued | sending | sent | failed | skipped
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    message_id: str | None
+    error: str | None
+
+
+def _send_from_row(row: Any) -> NotificationSend:
+    return NotificationSend(id=row.id, campaign=row.campaign, account_id=row.account_id, email=row.email,
+                            status=row.status, created_at=row.created_at, sent_at=row.sent_at,
+                            message_id=row.message_id, error=row.error)
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """Aggregates (max) bypass the column type on SQLite: make them aware UTC again."""
+    if value is None or isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.timezone.utc)

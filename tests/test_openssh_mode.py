@@ -8,7 +8,6 @@ import hashlib
 import os
 import shlex
 import shutil
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -29,21 +28,12 @@ from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
 from testbed.scaleout import free_port, toml_value
+from testbed.sshdutil import remove_wrapper, root_owned_wrapper
 from tests.conftest import register_account
 
 SSHD = "/usr/sbin/sshd"
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SECRET = "a test secret for the OpenSSH mode and long enough to derive a key"
-
-
-def unsafe_for_sshd(path: Path) -> str | None:
-    """Why sshd would refuse to run `path` as AuthorizedKeysCommand (root-owned, not group- or
-    world-writable, all the way up), or None."""
-    for part in [path, *path.parents]:
-        info = part.stat()
-        if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return f"{part} is not owned by root or is writable by others"
-    return None
 
 
 def ensure_submit_user() -> None:
@@ -81,7 +71,7 @@ def _skip_reason() -> str | None:
         return "openssh-server is not installed (./dev test installs it)"
     if postgres.available() is not None:
         return "PostgreSQL is not running (the stdio sessions run as user submit and share it)"
-    return unsafe_for_sshd(PROGRAM.resolve())
+    return None
 
 
 SKIP = _skip_reason()
@@ -97,13 +87,15 @@ def sshd(upstream, user_keys, host_key_dir):
     # Readable by user `submit`, who runs the forced command (pytest's own temp dirs are root-only).
     folder = Path(tempfile.mkdtemp(prefix="pypissh-openssh-"))
     folder.chmod(0o755)
+    command = root_owned_wrapper(PROGRAM.resolve())
     try:
-        yield from _run_sshd(folder, upstream, user_keys, host_key_dir)
+        yield from _run_sshd(folder, upstream, user_keys, host_key_dir, command)
     finally:
+        remove_wrapper(command)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_sshd(folder: Path, upstream, user_keys, host_key_dir):
+def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
     with postgres.temporary_database("pypissh_test") as url:
         upgrade(url)
         ca = folder / "upstream-ca.pem"
@@ -122,7 +114,7 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir):
         sshd_config.write_text(
             f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\n"
             "AuthorizedKeysFile none\n"
-            f"AuthorizedKeysCommand {PROGRAM.resolve()} --config {config} authorized-keys-command "
+            f"AuthorizedKeysCommand {command} --config {config} authorized-keys-command "
             f"--command {session_program(folder)} %u %k %t\n"
             "AuthorizedKeysCommandUser root\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"

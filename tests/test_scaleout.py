@@ -259,7 +259,7 @@ def test_sigterm_lets_the_upload_in_flight_finish_while_others_take_new_connecti
     """SIGTERM: readiness fails at once, the upload in flight completes, new uploads go elsewhere."""
     key = user_keys["alice"]
     slow, later = new_upload(cluster, "Drained-Slow"), new_upload(cluster, "Drained-Later")
-    upstream.set_fault(delay=3.0)
+    upstream.set_fault(delay=4.0)
     (thread,) = run_concurrently(cluster, [slow], key)
     try:
         busy = wait_until(lambda: [i for i, n in cluster.in_flight().items() if n], what="the upload to connect")
@@ -267,10 +267,10 @@ def test_sigterm_lets_the_upload_in_flight_finish_while_others_take_new_connecti
         victim.signal(signal.SIGTERM)
         status, reason = wait_until(victim.readiness, what="readiness")
         assert status == 503 and "draining" in reason
-        upstream.clear_fault()
+        # The upstream holds the upload in flight for seconds yet: the replica must still be there.
+        assert victim.running, "the draining replica must wait for its upload in flight"
         run_upload(cluster, later, key)
         assert later.result.returncode == 0, later.output
-        assert victim.running, "the draining replica must wait for its upload in flight"
     finally:
         thread.join()
         upstream.clear_fault()

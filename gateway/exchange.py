@@ -30,7 +30,6 @@ from gateway.errors import (
     GatewayError,
     PolicyRefusal,
     RequestTooLarge,
-    UpstreamError,
 )
 from gateway.form import MultipartBody, check_client_digests, rebuild
 from gateway.framing import Request, RequestFramer

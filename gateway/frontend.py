@@ -50,7 +50,7 @@ async def run_command(command: str, identity: Identity, gateway) -> CommandResul
 async def run_exchange(source: ByteSource, peer: Peer, gateway) -> ExchangeResult:
     """One legacy HTTP exchange: the answer for stdout, the notices for stderr, the exit status.
 
-    The same steps as `GatewaySession._run_exchange` of the asyncssh server.
+    The notice is written once the request is read, so it can name the project.
     """
     exchange = Exchange(source, peer, gateway)
     reply = await exchange.run()

@@ -16,8 +16,8 @@ import asyncssh
 
 from gateway import algorithms, hostkeys, listener, messages, notices
 from gateway.app import Gateway
-from gateway.exchange import Exchange, Peer, Reply
-from gateway.frontend import run_command
+from gateway.exchange import Peer, Reply
+from gateway.frontend import run_command, run_exchange
 from gateway.listener import GatewayListener
 from gateway.registry import Identity
 
@@ -167,17 +167,11 @@ class GatewaySession(asyncssh.SSHServerSession):
     async def _run_exchange(self) -> int:
         chan = self._chan
         assert chan is not None and self._reader is not None
-        exchange = Exchange(self._reader, self._peer(), self._gateway)
-        reply = await exchange.run()
-        # Written once the request is read, so the notice can name the project.
-        if exchange.notice is not None:
-            chan.write_stderr(notices.session_text(exchange.notice).encode())
-        if reply.exit_status:
-            # stderr always reaches the user's terminal, even when the client stopped reading
-            # stdout (a legacy client answered early reports only "Broken pipe").
-            chan.write_stderr(messages.refusal_line(reply.status, reply.reason).encode())
-        chan.write(reply.to_bytes())
-        return reply.exit_status
+        result = await run_exchange(self._reader, self._peer(), self._gateway)
+        if result.stderr:
+            chan.write_stderr(result.stderr.encode())
+        chan.write(result.stdout)
+        return result.status
 
     async def _run_command(self, command: str) -> int:
         chan = self._chan

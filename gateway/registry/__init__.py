@@ -1,6 +1,8 @@
 """The shared registry: accounts, keys, encrypted upstream tokens, events, schedule, notifications."""
 
-from gateway.registry.store import (  # noqa: F401  (the package's public face)
+__all__ = ["Account", "Identity", "KeyRecord", "Registry", "RegistryError", "UploadEvent", "make_engine", "utcnow"]
+
+from gateway.registry.store import (  # the package's public face
     Account,
     Identity,
     KeyRecord,

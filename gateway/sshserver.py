@@ -46,8 +46,11 @@ class ChannelReader:
         self._eof = False
         self._ready = asyncio.Event()
         self._paused = False
+        self._stopped = False
 
     def feed(self, data: bytes) -> None:
+        if self._stopped:
+            return  # the answer is out; the client may still be sending, and must not be stalled
         self._chunks.append(data)
         self._size += len(data)
         self._ready.set()
@@ -60,7 +63,9 @@ class ChannelReader:
         self._ready.set()
 
     def stop(self) -> None:
-        """The session is done reading: drop what is buffered and let the connection read again."""
+        """The session is done reading: drop what is buffered and what still comes, and let the
+        connection read again (the client's close must get through)."""
+        self._stopped = True
         self._chunks.clear()
         self._size = 0
         if self._paused:
@@ -149,7 +154,7 @@ class GatewaySession(asyncssh.SSHServerSession):
             log.exception("session failed")
             chan.write_stderr(b"pypissh-gateway: internal error; nothing was published; try again later\n")
         finally:
-            self._reader.stop()  # unread input no longer matters; the client's close must get through
+            self._reader.stop()
             try:
                 chan.exit(status)
             except (OSError, asyncssh.Error):

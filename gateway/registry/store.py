@@ -130,6 +130,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     )
 
 
+# The per-login and per-upload statements are built once, with their values bound at execution
+# (see record_event).
+_IDENTITY_FOR_KEY = (
+    select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.exempt,
+           accounts.c.token_ciphertext, ssh_keys.c.fingerprint, ssh_keys.c.comment,
+           ssh_keys.c.allowed_projects)
+    .join(accounts, accounts.c.id == ssh_keys.c.account_id)
+    .where(ssh_keys.c.fingerprint == bindparam("key_fp"), ssh_keys.c.revoked_at.is_(None),
+           accounts.c.disabled.is_(False))
+)
 _INSERT_EVENT = insert(upload_events)
 _TOUCH_KEY = (update(ssh_keys).where(ssh_keys.c.fingerprint == bindparam("key_fp"))
               .values(last_used_at=bindparam("used_at")))
@@ -295,16 +305,8 @@ class Registry:
 
     def identity_for_key(self, fingerprint: str) -> Identity | None:
         """The login lookup: an active key of an enabled account, or None."""
-        query = (
-            select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.exempt,
-                   accounts.c.token_ciphertext, ssh_keys.c.fingerprint, ssh_keys.c.comment,
-                   ssh_keys.c.allowed_projects)
-            .join(accounts, accounts.c.id == ssh_keys.c.account_id)
-            .where(ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_(None),
-                   accounts.c.disabled.is_(False))
-        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_IDENTITY_FOR_KEY, {"key_fp": fingerprint}).first()
         if row is None:
             return None
         return Identity(

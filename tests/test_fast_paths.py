@@ -1,0 +1,148 @@
+"""What the performance work changed (bench/RESULTS.md): the key cache answered on the event loop,
+the session reader's chunking and back-pressure, the cipher OpenSSH negotiates, and a large upload
+that exercises the back-pressure end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+
+from gateway import sshserver
+from gateway.auth import KeyLookup
+from gateway.registry import Identity
+from testbed.legacyrequests import make_sdist, python3_upload
+from tests.conftest import register_account
+
+
+class _Registry:
+    """Counts lookups; the cache is what is under test, not the database."""
+
+    def __init__(self, identity: Identity | None):
+        self.identity = identity
+        self.calls = 0
+
+    def identity_for_key(self, fingerprint: str) -> Identity | None:
+        self.calls += 1
+        return self.identity
+
+
+class _Flow:
+    """Records pause/resume calls, as the connection would receive them."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+
+IDENTITY = Identity(7, "alice", None, False, "SHA256:abc", None, None, None)
+
+
+def test_cached_answers_only_fresh_entries_without_the_database():
+    """KeyLookup.cached: a miss before any lookup, a hit within the TTL, a miss once it expired."""
+    now = [100.0]
+    registry = _Registry(IDENTITY)
+    lookup = KeyLookup(registry, 5.0, clock=lambda: now[0])
+    assert lookup.cached("SHA256:abc") == (False, None)
+    assert lookup.identity("SHA256:abc") == IDENTITY
+    assert lookup.cached("SHA256:abc") == (True, IDENTITY)
+    now[0] += 6
+    assert lookup.cached("SHA256:abc") == (False, None)
+    assert registry.calls == 1
+
+
+def test_cached_remembers_unknown_keys_too():
+    """An unknown key looked up once is answered from the cache (None) until it expires."""
+    lookup = KeyLookup(_Registry(None), 5.0, clock=lambda: 0.0)
+    lookup.identity("SHA256:nobody")
+    assert lookup.cached("SHA256:nobody") == (True, None)
+
+
+def test_reader_joins_and_splits_chunks_up_to_the_read_size():
+    """Reads return at most max_bytes, joining small chunks and splitting a large one, in order."""
+    reader = sshserver.ChannelReader(None, None)  # type: ignore[arg-type]
+    reader._flow = _Flow()
+    for chunk in (b"ab", b"cdef", b"ghijklmnop"):
+        reader.feed(chunk)
+    reader.feed_eof()
+
+    async def drain() -> list[bytes]:
+        out = []
+        while data := await reader.read(5):
+            out.append(data)
+        return out
+
+    assert asyncio.run(drain()) == [b"abcde", b"fghij", b"klmno", b"p"]
+
+
+def test_reader_pauses_at_high_water_and_resumes_below_half():
+    """Input past HIGH_WATER pauses the client; reading below half of it resumes; stop() resumes."""
+    flow = _Flow()
+    reader = sshserver.ChannelReader(None, None)  # type: ignore[arg-type]
+    reader._flow = flow
+    piece = b"x" * (sshserver.HIGH_WATER // 4)
+    for _ in range(4):
+        reader.feed(piece)
+    assert flow.calls == ["pause"]
+    asyncio.run(reader.read(len(piece)))
+    assert flow.calls == ["pause"]
+    asyncio.run(reader.read(2 * len(piece)))
+    assert flow.calls == ["pause", "resume"]
+    for _ in range(4):
+        reader.feed(piece)
+    reader.stop()
+    assert flow.calls == ["pause", "resume", "pause", "resume"]
+    for _ in range(8):
+        reader.feed(piece)  # after the answer: dropped, and the client is never paused again
+    assert flow.calls == ["pause", "resume", "pause", "resume"]
+
+
+def test_openssh_negotiates_aes_not_chacha20(alice, ssh_client):
+    """OpenSSH's first choice, chacha20-poly1305, is not offered; the session runs on AES."""
+    client = ssh_client()
+    result = subprocess.run([*client.argv("-T", "-l", "submit", log_level="DEBUG1"), "127.0.0.1", "whoami"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    ciphers = [line for line in result.stderr.splitlines() if "cipher:" in line]
+    assert ciphers and all("aes" in line and "chacha" not in line for line in ciphers), ciphers
+
+
+def test_upload_many_times_the_buffer_arrives_intact(gateway, ssh_client, user_key, upstream, project_name):
+    """An upload of 24 MiB (many times HIGH_WATER, so the reader pauses and resumes the client's
+    connection over and over) reaches the upstream byte for byte."""
+    register_account(gateway, "alice", user_key, token=upstream.token)
+    sdist = make_sdist(project_name, "1.0", pad=os.urandom(24 * 1024 * 1024))
+    request = python3_upload(project_name, "1.0", sdist)
+    result = ssh_client().run(data=request, timeout=120)
+    assert result.stdout.startswith(b"HTTP/1.0 200"), result.stdout[:200] + result.stderr[-300:]
+    stored = {name: digest for name, digest in upstream.files().items() if name.endswith(".tar.gz")}
+    expected = f"{project_name.lower().replace('-', '_')}-1.0.tar.gz"
+    assert stored[expected] == hashlib.sha256(sdist).hexdigest()
+
+
+def test_record_event_stores_the_event_and_the_keys_last_use(gateway, user_key):
+    """record_event (statements built once, values bound per call) writes the event row and sets
+    the key's last_used_at; identity_for_key finds the key by fingerprint."""
+    import datetime as dt
+
+    from gateway.registry import UploadEvent
+
+    register_account(gateway, "alice", user_key)
+    registry = gateway.registry
+    identity = registry.identity_for_key(user_key.fingerprint)
+    assert identity is not None and identity.account_name == "alice"
+    assert registry.identity_for_key("SHA256:" + "B" * 43) is None
+    at = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    for project in ("first", "second"):
+        registry.record_event(UploadEvent(at=at, outcome="forwarded", account_id=identity.account_id,
+                                          account_name="alice", key_fingerprint=user_key.fingerprint,
+                                          project=project, size=10))
+    assert [e.project for e in registry.events(account_name="alice")] == ["first", "second"]
+    assert registry.find_key(user_key.fingerprint).last_used_at == at
+

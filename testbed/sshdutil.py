@@ -11,6 +11,9 @@ import os
 import shlex
 import shutil
 import stat
+import subprocess
+import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -37,3 +40,32 @@ def root_owned_wrapper(target: Path, name: str = "pypissh-gateway") -> Path:
 
 def remove_wrapper(wrapper: Path) -> None:
     shutil.rmtree(wrapper.parent, ignore_errors=True)
+
+
+def ensure_submit_user(user: str = "submit") -> None:
+    """The local account sshd logs users in as ('*': no password, not locked, so sshd without PAM
+    accepts key logins)."""
+    if subprocess.run(["getent", "passwd", user], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--shell", "/bin/sh", "--password", "*", user], check=True)
+    shadow = subprocess.run(["getent", "shadow", user], capture_output=True, text=True).stdout
+    if shadow.split(":")[1:2] and shadow.split(":")[1].startswith("!"):
+        subprocess.run(["usermod", "--password", "*", user], check=True)
+
+
+def session_program(folder: Path, user: str = "submit") -> Path:
+    """What sshd runs as `user` for a session: this virtualenv's pypissh-gateway, or, when that
+    user cannot run this interpreter (it lives in a private home), a wrapper in `folder` running
+    the same code with the system's Python of the same version. Raises if neither can work."""
+    program = Path(sys.prefix) / "bin" / "pypissh-gateway"
+    runnable = subprocess.run(["su", user, "-s", "/bin/sh", "-c", f"{sys.executable} -c pass"],
+                              capture_output=True, cwd="/")
+    if runnable.returncode == 0:
+        return program
+    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system_python.exists():
+        raise RuntimeError(f"user {user} cannot run {sys.executable} and there is no {system_python}")
+    wrapper = folder / "pypissh-gateway"
+    path = os.pathsep.join([sysconfig.get_paths()["purelib"], str(Path(__file__).resolve().parent.parent)])
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {system_python} -m gateway "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper

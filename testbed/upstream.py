@@ -240,6 +240,7 @@ class TlsPypiServer:
                     response = connection.getresponse()
                     response.read()
                     if response.status == 200:
+                        self._warm_up(context)
                         return
                     last_error = UpstreamError(f"health check answered {response.status}")
                 finally:
@@ -251,6 +252,21 @@ class TlsPypiServer:
             f"upstream did not answer over TLS within {self.start_timeout:.0f} s "
             f"({last_error!r})\n{self.log_tail()}"
         )
+
+    def _warm_up(self, context: ssl.SSLContext) -> None:
+        """Send a few authenticated (unrecorded) requests so each worker initialises its password
+        checking now: pypiserver's passlib set-up is lazy and the first concurrent uploads of a
+        fresh worker can otherwise race it and get a 500."""
+        auth = "Basic " + base64.b64encode(f"{TOKEN_USERNAME}:{self.token}".encode()).decode()
+        for _ in range(4 * self.workers):
+            connection = http.client.HTTPSConnection(self.host, self.port, context=context, timeout=5)
+            try:
+                connection.request("POST", "/", body=b"", headers={PROBE_HEADER: "1", "Authorization": auth})
+                connection.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                connection.close()
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

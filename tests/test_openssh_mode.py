@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -28,40 +26,12 @@ from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
 from testbed.scaleout import free_port, toml_value
-from testbed.sshdutil import remove_wrapper, root_owned_wrapper
+from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program
 from tests.conftest import register_account
 
 SSHD = "/usr/sbin/sshd"
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SECRET = "a test secret for the OpenSSH mode and long enough to derive a key"
-
-
-def ensure_submit_user() -> None:
-    """The local account sshd logs `submit` in as; '*' (no password, not locked) so that sshd
-    without PAM accepts key logins."""
-    if subprocess.run(["getent", "passwd", "submit"], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--shell", "/bin/sh", "--password", "*", "submit"], check=True)
-    shadow = subprocess.run(["getent", "shadow", "submit"], capture_output=True, text=True).stdout
-    if shadow.split(":")[1:2] and shadow.split(":")[1].startswith("!"):
-        subprocess.run(["usermod", "--password", "*", "submit"], check=True)
-
-
-def session_program(folder: Path) -> Path:
-    """The program sshd runs as user `submit`: this virtualenv's pypissh-gateway, or, when that
-    user cannot run this interpreter (it lives in a private home), a wrapper running the same code
-    with the system's Python of the same version."""
-    runnable = subprocess.run(["su", "submit", "-s", "/bin/sh", "-c", f"{sys.executable} -c pass"],
-                              capture_output=True, cwd="/")
-    if runnable.returncode == 0:
-        return PROGRAM
-    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-    if not system_python.exists():
-        pytest.skip(f"user submit cannot run {sys.executable} and there is no {system_python}")
-    wrapper = folder / "pypissh-gateway"
-    path = os.pathsep.join([sysconfig.get_paths()["purelib"], str(Path(__file__).resolve().parent.parent)])
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {system_python} -m gateway "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 def _skip_reason() -> str | None:

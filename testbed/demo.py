@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.panel import Panel
 
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
@@ -49,7 +48,7 @@ def run(argv: list[str], env: dict, *, stdin: str | None = None) -> str:
     result = subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True)
     output = (result.stdout + result.stderr).rstrip()
     if output:
-        console.print(output, markup=False)
+        print(output, flush=True)  # as the command printed it (rich would re-wrap its tables)
     if result.returncode != 0:
         raise SystemExit(f"demo: command failed with exit status {result.returncode}")
     return result.stdout
@@ -127,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                f"-o UserKnownHostsFile={known_hosts} -o LogLevel=ERROR")
         result = run_legacy(project, ["register", "sdist", "upload"], ssh_command=ssh, home=home,
                             env={"PYPISSH_HOST": "127.0.0.1"})
-        console.print(Panel((result.stdout + result.stderr).rstrip(), title="what the user sees",
-                            border_style="green" if result.returncode == 0 else "red"), markup=False)
+        console.print("[dim]what the user sees (stdout, then the ssh session's stderr):[/dim]")
+        print((result.stdout + result.stderr).rstrip(), flush=True)
         if result.returncode != 0:
             raise SystemExit("demo: the legacy upload failed")
 

@@ -581,11 +581,7 @@ class BenchEnv:
         replica.start(timeout=60)
         self._processes.append(replica)
         known = self.workdir / f"{name}_known_hosts"
-        lines = []
-        for pub in sorted(self.host_key_dir.glob("ssh_host_*_key.pub")):
-            kind, data = pub.read_text().split()[:2]
-            lines.append(f"[127.0.0.1]:{replica.ssh_port} {kind} {data}")
-        known.write_text("\n".join(lines) + "\n")
+        known.write_text(hostkeys.known_hosts(self.host_key_dir, replica.ssh_port))
         return Target(f"(a) gateway{' x' + str(workers) if workers > 1 else ''}", replica.ssh_port, known,
                       replica.pid)
 

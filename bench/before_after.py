@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gateway import hostkeys  # noqa: E402
 from _setup import (  # noqa: E402
     BenchEnv,
     Target,
@@ -67,8 +68,7 @@ def start(env: BenchEnv, name: str, undo: str, **settings) -> Target:
     replica.start(timeout=60)
     env._processes.append(replica)
     known = env.workdir / f"{name}_known_hosts"
-    known.write_text("".join(f"[127.0.0.1]:{replica.ssh_port} {' '.join(p.read_text().split()[:2])}\n"
-                             for p in sorted(env.host_key_dir.glob("ssh_host_*_key.pub"))))
+    known.write_text(hostkeys.known_hosts(env.host_key_dir, replica.ssh_port))
     return Target(name, replica.ssh_port, known, replica.pid)
 
 

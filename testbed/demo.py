@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from gateway import hostkeys
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
 
@@ -119,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         home = work / "home"
         write_pypirc(home, "https://upload.pypi.org/legacy/", username="demo", password="my-old-password")
         known_hosts = work / "known_hosts"
-        known_hosts.write_text("".join(
-            f"[127.0.0.1]:{port} {' '.join(pub.read_text().split()[:2])}\n"
-            for pub in sorted((work / "keys").glob("*.pub"))))
+        known_hosts.write_text(hostkeys.known_hosts(work / "keys", port))
         ssh = (f"ssh -p {port} -i {work / 'id_ed25519'} -o IdentitiesOnly=yes -o BatchMode=yes "
                f"-o UserKnownHostsFile={known_hosts} -o LogLevel=ERROR")
         result = run_legacy(project, ["register", "sdist", "upload"], ssh_command=ssh, home=home,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from gateway import hostkeys
 from gateway.settings import Settings
 
 
@@ -95,11 +96,7 @@ class GatewayProcess:
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
 
     def known_hosts_line(self, host: str = "127.0.0.1") -> str:
-        lines = []
-        for pub in sorted(Path(self.settings.host_key_dir).glob("ssh_host_*_key.pub")):
-            kind, data = pub.read_text().split()[:2]
-            lines.append(f"[{host}]:{self.port} {kind} {data}")
-        return "\n".join(lines) + "\n"
+        return hostkeys.known_hosts(self.settings.host_key_dir, self.port, host)
 
     def __enter__(self) -> "GatewayProcess":
         return self.start()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
+from gateway import hostkeys
 from gateway.app import Gateway
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
@@ -95,8 +95,4 @@ class GatewayHarness:
         self.stop()
 
     def known_hosts_line(self, host: str = "127.0.0.1") -> str:
-        lines = []
-        for pub in sorted(Path(self.settings.host_key_dir).glob("ssh_host_*_key.pub")):
-            kind, data = pub.read_text().split()[:2]
-            lines.append(f"[{host}]:{self.port} {kind} {data}")
-        return "\n".join(lines) + "\n"
+        return hostkeys.known_hosts(self.settings.host_key_dir, self.port, host)

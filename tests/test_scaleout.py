@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import hostkeys
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
@@ -80,9 +81,8 @@ def cluster(tmp_path_factory, upstream, host_key_dir, user_keys):
                 replica.wait_ready()
             balancer = Balancer(workdir, replicas).start()
             ports = [balancer.port] + [r.ssh_port for r in replicas]
-            keys = [p.read_text().split()[:2] for p in sorted(host_key_dir.glob("ssh_host_*_key.pub"))]
             known_hosts = workdir / "known_hosts"
-            known_hosts.write_text("".join(f"[127.0.0.1]:{port} {kind} {data}\n" for port in ports for kind, data in keys))
+            known_hosts.write_text("".join(hostkeys.known_hosts(host_key_dir, port) for port in ports))
             home = workdir / "home"
             write_pypirc(home, username="alice", password="old-password")
             yield Cluster(replicas, balancer, registry, known_hosts, home, workdir)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import hostkeys
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
@@ -49,8 +50,7 @@ def supervised(tmp_path, upstream, host_key_dir, user_keys):
                                      host_key_dir=str(host_key_dir), secret_key=SECRET, drain_seconds=10.0),
                       extra_args=["--workers", "2"]).start()
     known = tmp_path / "known_hosts"
-    known.write_text("".join(f"[127.0.0.1]:{replica.ssh_port} {' '.join(p.read_text().split()[:2])}\n"
-                             for p in sorted(host_key_dir.glob("ssh_host_*_key.pub"))))
+    known.write_text(hostkeys.known_hosts(host_key_dir, replica.ssh_port))
     yield replica, known
     replica.stop()
 

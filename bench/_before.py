@@ -26,7 +26,10 @@ UNDOS = ("chacha", "quickack", "reload", "pause", "keyhop", "statements")
 def undo(names: set[str]) -> None:
     import asyncssh
 
-    from gateway import algorithms, auth, listener, sshserver
+    from gateway.ssh import algorithms
+    from gateway.ssh import keycache as auth
+    from gateway.ssh import listener
+    from gateway.ssh import server as sshserver
 
     if "chacha" in names:
         algorithms.MODERN_CIPHERS = ("chacha20-poly1305@openssh.com", *algorithms.MODERN_CIPHERS)

@@ -46,18 +46,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gateway import hostkeys  # noqa: E402
-from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program  # noqa: E402
 from gateway.registry import Registry  # noqa: E402
 from gateway.registry.migrate_db import upgrade  # noqa: E402
 from gateway.registry.schema import accounts as accounts_table  # noqa: E402
 from gateway.registry.schema import ssh_keys as keys_table  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
-from gateway.sshkeys import parse_public_key  # noqa: E402
+from gateway.ssh import hostkeys  # noqa: E402
+from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
 from gateway.tokens import TokenBox  # noqa: E402
 from testbed import postgres  # noqa: E402
 from testbed.legacyrequests import make_sdist, python3_upload  # noqa: E402
 from testbed.scaleout import Replica, free_port  # noqa: E402
+from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program  # noqa: E402
 from testbed.upstream import TlsPypiServer  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -290,9 +290,9 @@ def twine_fields(upload: SampleUpload) -> list[tuple[str, str]]:
     Built with the gateway's own reader so (a) and (c) send the upstream the same fields; only the
     transport differs.
     """
-    from gateway.artifact import inspect
-    from gateway.form import rebuild
-    from gateway.multipart import Digests, Form
+    from gateway.upload.artifact import inspect
+    from gateway.upload.form import rebuild
+    from gateway.upload.multipart import Digests, Form
 
     md5, sha256, blake = hashlib.md5(), hashlib.sha256(), hashlib.blake2b(digest_size=32)
     with open(upload.sdist, "rb") as handle:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gateway import hostkeys  # noqa: E402
+from gateway.ssh import hostkeys  # noqa: E402
 from _setup import (  # noqa: E402
     BenchEnv,
     Target,

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from gateway import notices
+from gateway.lifecycle import notices
+from gateway.lifecycle.schedule import Schedule, Window
 from gateway.registry import Identity, Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.schedule import Schedule, Window
 from gateway.settings import Settings
 
 UTC = dt.timezone.utc

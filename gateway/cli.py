@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from gateway import hostkeys
 from gateway.cliutil import Context, ensure_schema, global_options, pass_context, setup_logging, setup_syslog
 from gateway.errors import ConfigError
+from gateway.ssh import hostkeys
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,11 +55,11 @@ def serve(obj: Context, listen, upstream_url, database_url, health_listen, worke
 def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str | None,
            database_url: str | None) -> None:
     if worker_index is not None:
-        from gateway.replica import run_replica
+        from gateway.ops.replica import run_replica
 
         asyncio.run(run_replica(settings, serve_health=False, supervised=True))
     elif settings.workers > 1:
-        from gateway.supervisor import Supervisor
+        from gateway.ops.supervisor import Supervisor
 
         def worker_command(index: int, listen_at: str) -> list[str]:
             argv = [sys.executable, "-m", "gateway"]
@@ -75,7 +75,7 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
 
         sys.exit(asyncio.run(Supervisor(settings, worker_command, settings.workers).run()))
     else:
-        from gateway.replica import run_replica
+        from gateway.ops.replica import run_replica
 
         asyncio.run(run_replica(settings))
 
@@ -172,7 +172,7 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     A command in SSH_ORIGINAL_COMMAND (help, whoami, guide) runs as over the gateway's own SSH
     server; otherwise stdin carries one legacy upload request.
     """
-    from gateway.stdio import run_stdio
+    from gateway.ssh.stdio import run_stdio
 
     settings = obj.settings()
     # stderr is the user's terminal here: operator logs go to syslog, never to the user.
@@ -197,8 +197,8 @@ def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: 
     """
     import os
 
-    from gateway.openssh import lines_for
     from gateway.registry import Registry
+    from gateway.ssh.openssh import lines_for
 
     settings = obj.settings()
     if not key:

@@ -21,10 +21,10 @@ from typing import Iterable
 
 import jinja2
 
+from gateway.lifecycle.schedule import Schedule, ScheduleError, format_span, format_utc
 from gateway.registry import Account, KeyRecord
 from gateway.registry.store import NotificationSend
 from gateway.render import environment
-from gateway.schedule import Schedule, ScheduleError, format_span, format_utc
 from gateway.settings import Settings
 
 # Skip reasons, in the order they are checked and reported.

@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Collection, Iterable, Mapping
 
-from gateway.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
+from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
 
 # Key types OpenSSH accepts in authorized_keys; an option name never starts like one of these.
 _KEY_TYPE = re.compile(r"^(ssh-|ecdsa-sha2-|sk-)[A-Za-z0-9@.+-]+$")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from gateway import hostkeys
+from gateway.ssh import hostkeys
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gateway import hostkeys
 from gateway.settings import Settings
+from gateway.ssh import hostkeys
 
 
 def free_port() -> int:

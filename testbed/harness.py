@@ -7,11 +7,11 @@ import asyncio
 import threading
 from typing import Any, Callable
 
-from gateway import hostkeys
-from gateway.app import Gateway
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
+from gateway.services import Gateway
 from gateway.settings import Settings
+from gateway.ssh import hostkeys
 
 
 class GatewayHarness:
@@ -30,7 +30,7 @@ class GatewayHarness:
         return self.gateway.registry
 
     def start(self) -> "GatewayHarness":
-        from gateway.sshserver import start_server
+        from gateway.ssh.server import start_server
 
         upgrade(self.settings.database_url)
         self.gateway = Gateway.build(self.settings, **self._services)

@@ -16,7 +16,7 @@ import selectors
 import socket
 import sys
 
-from gateway import proxyproto
+from gateway.ssh import proxyproto
 
 
 def parse_address(text: str) -> tuple[str, int]:

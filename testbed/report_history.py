@@ -27,7 +27,7 @@ import asyncssh
 
 from gateway.registry import Registry, UploadEvent
 from gateway.registry.reports import ReportQueries
-from gateway.sshkeys import PublicKey, from_asyncssh
+from gateway.ssh.sshkeys import PublicKey, from_asyncssh
 
 UTC = dt.timezone.utc
 SINCE = "2026-01-05"

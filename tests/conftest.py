@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import hostkeys
 from gateway.registry import Registry
 from gateway.settings import Settings
-from gateway.sshkeys import parse_public_key
+from gateway.ssh import hostkeys
+from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed.harness import GatewayHarness
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc

@@ -12,7 +12,7 @@ import subprocess
 import asyncssh
 import pytest
 
-from gateway import algorithms
+from gateway.ssh import algorithms
 from tests.conftest import UserKey, _make_user_key, register_account
 
 OLD_CLIENT = ("-o", "KexAlgorithms=diffie-hellman-group14-sha1", "-o", "HostKeyAlgorithms=ssh-rsa",

@@ -8,10 +8,10 @@ import zipfile
 
 import pytest
 
-from gateway.artifact import clean_filename, inspect, sdist_filename
 from gateway.errors import ArtifactError, BadRequest
-from gateway.form import MultipartBody, check_client_digests, rebuild
-from gateway.multipart import Digests, Form
+from gateway.upload.artifact import clean_filename, inspect, sdist_filename
+from gateway.upload.form import MultipartBody, check_client_digests, rebuild
+from gateway.upload.multipart import Digests, Form
 from testbed import legacyrequests as lr
 from testbed.recordings import parse_form
 

@@ -9,9 +9,9 @@ import hashlib
 import os
 import subprocess
 
-from gateway import sshserver
-from gateway.auth import KeyLookup
 from gateway.registry import Identity
+from gateway.ssh import server as sshserver
+from gateway.ssh.keycache import KeyLookup
 from testbed.legacyrequests import make_sdist, python3_upload
 from tests.conftest import register_account
 

@@ -10,11 +10,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from gateway.auth import KeyLookup
-from gateway.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.sshkeys import parse_public_key
+from gateway.ssh.keycache import KeyLookup
+from gateway.ssh.sshkeys import parse_public_key
 from testbed import postgres
 from testbed.scaleout import http_get
 

@@ -19,7 +19,7 @@ import pytest
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.sshkeys import parse_public_key
+from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import hostile
 from testbed.gatewayprocess import GatewayProcess

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from gateway import hostkeys
 from gateway.cli import cli
+from gateway.ssh import hostkeys
 from tests.conftest import SshClient, register_account
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.lifecycle.schedule import ScheduleCache
 from gateway.registry import Registry
-from gateway.schedule import ScheduleCache
 from tests.conftest import register_account
 
 UTC = dt.timezone.utc

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from gateway.limits import PenaltyBox, SessionCounter, StartupGate
+from gateway.ssh.limits import PenaltyBox, SessionCounter, StartupGate
 from tests.conftest import register_account
 
 

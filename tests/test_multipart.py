@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from gateway.errors import BadRequest
-from gateway.multipart import MultipartParser, boundary_from_content_type
+from gateway.upload.multipart import MultipartParser, boundary_from_content_type
 from testbed import legacyrequests as lr
 
 BOUNDARY = lr.BOUNDARY.encode()

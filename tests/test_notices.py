@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.notices import banner_text, build_notice, header_lines, refusal_reason, session_text
+from gateway.lifecycle.notices import banner_text, build_notice, header_lines, refusal_reason, session_text
+from gateway.lifecycle.schedule import Schedule, Window
 from gateway.registry import Identity
-from gateway.schedule import Schedule, Window
 from gateway.settings import Settings
 
 UTC = dt.timezone.utc

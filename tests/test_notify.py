@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from gateway.registry import Registry, UploadEvent, utcnow
 from gateway.registry.migrate_db import upgrade
-from gateway.sshkeys import parse_public_key
+from gateway.ssh.sshkeys import parse_public_key
 from migrate.campaigns import Audience, plan_campaign
 from migrate.cli import cli
 from migrate.mail import Mailer, SmtpTarget, build_message, new_message_id

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.cli import cli
-from gateway.openssh import authorized_keys_line, forced_command, lines_for
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.sshkeys import parse_public_key
+from gateway.ssh.openssh import authorized_keys_line, forced_command, lines_for
+from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy

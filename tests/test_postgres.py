@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import inspect
 
-from gateway.auth import KeyLookup, RegistryUnavailable
 from gateway.cli import cli
 from gateway.registry import Registry, RegistryError, UploadEvent
 from gateway.registry.migrate_db import head_revision, is_current, upgrade
-from gateway.sshkeys import parse_public_key
+from gateway.ssh.keycache import KeyLookup, RegistryUnavailable
+from gateway.ssh.sshkeys import parse_public_key
 from testbed import pgserver, postgres
 
 pytestmark = pytest.mark.skipif(postgres.available() is not None, reason="PostgreSQL is not running")

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gateway import messages
-from gateway.artifact import Artifact
 from gateway.errors import BadRequest, GatewayError
-from gateway.form import MultipartBody, rebuild
-from gateway.framing import RequestFramer
-from gateway.multipart import Form, MultipartParser, Spool
+from gateway.upload.artifact import Artifact
+from gateway.upload.form import MultipartBody, rebuild
+from gateway.upload.framing import RequestFramer
+from gateway.upload.multipart import Form, MultipartParser, Spool
 from testbed.recordings import parse_form
 
 PLACE = messages.Place("gateway.example", 22, "submit")
@@ -187,7 +187,7 @@ def test_any_valid_form_in_any_encoding_parses_to_the_same_fields(form, encoding
         assume(delimiter not in (b"\n" + value.encode("utf-8")))
         if encoding["lf"]:
             # Bare LF makes "<value>\r\n" and "<value>\r" the same bytes; the parser reads the
-            # client quirk (see gateway.multipart), so a real trailing CRLF cannot round-trip.
+            # client quirk (see gateway.upload.multipart), so a real trailing CRLF cannot round-trip.
             assume(not value.endswith("\r\n"))
     assume(delimiter not in b"\n" + content)
     body = encode(fields, filename, content, **encoding)

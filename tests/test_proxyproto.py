@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from gateway.listener import is_trusted, networks, read_proxy_header
-from gateway.proxyproto import ProxyHeaderError, build_v1, build_v2, classify, header_length, parse
+from gateway.ssh.listener import is_trusted, networks, read_proxy_header
+from gateway.ssh.proxyproto import ProxyHeaderError, build_v1, build_v2, classify, header_length, parse
 from tests.conftest import register_account
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"

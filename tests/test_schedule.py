@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.schedule import (
+from gateway.lifecycle.schedule import (
     Schedule,
     ScheduleCache,
     ScheduleError,

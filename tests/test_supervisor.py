@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import hostkeys
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.sshkeys import parse_public_key
+from gateway.ssh import hostkeys
+from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed.scaleout import Replica, metric
 

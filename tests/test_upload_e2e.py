@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from gateway.sshkeys import parse_public_key
+from gateway.ssh.sshkeys import parse_public_key
 from tests.conftest import register_account
 
 

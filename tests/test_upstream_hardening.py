@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from gateway.upstream import UpstreamClient
+from gateway.upload.upstream import UpstreamClient
 from testbed import legacyrequests as lr
 from tests.conftest import register_account
 

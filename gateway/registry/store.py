@@ -15,10 +15,10 @@ from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, se
 from sqlalchemy.exc import IntegrityError
 
 from gateway.registry.schema import accounts, notification_sends, schedule_windows, ssh_keys, upload_events
-from gateway.sshkeys import PublicKey
+from gateway.ssh.sshkeys import PublicKey
 
 if TYPE_CHECKING:
-    from gateway.schedule import Schedule, Window
+    from gateway.lifecycle.schedule import Schedule, Window
 
 
 def utcnow() -> dt.datetime:
@@ -321,8 +321,8 @@ class Registry:
 
     # -- schedule -------------------------------------------------------------------------------
     def schedule_windows(self) -> list["Window"]:
-        """Every window not cancelled, oldest first (see gateway.schedule)."""
-        from gateway.schedule import Window
+        """Every window not cancelled, oldest first (see gateway.lifecycle.schedule)."""
+        from gateway.lifecycle.schedule import Window
 
         query = (select(schedule_windows).where(schedule_windows.c.cancelled_at.is_(None))
                  .order_by(schedule_windows.c.starts_at, schedule_windows.c.id))
@@ -331,7 +331,7 @@ class Registry:
                     for row in conn.execute(query)]
 
     def schedule(self) -> "Schedule":
-        from gateway.schedule import Schedule
+        from gateway.lifecycle.schedule import Schedule
 
         return Schedule.from_windows(self.schedule_windows())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.cliutil import Context, pass_context
-from gateway.guide import FORMATS, build_guide, render_guide
+from gateway.lifecycle.guide import FORMATS, build_guide, render_guide
 from gateway.registry import RegistryError
 
 

@@ -6,7 +6,7 @@ import click
 
 from gateway.cliutil import Context, pass_context
 from gateway.registry import RegistryError
-from gateway.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
+from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
 from migrate.legacy_import import OptionsError, split_options
 from migrate.output import print_table, table, when
 

@@ -19,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gateway.cliutil import Context, pass_context
 from gateway.errors import ConfigError
+from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
 from gateway.registry import Account, Registry, utcnow
-from gateway.schedule import Schedule, ScheduleError, format_utc, parse_duration
 from gateway.settings import Settings
 from migrate import campaigns as plans
 from migrate.campaigns import ALREADY_SENT, SKIP_ORDER, Audience, Evidence, Plan, Planned

@@ -11,8 +11,7 @@ import datetime as dt
 import click
 
 from gateway.cliutil import Context, pass_context
-from gateway.registry import RegistryError, utcnow
-from gateway.schedule import (
+from gateway.lifecycle.schedule import (
     ScheduleError,
     check_brownout,
     check_notice,
@@ -25,6 +24,7 @@ from gateway.schedule import (
     parse_utc,
     timeline,
 )
+from gateway.registry import RegistryError, utcnow
 from migrate.output import console, print_table, table
 
 STATE_STYLE = {"past": "dim", "in force": "bold red", "now": "bold", "next": "bold yellow", "later": ""}
@@ -82,7 +82,7 @@ def show(obj: Context, at: str | None, preview: bool) -> None:
     if current.sunset is not None and now < current.sunset:
         console.print(f"sunset in {format_duration(current.sunset - now)}")
     if preview:
-        from gateway import notices
+        from gateway.lifecycle import notices
 
         settings = obj.settings()
         notice = notices.build_notice(settings, current, now)

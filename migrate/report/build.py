@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from gateway.lifecycle.schedule import Schedule
 from gateway.registry import Registry
 from gateway.registry.reports import ReportQueries
-from gateway.schedule import Schedule
 from migrate.report import logic
 from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 

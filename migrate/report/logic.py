@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from typing import Iterable, Sequence
 
+from gateway.lifecycle.schedule import Window
 from gateway.registry.reports import (
     AccountClient,
     AccountOverview,
@@ -19,7 +20,6 @@ from gateway.registry.reports import (
     Delivery,
     RangeTotals,
 )
-from gateway.schedule import Window
 from migrate.report.model import (
     ACTIVE,
     CATEGORIES,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway import messages, metrics, notices
-from gateway.exchange import ByteSource, Exchange, Peer
+from gateway import messages
+from gateway.lifecycle import notices
+from gateway.ops import metrics
 from gateway.registry import Identity
+from gateway.upload.exchange import ByteSource, Exchange, Peer
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ import logging
 import os
 import signal
 
-from gateway import metrics
-from gateway.app import Gateway
 from gateway.errors import ConfigError
-from gateway.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.ops import metrics
+from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.services import Gateway
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -28,7 +28,7 @@ PARENT_CHECK_SECONDS = 1.0
 
 async def run_replica(settings: Settings, *, serve_health: bool = True, supervised: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then drain and return."""
-    from gateway.sshserver import start_server
+    from gateway.ssh.server import start_server
 
     gateway = Gateway.build(settings)
     state = ReplicaState()

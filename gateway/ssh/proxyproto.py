@@ -2,7 +2,7 @@
 
 HAProxy's `send-proxy` (v1, one text line) and `send-proxy-v2` (binary) tell the gateway who the
 real client is. This module is pure: it classifies and parses bytes; reading them off a socket
-without taking any SSH bytes is the listener's job (`gateway.listener`).
+without taking any SSH bytes is the listener's job (`gateway.ssh.listener`).
 
     kind = classify(data)          # "v1", "v2", "none" (no header: plain SSH), or "more"
     total = header_length(data)    # the header's full size once known, else None

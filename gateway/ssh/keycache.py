@@ -13,7 +13,8 @@ from typing import Callable
 import asyncssh
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import messages, metrics
+from gateway import messages
+from gateway.ops import metrics
 from gateway.registry import Identity, Registry
 
 MAX_ENTRIES = 50_000

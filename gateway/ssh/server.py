@@ -14,12 +14,14 @@ from typing import Callable
 
 import asyncssh
 
-from gateway import algorithms, hostkeys, listener, messages, notices
-from gateway.app import Gateway
-from gateway.exchange import Peer, Reply
-from gateway.frontend import run_command, run_exchange
-from gateway.listener import GatewayListener
+from gateway import messages
+from gateway.lifecycle import notices
 from gateway.registry import Identity
+from gateway.services import Gateway
+from gateway.ssh import algorithms, hostkeys, listener
+from gateway.ssh.commands import run_command, run_exchange
+from gateway.ssh.listener import GatewayListener
+from gateway.upload.exchange import Peer, Reply
 
 log = logging.getLogger(__name__)
 

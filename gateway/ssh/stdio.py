@@ -3,7 +3,7 @@
 sshd authenticates the key (through `authorized-keys-command`, which names the account and the
 key's fingerprint in the forced command) and runs this once per session. A command the user typed
 arrives in SSH_ORIGINAL_COMMAND (`help`, `whoami`, `guide`); otherwise stdin carries one legacy
-HTTP request. Both run through `gateway.frontend`, exactly as in the asyncssh server.
+HTTP request. Both run through `gateway.ssh.commands`, exactly as in the asyncssh server.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import threading
 from typing import Mapping
 
 from gateway import messages
-from gateway.app import Gateway
-from gateway.exchange import Peer
-from gateway.frontend import run_command, run_exchange
 from gateway.registry import Identity, Registry
+from gateway.services import Gateway
 from gateway.settings import Settings
+from gateway.ssh.commands import run_command, run_exchange
+from gateway.upload.exchange import Peer
 
 
 class StdinSource:

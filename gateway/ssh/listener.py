@@ -20,7 +20,8 @@ from typing import Iterable
 
 import asyncssh
 
-from gateway import metrics, proxyproto
+from gateway.ops import metrics
+from gateway.ssh import proxyproto
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 import trove_classifiers
 from packaging.utils import canonicalize_name
 
-from gateway import artifact as artifacts
-from gateway import messages, metrics, notices
+from gateway import messages
 from gateway.errors import (
     BadRequest,
     ClientTimeout,
@@ -31,14 +30,17 @@ from gateway.errors import (
     PolicyRefusal,
     RequestTooLarge,
 )
-from gateway.form import MultipartBody, check_client_digests, rebuild
-from gateway.framing import Request, RequestFramer
-from gateway.multipart import Form, MultipartParser, Spool, boundary_from_content_type
+from gateway.lifecycle import notices
+from gateway.lifecycle.schedule import Decision, Schedule, ScheduleCache, decide
+from gateway.ops import metrics
 from gateway.registry import Identity, Registry, UploadEvent, utcnow
-from gateway.schedule import Decision, Schedule, ScheduleCache, decide
 from gateway.settings import Settings
 from gateway.tokens import TokenBox
-from gateway.upstream import UpstreamClient
+from gateway.upload import artifact as artifacts
+from gateway.upload.form import MultipartBody, check_client_digests, rebuild
+from gateway.upload.framing import Request, RequestFramer
+from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
+from gateway.upload.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ import tempfile
 import time
 from typing import Callable
 
-from gateway import metrics
 from gateway.errors import ConfigError
-from gateway.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
+from gateway.ops import metrics
+from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.supervisor")

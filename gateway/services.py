@@ -6,13 +6,13 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.auth import KeyLookup
-from gateway.exchange import Services
-from gateway.limits import Limits
 from gateway.registry import Registry
 from gateway.settings import Settings
+from gateway.ssh.keycache import KeyLookup
+from gateway.ssh.limits import Limits
 from gateway.tokens import TokenBox
-from gateway.upstream import UpstreamClient
+from gateway.upload.exchange import Services
+from gateway.upload.upstream import UpstreamClient
 
 
 class Gateway(Services):
@@ -39,7 +39,7 @@ class Gateway(Services):
         return gateway
 
     def guide_text(self, identity) -> str:
-        from gateway.guide import guide_text
+        from gateway.lifecycle.guide import guide_text
 
         return guide_text(self.registry, self.settings, identity, now=self.clock())
 

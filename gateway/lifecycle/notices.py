@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from gateway.errors import one_line
+from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
 from gateway.messages import Place
 from gateway.render import render
-from gateway.schedule import Decision, Schedule, Window, decide, format_span, format_utc
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,11 @@ from typing import Callable
 import requests
 from requests.adapters import HTTPAdapter
 
-from gateway import __version__, metrics
+from gateway import __version__
 from gateway.errors import UpstreamError, one_line
-from gateway.form import MultipartBody
+from gateway.ops import metrics
 from gateway.settings import Settings
+from gateway.upload.form import MultipartBody
 
 RETRY_STATUSES = (502, 503, 504)
 USER_AGENT = f"pypissh-gateway/{__version__}"

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gateway import metrics
+from gateway.ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from gateway.artifact import PLACEHOLDERS, Artifact
 from gateway.errors import BadRequest
-from gateway.multipart import Digests, Form
+from gateway.upload.artifact import PLACEHOLDERS, Artifact
+from gateway.upload.multipart import Digests, Form
 
 CHUNK = 1024 * 1024
 

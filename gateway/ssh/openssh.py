@@ -25,7 +25,7 @@ import struct
 from typing import Sequence
 
 from gateway.registry import Identity, Registry
-from gateway.sshkeys import KeyFormatError, PublicKey, parse_public_key
+from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key
 
 
 def forced_command(executable: str, global_args: Sequence[str], identity: Identity) -> str:

@@ -1,0 +1,1 @@
+"""Retiring the SSH path: the schedule, the notices users see, the guide to twine."""

@@ -1,0 +1,1 @@
+"""The SSH front ends: accepting connections, authenticating keys, running sessions."""

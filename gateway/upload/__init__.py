@@ -1,0 +1,1 @@
+"""One legacy upload: framing, multipart intake, the artifact, the rebuilt form, the upstream."""

@@ -45,7 +45,7 @@ def undo(names: set[str]) -> None:
 
         sshserver.ChannelReader.__init__ = channel_paused
     if "keyhop" in names:
-        auth.KeyLookup.cached = lambda self, fingerprint: (False, None)
+        auth.KeyCache.cached = lambda self, fingerprint: (False, None)
     if "statements" in names:
         _statements_per_call()
 
@@ -56,7 +56,8 @@ def _statements_per_call() -> None:
 
     from sqlalchemy import insert, select, update
 
-    from gateway.registry import store
+    from gateway.registry import accounts as account_store
+    from gateway.registry import events as event_store
     from gateway.registry.schema import accounts, ssh_keys, upload_events
 
     def record_event(self, event_):
@@ -78,13 +79,13 @@ def _statements_per_call() -> None:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return store.Identity(
+        return account_store.Identity(
             account_id=row.id, account_name=row.name, email=row.email, exempt=row.exempt,
             fingerprint=row.fingerprint, key_comment=row.comment, token_ciphertext=row.token_ciphertext,
-            allowed_projects=store._projects(row.allowed_projects))
+            allowed_projects=account_store._projects(row.allowed_projects))
 
-    store.Registry.record_event = record_event
-    store.Registry.identity_for_key = identity_for_key
+    event_store.EventStore.record = record_event
+    account_store.AccountStore.identity_for_key = identity_for_key
 
 
 def main() -> None:

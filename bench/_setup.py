@@ -490,9 +490,9 @@ class BenchEnv:
             name = f"{prefix}{index}"
             key_path = self.workdir / "keys" / name
             line = write_user_key(key_path, f"{name}@bench")
-            self.registry.add_account(name, email=f"{name}@example.org")
-            self.registry.add_key(name, parse_public_key(line))
-            self.registry.set_token_ciphertext(name, sealed)
+            self.registry.accounts.add_account(name, email=f"{name}@example.org")
+            self.registry.accounts.add_key(name, parse_public_key(line))
+            self.registry.accounts.set_token_ciphertext(name, sealed)
             made.append(BenchAccount(name, key_path, line))
         self.accounts += made
         return made
@@ -513,9 +513,9 @@ class BenchEnv:
         assert self.upstream is not None
         sealed = TokenBox.from_settings(Settings(secret_key=SECRET)).seal(self.upstream.token)
         for account in accounts:
-            registry.add_account(account.name, email=f"{account.name}@example.org")
-            registry.add_key(account.name, parse_public_key(account.public_line))
-            registry.set_token_ciphertext(account.name, sealed)
+            registry.accounts.add_account(account.name, email=f"{account.name}@example.org")
+            registry.accounts.add_key(account.name, parse_public_key(account.public_line))
+            registry.accounts.set_token_ciphertext(account.name, sealed)
 
     def add_filler_keys(self, count: int, batch: int = 5000, registry: Registry | None = None) -> None:
         """`count` more registered keys (one account each) that never log in: a registry of a

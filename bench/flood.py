@@ -66,8 +66,8 @@ def main() -> int:
                         secret_key_file=str(work / "secret.key"), upstream_url="https://127.0.0.1:9/legacy/")
     upgrade(settings.database_url)
     registry = Registry.from_url(settings.database_url)
-    registry.add_account("alice")
-    registry.add_key("alice", parse_public_key((work / "user.pub").read_text()))
+    registry.accounts.add_account("alice")
+    registry.accounts.add_key("alice", parse_public_key((work / "user.pub").read_text()))
     with GatewayProcess(settings, work / "gateway.log") as gateway:
         known = work / "known_hosts"
         known.write_text(gateway.known_hosts_line())

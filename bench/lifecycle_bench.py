@@ -81,7 +81,7 @@ def bench_notify(accounts: int) -> None:
         upgrade(url)
         registry = Registry.from_url(url)
         for i in range(accounts):
-            registry.add_account(f"user{i:05d}", email=f"user{i}@example.org")
+            registry.accounts.add_account(f"user{i:05d}", email=f"user{i}@example.org")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]

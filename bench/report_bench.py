@@ -88,11 +88,11 @@ def seed_people(registry: Registry, count: int, rng: random.Random) -> list[Pers
 
 def seed_schedule(registry: Registry, people: list[Person], rng: random.Random) -> None:
     start = UNTIL - SPAN
-    registry.add_window("notice", start + dt.timedelta(days=14), note="bench notice")
+    registry.schedule.add_window("notice", start + dt.timedelta(days=14), note="bench notice")
     for day in (42, 63):
         begin = start + dt.timedelta(days=day, hours=10)
-        registry.add_window("brownout", begin, begin + dt.timedelta(hours=6))
-    registry.add_window("sunset", UNTIL + dt.timedelta(days=30))
+        registry.schedule.add_window("brownout", begin, begin + dt.timedelta(hours=6))
+    registry.schedule.add_window("sunset", UNTIL + dt.timedelta(days=30))
     sent = start + dt.timedelta(days=15)
     rows = [dict(campaign="first-notice", account_id=p.id, email=f"{p.name}@example.org",
                  status="sent" if rng.random() < 0.9 else "failed", created_at=sent, sent_at=sent)

@@ -213,7 +213,7 @@ def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: 
         click.echo(f"pypissh-gateway: cannot read the registry ({type(exc).__name__}); key refused", err=True)
         sys.exit(1)
     finally:
-        registry.engine.dispose()
+        registry.close()
     for line in lines:
         click.echo(line)
 

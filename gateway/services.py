@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.registry import Registry
 from gateway.settings import Settings
-from gateway.ssh.keycache import KeyLookup
+from gateway.ssh.keycache import KeyCache
 from gateway.ssh.limits import Limits
 from gateway.tokens import TokenBox
 from gateway.upload.exchange import Services
@@ -18,7 +18,7 @@ from gateway.upload.upstream import UpstreamClient
 class Gateway(Services):
     """The services of one replica process, plus the key lookup cache."""
 
-    keys: KeyLookup
+    keys: KeyCache
     limits: Limits
 
     @classmethod
@@ -34,7 +34,7 @@ class Gateway(Services):
             replica=f"{socket.gethostname()}:{os.getpid()}",
             **overrides,
         )
-        gateway.keys = KeyLookup(registry, settings.key_cache_seconds)
+        gateway.keys = KeyCache(registry.accounts.identity_for_key, settings.key_cache_seconds)
         gateway.limits = Limits.from_settings(settings)
         return gateway
 

@@ -22,8 +22,7 @@ from typing import Iterable
 import jinja2
 
 from gateway.lifecycle.schedule import Schedule, ScheduleError, format_span, format_utc
-from gateway.registry import Account, KeyRecord
-from gateway.registry.store import NotificationSend
+from gateway.registry import Account, KeyRecord, NotificationSend
 from gateway.render import environment
 from gateway.settings import Settings
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import asyncssh
 
 from gateway.registry import Registry, UploadEvent
-from gateway.registry.reports import ReportQueries
 from gateway.ssh.sshkeys import PublicKey, from_asyncssh
 
 UTC = dt.timezone.utc
@@ -71,32 +70,35 @@ def seed(registry: Registry) -> History:
     keys_ = keys()
     ids = {}
     for name in ("alice", "bob", "carol", "dave", "erin", "frank", "gina"):
-        ids[name] = registry.add_account(name, email=f"{name}@example.org", exempt=name == "carol").id
+        ids[name] = registry.accounts.add_account(name, email=f"{name}@example.org", exempt=name == "carol").id
     for label, key in keys_.items():
-        registry.add_key(label.split("-")[0], key)
-    registry.update_account("gina", disabled=True)
+        registry.accounts.add_key(label.split("-")[0], key)
+    registry.accounts.update_account("gina", disabled=True)
 
-    registry.add_window("notice", at(1, 19))
-    registry.add_window("brownout", at(2, 9, 10), at(2, 9, 22), note="first brownout")
-    cancelled = registry.add_window("brownout", at(2, 16, 10), at(2, 16, 22))
-    registry.cancel_window(cancelled)
-    registry.add_window("sunset", at(4, 1))
+    registry.schedule.add_window("notice", at(1, 19))
+    registry.schedule.add_window("brownout", at(2, 9, 10), at(2, 9, 22), note="first brownout")
+    cancelled = registry.schedule.add_window("brownout", at(2, 16, 10), at(2, 16, 22))
+    registry.schedule.cancel_window(cancelled)
+    registry.schedule.add_window("sunset", at(4, 1))
 
-    notes = ReportQueries(registry.engine)
+    # The notification history as `pypissh-migrate notify` leaves it: each message claimed, then
+    # finished as sent, failed or skipped.
+    def sent(campaign: str, name: str, when: dt.datetime, status: str = "sent") -> None:
+        claimed = registry.outbox.claim_send(campaign, ids[name], f"{name}@example.org",
+                                             f"<{campaign}.{name}@history.test>", when)
+        assert claimed is not None
+        registry.outbox.finish_send(claimed, status, sent_at=when if status == "sent" else None)
+
     for name in ("alice", "bob", "carol"):
-        notes.add_notification_send("first-notice", ids[name], status="sent", sent_at=at(1, 20, 10),
-                                    email=f"{name}@example.org")
-    notes.add_notification_send("first-notice", ids["dave"], status="failed", sent_at=None,
-                                created_at=at(1, 20, 10), email="dave@example.org")
-    notes.add_notification_send("first-notice", ids["erin"], status="skipped", sent_at=None,
-                                created_at=at(1, 20, 10), email="erin@example.org")
-    notes.add_notification_send("reminder", ids["dave"], status="sent", sent_at=at(2, 25, 15),
-                                email="dave@example.org")
+        sent("first-notice", name, at(1, 20, 10))
+    sent("first-notice", "dave", at(1, 20, 10), "failed")
+    sent("first-notice", "erin", at(1, 20, 10), "skipped")
+    sent("reminder", "dave", at(2, 25, 15))
 
     def use(name: str, when: dt.datetime, outcome: str, project: str | None, *, key: str | None = None,
             ssh: str, agent: str | None, action: str = "file_upload") -> None:
         fingerprint = keys_[key or name].fingerprint
-        registry.record_event(UploadEvent(
+        registry.events.record(UploadEvent(
             at=when, outcome=outcome, account_id=ids[name], account_name=name, key_fingerprint=fingerprint,
             client_addr="192.0.2.10", ssh_client_version=ssh, user_agent=agent, action=action,
             project=project, version="1.0" if project else None,

@@ -139,11 +139,11 @@ def registry(gateway) -> Registry:
 def register_account(gateway: GatewayHarness, name: str, key: UserKey | None, *, token: str | None = None,
                      **account) -> None:
     registry = gateway.registry
-    registry.add_account(name, **account)
+    registry.accounts.add_account(name, **account)
     if key is not None:
-        registry.add_key(name, parse_public_key(key.public_line))
+        registry.accounts.add_key(name, parse_public_key(key.public_line))
     if token is not None:
-        registry.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
+        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
 
 
 @pytest.fixture

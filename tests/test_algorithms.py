@@ -80,7 +80,7 @@ def test_sha1_user_signature_is_refused_by_default(gateway, rsa_key):
         asyncio.run(login())
     assert "signed with ssh-rsa (SHA-1), which this gateway refuses" in refused.value.reason
     assert rsa_key.fingerprint in refused.value.reason
-    assert gateway.registry.events() == []
+    assert gateway.registry.events.recorded() == []
 
 
 def test_modern_rsa_signature_is_accepted_by_default(gateway, ssh_client, rsa_key):
@@ -88,7 +88,7 @@ def test_modern_rsa_signature_is_accepted_by_default(gateway, ssh_client, rsa_ke
     register_account(gateway, "oldtimer", rsa_key)
     result = _run(ssh_client(rsa_key))
     assert result.returncode == 0, result.stderr
-    (event,) = gateway.registry.events()
+    (event,) = gateway.registry.events.recorded()
     assert event.legacy_crypto is False
 
 
@@ -103,7 +103,7 @@ def test_old_client_is_accepted_with_legacy_algorithms_and_marked(start_gateway,
     assert old.stdout.startswith(b"HTTP/1.0 200 OK")
     modern = _run(ssh_client(user_key, harness=harness))
     assert modern.returncode == 0, modern.stderr
-    marks = {event.account_name: event.legacy_crypto for event in harness.registry.events()}
+    marks = {event.account_name: event.legacy_crypto for event in harness.registry.events.recorded()}
     assert marks == {"oldtimer": True, "alice": False}
 
 
@@ -116,5 +116,5 @@ def test_each_legacy_algorithm_alone_marks_the_event(start_gateway, make_setting
     extra = ("-o", "Ciphers=aes128-ctr") if option.startswith("MACs") else ()
     result = _run(ssh_client(rsa_key, harness=harness), "-o", option, *extra)
     assert result.returncode == 0, result.stderr
-    (event,) = harness.registry.events()
+    (event,) = harness.registry.events.recorded()
     assert event.legacy_crypto is True

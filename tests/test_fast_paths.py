@@ -11,19 +11,19 @@ import subprocess
 
 from gateway.registry import Identity
 from gateway.ssh import server as sshserver
-from gateway.ssh.keycache import KeyLookup
+from gateway.ssh.keycache import KeyCache
 from testbed.legacyrequests import make_sdist, python3_upload
 from tests.conftest import register_account
 
 
-class _Registry:
+class _CountingLookup:
     """Counts lookups; the cache is what is under test, not the database."""
 
     def __init__(self, identity: Identity | None):
         self.identity = identity
         self.calls = 0
 
-    def identity_for_key(self, fingerprint: str) -> Identity | None:
+    def __call__(self, fingerprint: str) -> Identity | None:
         self.calls += 1
         return self.identity
 
@@ -45,10 +45,10 @@ IDENTITY = Identity(7, "alice", None, False, "SHA256:abc", None, None, None)
 
 
 def test_cached_answers_only_fresh_entries_without_the_database():
-    """KeyLookup.cached: a miss before any lookup, a hit within the TTL, a miss once it expired."""
+    """KeyCache.cached: a miss before any lookup, a hit within the TTL, a miss once it expired."""
     now = [100.0]
-    registry = _Registry(IDENTITY)
-    lookup = KeyLookup(registry, 5.0, clock=lambda: now[0])
+    registry = _CountingLookup(IDENTITY)
+    lookup = KeyCache(registry, 5.0, clock=lambda: now[0])
     assert lookup.cached("SHA256:abc") == (False, None)
     assert lookup.identity("SHA256:abc") == IDENTITY
     assert lookup.cached("SHA256:abc") == (True, IDENTITY)
@@ -59,7 +59,7 @@ def test_cached_answers_only_fresh_entries_without_the_database():
 
 def test_cached_remembers_unknown_keys_too():
     """An unknown key looked up once is answered from the cache (None) until it expires."""
-    lookup = KeyLookup(_Registry(None), 5.0, clock=lambda: 0.0)
+    lookup = KeyCache(_CountingLookup(None), 5.0, clock=lambda: 0.0)
     lookup.identity("SHA256:nobody")
     assert lookup.cached("SHA256:nobody") == (True, None)
 
@@ -135,14 +135,14 @@ def test_record_event_stores_the_event_and_the_keys_last_use(gateway, user_key):
 
     register_account(gateway, "alice", user_key)
     registry = gateway.registry
-    identity = registry.identity_for_key(user_key.fingerprint)
+    identity = registry.accounts.identity_for_key(user_key.fingerprint)
     assert identity is not None and identity.account_name == "alice"
-    assert registry.identity_for_key("SHA256:" + "B" * 43) is None
+    assert registry.accounts.identity_for_key("SHA256:" + "B" * 43) is None
     at = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     for project in ("first", "second"):
-        registry.record_event(UploadEvent(at=at, outcome="forwarded", account_id=identity.account_id,
+        registry.events.record(UploadEvent(at=at, outcome="forwarded", account_id=identity.account_id,
                                           account_name="alice", key_fingerprint=user_key.fingerprint,
                                           project=project, size=10))
-    assert [e.project for e in registry.events(account_name="alice")] == ["first", "second"]
-    assert registry.find_key(user_key.fingerprint).last_used_at == at
+    assert [e.project for e in registry.events.recorded(account_name="alice")] == ["first", "second"]
+    assert registry.accounts.find_key(user_key.fingerprint).last_used_at == at
 

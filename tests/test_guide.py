@@ -28,8 +28,8 @@ def admin(settings, *args: str):
 
 
 def _seen_upload(registry, account: str, project: str, when: dt.datetime, fingerprint: str) -> None:
-    account_id = registry.get_account(account).id
-    registry.record_event(UploadEvent(at=when, outcome="forwarded", account_id=account_id, account_name=account,
+    account_id = registry.accounts.get_account(account).id
+    registry.events.record(UploadEvent(at=when, outcome="forwarded", account_id=account_id, account_name=account,
                                       key_fingerprint=fingerprint, project=project, action="file_upload"))
 
 
@@ -90,11 +90,11 @@ def test_guide_names_projects_keys_and_exact_schedule_dates(gateway, alice, user
     registry = gateway.registry
     _seen_upload(registry, "alice", "first-project", dt.datetime(2030, 3, 4, 5, 6, tzinfo=UTC), user_key.fingerprint)
     _seen_upload(registry, "alice", "second-project", dt.datetime(2030, 4, 5, 6, 7, tzinfo=UTC), user_key.fingerprint)
-    registry.add_window("notice", dt.datetime(2030, 1, 1, tzinfo=UTC))
-    registry.add_window("brownout", dt.datetime(2030, 6, 1, 14, tzinfo=UTC), dt.datetime(2030, 6, 1, 16, 30, tzinfo=UTC))
-    registry.add_window("brownout", dt.datetime(2030, 9, 1, 8, tzinfo=UTC), dt.datetime(2030, 9, 1, 20, tzinfo=UTC),
+    registry.schedule.add_window("notice", dt.datetime(2030, 1, 1, tzinfo=UTC))
+    registry.schedule.add_window("brownout", dt.datetime(2030, 6, 1, 14, tzinfo=UTC), dt.datetime(2030, 6, 1, 16, 30, tzinfo=UTC))
+    registry.schedule.add_window("brownout", dt.datetime(2030, 9, 1, 8, tzinfo=UTC), dt.datetime(2030, 9, 1, 20, tzinfo=UTC),
                         note="the long one")
-    registry.add_window("sunset", dt.datetime(2031, 1, 15, 12, 0, 30, tzinfo=UTC))
+    registry.schedule.add_window("sunset", dt.datetime(2031, 1, 15, 12, 0, 30, tzinfo=UTC))
     gateway.set_clock(lambda: dt.datetime(2030, 7, 1, tzinfo=UTC))  # the first brownout is over
 
     text = ssh_client().run("guide").stdout.decode()

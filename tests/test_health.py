@@ -13,7 +13,7 @@ from sqlalchemy import text
 from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.ssh.keycache import KeyLookup
+from gateway.ssh.keycache import KeyCache
 from gateway.ssh.sshkeys import parse_public_key
 from testbed import postgres
 from testbed.scaleout import http_get
@@ -129,16 +129,16 @@ def test_a_session_moves_the_metrics(alice, ssh_client, legacy_project, legacy_h
 def test_key_cache_serves_at_most_key_cache_seconds(sqlite_registry, user_keys):
     """A revoked key stays cached no longer than the TTL; unknown keys are cached the same way."""
     now = [100.0]
-    lookup = KeyLookup(sqlite_registry, ttl=5.0, clock=lambda: now[0])
+    lookup = KeyCache(sqlite_registry.accounts.identity_for_key, ttl=5.0, clock=lambda: now[0])
     key = parse_public_key(user_keys["bob"].public_line)
     assert lookup.identity(key.fingerprint) is None  # unknown, and cached as such
-    sqlite_registry.add_account("bob")
-    sqlite_registry.add_key("bob", key)
+    sqlite_registry.accounts.add_account("bob")
+    sqlite_registry.accounts.add_key("bob", key)
     now[0] += 4.9
     assert lookup.identity(key.fingerprint) is None
     now[0] += 0.2
     assert lookup.identity(key.fingerprint).account_name == "bob"
-    sqlite_registry.revoke_key(key.fingerprint)
+    sqlite_registry.accounts.revoke_key(key.fingerprint)
     now[0] += 4.9
     assert lookup.identity(key.fingerprint) is not None  # still inside the bound
     now[0] += 0.2

@@ -60,9 +60,9 @@ def hostile_gateway(tmp_path_factory, upstream, host_key_dir):
 @pytest.fixture(scope="module")
 def corpus_client(hostile_gateway, user_keys, upstream, tmp_path_factory) -> SshClient:
     registry = Registry.from_url(hostile_gateway.settings.database_url)
-    registry.add_account("alice", email="alice@example.org")
-    registry.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-    registry.set_token_ciphertext("alice", TokenBox.from_settings(hostile_gateway.settings, create=True).seal(upstream.token))
+    registry.accounts.add_account("alice", email="alice@example.org")
+    registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+    registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(hostile_gateway.settings, create=True).seal(upstream.token))
     known = tmp_path_factory.mktemp("hostile-known") / "known_hosts"
     known.write_text(hostile_gateway.known_hosts_line())
     return SshClient(hostile_gateway, user_keys["alice"], known)  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def test_after_the_corpus_memory_spool_and_uploads_are_fine(hostile_gateway, cor
     assert peak_growth < 64 * 1024
     spool = hostile_gateway.settings.spool_dir
     assert [link for link in _open_files(hostile_gateway) if link.startswith(spool)] == [], "a spool file was left open"
-    outcomes = {event.outcome for event in Registry.from_url(hostile_gateway.settings.database_url).events()}
+    outcomes = {event.outcome for event in Registry.from_url(hostile_gateway.settings.database_url).events.recorded()}
     assert "internal_error" not in outcomes
     assert "Traceback" not in hostile_gateway.log()
     _legacy_upload(corpus_client, tmp_path, "T-hostile-after")

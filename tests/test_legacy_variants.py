@@ -65,7 +65,7 @@ def test_python2_request_without_user_agent_is_recorded(send, gateway, project_n
     """A request with no User-Agent is accepted and recorded as such."""
     content = lr.make_sdist(project_name, "1.0")
     assert _reply(send(lr.python2_upload(project_name, "1.0", content, user_agent=None)))[0] == 200
-    (event,) = gateway.registry.events(account_name="alice")
+    (event,) = gateway.registry.events.recorded(account_name="alice")
     assert event.user_agent is None and event.outcome == "forwarded"
 
 

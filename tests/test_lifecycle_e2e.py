@@ -26,9 +26,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def set_schedule(registry: Registry) -> None:
-    registry.add_window("notice", NOTICE)
-    registry.add_window("brownout", *BROWNOUT, note="afternoon in Europe")
-    registry.add_window("sunset", SUNSET)
+    registry.schedule.add_window("notice", NOTICE)
+    registry.schedule.add_window("brownout", *BROWNOUT, note="afternoon in Europe")
+    registry.schedule.add_window("sunset", SUNSET)
 
 
 def fixed(when: dt.datetime):
@@ -67,7 +67,7 @@ def test_brownout_refuses_upload_with_410_and_nothing_reaches_upstream(
     assert "Upload failed (410): SSH uploads are off for a scheduled brownout until 2026-10-01 16:00 UTC" in text
     assert "twine upload dist/*" in text
     assert posts(upstream) == []
-    event = scheduled.registry.events(account_name="alice")[-1]
+    event = scheduled.registry.events.recorded(account_name="alice")[-1]
     assert event.outcome == "refused_schedule" and event.project == project_name.lower()
     assert "brownout" in event.error
 
@@ -125,7 +125,7 @@ def test_exempt_account_uploads_through_brownout_and_after_sunset(
 def test_pause_refuses_even_exempt_accounts(gateway, ssh_client, user_keys, legacy_project, legacy_home, upstream):
     """While paused every upload is refused at once, exempt accounts included, with the note."""
     register_account(gateway, "bob", user_keys["bob"], token=upstream.token, exempt=True)
-    gateway.registry.add_window("pause", NOTICE, note="incident 42")
+    gateway.registry.schedule.add_window("pause", NOTICE, note="incident 42")
     upstream.clear_recordings()
     result = ssh_client(user_keys["bob"]).legacy(legacy_project(), "sdist", "upload", home=legacy_home)
     assert result.returncode != 0
@@ -139,7 +139,7 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
     """A pause and a brownout added by `pypissh-migrate` in another process reach a running gateway
     once its 2 s schedule cache expires (the cache's clock is injected; nothing sleeps)."""
     ticks = {"now": 0.0}
-    cache = ScheduleCache(Registry.from_url(settings.database_url).schedule, 2.0, clock=lambda: ticks["now"])
+    cache = ScheduleCache(Registry.from_url(settings.database_url).schedule.current, 2.0, clock=lambda: ticks["now"])
     harness = start_gateway(settings, schedules=cache)
     client = ssh_client(harness=harness)
     project = legacy_project()
@@ -161,7 +161,7 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are off for a scheduled brownout" in output(refused)
 
-    brownout_id = harness.registry.schedule().brownouts[0].id
+    brownout_id = harness.registry.schedule.current().brownouts[0].id
     assert migrate_cli(settings, "schedule", "cancel-brownout", str(brownout_id)).returncode == 0
     ticks["now"] += 2.5
     assert client.legacy(project, "sdist", "upload", home=legacy_home).returncode == 0
@@ -197,7 +197,7 @@ def test_upload_queues_one_reminder_off_the_session(scheduled, ssh_client, legac
     assert ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home).returncode == 0
     registry = scheduled.registry
     deadline = time.monotonic() + 20  # queued by a worker thread after the answer; wait for it
-    while not registry.notification_sends(campaign="reminder") and time.monotonic() < deadline:
+    while not registry.outbox.sends(campaign="reminder") and time.monotonic() < deadline:
         time.sleep(0.05)
-    (row,) = registry.notification_sends(campaign="reminder")
+    (row,) = registry.outbox.sends(campaign="reminder")
     assert row.status == "queued" and row.email == "alice@example.org" and row.created_at == IN_NOTICE

@@ -57,7 +57,7 @@ def test_add_account_with_email_and_exemption(db):
     invoke, registry = db
     result = invoke("accounts", "add", "alice", "--email", "alice@example.org", "--exempt")
     assert result.exit_code == 0, result.output
-    account = registry.get_account("alice")
+    account = registry.accounts.get_account("alice")
     assert (account.email, account.exempt, account.disabled) == ("alice@example.org", True, False)
     assert "alice@example.org" in invoke("accounts", "list").output
     show = invoke("accounts", "show", "alice").output
@@ -70,8 +70,8 @@ def test_add_account_reads_token_from_stdin_and_stores_it_sealed(db):
     result = invoke("accounts", "add", "alice", "--token-file", "-", input=TOKEN + "\n")
     assert result.exit_code == 0, result.output
     assert TOKEN not in result.output
-    (_id, ciphertext), = registry.token_ciphertexts()
-    assert TOKEN not in ciphertext and registry.get_account("alice").has_token
+    (_id, ciphertext), = registry.accounts.token_ciphertexts()
+    assert TOKEN not in ciphertext and registry.accounts.get_account("alice").has_token
 
 
 def test_token_on_the_command_line_is_refused_without_echo(db):
@@ -82,7 +82,7 @@ def test_token_on_the_command_line_is_refused_without_echo(db):
         assert result.exit_code == 2
         assert "never given on the command line" in result.output
         assert TOKEN not in result.output
-    assert registry.find_account("alice") is None
+    assert registry.accounts.find_account("alice") is None
 
 
 def test_set_token_from_file_and_bad_token_shape(db, tmp_path):
@@ -92,7 +92,7 @@ def test_set_token_from_file_and_bad_token_shape(db, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     assert invoke("accounts", "set-token", "alice", "--token-file", str(token_file)).exit_code == 0
-    assert registry.get_account("alice").has_token
+    assert registry.accounts.get_account("alice").has_token
     bad = invoke("accounts", "set-token", "alice", input="hunter2-old-password\n")
     assert bad.exit_code == 1 and "not an API token" in bad.output and "hunter2" not in bad.output
 
@@ -104,9 +104,9 @@ def test_disable_and_enable_account(db):
     assert invoke("keys", "add", "bob", "-", input=KEYS["bob"] + "\n").exit_code == 0
     fingerprint = parse_public_key(KEYS["bob"]).fingerprint
     assert invoke("accounts", "disable", "bob").exit_code == 0
-    assert registry.identity_for_key(fingerprint) is None
+    assert registry.accounts.identity_for_key(fingerprint) is None
     assert invoke("accounts", "enable", "bob").exit_code == 0
-    assert registry.identity_for_key(fingerprint).account_name == "bob"
+    assert registry.accounts.identity_for_key(fingerprint).account_name == "bob"
 
 
 def test_update_account_email_and_exemption(db):
@@ -115,7 +115,7 @@ def test_update_account_email_and_exemption(db):
     invoke("accounts", "add", "carol", "--exempt")
     result = invoke("accounts", "update", "carol", "--email", "carol@example.org", "--no-exempt")
     assert result.exit_code == 0, result.output
-    account = registry.get_account("carol")
+    account = registry.accounts.get_account("carol")
     assert (account.email, account.exempt) == ("carol@example.org", False)
 
 
@@ -127,7 +127,7 @@ def test_keys_add_takes_several_keys_per_file(db, tmp_path):
     key_file.write_text(f"# laptop and CI\n{KEYS['alice']}\n\n{KEYS['erin']}\n{KEYS['frank']}\n")
     result = invoke("keys", "add", "alice", str(key_file))
     assert result.exit_code == 0, result.output
-    types = sorted(k.algorithm for k in registry.list_keys("alice"))
+    types = sorted(k.algorithm for k in registry.accounts.list_keys("alice"))
     assert types == ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa"]
 
 
@@ -140,7 +140,7 @@ def test_duplicate_key_is_refused_naming_its_owner(db):
     again = invoke("keys", "add", "bob", "-", input=KEYS["bob"] + "\n")
     assert again.exit_code == 1
     assert "<stdin>:1: refused" in again.output and "already registered to account 'alice'" in again.output
-    assert registry.list_keys("bob") == []
+    assert registry.accounts.list_keys("bob") == []
 
 
 def test_weak_keys_refused_by_default(db):
@@ -152,7 +152,7 @@ def test_weak_keys_refused_by_default(db):
     assert "<stdin>:1: refused: RSA key of 1024 bits" in result.output
     assert "<stdin>:2: refused: DSA keys are obsolete" in result.output
     assert "1 key(s) added to 'carol', 2 refused" in result.output
-    assert [k.algorithm for k in registry.list_keys("carol")] == ["ssh-ed25519"]
+    assert [k.algorithm for k in registry.accounts.list_keys("carol")] == ["ssh-ed25519"]
 
 
 def test_weak_keys_accepted_with_setting_are_flagged(db):
@@ -162,7 +162,7 @@ def test_weak_keys_accepted_with_setting_are_flagged(db):
     result = invoke("keys", "add", "dave", "-", input=f"{KEYS['dave']}\n{KEYS['carol']}\n", weak=True)
     assert result.exit_code == 0, result.output
     assert result.output.count("(weak: accepted because allow_weak_keys is set)") == 2
-    assert all(k.weak for k in registry.list_keys("dave"))
+    assert all(k.weak for k in registry.accounts.list_keys("dave"))
     assert invoke("keys", "list", "dave").output.count("weak") == 2
 
 
@@ -181,7 +181,7 @@ def test_keys_add_accepts_authorized_keys_lines(db):
     invoke("accounts", "add", "frank")
     line = f'command="/srv/handler -r frank",no-pty {KEYS["frank"]}'
     assert invoke("keys", "add", "frank", "-", input=line + "\n").exit_code == 0
-    assert registry.list_keys("frank")[0].comment == "frank@legacy"
+    assert registry.accounts.list_keys("frank")[0].comment == "frank@legacy"
 
 
 def test_revoke_key(db):
@@ -192,7 +192,7 @@ def test_revoke_key(db):
     fingerprint = parse_public_key(KEYS["bob"]).fingerprint
     result = invoke("keys", "revoke", fingerprint)
     assert result.exit_code == 0, result.output
-    assert registry.identity_for_key(fingerprint) is None
+    assert registry.accounts.identity_for_key(fingerprint) is None
     assert "revoked" in invoke("keys", "list", "--all").output
 
 

@@ -89,25 +89,25 @@ def people(registry, user_keys):
     """alice (active, with a key, a project and a client), bob (inactive), carol (exempt),
     dave (disabled), erin (no email), frank and gina (active, plain)."""
     now = utcnow()
-    registry.add_account("alice", email="alice@example.org")
-    registry.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-    registry.add_account("bob", email="bob@example.org")
-    registry.add_account("carol", email="carol@example.org", exempt=True)
-    registry.add_account("dave", email="dave@example.org")
-    registry.update_account("dave", disabled=True)
-    registry.add_account("erin")
-    registry.add_account("frank", email="frank@example.org")
-    registry.add_account("gina", email="gina@example.org")
-    alice = registry.get_account("alice")
-    registry.record_event(UploadEvent(
+    registry.accounts.add_account("alice", email="alice@example.org")
+    registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+    registry.accounts.add_account("bob", email="bob@example.org")
+    registry.accounts.add_account("carol", email="carol@example.org", exempt=True)
+    registry.accounts.add_account("dave", email="dave@example.org")
+    registry.accounts.update_account("dave", disabled=True)
+    registry.accounts.add_account("erin")
+    registry.accounts.add_account("frank", email="frank@example.org")
+    registry.accounts.add_account("gina", email="gina@example.org")
+    alice = registry.accounts.get_account("alice")
+    registry.events.record(UploadEvent(
         at=now - dt.timedelta(days=3), outcome="forwarded", account_id=alice.id, account_name="alice",
         key_fingerprint=user_keys["alice"].fingerprint, user_agent="Python-urllib/2.7",
         ssh_client_version="SSH-2.0-OpenSSH_7.4", action="file_upload", project="alices-tool", version="3.1"))
     for name, days in (("bob", 200), ("frank", 10), ("gina", 20), ("carol", 1), ("dave", 1)):
-        account = registry.get_account(name)
-        registry.record_event(UploadEvent(at=now - dt.timedelta(days=days), outcome="forwarded",
+        account = registry.accounts.get_account(name)
+        registry.events.record(UploadEvent(at=now - dt.timedelta(days=days), outcome="forwarded",
                                           account_id=account.id, account_name=name, action="file_upload"))
-    registry.add_window("sunset", dt.datetime(2027, 6, 1, 14, 0, tzinfo=UTC))
+    registry.schedule.add_window("sunset", dt.datetime(2027, 6, 1, 14, 0, tzinfo=UTC))
     return registry
 
 
@@ -144,9 +144,9 @@ def test_message_is_personalised_with_the_accounts_own_evidence(people, smtp, us
 
 def test_html_body_escapes_what_users_wrote(people, smtp):
     """A key comment with markup is escaped in the HTML body."""
-    people.add_account("hal", email="hal@example.org")
+    people.accounts.add_account("hal", email="hal@example.org")
     key = parse_public_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHv4Ex3ZrOfodC+wKrPbm8TuMcVXnSytuVtvSlLnEVyL <script>x</script>")
-    people.add_key("hal", key)
+    people.accounts.add_key("hal", key)
     assert run_notify(people, smtp, "--campaign", "announce", "--account", "hal").exit_code == 0
     html = smtp.mailbox.messages[0].get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -160,7 +160,7 @@ def test_rerun_sends_nothing_new(people, smtp):
     assert again.exit_code == 0
     assert len(smtp.mailbox.messages) == first == 4
     assert "skipped: already sent" in again.output
-    statuses = Counter(r.status for r in people.notification_sends(campaign="announce"))
+    statuses = Counter(r.status for r in people.outbox.sends(campaign="announce"))
     assert statuses == {"sent": 4}
 
 
@@ -180,7 +180,7 @@ def test_killed_run_resumes_without_duplicates(people, smtp):
         process.wait(30)
     smtp.mailbox.release.set()
     assert smtp.mailbox.recipients() == ["alice@example.org", "bob@example.org"]
-    statuses = {r.email: r.status for r in people.notification_sends(campaign="announce")}
+    statuses = {r.email: r.status for r in people.outbox.sends(campaign="announce")}
     assert statuses == {"alice@example.org": "sent", "bob@example.org": "sent", "frank@example.org": "sending"}
 
     resumed = run_notify(people, smtp, "--campaign", "announce", "--all")
@@ -218,16 +218,16 @@ def test_dry_run_writes_messages_and_sends_nothing(people, smtp, tmp_path):
     message = email.message_from_bytes((out / files[0]).read_bytes(), policy=email.policy.default)
     assert message["To"] == "alice <alice@example.org>" and message["Subject"].startswith("Final notice")
     assert smtp.mailbox.messages == []
-    assert people.notification_sends() == []
+    assert people.outbox.sends() == []
 
 
 def test_limit_and_repeat_after(people, smtp):
     """--limit caps a run; --repeat-after sends again only to accounts last sent before the window."""
     assert run_notify(people, smtp, "--campaign", "reminder", "--all", "--limit", "1").exit_code == 0
     assert smtp.mailbox.recipients() == ["alice@example.org"]
-    old = people.notification_sends(campaign="reminder")[0]
+    old = people.outbox.sends(campaign="reminder")[0]
     long_ago = utcnow() - dt.timedelta(days=40)
-    people.finish_send(old.id, "sent", sent_at=long_ago)
+    people.outbox.finish_send(old.id, "sent", sent_at=long_ago)
     assert run_notify(people, smtp, "--campaign", "reminder", "--account", "alice").exit_code == 0
     assert len(smtp.mailbox.messages) == 1  # once per campaign without a repeat window
     assert run_notify(people, smtp, "--campaign", "reminder", "--account", "alice",
@@ -240,12 +240,12 @@ def test_limit_and_repeat_after(people, smtp):
 
 def test_queued_reminders_are_sent_once(people, smtp):
     """Per-use reminders: one queued per account and window, sent by --reminders, never twice."""
-    alice, carol = people.get_account("alice"), people.get_account("carol")
+    alice, carol = people.accounts.get_account("alice"), people.accounts.get_account("carol")
     now = utcnow()
     since = now - dt.timedelta(days=30)
-    assert people.queue_reminder(alice.id, alice.email, now, since) is not None
-    assert people.queue_reminder(alice.id, alice.email, now, since) is None  # one is waiting
-    assert people.queue_reminder(carol.id, carol.email, now, since) is not None
+    assert people.outbox.queue_reminder(alice.id, alice.email, now, since) is not None
+    assert people.outbox.queue_reminder(alice.id, alice.email, now, since) is None  # one is waiting
+    assert people.outbox.queue_reminder(carol.id, carol.email, now, since) is not None
     result = run_notify(people, smtp, "--reminders")
     assert result.exit_code == 0, result.output
     assert smtp.mailbox.recipients() == ["alice@example.org"]
@@ -254,8 +254,8 @@ def test_queued_reminders_are_sent_once(people, smtp):
     assert f"uploaded over SSH (localhost) on {now:%Y-%m-%d %H:%M}" in body
     assert run_notify(people, smtp, "--reminders").exit_code == 0
     assert len(smtp.mailbox.messages) == 1
-    assert people.queue_reminder(alice.id, alice.email, utcnow(), since) is None  # emailed in the window
-    assert {r.status for r in people.notification_sends(campaign="reminder")} == {"sent", "skipped"}
+    assert people.outbox.queue_reminder(alice.id, alice.email, utcnow(), since) is None  # emailed in the window
+    assert {r.status for r in people.outbox.sends(campaign="reminder")} == {"sent", "skipped"}
 
 
 def test_unknown_campaign_and_selection_errors(people, smtp):
@@ -272,7 +272,7 @@ def test_unreachable_server_sends_and_records_nothing(people):
     """With the mail server down the run stops before claiming anything."""
     result = run_notify(people, None, "--campaign", "announce", "--all")
     assert result.exit_code != 0 and "cannot reach the mail server" in result.output
-    assert people.notification_sends() == []
+    assert people.outbox.sends() == []
 
 
 # -- the transport --------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def test_secure_transports_with_login(mode, tls_files):
 # -- pure planning --------------------------------------------------------------------------------
 def test_plan_orders_by_name_and_applies_the_limit(people):
     """Planning is by account name, the limit leaves the rest for the next run."""
-    plan = plan_campaign(people.list_accounts(), people.last_use_by_account(), [], Audience(everyone=True),
+    plan = plan_campaign(people.accounts.list_accounts(), people.events.last_use_by_account(), [], Audience(everyone=True),
                          utcnow(), limit=2)
     assert [p.account.name for p in plan.send] == ["alice", "bob"]
     assert plan.skipped["over --limit (next run)"] == 2
@@ -353,7 +353,7 @@ def any_registry(request, tmp_path):
 def test_two_runs_at_once_never_claim_the_same_message_twice(any_registry):
     """Two senders claiming the same (campaign, account) at the same moment: at most one wins."""
     registry = any_registry
-    ids = [registry.add_account(f"user{i}", email=f"user{i}@example.org").id for i in range(30)]
+    ids = [registry.accounts.add_account(f"user{i}", email=f"user{i}@example.org").id for i in range(30)]
     barrier = threading.Barrier(2)
     won: list[tuple[int, int]] = []
     lock = threading.Lock()
@@ -361,7 +361,7 @@ def test_two_runs_at_once_never_claim_the_same_message_twice(any_registry):
     def sender(name: str) -> None:
         for account_id in ids:
             barrier.wait(30)
-            claimed = registry.claim_send("announce", account_id, "x@example.org", f"<{name}{account_id}@t>", utcnow())
+            claimed = registry.outbox.claim_send("announce", account_id, "x@example.org", f"<{name}{account_id}@t>", utcnow())
             if claimed is not None:
                 with lock:
                     won.append((account_id, claimed))
@@ -373,5 +373,5 @@ def test_two_runs_at_once_never_claim_the_same_message_twice(any_registry):
         thread.join(120)
     per_account = Counter(account_id for account_id, _ in won)
     assert per_account and max(per_account.values()) == 1
-    rows = registry.notification_sends(campaign="announce")
+    rows = registry.outbox.sends(campaign="announce")
     assert sorted(r.id for r in rows) == sorted(claimed for _, claimed in won)

@@ -75,9 +75,9 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
             database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(ca), secret_key=SECRET,
             host_key_dir=str(host_key_dir), public_host="127.0.0.1").items()))
         registry = Registry.from_url(url)
-        registry.add_account("alice", email="alice@example.org")
-        registry.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-        registry.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
+        registry.accounts.add_account("alice", email="alice@example.org")
+        registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+        registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
         port = free_port()
         sshd_config = folder / "sshd_config"
@@ -132,7 +132,7 @@ def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, ali
     (dist,) = (project / "dist").glob("*.tar.gz")
     assert upstream.files()["openssh_mode_pkg-1.0.tar.gz"] == hashlib.sha256(dist.read_bytes()).hexdigest()
     via_sshd = forwarded_form_names(upstream, before)
-    (event,) = sshd["registry"].events(account_name="alice")
+    (event,) = sshd["registry"].events.recorded(account_name="alice")
     assert (event.outcome, event.client_addr, event.key_fingerprint) == (
         "forwarded", "127.0.0.1", user_keys["alice"].fingerprint)
 
@@ -188,10 +188,10 @@ def test_no_line_for_other_users_unknown_revoked_or_disabled(key_registry, user_
     assert lines_for(key_registry, "submit", "submit", mallory, kind, *args) == []
     assert lines_for(key_registry, "submit", "submit", blob, "ssh-rsa", *args) == []
     assert lines_for(key_registry, "submit", "submit", "not base64!", kind, *args) == []
-    key_registry.update_account("alice", disabled=True)
+    key_registry.accounts.update_account("alice", disabled=True)
     assert lines_for(key_registry, "submit", "submit", blob, kind, *args) == []
-    key_registry.update_account("alice", disabled=False)
-    key_registry.revoke_key(key.fingerprint)
+    key_registry.accounts.update_account("alice", disabled=False)
+    key_registry.accounts.revoke_key(key.fingerprint)
     assert lines_for(key_registry, "submit", "submit", blob, kind, *args) == []
 
 
@@ -240,7 +240,7 @@ def test_stdio_answers_one_request_and_records_the_client(settings, key_registry
     out, err = proc.communicate(LIST_CLASSIFIERS, timeout=60)
     assert proc.returncode == 0, err
     assert out.startswith(b"HTTP/1.0 200 OK")
-    (event,) = key_registry.events(account_name="alice")
+    (event,) = key_registry.events.recorded(account_name="alice")
     assert (event.outcome, event.client_addr) == ("local", "192.0.2.44")
 
 
@@ -262,7 +262,7 @@ def test_stdio_gives_up_on_a_silent_client_and_exits(settings, key_registry, use
 
 def test_stdio_refuses_a_revoked_key(settings, key_registry, user_keys):
     """A key revoked after sshd let it in is refused by stdio with a sentence naming the account."""
-    key_registry.revoke_key(user_keys["alice"].fingerprint)
+    key_registry.accounts.revoke_key(user_keys["alice"].fingerprint)
     proc = stdio_process(settings, user_keys["alice"].fingerprint, SSH_ORIGINAL_COMMAND="whoami")
     out, err = proc.communicate(b"", timeout=60)
     assert proc.returncode == 1 and out == b""

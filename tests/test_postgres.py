@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 from gateway.cli import cli
 from gateway.registry import Registry, RegistryError, UploadEvent
 from gateway.registry.migrate_db import head_revision, is_current, upgrade
-from gateway.ssh.keycache import KeyLookup, RegistryUnavailable
+from gateway.ssh.keycache import KeyCache, RegistryUnavailable
 from gateway.ssh.sshkeys import parse_public_key
 from testbed import pgserver, postgres
 
@@ -58,55 +58,55 @@ def test_db_upgrade_command_creates_the_schema(tmp_path):
 
 def test_accounts_round_trip(registry):
     """Accounts: create, find, update, list, and a duplicate name is refused with a useful message."""
-    registry.add_account("carol", email="carol@example.org", note="maintainer of old things")
+    registry.accounts.add_account("carol", email="carol@example.org", note="maintainer of old things")
     with pytest.raises(RegistryError, match="already exists"):
-        registry.add_account("carol")
-    registry.update_account("carol", exempt=True)
-    carol = registry.get_account("carol")
+        registry.accounts.add_account("carol")
+    registry.accounts.update_account("carol", exempt=True)
+    carol = registry.accounts.get_account("carol")
     assert (carol.email, carol.exempt, carol.disabled, carol.note) == (
         "carol@example.org", True, False, "maintainer of old things")
     assert carol.created_at.tzinfo is not None
-    assert "carol" in [a.name for a in registry.list_accounts()]
-    assert registry.find_account("nobody") is None
+    assert "carol" in [a.name for a in registry.accounts.list_accounts()]
+    assert registry.accounts.find_account("nobody") is None
 
 
 def test_keys_and_identity_lookup(registry, user_keys):
     """A key maps to its account's identity until it is revoked or the account is disabled."""
-    registry.add_account("dave", email="dave@example.org")
+    registry.accounts.add_account("dave", email="dave@example.org")
     key = parse_public_key(user_keys["bob"].public_line)
-    registry.add_key("dave", key, allowed_projects=["dave-tools"])
+    registry.accounts.add_key("dave", key, allowed_projects=["dave-tools"])
     with pytest.raises(RegistryError, match="already registered to account 'dave'"):
-        registry.add_key("dave", key)
-    registry.set_token_ciphertext("dave", "sealed-token")
-    identity = registry.identity_for_key(key.fingerprint)
+        registry.accounts.add_key("dave", key)
+    registry.accounts.set_token_ciphertext("dave", "sealed-token")
+    identity = registry.accounts.identity_for_key(key.fingerprint)
     assert identity is not None
     assert (identity.account_name, identity.fingerprint, identity.token_ciphertext, identity.allowed_projects) == (
         "dave", key.fingerprint, "sealed-token", ("dave-tools",))
-    registry.update_account("dave", disabled=True)
-    assert registry.identity_for_key(key.fingerprint) is None
-    registry.update_account("dave", disabled=False)
-    assert registry.identity_for_key(key.fingerprint) is not None
-    registry.revoke_key(key.fingerprint)
-    assert registry.identity_for_key(key.fingerprint) is None
+    registry.accounts.update_account("dave", disabled=True)
+    assert registry.accounts.identity_for_key(key.fingerprint) is None
+    registry.accounts.update_account("dave", disabled=False)
+    assert registry.accounts.identity_for_key(key.fingerprint) is not None
+    registry.accounts.revoke_key(key.fingerprint)
+    assert registry.accounts.identity_for_key(key.fingerprint) is None
     with pytest.raises(RegistryError, match="already revoked"):
-        registry.revoke_key(key.fingerprint)
-    assert [k.fingerprint for k in registry.list_keys("dave", include_revoked=False)] == []
+        registry.accounts.revoke_key(key.fingerprint)
+    assert [k.fingerprint for k in registry.accounts.list_keys("dave", include_revoked=False)] == []
 
 
 def test_events_round_trip(registry):
     """An upload event reads back field for field, its time still in UTC."""
-    registry.add_account("erin")
-    account = registry.get_account("erin")
+    registry.accounts.add_account("erin")
+    account = registry.accounts.get_account("erin")
     at = dt.datetime(2024, 5, 1, 12, 30, 15, tzinfo=UTC)
     event = UploadEvent(at=at, outcome="forwarded", account_id=account.id, account_name="erin",
                         key_fingerprint="SHA256:x", client_addr="2001:db8::7", ssh_client_version="SSH-2.0-OpenSSH_9.2",
                         user_agent="Python-urllib/3.11", action="file_upload", project="erin-pkg", version="1.0",
                         filename="erin_pkg-1.0.tar.gz", size=1234, sha256="ab" * 32, upstream_status=200,
                         duration_ms=87, legacy_crypto=True, replica="host:1")
-    registry.record_event(event)
-    (back,) = registry.events(account_name="erin")
+    registry.events.record(event)
+    (back,) = registry.events.recorded(account_name="erin")
     assert back == event
-    activity = registry.account_activity(account.id)
+    activity = registry.events.account_activity(account.id)
     assert activity["last_use"] == at
     assert activity["projects"] == [{"name": "erin-pkg", "last": at, "uploads": 1}]
 
@@ -114,18 +114,18 @@ def test_events_round_trip(registry):
 def test_schedule_round_trip(registry):
     """Schedule windows: added, ended, cancelled, read back in order."""
     start = dt.datetime(2030, 1, 1, tzinfo=UTC)
-    first = registry.add_window("brownout", start, start + dt.timedelta(hours=1), note="first")
-    second = registry.add_window("sunset", start + dt.timedelta(days=30))
-    registry.end_window(second, start + dt.timedelta(days=31))
-    windows = [w for w in registry.schedule_windows() if w.id in (first, second)]
+    first = registry.schedule.add_window("brownout", start, start + dt.timedelta(hours=1), note="first")
+    second = registry.schedule.add_window("sunset", start + dt.timedelta(days=30))
+    registry.schedule.end_window(second, start + dt.timedelta(days=31))
+    windows = [w for w in registry.schedule.windows() if w.id in (first, second)]
     assert [(w.kind, w.starts_at, w.ends_at) for w in windows] == [
         ("brownout", start, start + dt.timedelta(hours=1)),
         ("sunset", start + dt.timedelta(days=30), start + dt.timedelta(days=31)),
     ]
-    registry.cancel_window(first)
-    assert first not in [w.id for w in registry.schedule_windows()]
+    registry.schedule.cancel_window(first)
+    assert first not in [w.id for w in registry.schedule.windows()]
     with pytest.raises(RegistryError):
-        registry.cancel_window(first)
+        registry.schedule.cancel_window(first)
 
 
 def test_multi_host_url_reaches_the_writable_server():
@@ -136,8 +136,8 @@ def test_multi_host_url_reaches_the_writable_server():
                     "&target_session_attrs=read-write")
         upgrade(failover)
         registry = Registry.from_url(failover)
-        registry.add_account("gina")
-        assert registry.get_account("gina").name == "gina"
+        registry.accounts.add_account("gina")
+        assert registry.accounts.get_account("gina").name == "gina"
         registry.engine.dispose()
 
 
@@ -148,10 +148,10 @@ def test_restart_heals_without_a_new_engine(user_keys):
     with postgres.temporary_database("pypissh_test") as url:
         upgrade(url)
         registry = Registry.from_url(url)
-        registry.add_account("frank")
+        registry.accounts.add_account("frank")
         key = parse_public_key(user_keys["alice"].public_line)
-        registry.add_key("frank", key)
-        lookup = KeyLookup(registry, ttl=0)
+        registry.accounts.add_key("frank", key)
+        lookup = KeyCache(registry.accounts.identity_for_key, ttl=0)
         assert lookup.identity(key.fingerprint).account_name == "frank"
         with pgserver.outage():
             with pytest.raises(RegistryUnavailable, match="cannot reach its account registry"):

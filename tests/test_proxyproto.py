@@ -211,7 +211,7 @@ def test_require_records_the_address_from_the_header(proxied_gateway, ssh_client
     result = run_via(client, proxy_command("--source", "203.0.113.9:40000", *version), LIST_CLASSIFIERS)
     assert result.returncode == 0, result.stderr
     assert b"200 OK" in result.stdout
-    (event,) = proxied_gateway.registry.events(account_name="alice")
+    (event,) = proxied_gateway.registry.events.recorded(account_name="alice")
     assert event.client_addr == "203.0.113.9"
 
 
@@ -248,4 +248,4 @@ def test_use_accepts_both(start_gateway, make_settings, ssh_client, user_key, up
     client = ssh_client(harness=harness)
     assert run_via(client, proxy_command("--source", "198.51.100.4:1"), LIST_CLASSIFIERS).returncode == 0
     assert client.run(data=LIST_CLASSIFIERS).returncode == 0
-    assert [e.client_addr for e in harness.registry.events(account_name="alice")] == ["198.51.100.4", "127.0.0.1"]
+    assert [e.client_addr for e in harness.registry.events.recorded(account_name="alice")] == ["198.51.100.4", "127.0.0.1"]

@@ -64,9 +64,9 @@ def cluster(tmp_path_factory, upstream, host_key_dir, user_keys):
     with postgres.temporary_database("pypissh_test") as url:
         upgrade(url)
         registry = Registry.from_url(url)
-        registry.add_account("alice", email="alice@example.org")
-        registry.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-        registry.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
+        registry.accounts.add_account("alice", email="alice@example.org")
+        registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+        registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
         settings = dict(
             database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(upstream.ca_file),
             host_key_dir=str(host_key_dir), secret_key=SECRET, key_cache_seconds=KEY_CACHE_SECONDS,
@@ -171,7 +171,7 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition"):
 
 
 def events_for(cluster: Cluster, project: str):
-    return [e for e in cluster.registry.events(account_name="alice") if e.project and e.project == project.lower()]
+    return [e for e in cluster.registry.events.recorded(account_name="alice") if e.project and e.project == project.lower()]
 
 
 def test_uploads_through_the_balancer_land_with_the_real_client_address(cluster, upstream, user_keys):
@@ -194,13 +194,13 @@ def test_uploads_through_the_balancer_land_with_the_real_client_address(cluster,
 def test_revoked_key_is_refused_by_every_replica_within_the_cache_bound(cluster, user_keys):
     """After `key_cache_seconds`, no replica accepts a revoked key, though each had it cached."""
     bob = user_keys["bob"]
-    cluster.registry.add_account("bob")
-    cluster.registry.add_key("bob", parse_public_key(bob.public_line))
+    cluster.registry.accounts.add_account("bob")
+    cluster.registry.accounts.add_key("bob", parse_public_key(bob.public_line))
     for replica in cluster.replicas:  # each replica caches bob's identity
         warm = subprocess.run([*ssh_argv(cluster, bob, replica.ssh_port, source=None), "-T", "-l", "submit",
                                "127.0.0.1", "whoami"], capture_output=True, text=True, timeout=30)
         assert warm.returncode == 0 and "account:  bob" in warm.stdout, warm.stderr
-    cluster.registry.revoke_key(bob.fingerprint)
+    cluster.registry.accounts.revoke_key(bob.fingerprint)
     revoked_at = time.monotonic()
     time.sleep(max(0.0, revoked_at + KEY_CACHE_SECONDS + 0.1 - time.monotonic()))
     for replica in cluster.replicas:

@@ -71,9 +71,9 @@ def test_setting_the_sunset_again_replaces_it(database):
     assert schedule(database, "set-sunset", day(60)).exit_code == 0
     assert schedule(database, "set-sunset", day(40)).exit_code == 0
     registry = Registry.from_url(database)
-    assert registry.schedule().sunset.strftime("%Y-%m-%d %H:%M") == day(40)
+    assert registry.schedule.current().sunset.strftime("%Y-%m-%d %H:%M") == day(40)
     assert schedule(database, "set-sunset", "--clear").exit_code == 0
-    assert registry.schedule().sunset is None
+    assert registry.schedule.current().sunset is None
 
 
 def test_pause_resume_and_cancel(database):
@@ -81,12 +81,12 @@ def test_pause_resume_and_cancel(database):
     assert schedule(database, "pause", "--note", "incident 7").exit_code == 0
     assert schedule(database, "pause").exit_code != 0
     registry = Registry.from_url(database)
-    assert registry.schedule().pause.note == "incident 7"
+    assert registry.schedule.current().pause.note == "incident 7"
     assert schedule(database, "resume").exit_code == 0
-    assert registry.schedule().pause is None
+    assert registry.schedule.current().pause is None
     assert schedule(database, "resume").exit_code != 0
     assert schedule(database, "add-brownout", day(3), "--for", "1h").exit_code == 0
-    (window,) = registry.schedule().brownouts
+    (window,) = registry.schedule.current().brownouts
     assert schedule(database, "cancel-brownout", str(window.id)).exit_code == 0
-    assert registry.schedule().brownouts == ()
+    assert registry.schedule.current().brownouts == ()
     assert schedule(database, "cancel-brownout", str(window.id)).exit_code != 0

@@ -42,9 +42,9 @@ def supervised(tmp_path, upstream, host_key_dir, user_keys):
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     upgrade(url)
     registry = Registry.from_url(url)
-    registry.add_account("alice")
-    registry.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-    registry.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
+    registry.accounts.add_account("alice")
+    registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+    registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
     registry.engine.dispose()
     replica = Replica(tmp_path, dict(database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(upstream.ca_file),
                                      host_key_dir=str(host_key_dir), secret_key=SECRET, drain_seconds=10.0),

@@ -45,8 +45,8 @@ def _store_tokens(invoke) -> list:
 
 
 def _opened(registry: Registry, box: TokenBox) -> dict[str, str]:
-    names = {a.id: a.name for a in registry.list_accounts()}
-    return {names[i]: box.open(c) for i, c in registry.token_ciphertexts()}
+    names = {a.id: a.name for a in registry.accounts.list_accounts()}
+    return {names[i]: box.open(c) for i, c in registry.accounts.token_ciphertexts()}
 
 
 def test_tokens_never_in_plain_text_in_database_or_any_output(env):
@@ -117,8 +117,7 @@ def test_retire_reseals_tokens_set_with_the_old_key_meanwhile(env):
     _store_tokens(invoke)
     old_key = key_file.read_text().strip()
     assert invoke("rotate-secret", "--new-key-file", str(tmp_path / "new.key")).exit_code == 0
-    alice_id = registry.get_account("alice").id
-    registry.replace_token_ciphertexts([(alice_id, TokenBox(parse_keys(old_key)).seal(TOKENS["alice"]))])
+    registry.accounts.set_token_ciphertext("alice", TokenBox(parse_keys(old_key)).seal(TOKENS["alice"]))
     retire = invoke("rotate-secret", "--retire-old")
     assert retire.exit_code == 0, retire.output
     assert "re-encrypted 1 straggler token(s)" in retire.output
@@ -131,13 +130,13 @@ def test_rotation_refuses_when_a_token_cannot_be_decrypted(env):
     invoke, registry, key_file, tmp_path = env
     _store_tokens(invoke)
     stray = TokenBox(parse_keys(new_key())).seal(TOKENS["bob"])
-    registry.replace_token_ciphertexts([(registry.get_account("bob").id, stray)])
-    before_keys, before_tokens = key_file.read_text(), registry.token_ciphertexts()
+    registry.accounts.set_token_ciphertext("bob", stray)
+    before_keys, before_tokens = key_file.read_text(), registry.accounts.token_ciphertexts()
     result = invoke("rotate-secret", "--new-key-file", str(tmp_path / "new.key"))
     assert result.exit_code == 1
     assert "token(s) of bob cannot be decrypted" in result.output
     assert key_file.read_text() == before_keys
-    assert registry.token_ciphertexts() == before_tokens
+    assert registry.accounts.token_ciphertexts() == before_tokens
 
 
 def test_upload_works_through_a_replica_started_after_rotation(gateway, user_key, upstream, start_gateway, ssh_client,

@@ -109,7 +109,7 @@ def test_revoked_key_is_refused(alice, gateway, ssh_client, user_key):
     """After `keys revoke` the key is refused (within the cache bound)."""
     client = ssh_client()
     assert client.run("whoami").returncode == 0
-    gateway.registry.revoke_key(user_key.fingerprint)
+    gateway.registry.accounts.revoke_key(user_key.fingerprint)
     time.sleep(gateway.settings.key_cache_seconds + 0.2)
     result = client.run("whoami")
     assert result.returncode == 255
@@ -118,7 +118,7 @@ def test_revoked_key_is_refused(alice, gateway, ssh_client, user_key):
 
 def test_disabled_account_is_refused(alice, gateway, ssh_client):
     """Disabling an account refuses all its keys."""
-    gateway.registry.update_account("alice", disabled=True)
+    gateway.registry.accounts.update_account("alice", disabled=True)
     time.sleep(gateway.settings.key_cache_seconds + 0.2)
     assert ssh_client().run("whoami").returncode == 255
 
@@ -162,7 +162,7 @@ def test_upload_event_is_recorded_without_secrets(alice, gateway, ssh_client, le
     """Each session leaves one event row with who, what and how it ended, and no secret."""
     project = legacy_project()
     assert ssh_client().legacy(project, "sdist", "upload", home=legacy_home).returncode == 0
-    (event,) = gateway.registry.events(account_name="alice")
+    (event,) = gateway.registry.events.recorded(account_name="alice")
     assert event.outcome == "forwarded"
     assert event.upstream_status == 200
     assert event.key_fingerprint == user_key.fingerprint
@@ -194,5 +194,5 @@ def test_key_lookup_uses_sha256_fingerprint(gateway, user_key):
     register_account(gateway, "alice", user_key)
     printed = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(user_key.path) + ".pub"],
                              capture_output=True, text=True, check=True).stdout.split()[1]
-    assert gateway.registry.identity_for_key(printed).account_name == "alice"
+    assert gateway.registry.accounts.identity_for_key(printed).account_name == "alice"
     assert parse_public_key(user_key.public_line).fingerprint == printed

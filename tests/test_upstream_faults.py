@@ -3,9 +3,9 @@ exit, and the event is recorded."""
 
 from __future__ import annotations
 
-from tests.conftest import register_account
 from testbed import legacyrequests as lr
 from testbed.tlsca import make_tls
+from tests.conftest import register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:
@@ -26,7 +26,7 @@ def test_upstream_down(start_gateway, make_settings, ssh_client, user_key, upstr
     code, reason = _status(result.stdout)
     assert code == 502 and "cannot reach the upload server" in reason and "nothing was published" in reason
     assert result.returncode == 1
-    (event,) = harness.registry.events()
+    (event,) = harness.registry.events.recorded()
     assert event.outcome == "upstream_error" and "cannot reach" in event.error
 
 
@@ -37,7 +37,7 @@ def test_upstream_5xx_is_passed_on(gateway, ssh_client, user_key, upstream, proj
     code, reason = _status(result.stdout)
     assert code == 500 and "Internal Server Error" in reason
     assert result.returncode == 1
-    (event,) = gateway.registry.events()
+    (event,) = gateway.registry.events.recorded()
     assert event.outcome == "upstream_error" and event.upstream_status == 500
 
 
@@ -61,5 +61,5 @@ def test_untrusted_upstream_certificate(start_gateway, make_settings, ssh_client
     assert code == 502 and "certificate" in reason and "upstream_ca_bundle" in reason
     assert result.returncode == 1
     assert [r for r in upstream.recordings() if r.method == "POST"] == []
-    (event,) = harness.registry.events()
+    (event,) = harness.registry.events.recorded()
     assert event.outcome == "upstream_error"

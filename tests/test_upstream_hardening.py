@@ -52,7 +52,7 @@ def test_upstream_timeout_is_reported_and_not_retried(start_gateway, make_settin
     assert code == 504 and "did not answer within 1 s" in reason and "may have been published" in reason
     upstream.wait_recordings(1, timeout=15)
     assert len(_posts(upstream)) == 1
-    (event,) = harness.registry.events()
+    (event,) = harness.registry.events.recorded()
     assert event.outcome == "upstream_error"
 
 
@@ -91,7 +91,7 @@ def test_gateway_errors_are_retried_a_bounded_number_of_times_with_backoff(
     posts = _posts(upstream)
     assert len(posts) == 3 and posts[0].body == posts[1].body == posts[2].body
     assert sleeps == [0.5, 1.0]
-    (event,) = harness.registry.events()
+    (event,) = harness.registry.events.recorded()
     assert (event.outcome, event.upstream_status) == ("upstream_error", status)
 
 

@@ -124,15 +124,15 @@ def build_guide(registry: Registry, settings: Settings, account_name: str, *,
                 login_fingerprint: str | None = None, now: dt.datetime | None = None) -> Guide:
     """Everything personal in one account's guide (raises RegistryError for an unknown account)."""
     now = now or utcnow()
-    account = registry.get_account(account_name)
-    activity = registry.account_activity(account.id)
+    account = registry.accounts.get_account(account_name)
+    activity = registry.events.account_activity(account.id)
     projects = tuple(GuideProject(p["name"], p["uploads"], p["last"]) for p in activity["projects"])
     keys = tuple(
         GuideKey(k.fingerprint, k.algorithm, k.comment, k.last_used_at, k.weak)
-        for k in sorted(registry.list_keys(account.name, include_revoked=False),
+        for k in sorted(registry.accounts.list_keys(account.name, include_revoked=False),
                         key=lambda k: (k.last_used_at is None, k.fingerprint))
     )
-    schedule = registry.schedule()
+    schedule = registry.schedule.current()
     upcoming = schedule.next_brownout(now)
     dates = Dates(
         notice_start=schedule.notice_start,

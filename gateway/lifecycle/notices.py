@@ -142,7 +142,7 @@ def queue_reminder_soon(services, identity, when: dt.datetime) -> None:
     since = when - dt.timedelta(days=services.settings.reminder_repeat_days)
 
     def _queue() -> None:
-        services.registry.queue_reminder(identity.account_id, identity.email, when, since)
+        services.registry.outbox.queue_reminder(identity.account_id, identity.email, when, since)
 
     future = asyncio.get_running_loop().run_in_executor(services.executor, _queue)
     future.add_done_callback(_log_failure)

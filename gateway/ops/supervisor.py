@@ -114,7 +114,7 @@ class Supervisor:
             health.close()
             await health.wait_closed()
             probe.close()
-            registry.engine.dispose()
+            registry.close()
             port_holder.close()
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
         log.info("all workers stopped")

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from gateway.registry.store import make_engine
+from gateway.registry.engine import make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

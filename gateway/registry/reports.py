@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, case, distinct, exists, func, insert, select, text
+from sqlalchemy import Connection, Engine, case, distinct, exists, func, select, text
 from sqlalchemy.sql.expression import ColumnElement
 
 from gateway.registry.schema import accounts, notification_sends, ssh_keys, upload_events
@@ -88,7 +88,7 @@ class CampaignDelivery:
 
 class ReportQueries:
     """The aggregate queries of `pypissh-migrate report` (they only read, so a report can run
-    against a standby), and one insert for seeding histories in tests and benchmarks.
+    against a standby).
 
     Periods are half-open: `since <= at < until`, aware UTC datetimes.
     """
@@ -183,13 +183,3 @@ class ReportQueries:
                  .order_by(first))
         with self._connect() as conn:
             return [CampaignDelivery(row.campaign, row.first, row.last, row.n) for row in conn.execute(query)]
-
-    # -- writing, for seeding histories in tests and benchmarks ---------------------------------
-    def add_notification_send(self, campaign: str, account_id: int, *, status: str,
-                              sent_at: dt.datetime | None, email: str | None = None,
-                              created_at: dt.datetime | None = None) -> None:
-        """Insert one `notification_sends` row as the notify command would leave it."""
-        with self.engine.begin() as conn:
-            conn.execute(insert(notification_sends).values(
-                campaign=campaign, account_id=account_id, email=email, status=status,
-                created_at=created_at or sent_at or dt.datetime.now(dt.timezone.utc), sent_at=sent_at))

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import messages
 from gateway.ops import metrics
-from gateway.registry import Identity, Registry
+from gateway.registry import Identity
 
 MAX_ENTRIES = 50_000
 
@@ -33,9 +33,12 @@ class RegistryUnavailable(asyncssh.ServiceNotAvailable):
         super().__init__(messages.registry_unavailable())
 
 
-class KeyLookup:
-    def __init__(self, registry: Registry, ttl: float, *, clock: Callable[[], float] = time.monotonic):
-        self._registry = registry
+class KeyCache:
+    """`lookup` (the registry's `identity_for_key`) behind a cache of `ttl` seconds per fingerprint."""
+
+    def __init__(self, lookup: Callable[[str], Identity | None], ttl: float, *,
+                 clock: Callable[[], float] = time.monotonic):
+        self._lookup_in_registry = lookup
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, Identity | None]] = {}
@@ -66,7 +69,7 @@ class KeyLookup:
         hit = self._cache.get(fingerprint)
         if hit is not None and hit[0] > now:
             return hit[1]
-        identity = self._registry.identity_for_key(fingerprint)
+        identity = self._lookup_in_registry(fingerprint)
         if len(self._cache) >= MAX_ENTRIES:
             self._cache = {fp: entry for fp, entry in self._cache.items() if entry[0] > now}
             if len(self._cache) >= MAX_ENTRIES:
@@ -74,9 +77,3 @@ class KeyLookup:
         if self._ttl > 0:
             self._cache[fingerprint] = (now + self._ttl, identity)
         return identity
-
-    def forget(self, fingerprint: str | None = None) -> None:
-        if fingerprint is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(fingerprint, None)

@@ -64,7 +64,7 @@ def lines_for(registry: Registry, ssh_user: str, user: str, key_base64: str, key
     key = presented_key(key_base64, key_type)
     if key is None:
         return []
-    identity = registry.identity_for_key(key.fingerprint)
+    identity = registry.accounts.identity_for_key(key.fingerprint)
     if identity is None:
         return []
     return [authorized_keys_line(forced_command(executable, global_args, identity), key)]

@@ -54,10 +54,10 @@ class StdinSource:
 def find_identity(registry: Registry, account: str, fingerprint: str | None) -> Identity | None:
     """The login's identity: the named key if it is still active and the account's, else None."""
     if fingerprint:
-        found = registry.identity_for_key(fingerprint)
+        found = registry.accounts.identity_for_key(fingerprint)
         return found if found and found.account_name == account else None
-    keys = registry.list_keys(account, include_revoked=False)
-    return registry.identity_for_key(keys[0].fingerprint) if keys else None
+    keys = registry.accounts.list_keys(account, include_revoked=False)
+    return registry.accounts.identity_for_key(keys[0].fingerprint) if keys else None
 
 
 def client_address(environ: Mapping[str, str]) -> str | None:

@@ -103,7 +103,7 @@ class Services:
     async def current_schedule(self) -> Schedule:
         """The deprecation schedule, at most `schedule_cache_seconds` old."""
         if self.schedules is None:
-            self.schedules = ScheduleCache(self.registry.schedule, self.settings.schedule_cache_seconds)
+            self.schedules = ScheduleCache(self.registry.schedule.current, self.settings.schedule_cache_seconds)
         cached = self.schedules.fresh()
         return cached if cached is not None else await self.run(self.schedules.refresh)
 
@@ -171,7 +171,7 @@ class Exchange:
         self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
         metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
-            await self.services.run(self.services.registry.record_event, self.event)
+            await self.services.run(self.services.registry.events.record, self.event)
         except Exception:  # the answer matters more than the record; the log keeps the failure
             log.exception("could not record the upload event")
         identity = self.peer.identity

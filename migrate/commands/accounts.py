@@ -59,9 +59,9 @@ def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | No
         sealed = None
         if token_file is not None:
             sealed = TokenBox.from_settings(obj.settings(), create=True).seal(read_token(token_file))
-        account = registry.add_account(name, email=email, exempt=exempt, note=note)
+        account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note)
         if sealed is not None:
-            registry.set_token_ciphertext(account.name, sealed)
+            registry.accounts.set_token_ciphertext(account.name, sealed)
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"added account '{account.name}'" + (" (exempt)" if account.exempt else "")
@@ -82,10 +82,10 @@ def list_(obj: Context) -> None:
     """List accounts with their key count and token state."""
     registry = obj.registry()
     keys_by_account: dict[int, int] = {}
-    for key in registry.list_keys(include_revoked=False):
+    for key in registry.accounts.list_keys(include_revoked=False):
         keys_by_account[key.account_id] = keys_by_account.get(key.account_id, 0) + 1
     out = table(None, ["account", "email", "keys", "token", "status", "created"])
-    for account in registry.list_accounts():
+    for account in registry.accounts.list_accounts():
         out.add_row(account.name, account.email or "-", str(keys_by_account.get(account.id, 0)),
                     "stored" if account.has_token else "-", _status(account), when(account.created_at))
     print_table(out, whole=("account", "email"))
@@ -98,10 +98,10 @@ def show(obj: Context, name: str) -> None:
     """Show account NAME: keys, token state, last use, projects uploaded through the gateway."""
     registry = obj.registry()
     try:
-        account = registry.get_account(name)
+        account = registry.accounts.get_account(name)
     except RegistryError as exc:
         _fail(exc)
-    activity = registry.account_activity(account.id)
+    activity = registry.events.account_activity(account.id)
     console.print(f"[bold]{account.name}[/bold]  email: {account.email or '-'}")
     console.print(f"status: {'disabled' if account.disabled else 'active'}"
                   + (", exempt from brownouts and sunset" if account.exempt else ""))
@@ -110,7 +110,7 @@ def show(obj: Context, name: str) -> None:
     if account.note:
         console.print(f"note: {account.note}", markup=False)
     keys_table = table("keys", ["fingerprint", "type", "comment", "added", "last used", "state"])
-    for key in registry.list_keys(account.name):
+    for key in registry.accounts.list_keys(account.name):
         state = f"revoked {when(key.revoked_at)}" if key.revoked_at else ("weak" if key.weak else "active")
         keys_table.add_row(key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(), key.comment or "-",
                            when(key.created_at), when(key.last_used_at), state)
@@ -133,7 +133,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
     if not values:
         raise click.UsageError("nothing to change: give --email, --exempt/--no-exempt or --note")
     try:
-        account = obj.registry().update_account(name, **values)
+        account = obj.registry().accounts.update_account(name, **values)
     except RegistryError as exc:
         _fail(exc)
     click.echo(f"account '{account.name}' updated: email {account.email or '-'}, "
@@ -142,7 +142,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
 
 def _set_flag(obj: Context, name: str, **values) -> None:
     try:
-        obj.registry().update_account(name, **values)
+        obj.registry().accounts.update_account(name, **values)
     except RegistryError as exc:
         _fail(exc)
 
@@ -178,12 +178,12 @@ def set_token(obj: Context, name: str, token_file, clear: bool) -> None:
     registry = obj.registry()
     try:
         if clear:
-            registry.set_token_ciphertext(name, None)
+            registry.accounts.set_token_ciphertext(name, None)
             click.echo(f"token for '{name}' removed; uploads now need __token__ credentials from the client")
             return
-        registry.get_account(name)
+        registry.accounts.get_account(name)
         token = read_token(token_file)
-        registry.set_token_ciphertext(name, TokenBox.from_settings(obj.settings(), create=True).seal(token))
+        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings(), create=True).seal(token))
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"token stored for '{name}' (encrypted); uploads through the gateway use it from now on")

@@ -56,8 +56,8 @@ def _read_sources(authorized_keys: Path | None, users: Path | None,
 
 
 def make_plan(registry: Registry, rows, lines, rejected, *, allow_weak_keys: bool) -> Plan:
-    accounts = {account.name: account.email for account in registry.list_accounts()}
-    known = registry.list_keys()
+    accounts = {account.name: account.email for account in registry.accounts.list_accounts()}
+    known = registry.accounts.list_keys()
     return plan_import(
         rows, lines,
         existing_accounts=accounts,
@@ -84,18 +84,18 @@ def apply_plan(registry: Registry, plan: Plan) -> Failed:
         for account in plan.accounts:
             progress.update(task, description=f"account {account.name}")
             try:
-                registry.add_account(account.name, email=account.email, note=NOTE)
+                registry.accounts.add_account(account.name, email=account.email, note=NOTE)
             except RegistryError as exc:
                 failed.accounts.append(Rejected(account.where, str(exc)))
             progress.advance(task)
         for name, email in plan.emails:
             progress.update(task, description=f"email of {name}")
-            registry.update_account(name, email=email)
+            registry.accounts.update_account(name, email=email)
             progress.advance(task)
         for new in plan.keys:
             progress.update(task, description=f"key of {new.account}")
             try:
-                registry.add_key(new.account, new.key, source="legacy")
+                registry.accounts.add_key(new.account, new.key, source="legacy")
             except RegistryError as exc:
                 failed.keys.append(Rejected(new.where, f"user '{new.account}': {exc}"))
             progress.advance(task)

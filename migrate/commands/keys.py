@@ -48,7 +48,7 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
     settings = obj.settings()
     registry = obj.registry()
     try:
-        registry.get_account(account)
+        registry.accounts.get_account(account)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     allowed = [canonicalize_name(p) for p in projects] or None
@@ -59,7 +59,7 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
             continue
         try:
             key = read_key_line(text, allow_weak=settings.allow_weak_keys)
-            registry.add_key(account, key, allowed_projects=allowed)
+            registry.accounts.add_key(account, key, allowed_projects=allowed)
         except (KeyFormatError, RegistryError) as exc:
             refused += 1
             click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
@@ -80,7 +80,7 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
 def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
     """List keys, of ACCOUNT or of everyone."""
     try:
-        found = obj.registry().list_keys(account, include_revoked=include_revoked)
+        found = obj.registry().accounts.list_keys(account, include_revoked=include_revoked)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     out = table(None, ["account", "fingerprint", "type", "comment", "projects", "last used", "state"])
@@ -98,7 +98,7 @@ def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
 def revoke(obj: Context, fingerprint: str) -> None:
     """Revoke the key with FINGERPRINT (as `keys list` shows it, SHA256:...)."""
     try:
-        key = obj.registry().revoke_key(fingerprint)
+        key = obj.registry().accounts.revoke_key(fingerprint)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked {key.fingerprint} of '{key.account_name}'; every replica refuses it within "

@@ -100,7 +100,7 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
     settings = obj.settings()
     registry = obj.registry()
     now = utcnow()
-    accounts = registry.list_accounts()
+    accounts = registry.accounts.list_accounts()
 
     if reminders:
         if everyone or period or names or retry_interrupted:
@@ -108,8 +108,8 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
                                    "--active-since, --account or --retry-interrupted")
         name = REMINDER
         repeat = repeat or dt.timedelta(days=settings.reminder_repeat_days or 30)
-        queued = registry.notification_sends(campaign=REMINDER, statuses=["queued"])
-        delivered = registry.notification_sends(statuses=["sent", "sending"])
+        queued = registry.outbox.sends(campaign=REMINDER, statuses=["queued"])
+        delivered = registry.outbox.sends(statuses=["sent", "sending"])
         plan = plans.plan_reminders(queued, accounts, delivered, now, repeat, limit=limit)
     else:
         known = plans.campaigns()
@@ -120,14 +120,14 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
             raise click.UsageError("choose who gets it: --all, --active-since DURATION or --account NAME")
         name = campaign
         audience = Audience(everyone=everyone, active_since=period, names=names)
-        plan = plans.plan_campaign(accounts, registry.last_use_by_account(),
-                                   registry.notification_sends(campaign=campaign), audience, now,
+        plan = plans.plan_campaign(accounts, registry.events.last_use_by_account(),
+                                   registry.outbox.sends(campaign=campaign), audience, now,
                                    repeat_after=repeat, retry_interrupted=retry_interrupted, limit=limit)
         if plan.unknown:
             raise click.ClickException(f"no account named {', '.join(plan.unknown)}; nothing was sent; "
                                        "`pypissh-migrate accounts list` shows them")
 
-    schedule = registry.schedule()
+    schedule = registry.schedule.current()
     console.print(f"[bold]{name}[/bold]: {len(plan.send)} to {'write' if dry_run else 'send'}, "
                   f"{sum(plan.skipped.values())} skipped")
     composer = Composer(registry, settings, name, schedule, now, repeat)
@@ -153,11 +153,11 @@ class Composer:
         self.repeat = repeat
 
     def evidence(self, account: Account) -> Evidence:
-        keys = self.registry.list_keys(account.name, include_revoked=False)
-        activity = self.registry.account_activity(account.id)
+        keys = self.registry.accounts.list_keys(account.name, include_revoked=False)
+        activity = self.registry.events.account_activity(account.id)
         uses = [t for t in [activity["last_use"], *(k.last_used_at for k in keys)] if t is not None]
         return Evidence(keys=keys, projects=activity["projects"], last_use=max(uses) if uses else None,
-                        clients=self.registry.client_versions(account.id))
+                        clients=self.registry.events.client_versions(account.id))
 
     def message(self, planned: Planned) -> tuple[EmailMessage, str]:
         account = planned.account
@@ -196,7 +196,7 @@ def _send_all(plan: Plan, composer: Composer, registry: Registry, settings: Sett
               per_second: float | None, repeat: dt.timedelta | None, now: dt.datetime) -> Tally:
     tally = Tally()
     for row, reason in plan.dropped:  # queued reminders that will never go out
-        registry.finish_send(row.id, "skipped", error=reason)
+        registry.outbox.finish_send(row.id, "skipped", error=reason)
     if not plan.send:
         return tally
     try:
@@ -224,18 +224,18 @@ def _send_all(plan: Plan, composer: Composer, registry: Registry, settings: Sett
             try:
                 mailer.send(message)
             except Refused as exc:
-                registry.finish_send(send_id, not_sent, error=str(exc))
+                registry.outbox.finish_send(send_id, not_sent, error=str(exc))
                 tally.failed.append((account.name, str(exc)))
             except Uncertain as exc:
-                registry.finish_send(send_id, "sending", error=str(exc))
+                registry.outbox.finish_send(send_id, "sending", error=str(exc))
                 tally.uncertain.append((account.name, message_id, str(exc)))
             except Unreachable as exc:
-                registry.finish_send(send_id, not_sent, error=str(exc))
+                registry.outbox.finish_send(send_id, not_sent, error=str(exc))
                 tally.failed.append((account.name, str(exc)))
                 tally.aborted = str(exc)
                 break
             else:
-                registry.finish_send(send_id, "sent", sent_at=utcnow())
+                registry.outbox.finish_send(send_id, "sent", sent_at=utcnow())
                 tally.sent += 1
             progress.advance(task)
     return tally
@@ -245,11 +245,11 @@ def _claim(registry: Registry, campaign: str, planned: Planned, message_id: str,
            since: dt.datetime | None) -> int | None:
     account = planned.account
     if planned.queued is not None:
-        taken = registry.claim_queued(planned.queued.id, account.email or "", message_id)
+        taken = registry.outbox.claim_queued(planned.queued.id, account.email or "", message_id)
         return planned.queued.id if taken else None
     for old in planned.retry_of:
-        registry.finish_send(old, "failed", error="interrupted; sent again with --retry-interrupted")
-    return registry.claim_send(campaign, account.id, account.email or "", message_id, utcnow(), since=since)
+        registry.outbox.finish_send(old, "failed", error="interrupted; sent again with --retry-interrupted")
+    return registry.outbox.claim_send(campaign, account.id, account.email or "", message_id, utcnow(), since=since)
 
 
 def _summary(name: str, plan: Plan, tally: Tally, dry_run: Path | None) -> None:

@@ -70,7 +70,7 @@ def schedule() -> None:
 def show(obj: Context, at: str | None, preview: bool) -> None:
     """List what happens when, with 'now' in its place."""
     now = _time(at, utcnow()) if at else utcnow()
-    current = obj.registry().schedule()
+    current = obj.registry().schedule.current()
     console.print(f"[bold]now[/bold] ({format_utc(now)}): {describe_now(current, now)}")
     out = table(None, ["when (UTC)", "until", "id", "what", "state"])
     for entry in timeline(current, now):
@@ -99,19 +99,19 @@ def show(obj: Context, at: str | None, preview: bool) -> None:
 def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: str | None) -> None:
     registry = obj.registry()
     if clear:
-        registry.replace_window(kind, None)
+        registry.schedule.replace_window(kind, None)
         click.echo(f"{kind} removed; {_obeyed(obj)}")
         return
     if when is None:
         raise click.UsageError(f"give the {kind} time (UTC), or --clear")
     now = utcnow()
     start = _time(when, now)
-    current = registry.schedule()
+    current = registry.schedule.current()
     try:
         warnings = check_notice(current, start) if kind == "notice" else check_sunset(current, start, now)
     except ScheduleError as exc:
         _fail(exc)
-    registry.replace_window(kind, start, note)
+    registry.schedule.replace_window(kind, start, note)
     _warn(warnings)
     click.echo(f"{kind} set to {format_utc(start)}; {_obeyed(obj)}")
 
@@ -155,10 +155,10 @@ def add_brownout(obj: Context, start: str, end: str | None, length: str | None, 
     try:
         ends = begins + parse_duration(length) if length else _time(end, now)
         registry = obj.registry()
-        warnings = check_brownout(registry.schedule(), begins, ends, now)
+        warnings = check_brownout(registry.schedule.current(), begins, ends, now)
     except ScheduleError as exc:
         _fail(exc)
-    window_id = registry.add_window("brownout", begins, ends, note)
+    window_id = registry.schedule.add_window("brownout", begins, ends, note)
     _warn(warnings)
     click.echo(f"brownout {window_id} added: {format_utc(begins)} to {format_utc(ends)} "
                f"({format_duration(ends - begins)}); {_obeyed(obj)}")
@@ -171,7 +171,7 @@ def cancel_brownout(obj: Context, window_id: int) -> None:
     """Cancel brownout ID (see `schedule show`); one in force ends now."""
     registry = obj.registry()
     now = utcnow()
-    found = [w for w in registry.schedule().brownouts if w.id == window_id]
+    found = [w for w in registry.schedule.current().brownouts if w.id == window_id]
     if not found:
         _fail(ScheduleError(f"no brownout {window_id}; `pypissh-migrate schedule show` lists them with their id"))
     window = found[0]
@@ -179,10 +179,10 @@ def cancel_brownout(obj: Context, window_id: int) -> None:
         _fail(ScheduleError(f"brownout {window_id} is already over (it ended {format_utc(window.ends_at)})"))
     try:
         if window.starts_at <= now:
-            registry.end_window(window_id, now)
+            registry.schedule.end_window(window_id, now)
             click.echo(f"brownout {window_id} ended now ({format_utc(now)}); {_obeyed(obj)}")
         else:
-            registry.cancel_window(window_id)
+            registry.schedule.cancel_window(window_id)
             click.echo(f"brownout {window_id} cancelled; {_obeyed(obj)}")
     except RegistryError as exc:
         _fail(exc)
@@ -195,11 +195,11 @@ def pause(obj: Context, note: str | None) -> None:
     """Refuse every upload now, exempt accounts too, until `schedule resume`."""
     registry = obj.registry()
     try:
-        check_pause(registry.schedule())
+        check_pause(registry.schedule.current())
     except ScheduleError as exc:
         _fail(exc)
     now = utcnow()
-    registry.add_window("pause", now, None, note)
+    registry.schedule.add_window("pause", now, None, note)
     click.echo(f"uploads paused since {format_utc(now)}; {_obeyed(obj)}; "
                "`pypissh-migrate schedule resume` ends the pause")
 
@@ -209,11 +209,11 @@ def pause(obj: Context, note: str | None) -> None:
 def resume(obj: Context) -> None:
     """End the pause: uploads follow the schedule again."""
     registry = obj.registry()
-    current = registry.schedule()
+    current = registry.schedule.current()
     if current.pause is None:
         _fail(ScheduleError("uploads are not paused; nothing to resume"))
     now = utcnow()
     for window in current.windows:  # every open pause, should two admins have paused at once
         if window.kind == "pause" and window.ends_at is None:
-            registry.end_window(window.id, now)
-    click.echo(f"pause ended at {format_utc(now)}; now: {describe_now(registry.schedule(), now)}")
+            registry.schedule.end_window(window.id, now)
+    click.echo(f"pause ended at {format_utc(now)}; now: {describe_now(registry.schedule.current(), now)}")

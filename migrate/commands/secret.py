@@ -88,10 +88,10 @@ def reseal_all(registry: Registry, box: TokenBox, *, keep: TokenBox | None = Non
     """Re-encrypt every stored token with `box`'s first key (skipping those `keep` already
     opens). Returns (re-encrypted, unchanged). Nothing is written when a token cannot be
     decrypted; a token changed meanwhile is read again."""
-    names = {account.id: account.name for account in registry.list_accounts()}
+    names = {account.id: account.name for account in registry.accounts.list_accounts()}
     for _attempt in range(5):
         triples, unreadable, unchanged = [], [], 0
-        for account_id, ciphertext in registry.token_ciphertexts():
+        for account_id, ciphertext in registry.accounts.token_ciphertexts():
             if keep is not None and _opens(keep, ciphertext):
                 unchanged += 1
                 continue
@@ -106,7 +106,7 @@ def reseal_all(registry: Registry, box: TokenBox, *, keep: TokenBox | None = Non
                 "those tokens again with `pypissh-migrate accounts set-token NAME`")
         if dry_run or not triples:
             return len(triples), unchanged
-        if not registry.swap_token_ciphertexts(triples):
+        if not registry.accounts.swap_token_ciphertexts(triples):
             return len(triples), unchanged
     raise click.ClickException("tokens kept changing while they were re-encrypted; run the command again")
 
@@ -121,7 +121,7 @@ def _opens(box: TokenBox, ciphertext: str) -> bool:
 
 def verify(registry: Registry, box: TokenBox) -> int:
     """How many stored tokens `box` cannot open (0 after a good rotation)."""
-    return sum(not _opens(box, ciphertext) for _id, ciphertext in registry.token_ciphertexts())
+    return sum(not _opens(box, ciphertext) for _id, ciphertext in registry.accounts.token_ciphertexts())
 
 
 @click.command("rotate-secret")

@@ -6,7 +6,6 @@ import datetime as dt
 
 from gateway.lifecycle.schedule import Schedule
 from gateway.registry import Registry
-from gateway.registry.reports import ReportQueries
 from migrate.report import logic
 from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 
@@ -14,8 +13,8 @@ from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 def build_report(registry: Registry, period: Period, *, generated_at: dt.datetime) -> Report:
     """The report as of the end of `period`: later events, notices and windows are ignored, except
     a sunset still to come (the date the verdict is about)."""
-    queries = ReportQueries(registry.engine)
-    windows = [w for w in registry.schedule_windows() if w.starts_at < period.until or w.kind == "sunset"]
+    queries = registry.reports
+    windows = [w for w in registry.schedule.windows() if w.starts_at < period.until or w.kind == "sunset"]
     schedule = Schedule.from_windows([w for w in windows if w.starts_at < period.until])
     sunset = Schedule.from_windows(windows).sunset
 

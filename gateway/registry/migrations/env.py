@@ -2,8 +2,8 @@
 
 from alembic import context
 
+from gateway.registry.engine import make_engine
 from gateway.registry.schema import metadata
-from gateway.registry.store import make_engine
 
 config = context.config
 

@@ -1,0 +1,224 @@
+"""Accounts, their SSH keys and their sealed upstream tokens: who may upload, and as whom."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.registry.engine import RegistryError, utcnow
+from gateway.registry.schema import accounts, ssh_keys
+from gateway.ssh.sshkeys import PublicKey
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    email: str | None
+    disabled: bool
+    exempt: bool
+    has_token: bool
+    token_set_at: dt.datetime | None
+    created_at: dt.datetime
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: int
+    account_id: int
+    account_name: str
+    fingerprint: str
+    algorithm: str
+    bits: int | None
+    public_key: str
+    comment: str | None
+    weak: bool
+    allowed_projects: tuple[str, ...] | None
+    source: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a login belongs to: what the SSH server needs to know about an authenticated key."""
+
+    account_id: int
+    account_name: str
+    email: str | None
+    exempt: bool
+    fingerprint: str
+    key_comment: str | None
+    token_ciphertext: str | None
+    allowed_projects: tuple[str, ...] | None
+
+
+# The per-login statement is built once, with its value bound at execution (see EventStore.record).
+_IDENTITY_FOR_KEY = (
+    select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.exempt,
+           accounts.c.token_ciphertext, ssh_keys.c.fingerprint, ssh_keys.c.comment,
+           ssh_keys.c.allowed_projects)
+    .join(accounts, accounts.c.id == ssh_keys.c.account_id)
+    .where(ssh_keys.c.fingerprint == bindparam("key_fp"), ssh_keys.c.revoked_at.is_(None),
+           accounts.c.disabled.is_(False))
+)
+
+
+def _projects(text: str | None) -> tuple[str, ...] | None:
+    return tuple(text.split()) if text else None
+
+
+class AccountStore:
+    """Accounts, keys and tokens; `identity_for_key` is the lookup of every login."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    # -- accounts -------------------------------------------------------------------------------
+    def add_account(self, name: str, *, email: str | None = None, exempt: bool = False,
+                    note: str | None = None) -> Account:
+        name = name.strip()
+        if not name:
+            raise RegistryError("an account needs a name (the user's name on the index)")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(accounts).values(
+                    name=name, email=email, exempt=exempt, disabled=False, note=note,
+                    created_at=utcnow()))
+        except IntegrityError:
+            raise RegistryError(f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`") from None
+        return self.get_account(name)
+
+    def _account_from_row(self, row: Any) -> Account:
+        return Account(
+            id=row.id, name=row.name, email=row.email, disabled=row.disabled, exempt=row.exempt,
+            has_token=row.token_ciphertext is not None, token_set_at=row.token_set_at,
+            created_at=row.created_at, note=row.note)
+
+    def find_account(self, name: str) -> Account | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
+        return self._account_from_row(row) if row else None
+
+    def get_account(self, name: str) -> Account:
+        account = self.find_account(name)
+        if account is None:
+            raise RegistryError(f"no account named '{name}'; `pypissh-migrate accounts list` shows them")
+        return account
+
+    def list_accounts(self) -> list[Account]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(accounts).order_by(accounts.c.name)).all()
+        return [self._account_from_row(row) for row in rows]
+
+    def update_account(self, name: str, **values: Any) -> Account:
+        allowed = {"email", "disabled", "exempt", "note"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise RegistryError(f"cannot change {', '.join(sorted(unknown))}")
+        with self.engine.begin() as conn:
+            done = conn.execute(update(accounts).where(accounts.c.name == name).values(**values))
+        if done.rowcount == 0:
+            raise RegistryError(f"no account named '{name}'")
+        return self.get_account(name)
+
+    def set_token_ciphertext(self, name: str, ciphertext: str | None) -> None:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(accounts).where(accounts.c.name == name).values(
+                token_ciphertext=ciphertext, token_set_at=utcnow() if ciphertext else None))
+        if done.rowcount == 0:
+            raise RegistryError(f"no account named '{name}'")
+
+    def token_ciphertexts(self) -> list[tuple[int, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(accounts.c.id, accounts.c.token_ciphertext)
+                                .where(accounts.c.token_ciphertext.is_not(None))).all()
+        return [(row.id, row.token_ciphertext) for row in rows]
+
+    def swap_token_ciphertexts(self, triples: Iterable[tuple[int, str, str]]) -> list[int]:
+        """Replace (account id, old, new) ciphertexts in one transaction, each only if the stored
+        value is still `old` (a token set meanwhile is kept); returns the ids left unchanged."""
+        unchanged: list[int] = []
+        with self.engine.begin() as conn:
+            for account_id, old, new in triples:
+                done = conn.execute(update(accounts).where(
+                    accounts.c.id == account_id, accounts.c.token_ciphertext == old
+                ).values(token_ciphertext=new))
+                if done.rowcount == 0:
+                    unchanged.append(account_id)
+        return unchanged
+
+    # -- keys -----------------------------------------------------------------------------------
+    def add_key(self, account_name: str, key: PublicKey, *, source: str = "admin",
+                allowed_projects: Sequence[str] | None = None) -> KeyRecord:
+        account = self.get_account(account_name)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(ssh_keys).values(
+                    account_id=account.id, fingerprint=key.fingerprint, algorithm=key.algorithm,
+                    bits=key.bits, public_key=key.openssh, comment=key.comment or None,
+                    weak=key.weak, source=source, created_at=utcnow(),
+                    allowed_projects=" ".join(allowed_projects) if allowed_projects else None))
+        except IntegrityError:
+            owner = self.find_key(key.fingerprint)
+            whose = f"account '{owner.account_name}'" if owner else "another account"
+            raise RegistryError(f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
+        found = self.find_key(key.fingerprint)
+        assert found is not None
+        return found
+
+    def _key_query(self):
+        return select(ssh_keys, accounts.c.name.label("account_name")).join(
+            accounts, accounts.c.id == ssh_keys.c.account_id)
+
+    def _key_from_row(self, row: Any) -> KeyRecord:
+        return KeyRecord(
+            id=row.id, account_id=row.account_id, account_name=row.account_name,
+            fingerprint=row.fingerprint, algorithm=row.algorithm, bits=row.bits,
+            public_key=row.public_key, comment=row.comment, weak=row.weak,
+            allowed_projects=_projects(row.allowed_projects), source=row.source,
+            created_at=row.created_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at)
+
+    def find_key(self, fingerprint: str) -> KeyRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._key_query().where(ssh_keys.c.fingerprint == fingerprint)).first()
+        return self._key_from_row(row) if row else None
+
+    def list_keys(self, account_name: str | None = None, *, include_revoked: bool = True) -> list[KeyRecord]:
+        query = self._key_query().order_by(accounts.c.name, ssh_keys.c.created_at)
+        if account_name is not None:
+            self.get_account(account_name)
+            query = query.where(accounts.c.name == account_name)
+        if not include_revoked:
+            query = query.where(ssh_keys.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            return [self._key_from_row(row) for row in conn.execute(query)]
+
+    def revoke_key(self, fingerprint: str) -> KeyRecord:
+        with self.engine.begin() as conn:
+            done = conn.execute(update(ssh_keys).where(
+                ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_(None)
+            ).values(revoked_at=utcnow()))
+        key = self.find_key(fingerprint)
+        if key is None:
+            raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them")
+        if done.rowcount == 0:
+            raise RegistryError(f"key {fingerprint} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
+        return key
+
+    def identity_for_key(self, fingerprint: str) -> Identity | None:
+        """The login lookup: an active key of an enabled account, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_IDENTITY_FOR_KEY, {"key_fp": fingerprint}).first()
+        if row is None:
+            return None
+        return Identity(
+            account_id=row.id, account_name=row.name, email=row.email, exempt=row.exempt,
+            fingerprint=row.fingerprint, key_comment=row.comment,
+            token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects))

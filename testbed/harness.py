@@ -4,43 +4,72 @@ an event loop in a background thread, listening on a free port of 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
+import time
 from typing import Any, Callable
 
-from gateway.registry import Registry
+from gateway.registry import Registry, utcnow
 from gateway.registry.migrate_db import upgrade
-from gateway.services import Gateway
+from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh import hostkeys
+from gateway.ssh.server import start_server
+from gateway.upload.upstream import UpstreamClient
+
+
+class Ticks:
+    """A monotonic clock a test can move forward: the real one plus what `advance` added, so a
+    cache expires without the test sleeping."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        self._offset += seconds
 
 
 class GatewayHarness:
-    def __init__(self, settings: Settings, **services: Any):
+    """The services are built with the harness's clocks: `ticks` (the monotonic clock that ages the
+    key and schedule caches and the limits) and a wall clock that `set_clock` moves."""
+
+    def __init__(self, settings: Settings, *, upstream: UpstreamClient | None = None):
         self.settings = settings
-        self._services = services
+        self.ticks = Ticks()
+        self._upstream = upstream
+        self._now: Callable[[], dt.datetime] = utcnow
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server = None
-        self.gateway: Gateway | None = None
+        self.services: Services | None = None
         self.port = 0
 
     @property
     def registry(self) -> Registry:
-        assert self.gateway is not None
-        return self.gateway.registry
+        assert self.services is not None
+        return self.services.registry
+
+    def clock(self) -> dt.datetime:
+        """The gateway's wall clock: real UTC until a test sets another."""
+        return self._now()
+
+    def set_clock(self, clock: Callable[[], dt.datetime]) -> None:
+        """From now on the gateway's wall clock reads `clock()` (schedules, notices, events)."""
+        self._now = clock
 
     def start(self) -> "GatewayHarness":
-        from gateway.ssh.server import start_server
-
         upgrade(self.settings.database_url)
-        self.gateway = Gateway.build(self.settings, **self._services)
+        self.services = Services.build(self.settings, clock=self.clock, ticks=self.ticks, upstream=self._upstream)
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
 
         async def _start() -> None:
             try:
-                self._server = await start_server(self.gateway, port=self.settings.listen_port)
+                self._server = await start_server(self.services, port=self.settings.listen_port)
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # surfaced to the caller below
                 failure.append(exc)
@@ -59,15 +88,6 @@ class GatewayHarness:
             raise failure[0]
         return self
 
-    def call(self, func: Callable, *args) -> Any:
-        """Run a coroutine function on the gateway's loop and wait for its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(func(*args), self._loop).result(30)
-
-    def set_clock(self, clock: Callable) -> None:
-        assert self.gateway is not None
-        self.gateway.clock = clock
-
     def stop(self) -> None:
         if self._loop is None:
             return
@@ -84,8 +104,8 @@ class GatewayHarness:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
-        if self.gateway is not None:
-            self.gateway.close()
+        if self.services is not None:
+            self.services.close()
         self._loop = None
 
     def __enter__(self) -> "GatewayHarness":

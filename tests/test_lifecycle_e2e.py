@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.lifecycle.schedule import ScheduleCache
 from gateway.registry import Registry
 from tests.conftest import register_account
 
@@ -138,9 +137,7 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
         start_gateway, settings, alice, ssh_client, legacy_project, legacy_home):
     """A pause and a brownout added by `pypissh-migrate` in another process reach a running gateway
     once its 2 s schedule cache expires (the cache's clock is injected; nothing sleeps)."""
-    ticks = {"now": 0.0}
-    cache = ScheduleCache(Registry.from_url(settings.database_url).schedule.current, 2.0, clock=lambda: ticks["now"])
-    harness = start_gateway(settings, schedules=cache)
+    harness = start_gateway(settings)
     client = ssh_client(harness=harness)
     project = legacy_project()
     tomorrow = dt.datetime.now(UTC).replace(microsecond=0) + dt.timedelta(days=1)
@@ -149,7 +146,7 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
 
     done = migrate_cli(settings, "schedule", "pause", "--note", "maintenance")
     assert done.returncode == 0, done.stderr
-    ticks["now"] += 2.5
+    harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are paused" in output(refused)
 
@@ -157,13 +154,13 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
     start = tomorrow.strftime("%Y-%m-%d %H:%M")
     added = migrate_cli(settings, "schedule", "add-brownout", start, "--for", "2h")
     assert added.returncode == 0, added.stderr
-    ticks["now"] += 2.5
+    harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are off for a scheduled brownout" in output(refused)
 
     brownout_id = harness.registry.schedule.current().brownouts[0].id
     assert migrate_cli(settings, "schedule", "cancel-brownout", str(brownout_id)).returncode == 0
-    ticks["now"] += 2.5
+    harness.ticks.advance(2.5)
     assert client.legacy(project, "sdist", "upload", home=legacy_home).returncode == 0
 
 

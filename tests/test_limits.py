@@ -144,7 +144,7 @@ def test_full_replica_drops_the_oldest_idle_connection(start_gateway, make_setti
     harness = start_gateway(make_settings(max_startups=4, max_startups_per_source=0))
     register_account(harness, "alice", user_key)
     idle = [_connect_from("127.0.0.6", harness.port) for _ in range(4)]
-    _wait_for(lambda: len(harness.gateway.limits.startups) == 4)
+    _wait_for(lambda: len(harness.services.limits.startups) == 4)
     result = _ssh(ssh_client(harness=harness))
     assert result.returncode == 0, result.stderr
     assert b"flooded with connections that do not log in" in _read_until_closed(idle[0])
@@ -183,7 +183,7 @@ def test_an_address_that_keeps_failing_is_refused_for_a_while(start_gateway, mak
     for _ in range(3):
         failed = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.7")
         assert b"Permission denied" in failed.stderr
-    _wait_for(lambda: harness.gateway.limits.penalties.blocked_for("127.0.0.7") > 0)
+    _wait_for(lambda: harness.services.limits.penalties.blocked_for("127.0.0.7") > 0)
     refused = _ssh(client, source="127.0.0.7")
     assert refused.returncode == 255
     assert b"too many failed logins from 127.0.0.7; try again in about" in refused.stderr
@@ -196,7 +196,7 @@ def test_account_session_cap_names_the_account(start_gateway, make_settings, ssh
     register_account(harness, "alice", user_keys["alice"], token=upstream.token)
     register_account(harness, "bob", user_keys["bob"], token=upstream.token)
     alice, bob = ssh_client(user_keys["alice"], harness=harness), ssh_client(user_keys["bob"], harness=harness)
-    sessions = harness.gateway.limits.sessions
+    sessions = harness.services.limits.sessions
     holder = subprocess.Popen([*alice.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # an upload still arriving
     try:
@@ -224,8 +224,8 @@ def test_flood_of_300_connections_that_never_log_in_does_not_stop_an_upload(
         except OSError:
             pass  # a refused or reset connection is the gateway defending itself
     try:
-        _wait_for(lambda: len(gateway.gateway.limits.startups) >= 50)
-        assert len(gateway.gateway.limits.startups) <= gateway.settings.max_startups
+        _wait_for(lambda: len(gateway.services.limits.startups) >= 50)
+        assert len(gateway.services.limits.startups) <= gateway.settings.max_startups
         result = ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Server response (200)" in result.stdout

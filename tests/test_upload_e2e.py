@@ -4,7 +4,6 @@ real pypiserver behind TLS."""
 from __future__ import annotations
 
 import hashlib
-import time
 
 from gateway.ssh.sshkeys import parse_public_key
 from tests.conftest import register_account
@@ -110,7 +109,7 @@ def test_revoked_key_is_refused(alice, gateway, ssh_client, user_key):
     client = ssh_client()
     assert client.run("whoami").returncode == 0
     gateway.registry.accounts.revoke_key(user_key.fingerprint)
-    time.sleep(gateway.settings.key_cache_seconds + 0.2)
+    gateway.ticks.advance(gateway.settings.key_cache_seconds)
     result = client.run("whoami")
     assert result.returncode == 255
     assert b"Permission denied" in result.stderr
@@ -119,7 +118,7 @@ def test_revoked_key_is_refused(alice, gateway, ssh_client, user_key):
 def test_disabled_account_is_refused(alice, gateway, ssh_client):
     """Disabling an account refuses all its keys."""
     gateway.registry.accounts.update_account("alice", disabled=True)
-    time.sleep(gateway.settings.key_cache_seconds + 0.2)
+    gateway.ticks.advance(gateway.settings.key_cache_seconds)
     assert ssh_client().run("whoami").returncode == 255
 
 

@@ -30,15 +30,14 @@ def _posts(upstream):
 
 
 @pytest.fixture
-def recorded_sleeps(request):
-    """Swap the gateway's upstream client for one whose backoff sleeps are recorded, not slept."""
-    def _install(harness) -> list[float]:
+def recorded_sleeps(start_gateway):
+    """Start a gateway whose upstream client records its backoff sleeps instead of sleeping."""
+    def _start(settings):
         sleeps: list[float] = []
-        harness.gateway.upstream = UpstreamClient(harness.settings, sleep=sleeps.append)
-        request.addfinalizer(harness.gateway.upstream.close)
-        return sleeps
+        harness = start_gateway(settings, upstream=UpstreamClient(settings, sleep=sleeps.append))
+        return harness, sleeps
 
-    return _install
+    return _start
 
 
 def test_upstream_timeout_is_reported_and_not_retried(start_gateway, make_settings, ssh_client, user_key,
@@ -81,8 +80,7 @@ def test_redirect_without_location_is_still_a_redirect(gateway, ssh_client, user
 def test_gateway_errors_are_retried_a_bounded_number_of_times_with_backoff(
         start_gateway, make_settings, ssh_client, user_key, upstream, project_name, recorded_sleeps, status):
     """A lasting 502/503/504: 1 + upstream_retries identical attempts with backoff, then its reason."""
-    harness = start_gateway(make_settings(upstream_retries=2))
-    sleeps = recorded_sleeps(harness)
+    harness, sleeps = recorded_sleeps(make_settings(upstream_retries=2))
     upstream.clear_recordings()
     upstream.set_fault(status=status, reason="Try Later")
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
@@ -100,8 +98,7 @@ def test_gateway_errors_are_retried_a_bounded_number_of_times_with_backoff(
 def test_other_errors_are_reported_once(start_gateway, make_settings, ssh_client, user_key, upstream, project_name,
                                         recorded_sleeps, status, reason):
     """Any other error is not retried: one attempt, its status and reason passed to the user."""
-    harness = start_gateway(make_settings(upstream_retries=2))
-    sleeps = recorded_sleeps(harness)
+    harness, sleeps = recorded_sleeps(make_settings(upstream_retries=2))
     upstream.clear_recordings()
     upstream.set_fault(status=status, reason=reason)
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
@@ -112,8 +109,7 @@ def test_other_errors_are_reported_once(start_gateway, make_settings, ssh_client
 def test_unreachable_upstream_is_retried_with_backoff(start_gateway, make_settings, ssh_client, user_key, upstream,
                                                       project_name, recorded_sleeps):
     """Connection refused: retried upstream_retries times with backoff, then 502 'cannot reach'."""
-    harness = start_gateway(make_settings(upstream_url="https://127.0.0.1:9/legacy/", upstream_retries=3))
-    sleeps = recorded_sleeps(harness)
+    harness, sleeps = recorded_sleeps(make_settings(upstream_url="https://127.0.0.1:9/legacy/", upstream_retries=3))
     code, reason = _status(_upload(harness, ssh_client, user_key, upstream, project_name).stdout)
     assert code == 502 and "cannot reach the upload server" in reason
     assert sleeps == [0.5, 1.0, 2.0]

@@ -21,7 +21,9 @@ from functools import lru_cache
 from gateway.errors import one_line
 from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
 from gateway.messages import Place
+from gateway.registry import Identity
 from gateway.render import render
+from gateway.services import Services
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,7 @@ def header_lines(notice: Notice) -> list[tuple[str, str]]:
     return headers
 
 
-async def auth_banner(services) -> str | None:
+async def auth_banner(services: Services) -> str | None:
     """The banner for a new connection; None when there is nothing to announce or on a failure
     (a login never waits on, or fails because of, the banner)."""
     try:
@@ -129,14 +131,14 @@ async def auth_banner(services) -> str | None:
 
 
 # -- per-use reminders ----------------------------------------------------------------------------
-def wants_reminder(settings: Settings, identity, notice: Notice) -> bool:
+def wants_reminder(settings: Settings, identity: Identity, notice: Notice) -> bool:
     """Queue a reminder for this use? Only once users are being told (the notice phase), only for
     accounts campaigns would mail (an address, not exempt), and only when reminders are on."""
     return (settings.reminder_repeat_days > 0 and notice.shows_dates and not identity.exempt
             and bool(identity.email))
 
 
-def queue_reminder_soon(services, identity, when: dt.datetime) -> None:
+def queue_reminder_soon(services: Services, identity: Identity, when: dt.datetime) -> None:
     """Queue the per-use reminder in a worker thread without waiting for it: the session's answer
     never waits on this, and the mail itself goes out only with `pypissh-migrate notify --reminders`."""
     since = when - dt.timedelta(days=services.settings.reminder_repeat_days)

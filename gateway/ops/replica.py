@@ -16,8 +16,9 @@ import signal
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
-from gateway.services import Gateway
+from gateway.services import Services
 from gateway.settings import Settings
+from gateway.ssh.server import start_server
 
 log = logging.getLogger("gateway")
 
@@ -28,21 +29,19 @@ PARENT_CHECK_SECONDS = 1.0
 
 async def run_replica(settings: Settings, *, serve_health: bool = True, supervised: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then drain and return."""
-    from gateway.ssh.server import start_server
-
-    gateway = Gateway.build(settings)
+    services = Services.build(settings)
     state = ReplicaState()
-    probe = DatabaseProbe(gateway.registry.ping)
+    probe = DatabaseProbe(services.registry.ping)
     health: HealthServer | None = None
     server = None
     try:
-        server = await _listening(settings.listen, start_server(gateway))
+        server = await _listening(settings.listen, start_server(services))
         metrics.LISTENING.set(1)
         if serve_health:
             health = await _listening(settings.health_listen, HealthServer(
                 settings.health_host, settings.health_port, readiness_check(state, probe)).start())
         log.info("replica %s listening on %s for user %s (proxy_protocol %s), health on %s, forwarding to %s",
-                 gateway.replica, settings.listen, settings.ssh_user, settings.proxy_protocol,
+                 services.replica, settings.listen, settings.ssh_user, settings.proxy_protocol,
                  f"{settings.health_host}:{health.port}" if health else "the supervisor",
                  settings.upstream_url)
         await _stopped(supervised)
@@ -63,7 +62,7 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
             health.close()
             await health.wait_closed()
         probe.close()
-        gateway.close()
+        services.close()
 
 
 async def _listening(address: str, starting):

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from gateway import messages
 from gateway.lifecycle import notices
+from gateway.lifecycle.guide import guide_text
 from gateway.ops import metrics
 from gateway.registry import Identity
+from gateway.services import Services
 from gateway.upload.exchange import ByteSource, Exchange, Peer
 
 
@@ -30,9 +32,9 @@ class ExchangeResult:
     status: int
 
 
-async def run_command(command: str, identity: Identity, gateway) -> CommandResult:
-    """Run one user command as `identity`; `gateway` is the replica's `Gateway` services."""
-    place = messages.Place.from_settings(gateway.settings)
+async def run_command(command: str, identity: Identity, services: Services) -> CommandResult:
+    """Run one user command as `identity`."""
+    place = messages.Place.from_settings(services.settings)
     words = command.split()
     name = words[0] if words else ""
     if name == "help":
@@ -42,19 +44,20 @@ async def run_command(command: str, identity: Identity, gateway) -> CommandResul
             identity.account_name, identity.email, identity.fingerprint, identity.key_comment,
             identity.token_ciphertext is not None, identity.exempt))
     elif name == "guide":
-        result = CommandResult(await gateway.run(gateway.guide_text, identity))
+        text = await services.run(guide_text, services.registry, services.settings, identity, services.clock())
+        result = CommandResult(text)
     else:
         result = CommandResult(stderr=messages.unknown_command(command), status=2)
     metrics.SESSIONS.labels(outcome="command" if result.status == 0 else "unknown_command").inc()
     return result
 
 
-async def run_exchange(source: ByteSource, peer: Peer, gateway) -> ExchangeResult:
+async def run_exchange(source: ByteSource, peer: Peer, services: Services) -> ExchangeResult:
     """One legacy HTTP exchange: the answer for stdout, the notices for stderr, the exit status.
 
     The notice is written once the request is read, so it can name the project.
     """
-    exchange = Exchange(source, peer, gateway)
+    exchange = Exchange(source, peer, services)
     reply = await exchange.run()
     stderr = ""
     if exchange.notice is not None:

@@ -17,7 +17,7 @@ import asyncssh
 from gateway import messages
 from gateway.lifecycle import notices
 from gateway.registry import Identity
-from gateway.services import Gateway
+from gateway.services import Services
 from gateway.ssh import algorithms, hostkeys, listener
 from gateway.ssh.commands import run_command, run_exchange
 from gateway.ssh.listener import GatewayListener
@@ -96,9 +96,9 @@ class ChannelReader:
 
 
 class GatewaySession(asyncssh.SSHServerSession):
-    def __init__(self, gateway: Gateway, identity: Identity, conn: asyncssh.SSHServerConnection,
+    def __init__(self, services: Services, identity: Identity, conn: asyncssh.SSHServerConnection,
                  on_close: Callable[[], None] | None = None):
-        self._gateway = gateway
+        self._services = services
         self._identity = identity
         self._conn = conn
         self._on_close = on_close
@@ -174,7 +174,7 @@ class GatewaySession(asyncssh.SSHServerSession):
     async def _run_exchange(self) -> int:
         chan = self._chan
         assert chan is not None and self._reader is not None
-        result = await run_exchange(self._reader, self._peer(), self._gateway)
+        result = await run_exchange(self._reader, self._peer(), self._services)
         if result.stderr:
             chan.write_stderr(result.stderr.encode())
         chan.write(result.stdout)
@@ -183,7 +183,7 @@ class GatewaySession(asyncssh.SSHServerSession):
     async def _run_command(self, command: str) -> int:
         chan = self._chan
         assert chan is not None
-        result = await run_command(command, self._identity, self._gateway)
+        result = await run_command(command, self._identity, self._services)
         if result.stdout:
             chan.write(result.stdout.encode())
         if result.stderr:
@@ -220,8 +220,8 @@ class RefusedSession(asyncssh.SSHServerSession):
 class GatewayServer(asyncssh.SSHServer):
     """Authentication for one connection: public keys of `ssh_user`, looked up in the registry."""
 
-    def __init__(self, gateway: Gateway):
-        self._gateway = gateway
+    def __init__(self, services: Services):
+        self._services = services
         self._conn: asyncssh.SSHServerConnection | None = None
         self._looked_up: dict[str, Identity | None] = {}
         # asyncssh does not say which key authenticated. It calls validate_public_key for the
@@ -237,7 +237,7 @@ class GatewayServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._source = _client_address(conn)
-        limits = self._gateway.limits
+        limits = self._services.limits
         wait = limits.penalties.blocked_for(self._source)
         if wait:
             log.info("refused %s: penalized for failed logins (%.0f s left)", self._source, wait)
@@ -268,7 +268,7 @@ class GatewayServer(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
-        self._gateway.limits.startups.release(self)
+        self._services.limits.startups.release(self)
         if self._conn is not None:
             self._conn.set_extra_info(legacy_crypto=self._legacy_crypto())
 
@@ -279,7 +279,7 @@ class GatewayServer(asyncssh.SSHServer):
             # asyncssh keeps no public record of the negotiated key exchange; the client's
             # KEXINIT and what we offer determine it (the client's first choice we offer).
             getattr(self._conn, "_client_kexinit", b""),
-            algorithms.kex_algorithms(self._gateway.settings.legacy_algorithms),
+            algorithms.kex_algorithms(self._services.settings.legacy_algorithms),
             [alg.decode("ascii") for alg in host_key.host_key_algorithms] if host_key else [],
             self._conn.get_extra_info("recv_mac"),
             self._user_signature,
@@ -287,13 +287,13 @@ class GatewayServer(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        limits = self._gateway.limits
+        limits = self._services.limits
         limits.startups.release(self)
         if not self._authenticated and self._failures:
             limits.penalties.record_failure(self._source)
 
     async def begin_auth(self, username: str) -> bool:
-        banner = await notices.auth_banner(self._gateway)
+        banner = await notices.auth_banner(self._services)
         if banner and self._conn is not None:
             self._conn.send_auth_banner(banner)
         return True
@@ -313,16 +313,16 @@ class GatewayServer(asyncssh.SSHServer):
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self._identity = None
         fingerprint = key.get_fingerprint("sha256")
-        if username == self._gateway.settings.ssh_user:
+        if username == self._services.settings.ssh_user:
             if fingerprint not in self._looked_up:
-                hit, identity = self._gateway.keys.cached(fingerprint)
+                hit, identity = self._services.keys.cached(fingerprint)
                 if not hit:
-                    identity = await self._gateway.run(self._gateway.keys.identity, fingerprint)
+                    identity = await self._services.run(self._services.keys.identity, fingerprint)
                 self._looked_up[fingerprint] = identity
             self._identity = self._looked_up[fingerprint]
         if self._identity is None:
             self._failures += 1
-            if self._failures >= self._gateway.limits.max_auth_tries > 0:
+            if self._failures >= self._services.limits.max_auth_tries > 0:
                 log.info("disconnected %s after %d failed keys", self._source, self._failures)
                 raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
             return False
@@ -337,7 +337,7 @@ class GatewayServer(asyncssh.SSHServer):
         object it hands us here, so we wrap that object's verify.
         """
         verify = key.verify
-        legacy = self._gateway.settings.legacy_algorithms
+        legacy = self._services.settings.legacy_algorithms
 
         def checked(data: bytes, signature: bytes) -> bool:
             algorithm = algorithms.signature_algorithm(signature)
@@ -362,11 +362,11 @@ class GatewayServer(asyncssh.SSHServer):
         if self._identity is None or self._conn is None:
             return False
         account = self._identity.account_name
-        sessions = self._gateway.limits.sessions
+        sessions = self._services.limits.sessions
         if not sessions.acquire(account):
             log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
             return RefusedSession(429, messages.too_many_sessions(account, sessions.limit))
-        return GatewaySession(self._gateway, self._identity, self._conn,
+        return GatewaySession(self._services, self._identity, self._conn,
                               on_close=lambda: sessions.release(account))
 
 
@@ -395,8 +395,8 @@ def _client_address(conn: asyncssh.SSHServerConnection) -> str:
     return str(peer[0]) if peer else "unknown"
 
 
-def server_options(gateway: Gateway) -> dict:
-    settings = gateway.settings
+def server_options(services: Services) -> dict:
+    settings = services.settings
     legacy = settings.legacy_algorithms
     host_keys = asyncssh.load_keypairs(hostkeys.load(settings.host_key_dir))
     for keypair in host_keys:
@@ -427,16 +427,16 @@ def server_options(gateway: Gateway) -> dict:
     )
 
 
-async def start_server(gateway: Gateway, *, host: str | None = None, port: int | None = None,
+async def start_server(services: Services, *, host: str | None = None, port: int | None = None,
                        sock=None) -> GatewayListener:
     """Listen on `listen` (or `sock`, an already bound listening socket) and serve SSH.
 
     The port is bound with SO_REUSEPORT (several worker processes share it); with
     `proxy_protocol` on, each connection's PROXY header is read before SSH starts.
     """
-    settings = gateway.settings
+    settings = services.settings
     options = await asyncssh.SSHServerConnectionOptions.construct(
-        server_factory=lambda: GatewayServer(gateway), **server_options(gateway))
+        server_factory=lambda: GatewayServer(services), **server_options(services))
     if sock is None:
         sock = listener.bind(host if host is not None else settings.listen_host,
                              port if port is not None else settings.listen_port)

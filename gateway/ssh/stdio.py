@@ -16,7 +16,7 @@ from typing import Mapping
 
 from gateway import messages
 from gateway.registry import Identity, Registry
-from gateway.services import Gateway
+from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh.commands import run_command, run_exchange
 from gateway.upload.exchange import Peer
@@ -66,17 +66,17 @@ def client_address(environ: Mapping[str, str]) -> str | None:
     return parts[0] if parts else None
 
 
-async def _session(gateway: Gateway, identity: Identity, command: str) -> int:
+async def _session(services: Services, identity: Identity, command: str) -> int:
     out = sys.stdout.buffer
     if command:
-        result = await run_command(command, identity, gateway)
+        result = await run_command(command, identity, services)
         out.write(result.stdout.encode())
         out.flush()
         sys.stderr.write(result.stderr)
         sys.stderr.flush()
         return result.status
     peer = Peer(identity=identity, client_addr=client_address(os.environ))
-    result = await run_exchange(StdinSource(sys.stdin.fileno()), peer, gateway)
+    result = await run_exchange(StdinSource(sys.stdin.fileno()), peer, services)
     sys.stderr.write(result.stderr)
     sys.stderr.flush()
     out.write(result.stdout)
@@ -85,10 +85,10 @@ async def _session(gateway: Gateway, identity: Identity, command: str) -> int:
 
 
 def run_stdio(settings: Settings, account: str, fingerprint: str | None) -> int:
-    gateway = Gateway.build(settings)
+    services = Services.build(settings)
     try:
         try:
-            identity = find_identity(gateway.registry, account, fingerprint)
+            identity = find_identity(services.registry, account, fingerprint)
         except Exception:
             sys.stderr.write(f"pypissh-gateway: {messages.registry_unavailable()}\n")
             return 1
@@ -96,6 +96,6 @@ def run_stdio(settings: Settings, account: str, fingerprint: str | None) -> int:
             sys.stderr.write(messages.no_active_key(account, fingerprint))
             return 1
         command = (os.environ.get("SSH_ORIGINAL_COMMAND") or "").strip()
-        return asyncio.run(_session(gateway, identity, command))
+        return asyncio.run(_session(services, identity, command))
     finally:
-        gateway.close()
+        services.close()

@@ -13,9 +13,8 @@ import binascii
 import errno
 import logging
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import trove_classifiers
@@ -31,16 +30,14 @@ from gateway.errors import (
     RequestTooLarge,
 )
 from gateway.lifecycle import notices
-from gateway.lifecycle.schedule import Decision, Schedule, ScheduleCache, decide
+from gateway.lifecycle.schedule import Decision, Schedule, decide
 from gateway.ops import metrics
-from gateway.registry import Identity, Registry, UploadEvent, utcnow
-from gateway.settings import Settings
-from gateway.tokens import TokenBox
+from gateway.registry import Identity, UploadEvent
+from gateway.services import Services
 from gateway.upload import artifact as artifacts
 from gateway.upload.form import MultipartBody, check_client_digests, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
-from gateway.upload.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -82,30 +79,6 @@ class Reply:
                 f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in self.headers]
         return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + body
-
-
-@dataclass
-class Services:
-    """What an exchange needs from the process it runs in."""
-
-    settings: Settings
-    registry: Registry
-    tokens: TokenBox
-    upstream: UpstreamClient
-    executor: Executor | None = None
-    clock: Callable = utcnow
-    replica: str | None = None
-    schedules: ScheduleCache | None = field(default=None, repr=False)
-
-    async def run(self, func, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
-
-    async def current_schedule(self) -> Schedule:
-        """The deprecation schedule, at most `schedule_cache_seconds` old."""
-        if self.schedules is None:
-            self.schedules = ScheduleCache(self.registry.schedule.current, self.settings.schedule_cache_seconds)
-        cached = self.schedules.fresh()
-        return cached if cached is not None else await self.run(self.schedules.refresh)
 
 
 class Exchange:

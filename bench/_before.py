@@ -26,26 +26,23 @@ UNDOS = ("chacha", "quickack", "reload", "pause", "keyhop", "statements")
 def undo(names: set[str]) -> None:
     import asyncssh
 
-    from gateway.ssh import algorithms
-    from gateway.ssh import keycache as auth
-    from gateway.ssh import listener
-    from gateway.ssh import server as sshserver
+    from gateway.ssh import algorithms, asyncssh_seams, keycache, session
 
     if "chacha" in names:
         algorithms.MODERN_CIPHERS = ("chacha20-poly1305@openssh.com", *algorithms.MODERN_CIPHERS)
     if "quickack" in names:
-        listener.QUICKACK = None
+        asyncssh_seams.QUICKACK = None
     if "reload" in names:
-        listener.ServerConnection.reload_config = asyncssh.SSHServerConnection.reload_config
+        asyncssh_seams.ServerConnection.reload_config = asyncssh.SSHServerConnection.reload_config
     if "pause" in names:
-        original = sshserver.ChannelReader.__init__
+        original = session.ChannelReader.__init__
 
         def channel_paused(self, chan, conn=None):
             original(self, chan, None)
 
-        sshserver.ChannelReader.__init__ = channel_paused
+        session.ChannelReader.__init__ = channel_paused
     if "keyhop" in names:
-        auth.KeyCache.cached = lambda self, fingerprint: (False, None)
+        keycache.KeyCache.cached = lambda self, fingerprint: (False, None)
     if "statements" in names:
         _statements_per_call()
 

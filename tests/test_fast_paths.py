@@ -10,7 +10,7 @@ import os
 import subprocess
 
 from gateway.registry import Identity
-from gateway.ssh import server as sshserver
+from gateway.ssh import session
 from gateway.ssh.keycache import KeyCache
 from testbed.legacyrequests import make_sdist, python3_upload
 from tests.conftest import register_account
@@ -66,7 +66,7 @@ def test_cached_remembers_unknown_keys_too():
 
 def test_reader_joins_and_splits_chunks_up_to_the_read_size():
     """Reads return at most max_bytes, joining small chunks and splitting a large one, in order."""
-    reader = sshserver.ChannelReader(None, None)  # type: ignore[arg-type]
+    reader = session.ChannelReader(None, None)  # type: ignore[arg-type]
     reader._flow = _Flow()
     for chunk in (b"ab", b"cdef", b"ghijklmnop"):
         reader.feed(chunk)
@@ -84,9 +84,9 @@ def test_reader_joins_and_splits_chunks_up_to_the_read_size():
 def test_reader_pauses_at_high_water_and_resumes_below_half():
     """Input past HIGH_WATER pauses the client; reading below half of it resumes; stop() resumes."""
     flow = _Flow()
-    reader = sshserver.ChannelReader(None, None)  # type: ignore[arg-type]
+    reader = session.ChannelReader(None, None)  # type: ignore[arg-type]
     reader._flow = flow
-    piece = b"x" * (sshserver.HIGH_WATER // 4)
+    piece = b"x" * (session.HIGH_WATER // 4)
     for _ in range(4):
         reader.feed(piece)
     assert flow.calls == ["pause"]

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import struct
 
-from asyncssh.encryption import get_encryption_algs
-from asyncssh.kex import get_kex_algs
-from asyncssh.mac import get_mac_algs
-from asyncssh.public_key import get_public_key_algs
+from gateway.ssh.asyncssh_seams import (
+    known_ciphers,
+    known_kex_algorithms,
+    known_mac_algorithms,
+    known_signature_algorithms,
+)
 
 MODERN_KEX = (
     "mlkem768x25519-sha256",
@@ -71,32 +73,32 @@ LEGACY_SIGNATURES = ("ssh-rsa",)
 LEGACY = frozenset(LEGACY_KEX + LEGACY_MACS + LEGACY_SIGNATURES)
 
 
-def _available(wanted: tuple[str, ...], known: list[bytes]) -> list[str]:
+def _available(wanted: tuple[str, ...], known: list[str]) -> list[str]:
     # mlkem768x25519 needs a recent cryptography; offer only what this asyncssh can do.
-    have = {alg.decode("ascii") for alg in known}
+    have = set(known)
     return [alg for alg in wanted if alg in have]
 
 
 def kex_algorithms(legacy: bool) -> list[str]:
-    return _available(MODERN_KEX + (LEGACY_KEX if legacy else ()), get_kex_algs())
+    return _available(MODERN_KEX + (LEGACY_KEX if legacy else ()), known_kex_algorithms())
 
 
 def ciphers() -> list[str]:
-    return _available(MODERN_CIPHERS, get_encryption_algs())
+    return _available(MODERN_CIPHERS, known_ciphers())
 
 
 def mac_algorithms(legacy: bool) -> list[str]:
-    return _available(MODERN_MACS + (LEGACY_MACS if legacy else ()), get_mac_algs())
+    return _available(MODERN_MACS + (LEGACY_MACS if legacy else ()), known_mac_algorithms())
 
 
 def signature_algorithms(legacy: bool) -> list[str]:
-    return _available(MODERN_SIGNATURES + (LEGACY_SIGNATURES if legacy else ()), get_public_key_algs())
+    return _available(MODERN_SIGNATURES + (LEGACY_SIGNATURES if legacy else ()), known_signature_algorithms())
 
 
-def host_key_algorithms(offered: list[bytes], legacy: bool) -> list[bytes]:
+def host_key_algorithms(offered: list[str], legacy: bool) -> list[str]:
     """The subset of a host key's algorithms to offer (an RSA key offers ssh-rsa only if legacy)."""
     allowed = set(signature_algorithms(legacy))
-    return [alg for alg in offered if alg.decode("ascii") in allowed]
+    return [alg for alg in offered if alg in allowed]
 
 
 def signature_algorithm(signature: bytes) -> str | None:

@@ -22,6 +22,7 @@ import asyncssh
 
 from gateway.ops import metrics
 from gateway.ssh import proxyproto
+from gateway.ssh.asyncssh_seams import connect_accepted_socket
 
 log = logging.getLogger(__name__)
 
@@ -115,54 +116,6 @@ async def read_proxy_header(sock: socket.socket) -> proxyproto.ProxyHeader | Non
             want -= len(chunk)
         if total is not None and len(taken) == total:
             return proxyproto.parse(taken)
-
-
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-class ServerConnection(asyncssh.SSHServerConnection):
-    """asyncssh's server connection, less two costs every login paid (bench/small_uploads.py).
-
-    - Every read is acknowledged at once (Linux TCP_QUICKACK). OpenSSH's client leaves Nagle on
-      for non-interactive sessions, and asyncssh sends EXT_INFO before, not after, the client's
-      NEWKEYS: the server then has nothing to answer NEWKEYS with, the kernel delays its ACK by
-      40 ms, and the client's next message waits for that ACK. One setsockopt per read.
-    - No per-login rebuild of the options: asyncssh re-evaluates its sshd-style config file's
-      Match blocks for the login's user and address, but the gateway passes no such file, so
-      the rebuild (about 5% of the gateway's CPU per upload) always gave the same options.
-
-    It also offers `pause_reading`/`resume_reading` of the socket, the back-pressure a session's
-    reader applies (see sshserver.ChannelReader).
-    """
-
-    _sock = None
-    _tcp = None
-
-    def connection_made(self, transport) -> None:
-        self._tcp = transport
-        if QUICKACK is not None:
-            self._sock = transport.get_extra_info("socket")
-        super().connection_made(transport)
-
-    def pause_reading(self) -> None:
-        """Stop reading the socket (TCP back-pressure on the client); see sshserver.ChannelReader."""
-        if self._tcp is not None and not self._tcp.is_closing():
-            self._tcp.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._tcp is not None and not self._tcp.is_closing():
-            self._tcp.resume_reading()
-
-    def data_received(self, data: bytes, datatype=None) -> None:
-        super().data_received(data, datatype)
-        if self._sock is not None:
-            try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-            except OSError:
-                self._sock = None
-
-    async def reload_config(self) -> None:
-        return
 
 
 @dataclass(eq=False)
@@ -300,15 +253,7 @@ class GatewayListener:
         return {"peername": header.client, "proxy_peername": address}
 
     async def _start_ssh(self, entry: _Connection, sock: socket.socket, extra: dict) -> asyncssh.SSHServerConnection:
-        loop = asyncio.get_running_loop()
-
-        def authenticated(_conn) -> None:
+        def logged_in() -> None:
             entry.authenticated = True
 
-        # What asyncssh's own listener does per accepted socket, with the client's address set
-        # before the connection starts so authentication, limits and events all see it.
-        conn = ServerConnection(loop, self._options, acceptor=authenticated)
-        if extra:
-            conn.set_extra_info(**extra)
-        await loop.connect_accepted_socket(lambda: conn, sock)
-        return conn
+        return await connect_accepted_socket(sock, self._options, extra=extra, on_login=logged_in)

@@ -1,0 +1,155 @@
+"""Every use of asyncssh beyond its public API, in one place.
+
+The gateway needs a few things asyncssh does not offer publicly: which key exchange a connection
+negotiated, which algorithm signed a user's login, an RSA host key that offers only SHA-2
+signatures, two costs per login removed and TCP back-pressure on a connection, and SSH started on
+a socket the gateway accepted itself (to read a PROXY header first). Each is done here, and only
+here, and each has a focused test in tests/test_asyncssh_seams.py, so an asyncssh release that
+changes one of these details fails there, by name, instead of somewhere in a login.
+
+What is relied on, read from asyncssh 2.24's source:
+- `SSHConnection._client_kexinit`: the client's KEXINIT payload, kept for the exchange hash;
+- `SSHKey.verify(data, signature)` is what the server calls, on the key object it passed to
+  `validate_public_key`, to check the signed login attempt;
+- `SSHKeyPair.host_key_algorithms`: the list a host key is offered under;
+- `asyncssh.kex/encryption/mac/public_key.get_*_algs()`: what this build can negotiate;
+- `SSHServerConnection(loop, options, acceptor=...)` is an asyncio protocol (`connection_made`,
+  `data_received(data, datatype)`), and `acceptor` is called once the login succeeded;
+- `SSHServerConnection.reload_config()` is awaited at the start of every login.
+
+The version pin (pyproject: `asyncssh>=2.24,<3`): 2.24 is the release these details were read from
+and the first with everything the gateway offers (ML-KEM key exchange, `send_server_host_keys`);
+the upper bound is asyncssh's next major version. The details above are private, so asyncssh may
+change them in any release, even a minor one; rather than pin to one minor release (and miss its
+security fixes), the seam tests run against whatever is installed and name the detail that moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any, Callable
+
+import asyncssh
+from asyncssh.encryption import get_encryption_algs
+from asyncssh.kex import get_kex_algs
+from asyncssh.mac import get_mac_algs
+from asyncssh.public_key import get_public_key_algs
+
+
+# -- what this asyncssh can negotiate ---------------------------------------------------------------
+def known_kex_algorithms() -> list[str]:
+    return _names(get_kex_algs())
+
+
+def known_ciphers() -> list[str]:
+    return _names(get_encryption_algs())
+
+
+def known_mac_algorithms() -> list[str]:
+    return _names(get_mac_algs())
+
+
+def known_signature_algorithms() -> list[str]:
+    return _names(get_public_key_algs())
+
+
+def _names(algorithms: list[bytes]) -> list[str]:
+    return [alg.decode("ascii") for alg in algorithms]
+
+
+# -- host keys --------------------------------------------------------------------------------------
+def offered_host_key_algorithms(keypair: asyncssh.SSHKeyPair) -> list[str]:
+    return _names(list(keypair.host_key_algorithms))
+
+
+def offer_host_key_algorithms(keypair: asyncssh.SSHKeyPair, algorithms: list[str]) -> None:
+    """Offer `keypair` only under `algorithms` (an RSA key would also offer SHA-1 `ssh-rsa`)."""
+    keypair.host_key_algorithms = [alg.encode("ascii") for alg in algorithms]
+
+
+# -- what a connection negotiated ---------------------------------------------------------------------
+def client_kexinit(conn: asyncssh.SSHServerConnection) -> bytes:
+    """The client's KEXINIT payload (b"" before it arrived). asyncssh keeps no public record of the
+    negotiated key exchange; the client's list and ours determine it (see algorithms.legacy_in_use)."""
+    return getattr(conn, "_client_kexinit", b"")
+
+
+def watch_signature(key: asyncssh.SSHKey, check: Callable[[bytes], None]) -> None:
+    """Call `check(signature)` before asyncssh verifies the signed login attempt with `key`.
+
+    asyncssh accepts any signature algorithm the key type knows, SHA-1 `ssh-rsa` included, whatever
+    the server's signature_algs, and does not say which one signed. It verifies with the key object
+    it handed to `validate_public_key`, so wrapping that object's verify sees the signature; `check`
+    may raise (asyncssh.PermissionDenied) to refuse it.
+    """
+    verify = key.verify
+
+    def checked(data: bytes, signature: bytes) -> bool:
+        check(signature)
+        return verify(data, signature)
+
+    key.verify = checked  # type: ignore[method-assign]
+
+
+# -- the server connection -----------------------------------------------------------------------------
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class ServerConnection(asyncssh.SSHServerConnection):
+    """asyncssh's server connection, less two costs every login paid (bench/small_uploads.py).
+
+    - Every read is acknowledged at once (Linux TCP_QUICKACK). OpenSSH's client leaves Nagle on
+      for non-interactive sessions, and asyncssh sends EXT_INFO before, not after, the client's
+      NEWKEYS: the server then has nothing to answer NEWKEYS with, the kernel delays its ACK by
+      40 ms, and the client's next message waits for that ACK. One setsockopt per read.
+    - No per-login rebuild of the options: asyncssh re-evaluates its sshd-style config file's
+      Match blocks for the login's user and address, but the gateway passes no such file, so
+      the rebuild (about 5% of the gateway's CPU per upload) always gave the same options.
+
+    It also offers `pause_reading`/`resume_reading` of the socket, the back-pressure a session's
+    reader applies (see session.ChannelReader).
+    """
+
+    _sock = None
+    _tcp = None
+
+    def connection_made(self, transport) -> None:
+        self._tcp = transport
+        if QUICKACK is not None:
+            self._sock = transport.get_extra_info("socket")
+        super().connection_made(transport)
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (TCP back-pressure on the client); see session.ChannelReader."""
+        if self._tcp is not None and not self._tcp.is_closing():
+            self._tcp.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._tcp is not None and not self._tcp.is_closing():
+            self._tcp.resume_reading()
+
+    def data_received(self, data: bytes, datatype=None) -> None:
+        super().data_received(data, datatype)
+        if self._sock is not None:
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            except OSError:
+                self._sock = None
+
+    async def reload_config(self) -> None:
+        return
+
+
+async def connect_accepted_socket(sock: socket.socket, options: asyncssh.SSHServerConnectionOptions, *,
+                                  extra: dict[str, Any], on_login: Callable[[], None]) -> ServerConnection:
+    """Start SSH on a socket the gateway accepted itself, as asyncssh's own listener does per
+    connection, with `extra` connection info (the client's address from a PROXY header) set before
+    the connection starts, so authentication, limits and events all see it. `on_login` is called
+    once the client has logged in."""
+    loop = asyncio.get_running_loop()
+    conn = ServerConnection(loop, options, acceptor=lambda _conn: on_login())
+    if extra:
+        conn.set_extra_info(**extra)
+    await loop.connect_accepted_socket(lambda: conn, sock)
+    return conn

@@ -1,0 +1,221 @@
+"""The asyncssh details the gateway relies on beyond its public API (gateway/ssh/asyncssh_seams.py),
+one test each, against the installed asyncssh: an upgrade that changes one fails here, by name."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import asyncssh
+import pytest
+
+from gateway.ssh import asyncssh_seams as seams
+from gateway.ssh.algorithms import kexinit_namelists, signature_algorithm
+
+
+@pytest.fixture(scope="module")
+def host_key() -> asyncssh.SSHKey:
+    return asyncssh.generate_private_key("ssh-ed25519")
+
+
+@pytest.fixture(scope="module")
+def client_key() -> asyncssh.SSHKey:
+    return asyncssh.generate_private_key("ssh-ed25519")
+
+
+class Recorder(asyncssh.SSHServer):
+    """A server that lets `client_key` in and remembers its connection; `check` watches signatures."""
+
+    def __init__(self, client_key: asyncssh.SSHKey | None = None, check=None):
+        self.client_key = client_key
+        self.check = check
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer_at_auth = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+
+    def begin_auth(self, username: str) -> bool:
+        self.peer_at_auth = self.conn.get_extra_info("peername")
+        return self.client_key is not None
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self.check is not None:
+            seams.watch_signature(key, self.check)
+        return key.public_data == self.client_key.public_data
+
+
+async def _serve(server: Recorder, host_keys, **options):
+    return await asyncssh.create_server(lambda: server, "127.0.0.1", 0, server_host_keys=host_keys, **options)
+
+
+def _connect(port: int, **options):
+    return asyncssh.connect("127.0.0.1", port, username="submit", known_hosts=None, agent_path=None,
+                            config=None, **options)
+
+
+def test_client_kexinit_is_the_clients_key_exchange_offer(host_key):
+    """`_client_kexinit` holds the client's KEXINIT: its first name-list is the client's kex order."""
+    async def scenario():
+        server = Recorder()
+        acceptor = await _serve(server, [host_key])
+        try:
+            async with _connect(acceptor.get_port(), kex_algs=["curve25519-sha256", "ecdh-sha2-nistp256"]):
+                return kexinit_namelists(seams.client_kexinit(server.conn))
+        finally:
+            acceptor.close()
+
+    lists = asyncio.run(scenario())
+    assert lists[0][:2] == ["curve25519-sha256", "ecdh-sha2-nistp256"]
+
+
+def test_wrapped_verify_sees_the_signature_and_can_refuse_it(host_key, client_key):
+    """asyncssh verifies the signed login with the key object given to validate_public_key, so the
+    wrapper sees the signing algorithm, and an exception from it refuses the login."""
+    seen: list[str | None] = []
+
+    def refuse(signature: bytes) -> None:
+        raise asyncssh.PermissionDenied("refused by the check")
+
+    async def login(check) -> None:
+        acceptor = await _serve(Recorder(client_key, check), [host_key])
+        try:
+            async with _connect(acceptor.get_port(), client_keys=[client_key]):
+                pass
+        finally:
+            acceptor.close()
+
+    asyncio.run(login(lambda signature: seen.append(signature_algorithm(signature))))
+    assert seen == ["ssh-ed25519"]
+    with pytest.raises(asyncssh.PermissionDenied):
+        asyncio.run(login(refuse))
+
+
+def test_host_key_algorithms_limit_what_a_host_key_is_offered_under(client_key):
+    """An RSA key pair restricted to rsa-sha2-256 no longer offers ssh-rsa (SHA-1) signatures."""
+    keypair = asyncssh.load_keypairs([asyncssh.generate_private_key("ssh-rsa", key_size=2048)])[0]
+    assert "ssh-rsa" in seams.offered_host_key_algorithms(keypair)
+    seams.offer_host_key_algorithms(keypair, ["rsa-sha2-256"])
+    assert seams.offered_host_key_algorithms(keypair) == ["rsa-sha2-256"]
+
+    async def login(host_key_algs: list[str]) -> None:
+        acceptor = await _serve(Recorder(client_key), [keypair])
+        try:
+            async with _connect(acceptor.get_port(), client_keys=[client_key], server_host_key_algs=host_key_algs):
+                pass
+        finally:
+            acceptor.close()
+
+    asyncio.run(login(["rsa-sha2-256"]))
+    with pytest.raises(asyncssh.KeyExchangeFailed):
+        asyncio.run(login(["ssh-rsa"]))
+
+
+def test_known_algorithm_lists_name_what_this_asyncssh_negotiates():
+    """The submodules' get_*_algs() still list what the gateway offers, as names."""
+    assert "curve25519-sha256" in seams.known_kex_algorithms()
+    assert "aes128-ctr" in seams.known_ciphers()
+    assert "hmac-sha2-256-etm@openssh.com" in seams.known_mac_algorithms()
+    assert "ssh-ed25519" in seams.known_signature_algorithms()
+
+
+async def _accepted_login(host_key, client_key, extra: dict):
+    """Accept a socket ourselves, start SSH on it with connect_accepted_socket, log a client in."""
+    logins: list[str] = []
+    server = Recorder(client_key)
+    options = await asyncssh.SSHServerConnectionOptions.construct(
+        server_factory=lambda: server, server_host_keys=[host_key])
+    listening = socket.create_server(("127.0.0.1", 0))
+    listening.setblocking(False)
+    loop = asyncio.get_running_loop()
+    client = loop.create_task(_connect(listening.getsockname()[1], client_keys=[client_key]).__aenter__())
+    sock, _address = await loop.sock_accept(listening)
+    sock.setblocking(False)
+    conn = await seams.connect_accepted_socket(sock, options, extra=extra, on_login=lambda: logins.append("in"))
+    client_conn = await client
+    return conn, client_conn, server, logins, listening
+
+
+def test_connect_accepted_socket_runs_ssh_with_the_extra_info_set_first(host_key, client_key):
+    """A connection built by hand on an accepted socket logs in, calls the acceptor once, and
+    carries the extra info (the PROXY header's client address) from its first packet on."""
+    async def scenario():
+        conn, client_conn, server, logins, listening = await _accepted_login(
+            host_key, client_key, {"peername": ("192.0.2.9", 4242)})
+        client_conn.close()
+        await client_conn.wait_closed()
+        await conn.wait_closed()
+        listening.close()
+        return conn, server, logins
+
+    conn, server, logins = asyncio.run(scenario())
+    assert isinstance(conn, seams.ServerConnection)
+    assert logins == ["in"]
+    assert server.peer_at_auth == ("192.0.2.9", 4242)
+
+
+def test_reload_config_is_awaited_at_login_and_ours_skips_it(host_key, client_key, monkeypatch):
+    """asyncssh awaits reload_config() once per login; the gateway's override is what runs."""
+    calls: list[str] = []
+    ours = seams.ServerConnection.reload_config
+
+    async def counted(self) -> None:
+        calls.append("reload")
+        await ours(self)
+
+    monkeypatch.setattr(seams.ServerConnection, "reload_config", counted)
+
+    async def scenario():
+        conn, client_conn, _server, logins, listening = await _accepted_login(host_key, client_key, {})
+        client_conn.close()
+        await conn.wait_closed()
+        listening.close()
+        return logins
+
+    assert asyncio.run(scenario()) == ["in"]
+    assert calls == ["reload"]
+
+
+def test_bytes_arrive_through_data_received(host_key, client_key, monkeypatch):
+    """asyncssh's connection is the socket's protocol: every read passes data_received(data,
+    datatype), where the gateway sets TCP_QUICKACK."""
+    reads: list[int] = []
+    ours = seams.ServerConnection.data_received
+
+    def counted(self, data: bytes, datatype=None) -> None:
+        reads.append(len(data))
+        ours(self, data, datatype)
+
+    monkeypatch.setattr(seams.ServerConnection, "data_received", counted)
+
+    async def scenario():
+        conn, client_conn, _server, _logins, listening = await _accepted_login(host_key, client_key, {})
+        client_conn.close()
+        await conn.wait_closed()
+        listening.close()
+        return conn
+
+    conn = asyncio.run(scenario())
+    assert reads and sum(reads) > 0
+    if seams.QUICKACK is not None:
+        assert conn._sock is not None, "setting TCP_QUICKACK on asyncssh's socket failed"
+
+
+def test_pause_reading_pauses_the_connections_socket_transport(host_key, client_key):
+    """The transport asyncssh's connection is made with is the socket's: pausing it stops reads."""
+    async def scenario():
+        conn, client_conn, _server, _logins, listening = await _accepted_login(host_key, client_key, {})
+        try:
+            conn.pause_reading()
+            paused = conn._tcp.is_reading()
+            conn.resume_reading()
+            return paused, conn._tcp.is_reading()
+        finally:
+            client_conn.close()
+            await conn.wait_closed()
+            listening.close()
+
+    assert asyncio.run(scenario()) == (False, True)

@@ -2,16 +2,29 @@
 
 Reasons are one line: the legacy client prints only the HTTP reason phrase. Longer texts (help,
 whoami) go to the SSH session's stdout; notices go to stderr, which the legacy client passes
-through to the user's terminal.
+through to the user's terminal. The longer texts with dates (notices, guides, emails) are the
+templates under `templates/`. The operator's messages about the configuration are here too.
+
+A refusal says what happened and what to do next; when nothing reached the index it says so with
+`NOTHING_PUBLISHED`, the one spelling of that phrase.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from gateway.settings import Settings
+from typing import Protocol
 
 SSH_COMMANDS = ("guide", "whoami", "help")
+NOTHING_PUBLISHED = "nothing was published"
+PROGRAM = "pypissh-gateway"
+
+
+class PublicAddress(Protocol):
+    """What `Place` needs from the settings (which read their own messages from here)."""
+
+    public_host: str
+    public_port: int
+    ssh_user: str
 
 
 @dataclass(frozen=True)
@@ -23,7 +36,7 @@ class Place:
     user: str
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Place":
+    def from_settings(cls, settings: PublicAddress) -> "Place":
         return cls(settings.public_host, settings.public_port, settings.ssh_user)
 
     def ssh(self, command: str) -> str:
@@ -45,10 +58,10 @@ def request_too_large(size: int, limit: int) -> str:
     )
 
 
-def no_credential(account: str, fingerprint: str, settings: Settings) -> str:
+def no_credential(account: str, fingerprint: str, token_url: str) -> str:
     return (
         f"no API token is stored for account '{account}' (key {fingerprint}) and the client sent none; "
-        f"create a token at {settings.token_url} and have it stored with "
+        f"create a token at {token_url} and have it stored with "
         f"`pypissh-migrate accounts set-token {account}`, or set username = __token__ and "
         "password = <the token> in ~/.pypirc"
     )
@@ -94,14 +107,14 @@ def upload_done_body(filename: str, sha256: str, account: str) -> str:
 
 def session_notice(account: str, fingerprint: str, place: Place) -> str:
     return (
-        f"pypissh-gateway: account '{account}', key {fingerprint}.\n"
-        "pypissh-gateway: uploading over SSH is deprecated; switch to twine with API tokens.\n"
-        f"pypissh-gateway: your personal steps: `{place.ssh('guide')}`\n"
+        f"{PROGRAM}: account '{account}', key {fingerprint}.\n"
+        f"{PROGRAM}: uploading over SSH is deprecated; switch to twine with API tokens.\n"
+        f"{PROGRAM}: your personal steps: `{place.ssh('guide')}`\n"
     )
 
 
 def refusal_line(status: int, reason: str) -> str:
-    return f"pypissh-gateway: not published ({status}): {reason}\n"
+    return f"{PROGRAM}: not published ({status}): {reason}\n"
 
 
 def help_text(place: Place) -> str:
@@ -130,7 +143,7 @@ def whoami_text(account: str, email: str | None, fingerprint: str, comment: str 
 
 def unknown_command(command: str) -> str:
     return (
-        f"pypissh-gateway: unknown command '{command[:60]}'; valid commands are: "
+        f"{PROGRAM}: unknown command '{command[:60]}'; valid commands are: "
         f"{', '.join(SSH_COMMANDS)} (or none, for an upload)\n"
     )
 
@@ -182,13 +195,13 @@ def too_many_sessions(account: str, limit: int) -> str:
 def registry_unavailable() -> str:
     return (
         "the gateway cannot reach its account registry right now, so no key can be checked; "
-        "nothing was published; try again in a minute"
+        f"{NOTHING_PUBLISHED}; try again in a minute"
     )
 
 
 def spool_full() -> str:
     return (
-        "the gateway's disk for uploads in progress is full; nothing was published; try again "
+        f"the gateway's disk for uploads in progress is full; {NOTHING_PUBLISHED}; try again "
         "later, or upload with twine"
     )
 
@@ -196,6 +209,348 @@ def spool_full() -> str:
 def no_active_key(account: str, fingerprint: str | None) -> str:
     key = f"key {fingerprint}" if fingerprint else "this key"
     return (
-        f"pypissh-gateway: {key} is no longer active for account '{account}' (revoked, or the "
-        "account is disabled); nothing was published; ask the index admins\n"
+        f"{PROGRAM}: {key} is no longer active for account '{account}' (revoked, or the "
+        f"account is disabled); {NOTHING_PUBLISHED}; ask the index admins\n"
     )
+
+
+def registry_unavailable_line() -> str:
+    """`registry_unavailable` as a line of stderr (OpenSSH mode, where no SSH disconnect carries it)."""
+    return f"{PROGRAM}: {registry_unavailable()}\n"
+
+
+def internal_error_line() -> str:
+    return f"{PROGRAM}: internal error; {NOTHING_PUBLISHED}; try again later\n"
+
+
+def restarting() -> str:
+    """The disconnect reason for a connection still open when a drain's time is up."""
+    return f"the gateway is restarting; {NOTHING_PUBLISHED}; try again"
+
+
+def forwarding_refused(what: str = "port forwarding") -> str:
+    return f"{what} is not offered by the upload gateway"
+
+
+# -- the exchange ---------------------------------------------------------------------------------
+def exchange_failed() -> str:
+    """A bug or an outage of ours: the user gets no internals."""
+    return f"the gateway failed to handle this upload; {NOTHING_PUBLISHED}; try again later"
+
+
+def request_too_slow() -> str:
+    return f"the request took too long to arrive; {NOTHING_PUBLISHED}; check the network and try again"
+
+
+def client_silent(seconds: float) -> str:
+    return (
+        f"no data from the client for {seconds:.0f} s before the request was complete; "
+        f"{NOTHING_PUBLISHED}; try again"
+    )
+
+
+def no_content_part() -> str:
+    return "the upload has no 'content' file part; nothing to publish"
+
+
+def form_names_other_project(claimed: str, name: str, version: str) -> str:
+    return (
+        f"the form names project '{claimed[:60]}' but the file is {name} {version}; "
+        "upload the file built from this project"
+    )
+
+
+def md5_mismatch() -> str:
+    return (
+        "the file's MD5 does not match the md5_digest the client sent: it was damaged in "
+        "transit; upload it again"
+    )
+
+
+def sha256_mismatch() -> str:
+    return "the file's SHA-256 does not match the sha256_digest the client sent; upload it again"
+
+
+# -- HTTP framing of the request ------------------------------------------------------------------
+def no_request() -> str:
+    return "the client closed the session without sending a request"
+
+
+def headers_too_large(kib: int, lines: int | None = None) -> str:
+    limit = f"{kib} KiB or {lines} lines" if lines is not None else f"{kib} KiB"
+    return f"the request headers exceed {limit}; send a normal upload request"
+
+
+def data_after_body() -> str:
+    return "unexpected data after the request body"
+
+
+def body_cut_short() -> str:
+    return (
+        "the request ended before Content-Length bytes arrived; the upload was cut short "
+        f"and {NOTHING_PUBLISHED}; try again"
+    )
+
+
+def head_cut_short() -> str:
+    return f"the session ended before the request headers were complete; {NOTHING_PUBLISHED}"
+
+
+def method_not_accepted(method: str) -> str:
+    return f"method {method[:10]} is not accepted; the legacy upload API takes POST"
+
+
+def duplicate_header(name: str) -> str:
+    return f"the request has two {name} headers; send one"
+
+
+def chunked_refused() -> str:
+    return "chunked uploads are not accepted; send Content-Length"
+
+
+def no_content_length() -> str:
+    return "the upload has no Content-Length; send one"
+
+
+# -- the multipart body ---------------------------------------------------------------------------
+def not_multipart(content_type: str) -> str:
+    return (
+        f"expected a multipart/form-data upload, got '{content_type or 'no Content-Type'}'; "
+        "send the request as `setup.py upload` or twine does"
+    )
+
+
+def no_boundary() -> str:
+    return "the Content-Type has no multipart boundary; the request cannot be read"
+
+
+def two_boundaries() -> str:
+    return "the Content-Type names more than one multipart boundary; send one"
+
+
+def boundary_too_long(limit: int) -> str:
+    return f"the multipart boundary is longer than {limit} characters"
+
+
+def no_closing_boundary() -> str:
+    return "the upload body ended before the closing multipart boundary; the request was cut short, try again"
+
+
+def no_opening_boundary() -> str:
+    return "the upload body does not start with its multipart boundary"
+
+
+def boundary_mid_line() -> str:
+    return "the multipart boundary appears mid-line; the request is malformed"
+
+
+def boundary_trailing_garbage() -> str:
+    return "the multipart boundary line has trailing garbage"
+
+
+def boundary_without_new_line() -> str:
+    return "the multipart boundary is followed by garbage instead of a new line"
+
+
+def part_headers_too_large(kib: int) -> str:
+    return f"a multipart part's headers exceed {kib} KiB; the request is malformed"
+
+
+def too_many_parts(limit: int) -> str:
+    return f"the upload has more than {limit} form parts"
+
+
+def malformed_part_header() -> str:
+    return "a multipart part has a malformed header line"
+
+
+def duplicate_part_header(name: str) -> str:
+    return f"a multipart part has two {name} headers; send one"
+
+
+def nested_multipart() -> str:
+    return "a form part is itself multipart (nested multipart is not accepted); send each file as its own part"
+
+
+def part_not_form_data() -> str:
+    return "a multipart part is not form-data (nested multipart is not accepted)"
+
+
+def part_named_twice() -> str:
+    return "a multipart part names itself twice in its Content-Disposition; send one name"
+
+
+def part_without_name() -> str:
+    return "a multipart part has no Content-Disposition name"
+
+
+def duplicate_file_part(name: str) -> str:
+    return f"the upload has more than one '{name}' file part"
+
+
+def field_too_large(name: str, kib: int) -> str:
+    return f"form field '{name[:40]}' is larger than {kib} KiB"
+
+
+def fields_too_large(mib: int) -> str:
+    return f"the form's text fields add up to more than {mib} MiB"
+
+
+# -- the uploaded file ----------------------------------------------------------------------------
+BUILD = "`python -m build`"
+BUILD_SDIST = "`python -m build --sdist`"
+
+
+def unsafe_filename(shown: str) -> str:
+    return (
+        f"the file name '{shown}' is not a plain distribution file name; "
+        f"upload the file {BUILD} writes to dist/"
+    )
+
+
+def metadata_too_large(member: str, mib: int) -> str:
+    return f"the {member} inside the file is larger than {mib} MiB; rebuild it with {BUILD}"
+
+
+def sdist_header_too_large(mib: int) -> str:
+    return (
+        f"the source archive has a member header of more than {mib} MiB, which no build tool writes; "
+        f"rebuild it with {BUILD_SDIST}"
+    )
+
+
+def sdist_unreadable() -> str:
+    return f"the file is not a readable .tar.gz archive; rebuild it with {BUILD_SDIST}"
+
+
+def sdist_without_pkg_info() -> str:
+    return f"the source archive has no <name>-<version>/PKG-INFO; rebuild it with {BUILD_SDIST}"
+
+
+def wheel_directory_too_large(mib: int) -> str:
+    return (
+        f"the wheel's list of files is larger than {mib} MiB, more than this gateway reads; "
+        "upload the wheel with twine"
+    )
+
+
+def wheel_without_metadata() -> str:
+    return f"the wheel has no single *.dist-info/METADATA; rebuild it with {BUILD}"
+
+
+def wheel_unreadable() -> str:
+    return f"the wheel is not a readable zip archive; rebuild it with {BUILD}"
+
+
+def wheel_name_invalid(filename: str, problem: str) -> str:
+    return f"'{filename}' is not a valid wheel file name ({problem})"
+
+
+def not_pep440(version: str) -> str:
+    return (
+        f"version '{version[:40]}' is not a PEP 440 version, which the index requires; "
+        f"use a version like 1.0 or 1.0.post1 and build with {BUILD}"
+    )
+
+
+def sdist_format_refused(filename: str) -> str:
+    return f"'{filename}': the index accepts source distributions only as .tar.gz; {BUILD_SDIST} makes one"
+
+
+def egg_refused(filename: str) -> str:
+    return f"'{filename}': the index no longer accepts eggs; build a wheel with {BUILD}"
+
+
+def not_a_distribution(filename: str) -> str:
+    return f"'{filename}' is not a distribution the index accepts (.tar.gz or .whl); build with {BUILD}"
+
+
+def metadata_without_name(filename: str) -> str:
+    return f"'{filename}' has metadata without a Name or Version; rebuild it with {BUILD}"
+
+
+def sdist_name_mismatch(filename: str, name: str, version: str) -> str:
+    return (
+        f"'{filename}' does not match the metadata inside it ({name} {version}); "
+        f"upload the file exactly as {BUILD_SDIST} wrote it"
+    )
+
+
+def wheel_name_mismatch(filename: str, name: str, version: str) -> str:
+    return f"'{filename}' does not match the metadata inside it ({name} {version}); rebuild the wheel with {BUILD}"
+
+
+# -- the upstream ---------------------------------------------------------------------------------
+def upstream_certificate(url: str) -> str:
+    return (
+        f"the upload server {url} presented a certificate the gateway cannot verify; "
+        f"{NOTHING_PUBLISHED}; the gateway's operator must check upstream_ca_bundle"
+    )
+
+
+def upstream_timeout(seconds: float) -> str:
+    return (
+        f"the upload server did not answer within {seconds:.0f} s; check the "
+        "project page before retrying, the file may have been published"
+    )
+
+
+def upstream_unreachable(url: str) -> str:
+    return f"cannot reach the upload server {url}; {NOTHING_PUBLISHED}; try again later"
+
+
+def upstream_redirect(url: str, status: int, target: str | None) -> str:
+    return (
+        f"the upload server {url} answered {status} and redirected to "
+        f"{target or 'an address it did not give'}; {NOTHING_PUBLISHED}; the gateway does not follow "
+        "redirects for uploads, its operator must set upstream_url to that address if it is trusted"
+    )
+
+
+# -- configuration (read by the operator) ---------------------------------------------------------
+def not_host_port(value: str) -> str:
+    return f"'{value}' is not HOST:PORT; write for example 127.0.0.1:2222"
+
+
+def setting_not_boolean(name: str, raw: object) -> str:
+    return f"setting {name} must be true or false, not '{raw}'"
+
+
+def setting_not_integer(name: str, raw: object) -> str:
+    return f"setting {name} must be a whole number, not '{raw}'"
+
+
+def setting_not_number(name: str, raw: object) -> str:
+    return f"setting {name} must be a number, not '{raw}'"
+
+
+def setting_not_one_of(name: str, choices: tuple[str, ...], value: str) -> str:
+    return f"{name} must be one of {', '.join(choices)}, not '{value}'"
+
+
+def not_a_network(name: str, entry: str) -> str:
+    return f"{name} entry '{entry}' is not a network like 10.0.0.0/8"
+
+
+def setting_not_positive(name: str) -> str:
+    return f"{name} must be positive"
+
+
+def config_file_missing(path: object) -> str:
+    return f"configuration file {path} does not exist"
+
+
+def config_file_not_toml(path: object, problem: object) -> str:
+    return f"configuration file {path} is not valid TOML: {problem}"
+
+
+def unknown_setting(name: str, path: object = None) -> str:
+    return f"unknown setting '{name}'" + (f" in {path}" if path else "")
+
+
+def no_host_keys(folder: object) -> str:
+    return f"no host keys in {folder}/; run `{PROGRAM} keygen` once and share the folder with every replica"
+
+
+def unreadable_host_key(path: object, problem: object) -> str:
+    return f"cannot read host key {path}: {problem}"

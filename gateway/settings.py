@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from gateway import messages
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "PYPISSH_"
@@ -94,7 +95,7 @@ class Settings:
 def split_host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(f"'{value}' is not HOST:PORT; write for example 127.0.0.1:2222")
+        raise ConfigError(messages.not_host_port(value))
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -112,17 +113,17 @@ def _coerce(name: str, raw: Any) -> Any:
             return True
         if text in ("0", "false", "no", "off", ""):
             return False
-        raise ConfigError(f"setting {name} must be true or false, not '{raw}'")
+        raise ConfigError(messages.setting_not_boolean(name, raw))
     if kind == "int":
         try:
             return int(raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"setting {name} must be a whole number, not '{raw}'") from None
+            raise ConfigError(messages.setting_not_integer(name, raw)) from None
     if kind == "float":
         try:
             return float(raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"setting {name} must be a number, not '{raw}'") from None
+            raise ConfigError(messages.setting_not_number(name, raw)) from None
     if kind.startswith("tuple"):
         if isinstance(raw, str):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -132,18 +133,16 @@ def _coerce(name: str, raw: Any) -> Any:
 
 def validate(settings: Settings) -> Settings:
     if settings.proxy_protocol not in PROXY_MODES:
-        raise ConfigError(
-            f"proxy_protocol must be one of {', '.join(PROXY_MODES)}, not '{settings.proxy_protocol}'"
-        )
+        raise ConfigError(messages.setting_not_one_of("proxy_protocol", PROXY_MODES, settings.proxy_protocol))
     for cidr in settings.proxy_allowed:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise ConfigError(f"proxy_allowed entry '{cidr}' is not a network like 10.0.0.0/8") from None
+            raise ConfigError(messages.not_a_network("proxy_allowed", cidr)) from None
     split_host_port(settings.listen)
     split_host_port(settings.health_listen)
     if settings.max_upload_bytes <= 0:
-        raise ConfigError("max_upload_bytes must be positive")
+        raise ConfigError(messages.setting_not_positive("max_upload_bytes"))
     return settings
 
 
@@ -163,13 +162,13 @@ def load(
             with open(path, "rb") as handle:
                 data = tomllib.load(handle)
         except FileNotFoundError:
-            raise ConfigError(f"configuration file {path} does not exist") from None
+            raise ConfigError(messages.config_file_missing(path)) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+            raise ConfigError(messages.config_file_not_toml(path, exc)) from None
         data = data.get("pypissh", data)
         for name, raw in data.items():
             if name not in known:
-                raise ConfigError(f"unknown setting '{name}' in {path}")
+                raise ConfigError(messages.unknown_setting(name, path))
             values[name] = _coerce(name, raw)
 
     for name in known:
@@ -181,7 +180,7 @@ def load(
         if raw is None:
             continue
         if name not in known:
-            raise ConfigError(f"unknown setting '{name}'")
+            raise ConfigError(messages.unknown_setting(name))
         values[name] = _coerce(name, raw)
 
     return validate(Settings(**values))

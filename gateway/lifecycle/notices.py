@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from gateway.errors import one_line
 from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
-from gateway.messages import Place
+from gateway.messages import NOTHING_PUBLISHED, Place
 from gateway.registry import Identity
 from gateway.render import render
 from gateway.services import Services
@@ -87,7 +87,8 @@ def _iso(when: dt.datetime) -> str:
 
 @lru_cache(maxsize=1024)
 def _render(name: str, notice: Notice) -> str:
-    return render(f"notice/{name}", n=notice, utc=format_utc, span=format_span, iso=_iso)
+    return render(f"notice/{name}", n=notice, utc=format_utc, span=format_span, iso=_iso,
+                  nothing_published=NOTHING_PUBLISHED)
 
 
 def session_text(notice: Notice) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import asyncssh
 
+from gateway import messages
 from gateway.errors import ConfigError
 
 # ed25519 first: it signs several times faster than RSA, and handshakes are CPU-bound.
@@ -58,15 +59,13 @@ def load(directory: str | os.PathLike[str]) -> list[asyncssh.SSHKey]:
     paths = sorted(folder.glob("ssh_host_*_key"),
                    key=lambda p: (PRIMARY.index(p.name) if p.name in PRIMARY else len(PRIMARY), p.name))
     if not paths:
-        raise ConfigError(
-            f"no host keys in {folder}/; run `pypissh-gateway keygen` once and share the folder with every replica"
-        )
+        raise ConfigError(messages.no_host_keys(folder))
     keys = []
     for path in paths:
         try:
             keys.append(asyncssh.read_private_key(str(path)))
         except (asyncssh.KeyImportError, OSError) as exc:
-            raise ConfigError(f"cannot read host key {path}: {exc}") from None
+            raise ConfigError(messages.unreadable_host_key(path, exc)) from None
     return keys
 
 

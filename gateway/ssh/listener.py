@@ -20,6 +20,7 @@ from typing import Iterable
 
 import asyncssh
 
+from gateway import messages
 from gateway.ops import metrics
 from gateway.ssh import proxyproto
 from gateway.ssh.asyncssh_seams import connect_accepted_socket
@@ -182,8 +183,7 @@ class GatewayListener:
         left = [c for c in self._connections if c.task is not None and not c.task.done()]
         for entry in left:
             if entry.conn is not None:
-                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
-                                      "the gateway is restarting; nothing was published; try again")
+                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION, messages.restarting())
             elif entry.task is not None:
                 entry.task.cancel()
         if left:

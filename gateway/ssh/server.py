@@ -153,12 +153,11 @@ class GatewayServer(asyncssh.SSHServer):
         asyncssh_seams.watch_signature(key, check)
 
     def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                                        "port forwarding is not offered by the upload gateway")
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, messages.forwarding_refused())
 
     def unix_connection_requested(self, dest_path):
         raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                                        "forwarding is not offered by the upload gateway")
+                                        messages.forwarding_refused("forwarding"))
 
     def session_requested(self):
         if self._identity is None or self._conn is None:

@@ -90,7 +90,7 @@ def run_stdio(settings: Settings, account: str, fingerprint: str | None) -> int:
         try:
             identity = find_identity(services.registry, account, fingerprint)
         except Exception:
-            sys.stderr.write(f"pypissh-gateway: {messages.registry_unavailable()}\n")
+            sys.stderr.write(messages.registry_unavailable_line())
             return 1
         if identity is None:
             sys.stderr.write(messages.no_active_key(account, fingerprint))

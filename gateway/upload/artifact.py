@@ -21,9 +21,11 @@ from packaging.metadata import parse_email
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from gateway import messages
 from gateway.errors import ArtifactError
 
-MAX_METADATA_BYTES = 4 * 1024 * 1024
+MIB = 1024 * 1024
+MAX_METADATA_BYTES = 4 * MIB
 # How far into a .tar.gz (decompressed) we look for PKG-INFO before calling it hostile.
 MAX_TAR_SCAN_BYTES = 2 * 1024 * 1024 * 1024
 MAX_TAR_MEMBERS = 100_000
@@ -76,10 +78,7 @@ def clean_filename(raw: str) -> str:
     """
     if not _SAFE_FILENAME.fullmatch(raw) or ".." in raw:
         shown = raw.encode("unicode_escape").decode("ascii")[:80]
-        raise ArtifactError(
-            f"the file name '{shown}' is not a plain distribution file name; "
-            "upload the file `python -m build` writes to dist/"
-        )
+        raise ArtifactError(messages.unsafe_filename(shown))
     return raw
 
 
@@ -98,11 +97,12 @@ def _metadata_from_text(text: str) -> dict:
 
 
 def _read_limited(handle, size: int | None, what: str) -> str:
+    too_large = ArtifactError(messages.metadata_too_large(what, MAX_METADATA_BYTES // MIB))
     if size is not None and size > MAX_METADATA_BYTES:
-        raise ArtifactError(f"the {what} inside the file is larger than 4 MiB; rebuild it with `python -m build`")
+        raise too_large
     data = handle.read(MAX_METADATA_BYTES + 1)
     if len(data) > MAX_METADATA_BYTES:
-        raise ArtifactError(f"the {what} inside the file is larger than 4 MiB; rebuild it with `python -m build`")
+        raise too_large
     return data.decode("utf-8", errors="replace")
 
 
@@ -148,17 +148,10 @@ def _sdist_pkg_info(fileobj: BinaryIO) -> str:
                     assert handle is not None
                     return _read_limited(handle, member.size, "PKG-INFO")
     except _HeaderTooLarge:
-        raise ArtifactError(
-            "the source archive has a member header of more than 1 MiB, which no build tool writes; "
-            "rebuild it with `python -m build --sdist`"
-        ) from None
+        raise ArtifactError(messages.sdist_header_too_large(MAX_TAR_HEADER_BYTES // MIB)) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error):
-        raise ArtifactError(
-            "the file is not a readable .tar.gz archive; rebuild it with `python -m build --sdist`"
-        ) from None
-    raise ArtifactError(
-        "the source archive has no <name>-<version>/PKG-INFO; rebuild it with `python -m build --sdist`"
-    )
+        raise ArtifactError(messages.sdist_unreadable()) from None
+    raise ArtifactError(messages.sdist_without_pkg_info())
 
 
 def _zip_directory_size(fileobj: BinaryIO) -> int | None:
@@ -185,10 +178,7 @@ def _zip_directory_size(fileobj: BinaryIO) -> int | None:
 def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
     directory = _zip_directory_size(fileobj)
     if directory is not None and directory > MAX_ZIP_DIRECTORY_BYTES:
-        raise ArtifactError(
-            f"the wheel's list of files is larger than {MAX_ZIP_DIRECTORY_BYTES // 1048576} MiB, "
-            "more than this gateway reads; upload the wheel with twine"
-        )
+        raise ArtifactError(messages.wheel_directory_too_large(MAX_ZIP_DIRECTORY_BYTES // MIB))
     fileobj.seek(0)
     try:
         with zipfile.ZipFile(fileobj) as archive:
@@ -197,12 +187,12 @@ def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
                 if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
             ]
             if len(candidates) != 1:
-                raise ArtifactError("the wheel has no single *.dist-info/METADATA; rebuild it with `python -m build`")
+                raise ArtifactError(messages.wheel_without_metadata())
             info = candidates[0]
             with archive.open(info) as handle:
                 return _read_limited(handle, info.file_size, "METADATA")
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError):
-        raise ArtifactError("the wheel is not a readable zip archive; rebuild it with `python -m build`") from None
+        raise ArtifactError(messages.wheel_unreadable()) from None
 
 
 def _form_values(raw: dict) -> tuple[tuple[str, str], ...]:
@@ -231,10 +221,7 @@ def _check_version(version: str) -> str:
     try:
         return str(Version(version))
     except InvalidVersion:
-        raise ArtifactError(
-            f"version '{version[:40]}' is not a PEP 440 version, which the index requires; "
-            "use a version like 1.0 or 1.0.post1 and build with `python -m build`"
-        ) from None
+        raise ArtifactError(messages.not_pep440(version)) from None
 
 
 def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
@@ -246,21 +233,16 @@ def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
     if lower.endswith((".tar.gz", ".tgz")):
         return _inspect_sdist(fileobj, filename)
     if lower.endswith((".zip", ".tar.bz2", ".tar.xz", ".tar", ".tar.z")):
-        raise ArtifactError(
-            f"'{filename}': the index accepts source distributions only as .tar.gz; "
-            "`python -m build --sdist` makes one"
-        )
+        raise ArtifactError(messages.sdist_format_refused(filename))
     if lower.endswith(".egg"):
-        raise ArtifactError(f"'{filename}': the index no longer accepts eggs; build a wheel with `python -m build`")
-    raise ArtifactError(
-        f"'{filename}' is not a distribution the index accepts (.tar.gz or .whl); build with `python -m build`"
-    )
+        raise ArtifactError(messages.egg_refused(filename))
+    raise ArtifactError(messages.not_a_distribution(filename))
 
 
 def _name_and_version(raw: dict, filename: str) -> tuple[str, str]:
     name, version = raw.get("name"), raw.get("version")
     if not name or not version:
-        raise ArtifactError(f"'{filename}' has metadata without a Name or Version; rebuild it with `python -m build`")
+        raise ArtifactError(messages.metadata_without_name(filename))
     return name, version
 
 
@@ -271,10 +253,7 @@ def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
     stem = filename[: -len(".tar.gz")] if filename.lower().endswith(".tar.gz") else filename[: -len(".tgz")]
     candidates = {_loose(f"{name}-{version}"), _loose(f"{name}-{normalized_version}")}
     if _loose(stem) not in candidates:
-        raise ArtifactError(
-            f"'{filename}' does not match the metadata inside it ({name} {version}); "
-            "upload the file exactly as `python -m build --sdist` wrote it"
-        )
+        raise ArtifactError(messages.sdist_name_mismatch(filename, name, version))
     raw["version"] = normalized_version
     return Artifact(
         filetype="sdist",
@@ -291,14 +270,11 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
     try:
         wheel_name, wheel_version, _build, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise ArtifactError(f"'{filename}' is not a valid wheel file name ({exc})") from None
+        raise ArtifactError(messages.wheel_name_invalid(filename, str(exc))) from None
     raw = _metadata_from_text(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
     name, version = _name_and_version(raw, filename)
     if canonicalize_name(name) != wheel_name or Version(_check_version(version)) != wheel_version:
-        raise ArtifactError(
-            f"'{filename}' does not match the metadata inside it ({name} {version}); "
-            "rebuild the wheel with `python -m build`"
-        )
+        raise ArtifactError(messages.wheel_name_mismatch(filename, name, version))
     pyversion = filename[:-4].split("-")[-3]
     return Artifact(
         filetype="bdist_wheel",

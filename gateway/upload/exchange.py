@@ -132,7 +132,7 @@ class Exchange:
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
             self.event.outcome = "internal_error"
             self.event.error = type(exc).__name__
-            reason = "the gateway failed to handle this upload; nothing was published; try again later"
+            reason = messages.exchange_failed()
             reply = Reply(500, reason, reason + "\n")
         finally:
             if form is not None:
@@ -156,8 +156,7 @@ class Exchange:
     async def _receive(self) -> None:
         remaining = self._deadline - time.monotonic()
         timeout = min(self.settings.read_timeout, remaining)
-        too_long = ClientTimeout("the request took too long to arrive; nothing was published; check the "
-                                 "network and try again")
+        too_long = ClientTimeout(messages.request_too_slow())
         if timeout <= 0:
             raise too_long
         try:
@@ -165,10 +164,7 @@ class Exchange:
         except asyncio.TimeoutError:
             if timeout < self.settings.read_timeout:  # the whole-request deadline, not silence
                 raise too_long from None
-            raise ClientTimeout(
-                f"no data from the client for {timeout:.0f} s before the request was complete; "
-                "nothing was published; try again"
-            ) from None
+            raise ClientTimeout(messages.client_silent(timeout)) from None
         self._framer.receive(data or b"")
 
     async def _read_head(self) -> Request:
@@ -239,7 +235,7 @@ class Exchange:
     async def _upload(self, request: Request, form: Form) -> Reply:
         part = form.files.get("content")
         if part is None:
-            raise BadRequest("the upload has no 'content' file part; nothing to publish")
+            raise BadRequest(messages.no_content_part())
         spool = part.spool
         self.event.filename = part.filename[:255] or None
         if spool.size > self.settings.max_upload_bytes:
@@ -283,10 +279,7 @@ class Exchange:
     def _check_form_matches(self, form: Form, found: artifacts.Artifact) -> None:
         claimed = form.get("name")
         if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
-            raise BadRequest(
-                f"the form names project '{claimed[:60]}' but the file is {found.name} {found.version}; "
-                "upload the file built from this project"
-            )
+            raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
 
     def _check_project_allowed(self, project: str) -> None:
         allowed = self.peer.identity.allowed_projects
@@ -307,7 +300,7 @@ class Exchange:
         username, password = _basic_credentials(request.authorization)
         if username == "__token__" and password and password.startswith("pypi-"):
             return password
-        raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings))
+        raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings.token_url))
 
 
 def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
+from gateway import messages
 from gateway.errors import BadRequest
 from gateway.upload.artifact import PLACEHOLDERS, Artifact
 from gateway.upload.multipart import Digests, Form
@@ -33,13 +34,10 @@ def check_client_digests(form: Form, digests: Digests) -> None:
     """The md5/sha256 the client computed must match what arrived (a 64-char BLAKE2 is ignored)."""
     md5 = (form.get("md5_digest") or "").strip().lower()
     if md5 and md5 not in PLACEHOLDERS and md5 != digests.md5:
-        raise BadRequest(
-            "the file's MD5 does not match the md5_digest the client sent: it was damaged in "
-            "transit; upload it again"
-        )
+        raise BadRequest(messages.md5_mismatch())
     sha256 = (form.get("sha256_digest") or "").strip().lower()
     if sha256 and sha256 not in PLACEHOLDERS and sha256 != digests.sha256:
-        raise BadRequest("the file's SHA-256 does not match the sha256_digest the client sent; upload it again")
+        raise BadRequest(messages.sha256_mismatch())
 
 
 def rebuild(form: Form, artifact: Artifact, digests: Digests) -> UpstreamForm:

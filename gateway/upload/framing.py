@@ -55,7 +55,7 @@ class RequestFramer:
         if event is h11.NEED_DATA:
             return None
         if isinstance(event, h11.ConnectionClosed):
-            raise ClientAborted("the client closed the session without sending a request")
+            raise ClientAborted(messages.no_request())
         if not isinstance(event, h11.Request):
             raise BadRequest(messages.not_http("unexpected data", self.place))
         self._head_seen = True
@@ -63,9 +63,7 @@ class RequestFramer:
         # measured here.
         head_size = self.received - len(self._h11.trailing_data[0])
         if head_size > self.max_header_bytes or len(event.headers) > MAX_HEADER_LINES:
-            raise BadRequest(
-                f"the request headers exceed {self.max_header_bytes // 1024} KiB or {MAX_HEADER_LINES} lines; "
-                "send a normal upload request", status=431)
+            raise BadRequest(messages.headers_too_large(self.max_header_bytes // 1024, MAX_HEADER_LINES), status=431)
         return self._check_head(event)
 
     def read_body(self) -> bytes | None:
@@ -83,7 +81,7 @@ class RequestFramer:
             if isinstance(event, h11.EndOfMessage):
                 self._done = True
                 return b""
-            raise BadRequest("unexpected data after the request body")
+            raise BadRequest(messages.data_after_body())
 
     # -- rules ----------------------------------------------------------------------------------
     def _next_event(self):
@@ -96,14 +94,10 @@ class RequestFramer:
         text = str(exc)
         if "closed" in text:
             if self._head_seen:
-                return ClientAborted(
-                    "the request ended before Content-Length bytes arrived; the upload was cut short "
-                    "and nothing was published; try again")
-            return ClientAborted("the session ended before the request headers were complete; nothing was published")
+                return ClientAborted(messages.body_cut_short())
+            return ClientAborted(messages.head_cut_short())
         if exc.error_status_hint == 431:
-            return BadRequest(
-                f"the request headers exceed {self.max_header_bytes // 1024} KiB; send a normal upload request",
-                status=431)
+            return BadRequest(messages.headers_too_large(self.max_header_bytes // 1024), status=431)
         # h11's own words name the fault ("illegal request line"); what follows a colon is a
         # repr of the client's bytes, which the client does not need echoed.
         detail = text.split(":", 1)[0].strip()[:60] or "malformed"
@@ -114,19 +108,19 @@ class RequestFramer:
             raise BadRequest(messages.not_http(f"HTTP/{event.http_version.decode('latin-1')[:8]}", self.place))
         method = event.method.decode("latin-1").upper()
         if method not in ("GET", "POST"):
-            raise BadRequest(f"method {method[:10]} is not accepted; the legacy upload API takes POST", status=405)
+            raise BadRequest(messages.method_not_accepted(method), status=405)
         headers: dict[str, str] = {}
         for name, value in event.headers:
             key = name.decode("latin-1").lower()
             if key in headers and key in SINGLE_HEADERS:
-                raise BadRequest(f"the request has two {key} headers; send one")
+                raise BadRequest(messages.duplicate_header(key))
             headers[key] = value.decode("latin-1")
         if "transfer-encoding" in headers:
-            raise BadRequest("chunked uploads are not accepted; send Content-Length", status=411)
+            raise BadRequest(messages.chunked_refused(), status=411)
         length = None
         if method == "POST":
             if "content-length" not in headers:
-                raise BadRequest("the upload has no Content-Length; send one", status=411)
+                raise BadRequest(messages.no_content_length(), status=411)
             length = int(headers["content-length"])  # h11 has checked it is digits
             if length > self.max_body_bytes:
                 raise RequestTooLarge(messages.request_too_large(length, self.max_file_bytes))

@@ -17,12 +17,14 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from gateway import messages
 from gateway.errors import BadRequest
 
 MAX_PART_HEADER_BYTES = 8 * 1024
 MAX_FIELD_BYTES = 1024 * 1024
 MAX_FIELDS_TOTAL = 8 * 1024 * 1024
 MAX_PARTS = 1000
+MAX_BOUNDARY = 200
 FILE_FIELDS = ("content", "gpg_signature")
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -133,18 +135,15 @@ def boundary_from_content_type(content_type: str) -> bytes:
     """The boundary parameter of a multipart/form-data Content-Type, tolerating odd spacing."""
     kind, _, params = content_type.partition(";")
     if kind.strip().lower() != "multipart/form-data":
-        raise BadRequest(
-            f"expected a multipart/form-data upload, got '{kind.strip() or 'no Content-Type'}'; "
-            "send the request as `setup.py upload` or twine does"
-        )
+        raise BadRequest(messages.not_multipart(kind.strip()))
     boundaries = [value for name, value in _params(params) if name == "boundary" and value]
     if not boundaries:
-        raise BadRequest("the Content-Type has no multipart boundary; the request cannot be read")
+        raise BadRequest(messages.no_boundary())
     if len(boundaries) > 1:
         # Two readers could pick different ones and see different forms: refuse the ambiguity.
-        raise BadRequest("the Content-Type names more than one multipart boundary; send one")
-    if len(boundaries[0]) > 200:
-        raise BadRequest("the multipart boundary is longer than 200 characters")
+        raise BadRequest(messages.two_boundaries())
+    if len(boundaries[0]) > MAX_BOUNDARY:
+        raise BadRequest(messages.boundary_too_long(MAX_BOUNDARY))
     return boundaries[0].encode("latin-1")
 
 
@@ -210,10 +209,7 @@ class MultipartParser:
             self.form.close()
             if self._part_spool is not None:
                 self._part_spool.close()
-            raise BadRequest(
-                "the upload body ended before the closing multipart boundary; "
-                "the request was cut short, try again"
-            )
+            raise BadRequest(messages.no_closing_boundary())
         return self.form
 
     # -- states -------------------------------------------------------------------------------
@@ -235,10 +231,10 @@ class MultipartParser:
         index = buf.find(self._dash_boundary)
         if index < 0:
             if len(buf) > MAX_PART_HEADER_BYTES:
-                raise BadRequest("the upload body does not start with its multipart boundary")
+                raise BadRequest(messages.no_opening_boundary())
             return False
         if index > 0 and buf[index - 1:index] != b"\n":
-            raise BadRequest("the multipart boundary appears mid-line; the request is malformed")
+            raise BadRequest(messages.boundary_mid_line())
         end = index + len(self._dash_boundary)
         if len(buf) < end + 2:
             return False
@@ -255,7 +251,7 @@ class MultipartParser:
             self._state = "after_delimiter"
             return True
         else:
-            raise BadRequest("the multipart boundary line has trailing garbage")
+            raise BadRequest(messages.boundary_trailing_garbage())
         # Leave the line ending: _after_delimiter consumes it.
         del buf[:end]
         self._state = "after_delimiter"
@@ -273,7 +269,7 @@ class MultipartParser:
         elif buf[:1] == b"\n":
             del buf[:1]
         else:
-            raise BadRequest("the multipart boundary is followed by garbage instead of a new line")
+            raise BadRequest(messages.boundary_without_new_line())
         self._state = "headers"
         return True
 
@@ -282,7 +278,7 @@ class MultipartParser:
         match = _HEADER_END.search(buf, 0, MAX_PART_HEADER_BYTES + 4)
         if match is None:
             if len(buf) > MAX_PART_HEADER_BYTES:
-                raise BadRequest("a multipart part's headers exceed 8 KiB; the request is malformed")
+                raise BadRequest(messages.part_headers_too_large(MAX_PART_HEADER_BYTES // 1024))
             return False
         head = bytes(buf[:match.start()])
         del buf[:match.end()]
@@ -293,34 +289,33 @@ class MultipartParser:
     def _start_part(self, head: bytes) -> None:
         self._parts += 1
         if self._parts > self._max_parts:
-            raise BadRequest(f"the upload has more than {self._max_parts} form parts")
+            raise BadRequest(messages.too_many_parts(self._max_parts))
         name = filename = None
         seen: set[bytes] = set()
         for line in _LINE_SPLIT.split(head):
             key, sep, value = line.partition(b":")
             if not sep:
-                raise BadRequest("a multipart part has a malformed header line")
+                raise BadRequest(messages.malformed_part_header())
             key = key.strip().lower()
             if key in seen and key in (b"content-disposition", b"content-type"):
-                raise BadRequest(f"a multipart part has two {key.decode('latin-1')} headers; send one")
+                raise BadRequest(messages.duplicate_part_header(key.decode("latin-1")))
             seen.add(key)
             if key == b"content-type" and value.strip().lower().startswith(b"multipart/"):
-                raise BadRequest("a form part is itself multipart (nested multipart is not accepted); "
-                                 "send each file as its own part")
+                raise BadRequest(messages.nested_multipart())
             if key != b"content-disposition":
                 continue
             kind, _, params = _decode(value).strip().partition(";")
             if kind.strip().lower() != "form-data":
-                raise BadRequest("a multipart part is not form-data (nested multipart is not accepted)")
+                raise BadRequest(messages.part_not_form_data())
             pairs = _params(params)
             names = [pvalue for pname, pvalue in pairs if pname == "name"]
             filenames = [pvalue for pname, pvalue in pairs if pname == "filename"]
             if len(names) > 1 or len(filenames) > 1:
-                raise BadRequest("a multipart part names itself twice in its Content-Disposition; send one name")
+                raise BadRequest(messages.part_named_twice())
             name = names[0] if names else None
             filename = filenames[0] if filenames else None
         if name is None:
-            raise BadRequest("a multipart part has no Content-Disposition name")
+            raise BadRequest(messages.part_without_name())
         if name in FILE_FIELDS and filename is None:
             filename = ""
         self._part_name = name
@@ -329,7 +324,7 @@ class MultipartParser:
         self._part_spool = None
         if filename is not None:
             if name in self.form.files:
-                raise BadRequest(f"the upload has more than one '{name}' file part")
+                raise BadRequest(messages.duplicate_file_part(name))
             self._part_spool = self._spool_factory()
 
     def _body(self) -> bool:
@@ -355,9 +350,9 @@ class MultipartParser:
             return
         self._fields_total += len(data)
         if len(self._part_value) + len(data) > self._max_field_bytes:
-            raise BadRequest(f"form field '{self._part_name[:40]}' is larger than {self._max_field_bytes // 1024} KiB")
+            raise BadRequest(messages.field_too_large(self._part_name, self._max_field_bytes // 1024))
         if self._fields_total > MAX_FIELDS_TOTAL:
-            raise BadRequest("the form's text fields add up to more than 8 MiB")
+            raise BadRequest(messages.fields_too_large(MAX_FIELDS_TOTAL // (1024 * 1024)))
         self._part_value += data
 
     def _end_part(self) -> None:

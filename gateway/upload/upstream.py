@@ -18,7 +18,7 @@ from typing import Callable
 import requests
 from requests.adapters import HTTPAdapter
 
-from gateway import __version__
+from gateway import __version__, messages
 from gateway.errors import UpstreamError, one_line
 from gateway.ops import metrics
 from gateway.settings import Settings
@@ -104,33 +104,21 @@ class UpstreamClient:
                     response = self.session.post(
                         self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
             except requests.exceptions.SSLError:
-                raise UpstreamError(
-                    f"the upload server {self.url} presented a certificate the gateway cannot verify; "
-                    "nothing was published; the gateway's operator must check upstream_ca_bundle"
-                ) from None
+                raise UpstreamError(messages.upstream_certificate(self.url)) from None
             except requests.exceptions.Timeout:
-                raise UpstreamError(
-                    f"the upload server did not answer within {self.timeout[1]:.0f} s; check the "
-                    "project page before retrying, the file may have been published", status=504
-                ) from None
+                raise UpstreamError(messages.upstream_timeout(self.timeout[1]), status=504) from None
             except requests.exceptions.ConnectionError:
                 if attempt <= self.retries:
                     self._sleep(0.5 * 2 ** (attempt - 1))
                     continue
-                raise UpstreamError(
-                    f"cannot reach the upload server {self.url}; nothing was published; try again later"
-                ) from None
+                raise UpstreamError(messages.upstream_unreachable(self.url)) from None
             with response:
                 body_text = response.text[:65536] if response.status_code >= 300 else ""
             if 300 <= response.status_code < 400:
                 # As twine does: never follow (the body and the credentials would go where the
                 # redirect says), and name the target so the operator can decide to trust it.
-                target = one_line(response.headers.get("Location", "")) or "an address it did not give"
-                raise UpstreamError(
-                    f"the upload server {self.url} answered {response.status_code} and redirected to "
-                    f"{target}; nothing was published; the gateway does not follow redirects for uploads, "
-                    "its operator must set upstream_url to that address if it is trusted"
-                )
+                target = one_line(response.headers.get("Location", "")) or None
+                raise UpstreamError(messages.upstream_redirect(self.url, response.status_code, target))
             if response.status_code in RETRY_STATUSES and attempt <= self.retries:
                 self._sleep(0.5 * 2 ** (attempt - 1))
                 continue

@@ -55,6 +55,7 @@ from gateway.ssh import hostkeys  # noqa: E402
 from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
 from gateway.tokens import TokenBox  # noqa: E402
 from testbed import postgres  # noqa: E402
+from testbed.knownhosts import known_hosts_lines  # noqa: E402
 from testbed.legacyrequests import make_sdist, python3_upload  # noqa: E402
 from testbed.scaleout import Replica, free_port  # noqa: E402
 from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program  # noqa: E402
@@ -581,7 +582,7 @@ class BenchEnv:
         replica.start(timeout=60)
         self._processes.append(replica)
         known = self.workdir / f"{name}_known_hosts"
-        known.write_text(hostkeys.known_hosts(self.host_key_dir, replica.ssh_port))
+        known.write_text(known_hosts_lines(self.host_key_dir, replica.ssh_port))
         return Target(f"(a) gateway{' x' + str(workers) if workers > 1 else ''}", replica.ssh_port, known,
                       replica.pid)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gateway.ssh import hostkeys  # noqa: E402
+from testbed.knownhosts import known_hosts_lines  # noqa: E402
 from _setup import (  # noqa: E402
     BenchEnv,
     Target,
@@ -68,7 +68,7 @@ def start(env: BenchEnv, name: str, undo: str, **settings) -> Target:
     replica.start(timeout=60)
     env._processes.append(replica)
     known = env.workdir / f"{name}_known_hosts"
-    known.write_text(hostkeys.known_hosts(env.host_key_dir, replica.ssh_port))
+    known.write_text(known_hosts_lines(env.host_key_dir, replica.ssh_port))
     return Target(name, replica.ssh_port, known, replica.pid)
 
 

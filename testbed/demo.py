@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from gateway.ssh import hostkeys
+from testbed.knownhosts import known_hosts_lines
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         home = work / "home"
         write_pypirc(home, "https://upload.pypi.org/legacy/", username="demo", password="my-old-password")
         known_hosts = work / "known_hosts"
-        known_hosts.write_text(hostkeys.known_hosts(work / "keys", port))
+        known_hosts.write_text(known_hosts_lines(work / "keys", port))
         ssh = (f"ssh -p {port} -i {work / 'id_ed25519'} -o IdentitiesOnly=yes -o BatchMode=yes "
                f"-o UserKnownHostsFile={known_hosts} -o LogLevel=ERROR")
         result = run_legacy(project, ["register", "sdist", "upload"], ssh_command=ssh, home=home,

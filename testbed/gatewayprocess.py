@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from gateway.settings import Settings
-from gateway.ssh import hostkeys
+from testbed.knownhosts import known_hosts_lines
 
 
 def free_port() -> int:
@@ -96,7 +96,7 @@ class GatewayProcess:
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
 
     def known_hosts_line(self, host: str = "127.0.0.1") -> str:
-        return hostkeys.known_hosts(self.settings.host_key_dir, self.port, host)
+        return known_hosts_lines(self.settings.host_key_dir, self.port, host)
 
     def __enter__(self) -> "GatewayProcess":
         return self.start()

@@ -13,9 +13,9 @@ from gateway.registry import Registry, utcnow
 from gateway.registry.migrate_db import upgrade
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.ssh import hostkeys
 from gateway.ssh.server import start_server
 from gateway.upload.upstream import UpstreamClient
+from testbed.knownhosts import known_hosts_lines
 
 
 class Ticks:
@@ -115,4 +115,4 @@ class GatewayHarness:
         self.stop()
 
     def known_hosts_line(self, host: str = "127.0.0.1") -> str:
-        return hostkeys.known_hosts(self.settings.host_key_dir, self.port, host)
+        return known_hosts_lines(self.settings.host_key_dir, self.port, host)

@@ -5,18 +5,45 @@ send a PROXY header claiming another client address, then relay stdin/stdout.
     ssh -o ProxyCommand="python -m testbed.proxyhead %h %p --raw '<hex bytes>'" ...
 
 It exists because the OpenSSH client cannot send a PROXY header itself; the real HAProxy is used
-where a test is about the balancer.
+where a test is about the balancer. `build_v1` and `build_v2` write headers for it and the tests.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import selectors
 import socket
+import struct
 import sys
 
 from gateway.ssh import proxyproto
+
+
+def build_v1(source: tuple[str, int] | None, destination: tuple[str, int] | None = None) -> bytes:
+    """A v1 header line, as `send-proxy` writes it."""
+    if source is None:
+        return b"PROXY UNKNOWN\r\n"
+    destination = destination or (("127.0.0.1" if ":" not in source[0] else "::1"), 0)
+    family = "TCP6" if ":" in source[0] else "TCP4"
+    return f"PROXY {family} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode("ascii")
+
+
+def build_v2(source: tuple[str, int] | None, destination: tuple[str, int] | None = None, *,
+             local: bool = False, tlvs: bytes = b"") -> bytes:
+    """A v2 header, as `send-proxy-v2` writes it (`tlvs` appended as given)."""
+    if local or source is None:
+        command, family, body = (0x20 if local else 0x21), 0x00, b""
+    else:
+        six = ":" in source[0]
+        destination = destination or (("::1" if six else "127.0.0.1"), 0)
+        family = 0x21 if six else 0x11
+        body = (ipaddress.ip_address(source[0]).packed + ipaddress.ip_address(destination[0]).packed
+                + struct.pack("!HH", source[1], destination[1]))
+        command = 0x21
+    body += tlvs
+    return proxyproto.V2_SIGNATURE + bytes([command, family]) + struct.pack("!H", len(body)) + body
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -60,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         header = bytes.fromhex(args.raw)
     else:
         source = parse_address(args.source) if args.source else None
-        header = proxyproto.build_v1(source) if args.v1 else proxyproto.build_v2(source)
+        header = build_v1(source) if args.v1 else build_v2(source)
     with socket.create_connection((args.host, args.port), timeout=10) as sock:
         sock.settimeout(None)
         sock.sendall(header)

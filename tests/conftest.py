@@ -23,6 +23,7 @@ from gateway.tokens import TokenBox
 from testbed.harness import GatewayHarness
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
+from tests.helpers import register_account
 
 SSH = shutil.which("ssh")
 
@@ -134,16 +135,6 @@ def gateway(start_gateway, settings) -> GatewayHarness:
 @pytest.fixture
 def registry(gateway) -> Registry:
     return gateway.registry
-
-
-def register_account(gateway: GatewayHarness, name: str, key: UserKey | None, *, token: str | None = None,
-                     **account) -> None:
-    registry = gateway.registry
-    registry.accounts.add_account(name, **account)
-    if key is not None:
-        registry.accounts.add_key(name, parse_public_key(key.public_line))
-    if token is not None:
-        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
 
 
 @pytest.fixture

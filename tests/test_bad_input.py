@@ -21,7 +21,7 @@ def _status(stdout: bytes) -> tuple[int, str]:
 @pytest.fixture
 def small_gateway(start_gateway, make_settings, user_key, upstream):
     """A gateway with small limits so the bad cases are cheap: 64 KiB files, 2 s read timeout."""
-    from tests.conftest import register_account
+    from tests.helpers import register_account
 
     harness = start_gateway(make_settings(max_upload_bytes=64 * 1024, read_timeout=2.0, max_header_bytes=16 * 1024))
     register_account(harness, "alice", user_key, token=upstream.token)

@@ -13,7 +13,7 @@ from gateway.registry import Identity
 from gateway.ssh import session
 from gateway.ssh.keycache import KeyCache
 from testbed.legacyrequests import make_sdist, python3_upload
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 
 class _CountingLookup:

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 from gateway.registry import UploadEvent
 from migrate.cli import cli
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 UTC = dt.timezone.utc
 

@@ -4,7 +4,6 @@ lookup cache's bound."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from prometheus_client import REGISTRY
@@ -17,13 +16,7 @@ from gateway.ssh.keycache import KeyCache
 from gateway.ssh.sshkeys import parse_public_key
 from testbed import postgres
 from testbed.scaleout import http_get
-
-
-def eventually(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
+from tests.helpers import wait_until
 
 
 def sample(name: str, **labels) -> float:
@@ -122,8 +115,8 @@ def test_a_session_moves_the_metrics(alice, ssh_client, legacy_project, legacy_h
     assert sample("pypissh_connections_total") == connections + 3
     assert sample("pypissh_unknown_keys_total") >= unknown + 1
     # The client may exit before the server has seen its connections close.
-    eventually(lambda: sample("pypissh_auth_failures_total") == failures + 1)
-    eventually(lambda: sample("pypissh_connections_in_flight") == in_flight)
+    wait_until(lambda: sample("pypissh_auth_failures_total") == failures + 1, what="the failed login to be counted")
+    wait_until(lambda: sample("pypissh_connections_in_flight") == in_flight, what="the connections to close")
 
 
 def test_key_cache_serves_at_most_key_cache_seconds(sqlite_registry, user_keys):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from testbed import legacyrequests as lr
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from gateway.registry import Registry
-from tests.conftest import register_account
+from tests.helpers import register_account, wait_until
 
 UTC = dt.timezone.utc
 NOTICE = dt.datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
@@ -193,8 +192,6 @@ def test_upload_queues_one_reminder_off_the_session(scheduled, ssh_client, legac
     scheduled.set_clock(fixed(IN_NOTICE))
     assert ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home).returncode == 0
     registry = scheduled.registry
-    deadline = time.monotonic() + 20  # queued by a worker thread after the answer; wait for it
-    while not registry.outbox.sends(campaign="reminder") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (row,) = registry.outbox.sends(campaign="reminder")
+    # Queued by a worker thread after the answer.
+    (row,) = wait_until(lambda: registry.outbox.sends(campaign="reminder"), what="the reminder to be queued")
     assert row.status == "queued" and row.email == "alice@example.org" and row.created_at == IN_NOTICE

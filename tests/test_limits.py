@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 import pytest
 
 from gateway.ssh.limits import PenaltyBox, SessionCounter, StartupGate
-from tests.conftest import register_account
+from tests.helpers import register_account, wait_until
 
 
 # -- the counters themselves ---------------------------------------------------------------------
@@ -105,14 +104,6 @@ def _read_until_closed(sock: socket.socket, timeout: float = 15.0) -> bytes:
     return data
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
-
-
 def _ssh(client, *extra: str, keys=(), source: str | None = None, command: str = "whoami",
          timeout: float = 30) -> subprocess.CompletedProcess:
     argv = client.argv(*extra)
@@ -144,7 +135,7 @@ def test_full_replica_drops_the_oldest_idle_connection(start_gateway, make_setti
     harness = start_gateway(make_settings(max_startups=4, max_startups_per_source=0))
     register_account(harness, "alice", user_key)
     idle = [_connect_from("127.0.0.6", harness.port) for _ in range(4)]
-    _wait_for(lambda: len(harness.services.limits.startups) == 4)
+    wait_until(lambda: len(harness.services.limits.startups) == 4, what="4 pending connections")
     result = _ssh(ssh_client(harness=harness))
     assert result.returncode == 0, result.stderr
     assert b"flooded with connections that do not log in" in _read_until_closed(idle[0])
@@ -183,7 +174,7 @@ def test_an_address_that_keeps_failing_is_refused_for_a_while(start_gateway, mak
     for _ in range(3):
         failed = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.7")
         assert b"Permission denied" in failed.stderr
-    _wait_for(lambda: harness.services.limits.penalties.blocked_for("127.0.0.7") > 0)
+    wait_until(lambda: harness.services.limits.penalties.blocked_for("127.0.0.7") > 0, what="the penalty")
     refused = _ssh(client, source="127.0.0.7")
     assert refused.returncode == 255
     assert b"too many failed logins from 127.0.0.7; try again in about" in refused.stderr
@@ -200,7 +191,7 @@ def test_account_session_cap_names_the_account(start_gateway, make_settings, ssh
     holder = subprocess.Popen([*alice.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # an upload still arriving
     try:
-        _wait_for(lambda: sessions.held("alice") == 1)
+        wait_until(lambda: sessions.held("alice") == 1, what="alice's session")
         refused = _ssh(alice)
         assert refused.returncode != 0
         assert (b"account 'alice' already has 1 upload in progress on this gateway; wait for the other "
@@ -208,7 +199,7 @@ def test_account_session_cap_names_the_account(start_gateway, make_settings, ssh
         assert _ssh(bob).returncode == 0
     finally:
         holder.communicate(b"", timeout=30)  # EOF: the held session ends
-    _wait_for(lambda: sessions.held("alice") == 0)
+    wait_until(lambda: sessions.held("alice") == 0, what="alice's session to end")
     assert _ssh(alice).returncode == 0
 
 
@@ -224,7 +215,7 @@ def test_flood_of_300_connections_that_never_log_in_does_not_stop_an_upload(
         except OSError:
             pass  # a refused or reset connection is the gateway defending itself
     try:
-        _wait_for(lambda: len(gateway.services.limits.startups) >= 50)
+        wait_until(lambda: len(gateway.services.limits.startups) >= 50, what="50 pending connections")
         assert len(gateway.services.limits.startups) <= gateway.settings.max_startups
         result = ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
 from testbed.scaleout import free_port, toml_value
 from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program
-from tests.conftest import register_account
+from tests.helpers import register_account, wait_until
 
 SSHD = "/usr/sbin/sshd"
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
@@ -96,10 +95,11 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
         known_hosts = folder / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} " + " ".join((folder / "host_key.pub").read_text().split()[:2]) + "\n")
         try:
-            deadline = time.monotonic() + 10
-            while b"Server listening" not in (folder / "sshd.log").read_bytes():
-                assert proc.poll() is None and time.monotonic() < deadline, (folder / "sshd.log").read_text()
-                time.sleep(0.05)
+            def listening() -> bool:
+                assert proc.poll() is None, (folder / "sshd.log").read_text()
+                return b"Server listening" in (folder / "sshd.log").read_bytes()
+
+            wait_until(listening, what="sshd to listen")
             yield {"port": port, "registry": registry, "known_hosts": known_hosts, "folder": folder}
         finally:
             proc.terminate()

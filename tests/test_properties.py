@@ -221,17 +221,27 @@ def test_arbitrary_bytes_never_raise_anything_but_bad_request(raw, points):
 @FAST
 @given(forms(), encodings, st.integers(min_value=0), st.binary(min_size=1, max_size=12), st.booleans(), cuts)
 def test_corrupted_forms_never_raise_anything_but_bad_request(form, encoding, where, junk, truncate, points):
-    """A valid body overwritten or cut anywhere parses or fails with BadRequest, nothing else."""
+    """A valid body overwritten or cut anywhere parses or fails with BadRequest, nothing else; what
+    parses stays within the limits, and a cut before the closing boundary is always refused."""
     body = encode(*form, **encoding)
     index = where % (len(body) + 1)
     broken = body[:index] if truncate else body[:index] + junk + body[index + len(junk):]
+    closing = body.index(b"--" + BOUNDARY + b"--")
     parser = MultipartParser(BOUNDARY, max_parts=50)
     try:
         for chunk in split_points(broken, points):
             parser.feed(chunk)
-        parser.close().close()
-    except BadRequest:
-        pass
+        parsed = parser.close()
+    except BadRequest as exc:
+        assert exc.reason and exc.reason.isprintable()
+        return
+    try:
+        assert not (truncate and index < closing + len(BOUNDARY) + 4), "a body cut short was accepted"
+        assert len(parsed.fields) + len(parsed.files) <= 50
+        assert all(isinstance(name, str) and isinstance(value, str) for name, value in parsed.fields)
+        assert all(part.spool.size <= len(broken) for part in parsed.files.values())
+    finally:
+        parsed.close()
 
 
 # -- the form rebuild ----------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from gateway.ssh.listener import is_trusted, networks, read_proxy_header
-from gateway.ssh.proxyproto import ProxyHeaderError, build_v1, build_v2, classify, header_length, parse
-from tests.conftest import register_account
+from gateway.ssh.proxyproto import V1_MAX, V2_MAX, ProxyHeaderError, classify, header_length, parse
+from testbed.proxyhead import build_v1, build_v2
+from tests.helpers import register_account
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
 LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
@@ -125,13 +126,19 @@ def test_built_headers_parse_back(source, port, dport):
 
 @given(st.binary(max_size=300))
 def test_parser_never_fails_other_than_with_its_error(data):
-    """Arbitrary bytes: a header length, None, or ProxyHeaderError; never another exception."""
+    """Arbitrary bytes: a header length, None, or ProxyHeaderError; never another exception. A
+    length found is within the protocol's bounds, and a parsed header is exactly that long."""
     try:
         total = header_length(data)
-        if total is not None and len(data) >= total:
-            parse(data[:total])
-    except ProxyHeaderError:
-        pass
+        if total is None:
+            assert classify(data) != "none", "plain bytes need no more input to be told apart"
+            return
+        assert total <= max(V1_MAX, V2_MAX)
+        if len(data) >= total:
+            header = parse(data[:total])
+            assert header.length == total and header.version in (1, 2)
+    except ProxyHeaderError as exc:
+        assert str(exc) and str(exc).isprintable()
 
 
 def test_trusted_networks():

@@ -19,12 +19,13 @@ import pytest
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh import hostkeys
 from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import pgserver, postgres
+from testbed.knownhosts import known_hosts_lines
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.scaleout import Balancer, Replica, metric
+from tests.helpers import wait_until
 
 pytestmark = [
     pytest.mark.skipif(postgres.available() is not None, reason="PostgreSQL is not running"),
@@ -82,7 +83,7 @@ def cluster(tmp_path_factory, upstream, host_key_dir, user_keys):
             balancer = Balancer(workdir, replicas).start()
             ports = [balancer.port] + [r.ssh_port for r in replicas]
             known_hosts = workdir / "known_hosts"
-            known_hosts.write_text("".join(hostkeys.known_hosts(host_key_dir, port) for port in ports))
+            known_hosts.write_text("".join(known_hosts_lines(host_key_dir, port) for port in ports))
             home = workdir / "home"
             write_pypirc(home, username="alice", password="old-password")
             yield Cluster(replicas, balancer, registry, known_hosts, home, workdir)
@@ -159,17 +160,6 @@ def run_concurrently(cluster: Cluster, uploads: list[Upload], key) -> list[threa
     return threads
 
 
-def wait_until(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def events_for(cluster: Cluster, project: str):
     return [e for e in cluster.registry.events.recorded(account_name="alice") if e.project and e.project == project.lower()]
 
@@ -219,7 +209,7 @@ def test_sigkill_during_concurrent_uploads_loses_nothing_half_done(cluster, upst
     connected = cluster.connections()
     threads = run_concurrently(cluster, uploads, key)
     try:
-        wait_until(lambda: cluster.connections() >= connected + len(uploads), what="all uploads to connect")
+        wait_until(lambda: cluster.connections() >= connected + len(uploads), what="all uploads to connect", timeout=20)
         busy = cluster.in_flight()
         victim = cluster.replicas[max(busy, key=busy.get)]
         assert busy[cluster.replicas.index(victim)] >= 1
@@ -262,10 +252,10 @@ def test_sigterm_lets_the_upload_in_flight_finish_while_others_take_new_connecti
     upstream.set_fault(delay=4.0)
     (thread,) = run_concurrently(cluster, [slow], key)
     try:
-        busy = wait_until(lambda: [i for i, n in cluster.in_flight().items() if n], what="the upload to connect")
+        busy = wait_until(lambda: [i for i, n in cluster.in_flight().items() if n], what="the upload to connect", timeout=20)
         victim = cluster.replicas[busy[0]]
         victim.signal(signal.SIGTERM)
-        status, reason = wait_until(victim.readiness, what="readiness")
+        status, reason = wait_until(victim.readiness, what="readiness", timeout=20)
         assert status == 503 and "draining" in reason
         # The upstream holds the upload in flight for seconds yet: the replica must still be there.
         assert victim.running, "the draining replica must wait for its upload in flight"

@@ -13,7 +13,7 @@ import pytest
 
 from testbed import legacyrequests as lr
 from testbed.sample import write_pypirc
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 OLD_PASSWORD = "old-password"  # what legacy_home's .pypirc holds
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,11 @@ import pytest
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh import hostkeys
 from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
+from testbed.knownhosts import known_hosts_lines
 from testbed.scaleout import Replica, metric
+from tests.helpers import wait_until
 
 SECRET = "a test secret for the supervised workers of this machine"
 
@@ -27,14 +27,6 @@ def children(pid: int) -> set[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found |= {int(p) for p in (task / "children").read_text().split()}
     return found
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def supervised(tmp_path, upstream, host_key_dir, user_keys):
                                      host_key_dir=str(host_key_dir), secret_key=SECRET, drain_seconds=10.0),
                       extra_args=["--workers", "2"]).start()
     known = tmp_path / "known_hosts"
-    known.write_text(hostkeys.known_hosts(host_key_dir, replica.ssh_port))
+    known.write_text(known_hosts_lines(host_key_dir, replica.ssh_port))
     yield replica, known
     replica.stop()
 
@@ -69,7 +61,7 @@ def listening(replica: Replica) -> float:
 def test_workers_share_the_port_and_are_restarted(supervised, user_keys):
     """Two workers serve one port; a SIGKILLed worker is replaced; metrics add up over workers."""
     replica, known = supervised
-    wait_until(lambda: listening(replica) == 2, what="both workers to listen")
+    wait_until(lambda: listening(replica) == 2, what="both workers to listen", timeout=30)
     workers = children(replica.pid)
     assert len(workers) == 2
     for _ in range(4):
@@ -79,9 +71,9 @@ def test_workers_share_the_port_and_are_restarted(supervised, user_keys):
 
     victim = sorted(workers)[0]
     os.kill(victim, signal.SIGKILL)
-    replaced = wait_until(lambda: (children(replica.pid) - workers) or None, what="a replacement worker")
+    replaced = wait_until(lambda: (children(replica.pid) - workers) or None, what="a replacement worker", timeout=30)
     assert victim not in children(replica.pid) and len(replaced) == 1
-    wait_until(lambda: listening(replica) == 2, what="the replacement to listen")
+    wait_until(lambda: listening(replica) == 2, what="the replacement to listen", timeout=30)
     assert whoami(replica, known, user_keys["alice"]).returncode == 0
     # The dead worker's counts stay in the sum.
     assert 'pypissh_sessions_total{outcome="command"} 5.0' in replica.metrics()
@@ -90,7 +82,7 @@ def test_workers_share_the_port_and_are_restarted(supervised, user_keys):
 def test_sigterm_stops_every_worker(supervised):
     """SIGTERM to the supervisor: readiness fails, every worker drains and exits, then it exits 0."""
     replica, _known = supervised
-    wait_until(lambda: listening(replica) == 2, what="both workers to listen")
+    wait_until(lambda: listening(replica) == 2, what="both workers to listen", timeout=30)
     workers = children(replica.pid)
     replica.signal(signal.SIGTERM)
     assert replica.wait(30) == 0

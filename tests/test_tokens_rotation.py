@@ -11,7 +11,7 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.tokens import TokenBox, new_key, parse_keys
 from migrate.cli import cli
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 TOKENS = {
     "alice": "pypi-AgEIcHlwaS5vcmcCJGFsaWNlLXRva2VuLW5ldmVyLWluLXBsYWluLXRleHQtMDAx",

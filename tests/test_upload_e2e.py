@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from gateway.ssh.sshkeys import parse_public_key
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 
 def _sha256(path) -> str:

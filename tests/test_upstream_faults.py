@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from testbed import legacyrequests as lr
 from testbed.tlsca import make_tls
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.upload.upstream import UpstreamClient
 from testbed import legacyrequests as lr
-from tests.conftest import register_account
+from tests.helpers import register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:

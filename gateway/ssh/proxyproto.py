@@ -155,28 +155,3 @@ def _parse_v2(data: bytes) -> ProxyHeader:
     dst = ipaddress.ip_address(body[width:2 * width])
     src_port, dst_port = struct.unpack("!HH", body[2 * width:2 * width + 4])
     return ProxyHeader(2, command, family, (str(src), src_port), (str(dst), dst_port), len(data))
-
-
-def build_v1(source: tuple[str, int] | None, destination: tuple[str, int] | None = None) -> bytes:
-    """A v1 header line (for tests and tools that speak to a gateway directly)."""
-    if source is None:
-        return b"PROXY UNKNOWN\r\n"
-    destination = destination or (("127.0.0.1" if ":" not in source[0] else "::1"), 0)
-    family = "TCP6" if ":" in source[0] else "TCP4"
-    return f"PROXY {family} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode("ascii")
-
-
-def build_v2(source: tuple[str, int] | None, destination: tuple[str, int] | None = None, *,
-             local: bool = False, tlvs: bytes = b"") -> bytes:
-    """A v2 header (for tests and tools)."""
-    if local or source is None:
-        command, family, body = (0x20 if local else 0x21), 0x00, b""
-    else:
-        six = ":" in source[0]
-        destination = destination or (("::1" if six else "127.0.0.1"), 0)
-        family = 0x21 if six else 0x11
-        body = (ipaddress.ip_address(source[0]).packed + ipaddress.ip_address(destination[0]).packed
-                + struct.pack("!HH", source[1], destination[1]))
-        command = 0x21
-    body += tlvs
-    return V2_SIGNATURE + bytes([command, family]) + struct.pack("!H", len(body)) + body

@@ -101,7 +101,7 @@ def machine() -> dict[str, str]:
     for dist in ("asyncssh", "cryptography", "requests", "urllib3", "SQLAlchemy", "psycopg", "pypiserver",
                  "gunicorn"):
         info[dist] = _version(dist)
-    if postgres.available() is None:
+    if postgres.unavailable_reason() is None:
         import psycopg
 
         with psycopg.connect(postgres.ADMIN_URL) as conn:
@@ -412,7 +412,7 @@ class BenchEnv:
         self.name = name
         self.workdir = OUT / name
         if db == "auto":
-            db = "postgres" if postgres.available() is None else "sqlite"
+            db = "postgres" if postgres.unavailable_reason() is None else "sqlite"
         self.db = db
         self._upstream_workers = upstream_workers
         self._upstream_threads = upstream_threads

@@ -227,7 +227,7 @@ def main() -> None:
             url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
             results.append(bench("sqlite", url, args.events, args.accounts, args.runs))
     if args.only in (None, "postgresql"):
-        reason = postgres.available()
+        reason = postgres.unavailable_reason()
         if reason:
             print(f"skipping PostgreSQL: {reason}", file=sys.stderr)
         else:

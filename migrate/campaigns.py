@@ -59,7 +59,7 @@ class Planned:
 
 
 @dataclass
-class Plan:
+class CampaignPlan:
     send: list[Planned] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     interrupted: list[tuple[str, NotificationSend]] = field(default_factory=list)  # (account, row)
@@ -75,9 +75,9 @@ def _delivered_since(row: NotificationSend, since: dt.datetime | None) -> bool:
 def plan_campaign(accounts: Iterable[Account], last_use: dict[int, dt.datetime],
                   sends: Iterable[NotificationSend], audience: Audience, now: dt.datetime, *,
                   repeat_after: dt.timedelta | None = None, retry_interrupted: bool = False,
-                  limit: int | None = None) -> Plan:
+                  limit: int | None = None) -> CampaignPlan:
     """Decide, for one campaign, who gets the message in this run and why the others do not."""
-    plan = Plan()
+    plan = CampaignPlan()
     accounts = sorted(accounts, key=lambda a: a.name)
     by_name = {a.name: a for a in accounts}
     if audience.names:
@@ -128,10 +128,10 @@ def _skip_reason(account: Account, last_use: dt.datetime | None, audience: Audie
 
 def plan_reminders(queued: Iterable[NotificationSend], accounts: Iterable[Account],
                    sends: Iterable[NotificationSend], now: dt.datetime, repeat_after: dt.timedelta, *,
-                   limit: int | None = None) -> Plan:
+                   limit: int | None = None) -> CampaignPlan:
     """Which queued per-use reminders to send: one per account, none to an account emailed
     within the repeat window (by any campaign) since the reminder was queued."""
-    plan = Plan()
+    plan = CampaignPlan()
     by_id = {a.id: a for a in accounts}
     since = now - repeat_after
     delivered = [r for r in sends if r.status in ("sent", "sending") and _delivered_since(r, since)]

@@ -240,7 +240,7 @@ class NewKey:
 
 
 @dataclass
-class Plan:
+class ImportPlan:
     accounts: list[NewAccount] = field(default_factory=list)
     emails: list[tuple[str, str]] = field(default_factory=list)  # (existing account, email to fill in)
     keys: list[NewKey] = field(default_factory=list)
@@ -270,11 +270,11 @@ def plan_import(
     revoked_keys: Collection[str] = (),
     allow_weak_keys: bool = False,
     rejected: Iterable[Rejected] = (),
-) -> Plan:
+) -> ImportPlan:
     """What an import would change, given the registry's accounts (name -> email) and keys
     (fingerprint -> account name; `revoked_keys` are fingerprints revoked by an admin). Inputs are taken in order: the first owner of a key wins, as it
     did on the old server (sshd uses the first authorized_keys line that matches a key)."""
-    plan = Plan(skipped=list(rejected))
+    plan = ImportPlan(skipped=list(rejected))
     # The index treats user names without regard to case; so does the import.
     names: dict[str, str] = {name.casefold(): name for name in existing_accounts}
     emails: dict[str, str | None] = {name.casefold(): email for name, email in existing_accounts.items()}

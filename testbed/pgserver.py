@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from testbed.postgres import available
+from testbed.postgres import unavailable_reason
 
 READY_TIMEOUT = 30.0
 
@@ -37,14 +37,14 @@ def _ctl(action: str) -> None:
 
 def wait_ready(timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
-    while available() is not None:
+    while unavailable_reason() is not None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"PostgreSQL did not accept connections within {timeout:.0f} s")
         time.sleep(0.1)
 
 
 def ensure_running() -> None:
-    if available() is not None:
+    if unavailable_reason() is not None:
         try:
             _ctl("start")
         except subprocess.CalledProcessError:

@@ -1,7 +1,7 @@
 """Throwaway PostgreSQL databases on the machine's server (127.0.0.1:5432, user postgres, trust
 authentication, as `./dev test` sets it up), for tests and benchmarks.
 
-    reason = available()                      # None when the server can be used, else why not
+    reason = unavailable_reason()             # why PostgreSQL cannot be used; None when it can
     with temporary_database("report_bench") as url:
         ...                                   # postgresql://postgres@127.0.0.1:5432/report_bench_<random>
 """
@@ -19,7 +19,7 @@ PORT = 5432
 ADMIN_URL = f"postgresql://postgres@{HOST}:{PORT}/postgres"
 
 
-def available() -> str | None:
+def unavailable_reason() -> str | None:
     """None when PostgreSQL accepts connections, else the reason it cannot be used."""
     try:
         with psycopg.connect(ADMIN_URL, connect_timeout=3):

@@ -49,7 +49,7 @@ def make_token() -> str:
     return "pypi-AgEIcHlwaS5vcmc" + tail
 
 
-class UpstreamError(RuntimeError):
+class UpstreamStartError(RuntimeError):
     """The upstream could not be started."""
 
 
@@ -91,7 +91,7 @@ class TlsPypiServer:
     @property
     def tls(self) -> TlsFiles:
         if self._ca is None:
-            raise UpstreamError("the upstream has not been started")
+            raise UpstreamStartError("the upstream has not been started")
         return self._ca
 
     @property
@@ -103,7 +103,7 @@ class TlsPypiServer:
     def url(self) -> str:
         """The upload URL, e.g. https://127.0.0.1:PORT/ (pypiserver takes uploads on `/`)."""
         if self.port is None:
-            raise UpstreamError("the upstream has not been started")
+            raise UpstreamStartError("the upstream has not been started")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}/"
 
@@ -227,7 +227,7 @@ class TlsPypiServer:
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
-                raise UpstreamError(
+                raise UpstreamStartError(
                     f"gunicorn exited with status {self._proc.returncode if self._proc else '?'}"
                     f"\n{self.log_tail()}"
                 )
@@ -242,13 +242,13 @@ class TlsPypiServer:
                     if response.status == 200:
                         self._warm_up(context)
                         return
-                    last_error = UpstreamError(f"health check answered {response.status}")
+                    last_error = UpstreamStartError(f"health check answered {response.status}")
                 finally:
                     connection.close()
             except (OSError, http.client.HTTPException) as exc:
                 last_error = exc
             time.sleep(0.1)
-        raise UpstreamError(
+        raise UpstreamStartError(
             f"upstream did not answer over TLS within {self.start_timeout:.0f} s "
             f"({last_error!r})\n{self.log_tail()}"
         )

@@ -74,7 +74,7 @@ def test_unreachable_database_fails_readiness():
     assert answer[0] == 503 and "database unreachable (OperationalError)" in answer[1]
 
 
-@pytest.mark.skipif(postgres.available() is not None, reason="PostgreSQL is not running")
+@pytest.mark.skipif(postgres.unavailable_reason() is not None, reason="PostgreSQL is not running")
 def test_slow_database_fails_readiness_within_the_probe_timeout():
     """A database slower than the probe's timeout is reported not ready instead of hanging the check."""
     with postgres.temporary_database("pypissh_test") as url:

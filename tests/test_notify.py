@@ -333,14 +333,14 @@ def test_plan_orders_by_name_and_applies_the_limit(people):
 # -- concurrent runs ------------------------------------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_registry(request, tmp_path):
-    from testbed.postgres import available, temporary_database
+    from testbed.postgres import temporary_database, unavailable_reason
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
         upgrade(url)
         yield Registry.from_url(url)
         return
-    reason = available()
+    reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
     with temporary_database("notify_race") as url:

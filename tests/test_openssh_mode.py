@@ -38,7 +38,7 @@ def _skip_reason() -> str | None:
         return "sshd must run as root"
     if not os.path.exists(SSHD):
         return "openssh-server is not installed (./dev test installs it)"
-    if postgres.available() is not None:
+    if postgres.unavailable_reason() is not None:
         return "PostgreSQL is not running (the stdio sessions run as user submit and share it)"
     return None
 

@@ -16,7 +16,7 @@ from gateway.ssh.keycache import KeyCache, RegistryUnavailable
 from gateway.ssh.sshkeys import parse_public_key
 from testbed import pgserver, postgres
 
-pytestmark = pytest.mark.skipif(postgres.available() is not None, reason="PostgreSQL is not running")
+pytestmark = pytest.mark.skipif(postgres.unavailable_reason() is not None, reason="PostgreSQL is not running")
 
 UTC = dt.timezone.utc
 

@@ -100,7 +100,7 @@ def sqlite_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def postgresql_url():
-    reason = postgres.available()
+    reason = postgres.unavailable_reason()
     if reason:
         pytest.skip(reason)
     with postgres.temporary_database("report_test") as url:

@@ -28,7 +28,7 @@ from testbed.scaleout import Balancer, Replica, metric
 from tests.helpers import wait_until
 
 pytestmark = [
-    pytest.mark.skipif(postgres.available() is not None, reason="PostgreSQL is not running"),
+    pytest.mark.skipif(postgres.unavailable_reason() is not None, reason="PostgreSQL is not running"),
     pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (./dev test installs it)"),
     pytest.mark.timeout(180),
 ]

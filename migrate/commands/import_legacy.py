@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from gateway.cliutil import Context, pass_context
 from gateway.registry import Registry, RegistryError
 from migrate.legacy_import import (
+    ImportPlan,
     KeyLine,
-    Plan,
     Rejected,
     UserRow,
     parse_authorized_keys,
@@ -55,7 +55,7 @@ def _read_sources(authorized_keys: Path | None, users: Path | None,
     return rows, lines, rejected
 
 
-def make_plan(registry: Registry, rows, lines, rejected, *, allow_weak_keys: bool) -> Plan:
+def make_plan(registry: Registry, rows, lines, rejected, *, allow_weak_keys: bool) -> ImportPlan:
     accounts = {account.name: account.email for account in registry.accounts.list_accounts()}
     known = registry.accounts.list_keys()
     return plan_import(
@@ -76,7 +76,7 @@ class Failed:
     keys: list[Rejected] = field(default_factory=list)
 
 
-def apply_plan(registry: Registry, plan: Plan) -> Failed:
+def apply_plan(registry: Registry, plan: ImportPlan) -> Failed:
     failed = Failed()
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=False) as progress:
@@ -103,7 +103,7 @@ def apply_plan(registry: Registry, plan: Plan) -> Failed:
     return failed
 
 
-def summary_lines(plan: Plan, failed: Failed, *, dry_run: bool) -> list[str]:
+def summary_lines(plan: ImportPlan, failed: Failed, *, dry_run: bool) -> list[str]:
     def verb(done: str, would: str) -> str:
         return would if dry_run else done
 

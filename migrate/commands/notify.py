@@ -23,7 +23,7 @@ from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, pars
 from gateway.registry import Account, Registry, utcnow
 from gateway.settings import Settings
 from migrate import campaigns as plans
-from migrate.campaigns import ALREADY_SENT, SKIP_ORDER, Audience, Evidence, Plan, Planned
+from migrate.campaigns import ALREADY_SENT, SKIP_ORDER, Audience, CampaignPlan, Evidence, Planned
 from migrate.mail import (
     MailError,
     Mailer,
@@ -178,7 +178,7 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=console, transient=True)
 
 
-def _write_all(plan: Plan, composer: Composer, folder: Path) -> Tally:
+def _write_all(plan: CampaignPlan, composer: Composer, folder: Path) -> Tally:
     folder.mkdir(parents=True, exist_ok=True)
     tally = Tally()
     with _progress() as progress:
@@ -192,7 +192,7 @@ def _write_all(plan: Plan, composer: Composer, folder: Path) -> Tally:
     return tally
 
 
-def _send_all(plan: Plan, composer: Composer, registry: Registry, settings: Settings,
+def _send_all(plan: CampaignPlan, composer: Composer, registry: Registry, settings: Settings,
               per_second: float | None, repeat: dt.timedelta | None, now: dt.datetime) -> Tally:
     tally = Tally()
     for row, reason in plan.dropped:  # queued reminders that will never go out
@@ -252,7 +252,7 @@ def _claim(registry: Registry, campaign: str, planned: Planned, message_id: str,
     return registry.outbox.claim_send(campaign, account.id, account.email or "", message_id, utcnow(), since=since)
 
 
-def _summary(name: str, plan: Plan, tally: Tally, dry_run: Path | None) -> None:
+def _summary(name: str, plan: CampaignPlan, tally: Tally, dry_run: Path | None) -> None:
     out = table(f"{name}: summary", ["result", "accounts"])
     if dry_run is not None:
         out.add_row(f"written to {dry_run} (nothing sent)", str(tally.written))

@@ -32,7 +32,7 @@ from migrate.report.model import (
     AccountReport,
     Counts,
     Marker,
-    Notice,
+    NoticeDelivery,
     Period,
     ProjectReport,
     Trend,
@@ -169,9 +169,9 @@ def account_reports(overview: Sequence[AccountOverview], uses: Sequence[AccountP
     clients_of: dict[int | None, list[AccountClient]] = defaultdict(list)
     for client in clients:
         clients_of[client.account_id].append(client)
-    notices: dict[int, list[Notice]] = defaultdict(list)
+    notices: dict[int, list[NoticeDelivery]] = defaultdict(list)
     for delivery in deliveries:
-        notices[delivery.account_id].append(Notice(delivery.campaign, delivery.first_sent_at))
+        notices[delivery.account_id].append(NoticeDelivery(delivery.campaign, delivery.first_sent_at))
     reports = []
     for account in overview:
         mine = uses_of.get(account.id, [])

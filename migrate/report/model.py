@@ -98,7 +98,7 @@ class Week:
 
 
 @dataclass(frozen=True)
-class Notice:
+class NoticeDelivery:
     campaign: str
     sent_at: dt.datetime
 
@@ -119,7 +119,7 @@ class AccountReport:
     fingerprints: tuple[str, ...]
     ssh_clients: tuple[str, ...]
     user_agents: tuple[str, ...]
-    notices: tuple[Notice, ...]
+    notices: tuple[NoticeDelivery, ...]
 
     @property
     def sessions(self) -> int:

@@ -1,7 +1,7 @@
 """The registry's tables: the only state the gateway has besides its host keys.
 
 Every replica reads and writes the same database. Alembic migrations under `migrations/` create
-these tables; this module is their single description, and `store.py` holds every query.
+these tables; this module is their single description, and the stores beside it hold every query.
 """
 
 from __future__ import annotations

@@ -139,19 +139,22 @@ async def _accepted_login(host_key, client_key, extra: dict):
     return conn, client_conn, server, logins, listening
 
 
-def test_connect_accepted_socket_runs_ssh_with_the_extra_info_set_first(host_key, client_key):
-    """A connection built by hand on an accepted socket logs in, calls the acceptor once, and
-    carries the extra info (the PROXY header's client address) from its first packet on."""
+def _login_then_close(host_key, client_key, extra: dict | None = None):
+    """One login over `_accepted_login`, then the client leaves: (server connection, server, logins)."""
     async def scenario():
-        conn, client_conn, server, logins, listening = await _accepted_login(
-            host_key, client_key, {"peername": ("192.0.2.9", 4242)})
+        conn, client_conn, server, logins, listening = await _accepted_login(host_key, client_key, extra or {})
         client_conn.close()
-        await client_conn.wait_closed()
         await conn.wait_closed()
         listening.close()
         return conn, server, logins
 
-    conn, server, logins = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_connect_accepted_socket_runs_ssh_with_the_extra_info_set_first(host_key, client_key):
+    """A connection built by hand on an accepted socket logs in, calls the acceptor once, and
+    carries the extra info (the PROXY header's client address) from its first packet on."""
+    conn, server, logins = _login_then_close(host_key, client_key, {"peername": ("192.0.2.9", 4242)})
     assert isinstance(conn, seams.ServerConnection)
     assert logins == ["in"]
     assert server.peer_at_auth == ("192.0.2.9", 4242)
@@ -168,14 +171,8 @@ def test_reload_config_is_awaited_at_login_and_ours_skips_it(host_key, client_ke
 
     monkeypatch.setattr(seams.ServerConnection, "reload_config", counted)
 
-    async def scenario():
-        conn, client_conn, _server, logins, listening = await _accepted_login(host_key, client_key, {})
-        client_conn.close()
-        await conn.wait_closed()
-        listening.close()
-        return logins
-
-    assert asyncio.run(scenario()) == ["in"]
+    _conn, _server, logins = _login_then_close(host_key, client_key)
+    assert logins == ["in"]
     assert calls == ["reload"]
 
 
@@ -191,14 +188,7 @@ def test_bytes_arrive_through_data_received(host_key, client_key, monkeypatch):
 
     monkeypatch.setattr(seams.ServerConnection, "data_received", counted)
 
-    async def scenario():
-        conn, client_conn, _server, _logins, listening = await _accepted_login(host_key, client_key, {})
-        client_conn.close()
-        await conn.wait_closed()
-        listening.close()
-        return conn
-
-    conn = asyncio.run(scenario())
+    conn, _server, _logins = _login_then_close(host_key, client_key)
     assert reads and sum(reads) > 0
     if seams.QUICKACK is not None:
         assert conn._sock is not None, "setting TCP_QUICKACK on asyncssh's socket failed"

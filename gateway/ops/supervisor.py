@@ -29,6 +29,7 @@ from typing import Callable
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
+from gateway.registry import Registry
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.supervisor")
@@ -67,8 +68,6 @@ class Supervisor:
         self._metrics_dir = ""
 
     async def run(self) -> int:
-        from gateway.registry import Registry
-
         settings = self.settings
         try:
             port_holder = reserve_port(settings.listen_host, settings.listen_port)

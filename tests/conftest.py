@@ -19,7 +19,6 @@ from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.ssh import hostkeys
 from gateway.ssh.sshkeys import parse_public_key
-from gateway.tokens import TokenBox
 from testbed.harness import GatewayHarness
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer

@@ -199,3 +199,8 @@ def no_active_key(account: str, fingerprint: str | None) -> str:
         f"pypissh-gateway: {key} is no longer active for account '{account}' (revoked, or the "
         "account is disabled); nothing was published; ask the index admins\n"
     )
+
+
+def missing_extra(feature: str, module: str, extra: str) -> str:
+    """For a command that needs an optional dependency the install left out."""
+    return f"{feature} needs {module}: pip install 'pypissh-gateway[{extra}]'"

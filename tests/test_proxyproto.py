@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import shlex
 import socket
 import struct
 import subprocess
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from gateway.listener import is_trusted, networks, read_proxy_header
 from gateway.proxyproto import ProxyHeaderError, build_v1, build_v2, classify, header_length, parse
+from testbed import SOURCE_ROOT
 from tests.conftest import register_account
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
@@ -190,7 +192,9 @@ def run_via(client, extra: list[str], data: bytes = b"", *command: str):
 
 
 def proxy_command(*args: str) -> list[str]:
-    return ["-o", f"ProxyCommand={sys.executable} -m testbed.proxyhead %h %p {' '.join(args)}"]
+    # testbed is not installed: the relay finds it through the source tree on its PYTHONPATH.
+    program = shlex.join(["env", f"PYTHONPATH={SOURCE_ROOT}", sys.executable, "-m", "testbed.proxyhead"])
+    return ["-o", f"ProxyCommand={program} %h %p {' '.join(args)}"]
 
 
 def refused(reason: str) -> float:

@@ -7,6 +7,7 @@ is passed down explicitly; no other module reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
 import tomllib
@@ -144,7 +145,19 @@ def validate(settings: Settings) -> Settings:
     split_host_port(settings.health_listen)
     if settings.max_upload_bytes <= 0:
         raise ConfigError("max_upload_bytes must be positive")
+    _check_database_driver(settings.database_url)
     return settings
+
+
+# psycopg is an extra (`[postgres]`): a SQLite-only setup does not need it.
+_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+
+
+def _check_database_driver(url: str) -> None:
+    if url.partition("://")[0] in _POSTGRES_SCHEMES and importlib.util.find_spec("psycopg") is None:
+        from gateway import messages  # messages needs this module's Settings
+
+        raise ConfigError(messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
 
 
 def load(

@@ -15,7 +15,6 @@ them alike:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from _setup import (  # noqa: E402
     ssh_argv,
     write_large_request,
 )
-from testbed.scaleout import PROJECT_ROOT, Replica  # noqa: E402
+from testbed.scaleout import Replica  # noqa: E402
 
 VARIANTS = {"after (as shipped)": "none", "before (all fixes undone)": "all",
             "after, chacha20 offered again": "chacha", "after, no immediate ACK": "quickack",
@@ -58,8 +57,7 @@ class UndoneReplica(Replica):
             self.proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve().parent / "_before.py"), self.undo,
                  "--config", str(self.config), "serve"],
-                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         return self
 
 

@@ -554,3 +554,8 @@ def no_host_keys(folder: object) -> str:
 
 def unreadable_host_key(path: object, problem: object) -> str:
     return f"cannot read host key {path}: {problem}"
+
+
+def missing_extra(feature: str, module: str, extra: str) -> str:
+    """For a command that needs an optional dependency the install left out."""
+    return f"{feature} needs {module}: pip install 'pypissh-gateway[{extra}]'"

@@ -7,6 +7,7 @@ is passed down explicitly; no other module reads the environment.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 import os
 import tomllib
@@ -143,7 +144,17 @@ def validate(settings: Settings) -> Settings:
     split_host_port(settings.health_listen)
     if settings.max_upload_bytes <= 0:
         raise ConfigError(messages.setting_not_positive("max_upload_bytes"))
+    _check_database_driver(settings.database_url)
     return settings
+
+
+# psycopg is an extra (`[postgres]`): a SQLite-only setup does not need it.
+_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+
+
+def _check_database_driver(url: str) -> None:
+    if url.partition("://")[0] in _POSTGRES_SCHEMES and importlib.util.find_spec("psycopg") is None:
+        raise ConfigError(messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
 
 
 def load(

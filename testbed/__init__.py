@@ -1,2 +1,24 @@
 """Local stand-ins for the world around the gateway: a TLS pypiserver upstream, a test CA,
-the legacy pypissh client and sample legacy projects. Used by the demo, the tests and bench/."""
+the legacy pypissh client and sample legacy projects. Used by the demo, the tests and bench/.
+
+The testbed is not installed (the wheel holds the product only): it is imported from the source
+tree, a checkout or the unpacked sdist. A subprocess that imports it gets that tree on its
+PYTHONPATH through `source_tree_environment`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def source_tree_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's environment) with the source tree first on PYTHONPATH, so a
+    child Python finds `testbed`, and this tree's `gateway` and `migrate`, from any directory."""
+    result = dict(os.environ if env is None else env)
+    existing = result.get("PYTHONPATH")
+    result["PYTHONPATH"] = str(SOURCE_ROOT) + (os.pathsep + existing if existing else "")
+    return result

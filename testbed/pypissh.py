@@ -37,6 +37,8 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from testbed import source_tree_environment
+
 DEFAULT_USER = "submit"
 REAP_TIMEOUT = 30.0
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
@@ -188,11 +190,8 @@ def uses_stdlib_distutils() -> bool:
 
 
 def _reexec_with_stdlib_distutils(args: Sequence[str]) -> None:
-    env = dict(os.environ)
+    env = source_tree_environment()
     env["SETUPTOOLS_USE_DISTUTILS"] = "stdlib"
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    existing = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = package_parent + (os.pathsep + existing if existing else "")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "testbed.pypissh", *args], env)

@@ -13,12 +13,13 @@ The section's `repository` is only used with `-r <that same URL>`.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+from testbed import source_tree_environment
 
 DEFAULT_REPOSITORY = "https://upload.pypi.org/legacy/"
 DEFAULT_CLASSIFIERS = (
@@ -26,7 +27,6 @@ DEFAULT_CLASSIFIERS = (
     "License :: OSI Approved :: MIT License",
     "Programming Language :: Python :: 3",
 )
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def module_name(name: str) -> str:
@@ -193,12 +193,10 @@ def legacy_environment(
     env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment run_legacy() uses (exposed for callers that start the client themselves)."""
-    result = dict(os.environ)
+    result = source_tree_environment()
     for name in ("http_proxy", "https_proxy", "all_proxy", "PYPISSH_HOST", "PYPISSH_USER"):
         result.pop(name, None)
         result.pop(name.upper(), None)
-    pythonpath = result.get("PYTHONPATH")
-    result["PYTHONPATH"] = str(_PROJECT_ROOT) + (os.pathsep + pythonpath if pythonpath else "")
     result["HOME"] = str(home)
     result["SETUPTOOLS_USE_DISTUTILS"] = "stdlib"
     result["PYPISSH_SSH"] = ssh_command

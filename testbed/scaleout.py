@@ -13,7 +13,6 @@ place of the example addresses.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import signal
 import socket
@@ -23,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEPLOY_HAPROXY = PROJECT_ROOT / "deploy" / "haproxy.cfg"
+from testbed import SOURCE_ROOT, source_tree_environment
+
+DEPLOY_HAPROXY = SOURCE_ROOT / "deploy" / "haproxy.cfg"
 TEST_GLOBAL = "global\n    maxconn 2000\n"
 
 
@@ -91,7 +91,7 @@ class Replica:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gateway", "--config", str(self.config), "serve", *self.extra_args],
                 cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+                env=source_tree_environment())
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> "Replica":

@@ -17,6 +17,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from testbed import SOURCE_ROOT
+
 
 def unsafe_for_sshd(path: Path) -> str | None:
     """Why sshd would refuse to run `path` as AuthorizedKeysCommand, or None."""
@@ -65,7 +67,7 @@ def session_program(folder: Path, user: str = "submit") -> Path:
     if not system_python.exists():
         raise RuntimeError(f"user {user} cannot run {sys.executable} and there is no {system_python}")
     wrapper = folder / "pypissh-gateway"
-    path = os.pathsep.join([sysconfig.get_paths()["purelib"], str(Path(__file__).resolve().parent.parent)])
+    path = os.pathsep.join([sysconfig.get_paths()["purelib"], str(SOURCE_ROOT)])
     wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {system_python} -m gateway "$@"\n')
     wrapper.chmod(0o755)
     return wrapper

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from testbed import recordings as _rec
+from testbed import source_tree_environment
 from testbed.recordings import Recording
 from testbed.tlsca import TlsFiles, make_tls
 
 TOKEN_USERNAME = "__token__"
 PROBE_HEADER = "X-Testbed-Probe"
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_token() -> str:
@@ -171,15 +171,11 @@ class TlsPypiServer:
             "-",
             "--error-logfile",
             "-",
-            "--pythonpath",
-            str(_PROJECT_ROOT),
             "testbed.upstream_app:make_app()",
         ]
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        pythonpath = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = str(_PROJECT_ROOT) + (os.pathsep + pythonpath if pythonpath else "")
+        env = source_tree_environment()
         env.update(
             TESTBED_UPSTREAM_PACKAGES=str(self.packages_dir),
             TESTBED_UPSTREAM_HTPASSWD=str(self.htpasswd_file),

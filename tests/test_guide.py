@@ -67,7 +67,7 @@ def test_guide_is_executable_and_the_same_over_ssh(gateway, alice, ssh_client, l
                              capture_output=True, text=True, timeout=180)
         assert run.returncode == 0, f"{command}\n{run.stdout}\n{run.stderr}"
     built = sorted((release / "dist").iterdir())
-    assert [p.suffix for p in built] == [".gz", ".whl"]  # the sdist and the wheel
+    assert sorted(p.suffix for p in built) == [".gz", ".whl"]  # the sdist and the wheel, whatever their case
     arrived = upstream.files()
     for dist in built:
         assert arrived[dist.name] == hashlib.sha256(dist.read_bytes()).hexdigest()

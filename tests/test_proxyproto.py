@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import shlex
 import socket
 import struct
 import subprocess
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from gateway.ssh.listener import is_trusted, networks, read_proxy_header
 from gateway.ssh.proxyproto import V1_MAX, V2_MAX, ProxyHeaderError, classify, header_length, parse
+from testbed import SOURCE_ROOT
 from testbed.proxyhead import build_v1, build_v2
 from tests.helpers import register_account
 
@@ -197,7 +199,9 @@ def run_via(client, extra: list[str], data: bytes = b"", *command: str):
 
 
 def proxy_command(*args: str) -> list[str]:
-    return ["-o", f"ProxyCommand={sys.executable} -m testbed.proxyhead %h %p {' '.join(args)}"]
+    # testbed is not installed: the relay finds it through the source tree on its PYTHONPATH.
+    program = shlex.join(["env", f"PYTHONPATH={SOURCE_ROOT}", sys.executable, "-m", "testbed.proxyhead"])
+    return ["-o", f"ProxyCommand={program} %h %p {' '.join(args)}"]
 
 
 def refused(reason: str) -> float:

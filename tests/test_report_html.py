@@ -1,5 +1,6 @@
 """The report's HTML page and chart: the page opens in headless Debian chromium without errors and
-its screenshot shows the chart; the PNG chart is a valid image with the retirement dates marked."""
+its screenshot shows the chart; the inline SVG puts every bar, point and date where the axes say;
+the PNG chart (matplotlib, the [report] extra) is a valid image with the retirement dates marked."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +22,7 @@ from gateway.registry.migrate_db import upgrade
 from migrate.cli import cli
 from migrate.report import chart
 from migrate.report.build import build_report
-from migrate.report.model import Period
+from migrate.report.model import CATEGORIES, Period
 from testbed import report_history
 from testbed.report_history import SINCE, UNTIL, at
 
@@ -29,6 +31,7 @@ GENERATED = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)
 FORWARDED_GREEN = (0x4C, 0x9A, 0x2A)  # chart.COLORS["forwarded"]
 MARKED = ["notice phase 2026-01-19", "campaign 'first-notice' (3 delivered) 2026-01-20",
           "brownout 2026-02-09 10:00-22:00", "sunset 2026-04-01"]
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +73,32 @@ def browsed(written, tmp_path_factory):
     return shot, done.stderr
 
 
+def _svg(html: str) -> ET.Element:
+    (chart,) = re.findall(r"<svg .*?</svg>", html, re.DOTALL)
+    return ET.fromstring(chart)
+
+
+def _ticks(svg: ET.Element, group: str, coordinate: str) -> dict[str, float]:
+    """Tick label -> its position on the axis, as the reader sees it."""
+    found = {}
+    for text in svg.find(f"{SVG}g[@class='{group}']").iter(f"{SVG}text"):
+        found[text.text] = float(text.get(coordinate)) - (4 if coordinate == "y" else 0)  # baseline offset
+    return found
+
+
+@pytest.fixture(scope="module")
+def seeded_report(database_url):
+    registry = Registry.from_url(database_url)
+    report = build_report(registry, Period(at(1, 5), at(3, 2)), generated_at=GENERATED)
+    registry.engine.dispose()
+    return report
+
+
 def test_html_page_is_self_contained(written):
-    """The page loads nothing from elsewhere: inline CSS, the chart as a PNG data URI, no scripts."""
+    """The page loads nothing from elsewhere: inline CSS, the chart as inline SVG, no images or scripts."""
     html = written[0].read_text()
     assert html.startswith("<!DOCTYPE html>")
-    assert re.search(r'<img[^>]+src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)
+    assert "<img" not in html and html.count("<svg ") == 1
     assert not re.search(r'(src|href)="(https?:)?//', html) and "url(" not in html and "<script" not in html
     for section in ("verdict", "would-break", "trend", "weeks", "accounts", "projects", "markers"):
         assert f'id="{section}"' in html
@@ -106,6 +130,77 @@ def test_screenshot_shows_the_chart(browsed):
         non_white = sum(histogram[:240]) / sum(histogram)
         assert region.width > 500 and region.height > 150
         assert non_white > 0.3
+
+
+def test_svg_bars_stand_on_the_scale_of_the_axes(written, seeded_report):
+    """Each week's bars are stacked from the axis in category order, as tall as their counts on the
+    left axis's scale, centred on the week between its Monday ticks; the points follow the right axis."""
+    svg = _svg(written[0].read_text())
+    days = _ticks(svg, "x-ticks", "x")
+    sessions, accounts = _ticks(svg, "session-ticks", "y"), _ticks(svg, "account-ticks", "y")
+    per_session = (sessions["0"] - sessions["5"]) / 5
+    per_account = (accounts["0"] - accounts["5"]) / 5
+    bars = {(b.get("data-week"), b.get("data-category")): b for b in svg.iter(f"{SVG}rect")
+            if b.get("class") == "bar"}
+    points = {p.get("data-week"): p for p in svg.iter(f"{SVG}circle") if p.get("class") == "point"}
+    assert int(bars["2026-W07", "refused_schedule"].get("data-count")) == 1  # the brownout's refusal
+    assert int(bars["2026-W09", "forwarded"].get("data-count")) == 3
+    for week in seeded_report.weeks:
+        monday = days[f"{week.start:%Y-%m-%d}"]
+        next_monday = days[f"{week.start + dt.timedelta(weeks=1):%Y-%m-%d}"]
+        bottom = sessions["0"]
+        for name in CATEGORIES:
+            bar = bars.get((week.label, name))
+            if not week.counts[name]:
+                assert bar is None
+                continue
+            x, y, width, height = (float(bar.get(a)) for a in ("x", "y", "width", "height"))
+            assert int(bar.get("data-count")) == week.counts[name]
+            assert height == pytest.approx(week.counts[name] * per_session, abs=0.2)
+            assert y + height == pytest.approx(bottom, abs=0.2)
+            assert x + width / 2 == pytest.approx((monday + next_monday) / 2, abs=0.2)
+            assert width == pytest.approx((next_monday - monday) * 6 / 7, abs=0.2)
+            bottom = y
+        point = points[week.label]
+        assert float(point.get("cx")) == pytest.approx((monday + next_monday) / 2, abs=0.2)
+        assert float(point.get("cy")) == pytest.approx(accounts["0"] - week.active_accounts * per_account, abs=0.2)
+
+
+def test_svg_marks_notice_campaign_brownout_and_sunset(written):
+    """Lines at the notice, campaign and sunset dates and a band from the brownout's start, each placed
+    on the time axis by its date and time and named in the legend."""
+    svg = _svg(written[0].read_text())
+    days = _ticks(svg, "x-ticks", "x")
+    week = days["2026-01-26"] - days["2026-01-19"]
+
+    def x_of(day: str, offset: dt.timedelta = dt.timedelta()) -> float:
+        return days[day] + offset / dt.timedelta(weeks=1) * week
+
+    marks = {m.get("data-kind"): m for m in svg.find(f"{SVG}g[@class='markers']")}
+    assert sorted(marks) == ["brownout", "campaign", "notice", "sunset"]
+    assert float(marks["notice"].get("x1")) == pytest.approx(x_of("2026-01-19"), abs=0.2)
+    assert float(marks["campaign"].get("x1")) == pytest.approx(x_of("2026-01-19", dt.timedelta(days=1, hours=10)), abs=0.2)
+    assert float(marks["sunset"].get("x1")) == pytest.approx(x_of("2026-03-30", dt.timedelta(days=2)), abs=0.2)
+    band = marks["brownout"]
+    assert band.tag == f"{SVG}rect"
+    assert float(band.get("x")) == pytest.approx(x_of("2026-02-09", dt.timedelta(hours=10)), abs=0.2)
+    assert float(band.get("width")) == pytest.approx(week / 7, abs=0.2)  # 12 hours drawn a day wide
+    labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "legend-label"]
+    assert [label for label in labels if label in MARKED] == MARKED
+    assert "forwarded" in labels and "active accounts" in labels
+
+
+def test_svg_names_a_far_sunset_outside_the_chart(database_url):
+    """A sunset long after a short period is not drawn but stays in the legend, flagged as outside."""
+    from migrate.report import html
+
+    registry = Registry.from_url(database_url)
+    report = build_report(registry, Period(at(1, 5), at(1, 19)), generated_at=GENERATED)
+    registry.engine.dispose()
+    svg = _svg(html.render(report))
+    labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "legend-label"]
+    assert "sunset 2026-04-01 (outside the chart)" in labels
+    assert "sunset" not in [m.get("data-kind") for m in svg.find(f"{SVG}g[@class='markers']")]
 
 
 def test_chart_png_is_a_valid_image(written):

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from gateway import messages
 from gateway.cliutil import Context, pass_context
 from gateway.registry import utcnow
 
@@ -39,7 +40,8 @@ def _write(path: Path, data: str | bytes) -> None:
               help="Write to PATH instead of standard output. With --format csv, PATH is a folder that "
                    "gets one <section>.csv per section (or one file holding every section if PATH ends in .csv).")
 @click.option("--chart", "chart_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
-              help="Also write the chart (weekly sessions and active accounts, retirement dates marked) as a PNG.")
+              help="Also write the chart (weekly sessions and active accounts, retirement dates marked) as a PNG "
+                   "(needs the [report] extra: matplotlib).")
 @pass_context
 def report(obj: Context, since: str, until: str | None, fmt: str, output: Path | None,
            chart_path: Path | None) -> None:
@@ -58,19 +60,15 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     """
     from migrate.report import build, logic
 
+    chart = _chart_module() if chart_path is not None else None
     try:
         period = logic.parse_period(since, until, utcnow())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     result = build.build_report(obj.registry(), period, generated_at=utcnow())
 
-    chart_png = None
-    if chart_path is not None or fmt == "html":
-        from migrate.report import chart
-
-        chart_png = chart.png(result)
-    if chart_path is not None:
-        _write(chart_path, chart_png)
+    if chart is not None:
+        _write(chart_path, chart.png(result))
 
     if fmt == "json":
         from migrate.report import tabular
@@ -90,7 +88,7 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     elif fmt == "html":
         from migrate.report import html
 
-        _emit(html.render(result, chart_png), output)
+        _emit(html.render(result), output)
     else:
         from migrate.report import terminal
 
@@ -103,6 +101,17 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
             buffer = io.StringIO()
             terminal.render(result, Console(file=buffer, width=PIPED_WIDTH, highlight=False, color_system=None))
             _write(output, buffer.getvalue())
+
+
+def _chart_module():
+    """The PNG renderer, or a one-line error naming the extra that brings matplotlib."""
+    try:
+        from migrate.report import chart
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "matplotlib":
+            raise
+        raise click.ClickException(messages.missing_extra("the chart", "matplotlib", "report")) from None
+    return chart
 
 
 def _emit(text: str, output: Path | None) -> None:

@@ -1,15 +1,16 @@
-"""The report as one self-contained HTML page: inline CSS, the chart embedded as a PNG data URI."""
+"""The report as one self-contained HTML page: inline CSS and the chart as inline SVG (no scripts,
+no images, nothing loaded from elsewhere, no plotting library needed)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from functools import lru_cache
 
 import jinja2
 
-from migrate.report import chart
+from migrate.report import svg
 from migrate.report.model import CATEGORIES, CATEGORY_LABELS, STATUS_HELP, STATUSES, Report
+from migrate.report.plot import marker_label
 
 
 @lru_cache(maxsize=1)
@@ -22,17 +23,16 @@ def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def render(report: Report, chart_png: bytes | None = None) -> str:
-    png = chart_png if chart_png is not None else chart.png(report)
+def render(report: Report) -> str:
     period = report.period
     return _environment().get_template("report.html.j2").render(
         report=report,
-        chart=base64.b64encode(png).decode("ascii"),
+        c=svg.layout(report),
         since=f"{period.since:%Y-%m-%d %H:%M}",
         last_day=f"{period.until - dt.timedelta(microseconds=1):%Y-%m-%d %H:%M}",
         generated=_when(report.generated_at),
         when=_when,
-        marker_label=chart.marker_label,
+        marker_label=marker_label,
         categories=CATEGORIES,
         labels=CATEGORY_LABELS,
         statuses=STATUSES,

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from migrate.report.chart import marker_label
+from migrate.report.plot import marker_label
 from migrate.report.model import CATEGORIES, CATEGORY_LABELS, STATUS_HELP, STATUSES, AccountReport, Report
 
 BAR_WIDTH = 32

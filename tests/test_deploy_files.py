@@ -1,0 +1,126 @@
+"""The files in deploy/ pass the checks of the programs that read them: `haproxy -c`, `sshd -t`
+(and sshd's own view of the effective settings), `systemd-analyze verify`.
+
+Each check runs on the file as shipped; where a path names something that exists only on a
+production machine (the installed program), a temporary copy points at an executable that exists
+here instead, and nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from testbed import SOURCE_ROOT
+from testbed.sshdutil import remove_wrapper, root_owned_wrapper
+
+DEPLOY = SOURCE_ROOT / "deploy"
+SSHD = "/usr/sbin/sshd"
+INSTALLED_PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+
+
+def test_haproxy_accepts_the_shipped_configuration():
+    """`haproxy -c` accepts deploy/haproxy.cfg exactly as shipped."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("HAProxy is not installed (./dev test installs it)")
+    check = subprocess.run(["haproxy", "-c", "-f", str(DEPLOY / "haproxy.cfg")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+# -- OpenSSH mode ---------------------------------------------------------------------------------
+def _point_command_at(snippet: str, program: Path) -> str:
+    """The snippet with its AuthorizedKeysCommand program (an absolute path, as sshd requires)
+    replaced by `program`; the arguments stay as shipped."""
+    shipped = re.search(r"^\s*AuthorizedKeysCommand\s+(\S+)", snippet, re.MULTILINE)
+    assert shipped and shipped.group(1).startswith("/"), "AuthorizedKeysCommand needs an absolute path"
+    return snippet[:shipped.start(1)] + str(program) + snippet[shipped.end(1):]
+
+
+def _effective(config: Path, user: str) -> dict[str, str]:
+    """sshd's effective settings for a login by `user` (`sshd -T -C`), Match blocks applied."""
+    done = subprocess.run([SSHD, "-T", "-f", str(config), "-C", f"user={user},host=localhost,addr=127.0.0.1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+
+
+@pytest.fixture
+def sshd_config(tmp_path):
+    """A minimal sshd_config that includes the shipped snippet from a conf.d folder, as on Debian
+    (Include first, then the machine's own global settings)."""
+    if not Path(SSHD).exists():
+        pytest.skip("openssh-server is not installed (./dev test installs it)")
+    program = root_owned_wrapper(INSTALLED_PROGRAM.resolve())
+    try:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True)
+        conf_d = tmp_path / "sshd_config.d"
+        conf_d.mkdir()
+        (conf_d / "pypissh.conf").write_text(_point_command_at((DEPLOY / "sshd_config.openssh-mode").read_text(),
+                                                               program))
+        config = tmp_path / "sshd_config"
+        config.write_text(f"Include {conf_d}/*.conf\nPort 2222\nListenAddress 127.0.0.1\n"
+                          f"HostKey {tmp_path / 'host_key'}\nPidFile {tmp_path / 'sshd.pid'}\nUsePAM no\n"
+                          "X11Forwarding yes\n")
+        yield config, program
+    finally:
+        remove_wrapper(program)
+
+
+def test_sshd_accepts_the_openssh_mode_snippet(sshd_config):
+    """`sshd -t` finds no error or warning in a configuration that includes the shipped snippet."""
+    config, _ = sshd_config
+    check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+
+
+def test_snippet_applies_to_the_submit_user_only(sshd_config):
+    """For user submit sshd asks the registry, with keys only, no TTY and no forwarding; for anyone
+    else, and for the global settings after the Include, the snippet changes nothing."""
+    config, program = sshd_config
+    submit = _effective(config, "submit")
+    assert submit["authorizedkeyscommand"] == (
+        f"{program} --config /etc/pypissh/config.toml authorized-keys-command %u %k %t")
+    assert submit["authorizedkeyscommanduser"] == "pypissh"
+    assert submit["authorizedkeysfile"] == "none"
+    for name in ("passwordauthentication", "kbdinteractiveauthentication", "permittty", "x11forwarding"):
+        assert submit[name] == "no", name
+    assert submit["allowtcpforwarding"] == "no"
+
+    other = _effective(config, "alice")
+    assert other["authorizedkeyscommand"] == "none"
+    assert other["x11forwarding"] == "yes" and other["permittty"] == "yes"
+
+
+# -- systemd --------------------------------------------------------------------------------------
+def test_systemd_unit_verifies_without_a_warning(tmp_path):
+    """`systemd-analyze verify` reports nothing about the unit (its program pointed at the
+    installed pypissh-gateway of this environment)."""
+    if SYSTEMD_ANALYZE is None:
+        pytest.skip("systemd-analyze is not installed (./dev test installs Debian's systemd)")
+    text = (DEPLOY / "pypissh-gateway.service").read_text()
+    shipped = re.search(r"^ExecStart=(\S+)", text, re.MULTILINE)
+    assert shipped and shipped.group(1).startswith("/")
+    unit = tmp_path / "pypissh-gateway.service"
+    unit.write_text(text[:shipped.start(1)] + str(INSTALLED_PROGRAM) + text[shipped.end(1):])
+    done = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", "--generators=no", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    about_unit = [line for line in (done.stdout + done.stderr).splitlines() if unit.name in line]
+    assert done.returncode == 0 and about_unit == [], done.stdout + done.stderr
+
+
+def test_systemd_waits_longer_than_the_drain():
+    """The unit's TimeoutStopSec outlasts the example configuration's drain_seconds, so a stop or a
+    restart never kills uploads the gateway would have finished."""
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE).group(1))
+    config = tomllib.loads((DEPLOY / "config.toml").read_text())
+    assert timeout > config["drain_seconds"]
+    assert re.search(r"^KillSignal=SIGTERM$", unit, re.MULTILINE)
+    assert re.search(r"^ExecStart=\S+ serve$", unit, re.MULTILINE)

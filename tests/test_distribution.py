@@ -34,7 +34,7 @@ from click.testing import CliRunner
 from packaging.requirements import Requirement
 
 import gateway
-from gateway import hostkeys
+from testbed.knownhosts import known_hosts_lines
 from gateway.cli import cli as gateway_cli
 from migrate.cli import cli as migrate_cli
 from testbed import SOURCE_ROOT
@@ -332,7 +332,7 @@ def test_quick_start_with_the_installed_commands_carries_a_legacy_upload(install
         home = tmp_path / "home"
         write_pypirc(home, username="olduser", password="my-old-password")
         known_hosts = tmp_path / "known_hosts"
-        known_hosts.write_text(hostkeys.known_hosts(tmp_path / "hostkeys", port))
+        known_hosts.write_text(known_hosts_lines(tmp_path / "hostkeys", port))
         ssh = (f"{SSH} -p {port} -i {tmp_path / 'id_ed25519'} -o IdentitiesOnly=yes -o BatchMode=yes "
                f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts} -o LogLevel=ERROR")
         result = run_legacy(project, ["sdist", "upload"], ssh_command=ssh, home=home,

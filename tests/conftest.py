@@ -6,6 +6,7 @@ once per session. Project names are unique per test so uploads never collide on 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -41,6 +42,19 @@ def upstream(tmp_path_factory) -> TlsPypiServer:
     server.start()
     yield server
     server.stop()
+
+
+# Output the tests compare never depends on the terminal that runs them: every console (rich,
+# click) in the tests and in the processes they start sees a pipe this wide, never a terminal,
+# whatever FORCE_COLOR or the real terminal say.
+FIXED_TERMINAL = {"COLUMNS": "100", "LINES": "40", "TTY_COMPATIBLE": "0"}
+TERMINAL_OVERRIDES = ("FORCE_COLOR", "TTY_INTERACTIVE", "CLICOLOR_FORCE")
+
+
+def pytest_configure(config):
+    for name in TERMINAL_OVERRIDES:
+        os.environ.pop(name, None)
+    os.environ.update(FIXED_TERMINAL)
 
 
 @pytest.fixture(autouse=True)

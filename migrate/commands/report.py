@@ -9,7 +9,6 @@ import click
 from rich.console import Console
 
 from gateway.cliutil import Context, pass_context
-from gateway.registry import utcnow
 
 FORMATS = ("table", "csv", "json", "html")
 PIPED_WIDTH = 220
@@ -59,10 +58,10 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     from migrate.report import build, logic
 
     try:
-        period = logic.parse_period(since, until, utcnow())
+        period = logic.parse_period(since, until, obj.now())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = build.build_report(obj.registry(), period, generated_at=utcnow())
+    result = build.build_report(obj.registry(), period, generated_at=obj.now())
 
     chart_png = None
     if chart_path is not None or fmt == "html":

@@ -38,7 +38,7 @@ from gateway.registry import Identity, Registry, UploadEvent, utcnow
 from gateway.schedule import Decision, Schedule, ScheduleCache, decide
 from gateway.settings import Settings
 from gateway.tokens import TokenBox
-from gateway.upstream import UpstreamClient
+from gateway.upstream import UploadedFile, UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,9 @@ class Exchange:
         self.decision: Decision | None = None
         # The deprecation notice for this session (set when run() ends; front ends print it).
         self.notice: notices.Notice | None = None
+        # Set once the upload is handed to the upload server: from then on a failure of ours
+        # cannot say that nothing was published.
+        self.forwarded: UploadedFile | None = None
 
     # -- the whole exchange ---------------------------------------------------------------------
     async def run(self) -> Reply:
@@ -157,7 +160,11 @@ class Exchange:
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
             self.event.outcome = "internal_error"
             self.event.error = type(exc).__name__
-            reason = "the gateway failed to handle this upload; nothing was published; try again later"
+            if self.forwarded is None:
+                reason = "the gateway failed to handle this upload; nothing was published; try again later"
+            else:
+                check_url = self.services.upstream.index.project_url(self.forwarded.project)
+                reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
             reply = Reply(500, reason, reason + "\n")
         finally:
             if form is not None:
@@ -281,10 +288,12 @@ class Exchange:
         self._check_project_allowed(found.project)
         token = self._credential(request)
         body = MultipartBody(rebuild(form, found, digests), spool.file, digests.size)
-        response = await self.services.run(self.services.upstream.forward_upload, body, token)
+        uploaded = self.forwarded = UploadedFile(found.project, found.upload_filename, digests.sha256)
+        response = await self.services.run(self.services.upstream.forward_upload, body, token, uploaded)
         self.event.upstream_status = response.status
         if response.ok:
             self.event.outcome = "forwarded"
+            self.event.error = response.note
             return Reply(response.status, response.reason,
                          messages.upload_done_body(found.upload_filename, digests.sha256,
                                                    self.peer.identity.account_name))

@@ -20,7 +20,7 @@ from typing import Iterable
 
 import asyncssh
 
-from gateway import metrics, proxyproto
+from gateway import messages, metrics, proxyproto
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +228,7 @@ class GatewayListener:
         left = [c for c in self._connections if c.task is not None and not c.task.done()]
         for entry in left:
             if entry.conn is not None:
-                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION,
-                                      "the gateway is restarting; nothing was published; try again")
+                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION, messages.restarting_disconnect())
             elif entry.task is not None:
                 entry.task.cancel()
         if left:

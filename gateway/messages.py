@@ -199,3 +199,97 @@ def no_active_key(account: str, fingerprint: str | None) -> str:
         f"pypissh-gateway: {key} is no longer active for account '{account}' (revoked, or the "
         "account is disabled); nothing was published; ask the index admins\n"
     )
+
+
+# -- the upload server and the index (gateway/upstream.py, gateway/index.py) --------------------
+def upstream_certificate(url: str, detail: str) -> str:
+    return (
+        f"the upload server {url} presented a certificate the gateway cannot verify ({detail}); "
+        "nothing was published; the gateway's operator must check upstream_ca_bundle"
+    )
+
+
+def upstream_unreachable(url: str, detail: str) -> str:
+    return f"cannot reach the upload server {url} ({detail}); nothing was published; try again later"
+
+
+def upstream_dropped_upload(url: str, detail: str) -> str:
+    return (
+        f"the upload server {url} dropped the connection before the whole upload was sent ({detail}); "
+        "nothing was published; try again later"
+    )
+
+
+def upstream_no_answer(url: str, detail: str, filename: str, check_url: str) -> str:
+    return (
+        f"the upload server {url} received the whole upload but sent no answer ({detail}); it may "
+        f"have been published: look for {filename} on {check_url} before uploading it again"
+    )
+
+
+def upstream_deadline_unsent(url: str, seconds: float) -> str:
+    return (
+        f"the upload server {url} did not take the whole upload within {seconds:.0f} s "
+        "(upstream_deadline); nothing was published; try again later"
+    )
+
+
+def upstream_deadline_unknown(url: str, seconds: float, filename: str, check_url: str) -> str:
+    return (
+        f"the upload server {url} received the whole upload but gave no complete answer within "
+        f"{seconds:.0f} s (upstream_deadline); the outcome is unknown: look for {filename} on "
+        f"{check_url} before uploading it again"
+    )
+
+
+def confirmed_after_drop(filename: str) -> str:
+    return f"OK: {filename} is published, confirmed on the index after the connection dropped"
+
+
+def confirmed_after_drop_note(check_url: str) -> str:
+    """For the event record: why a 'forwarded' upload had no answer of its own."""
+    return (
+        f"the connection dropped after the whole upload was sent; the retry was refused as already "
+        f"existing and {check_url} lists this file with the same sha256"
+    )
+
+
+def refusal_unconfirmed(reason: str, detail: str) -> str:
+    return (
+        f"{reason} (the connection had dropped after the whole upload was sent, and the gateway "
+        f"could not read the index to see whether that file is this upload: {detail})"
+    )
+
+
+def refusal_after_lost_answer(reason: str, filename: str, check_url: str) -> str:
+    return (
+        f"{reason} (but an earlier attempt sent the whole upload and got no answer: it may have "
+        f"been published; look for {filename} on {check_url} before uploading it again)"
+    )
+
+
+def index_unreadable(url: str, detail: str) -> str:
+    return f"cannot read the index page {url} ({detail})"
+
+
+def internal_error_after_forwarding(filename: str, check_url: str) -> str:
+    return (
+        f"the gateway failed after handing the upload to the upload server; {filename} may have "
+        f"been published: look for it on {check_url} before uploading it again"
+    )
+
+
+def session_failed() -> str:
+    # Raised outside the exchange, possibly after an upload was handed on: no claim either way.
+    return (
+        "pypissh-gateway: internal error; if this session carried an upload, look for the file on "
+        "the index before uploading it again\n"
+    )
+
+
+def restarting_disconnect() -> str:
+    # A session cut at the end of a drain may have been forwarding its upload at that moment.
+    return (
+        "the gateway is restarting; an upload still in progress may or may not have been "
+        "published: look for the file on the index before uploading it again"
+    )

@@ -152,7 +152,7 @@ class GatewaySession(asyncssh.SSHServerSession):
                 status = await self._run_exchange()
         except Exception:
             log.exception("session failed")
-            chan.write_stderr(b"pypissh-gateway: internal error; nothing was published; try again later\n")
+            chan.write_stderr(messages.session_failed().encode())
         finally:
             self._reader.stop()
             try:

@@ -109,6 +109,7 @@ def make_settings(tmp_path, upstream, host_key_dir):
             listen="127.0.0.1:0",
             upstream_url=upstream.url,
             upstream_ca_bundle=str(upstream.ca_file),
+            index_url=upstream.simple_url,
             host_key_dir=str(host_key_dir),
             secret_key_file=str(tmp_path / "secret.key"),
             read_timeout=5.0,
@@ -143,6 +144,20 @@ def start_gateway(make_settings):
 @pytest.fixture
 def gateway(start_gateway, settings) -> GatewayHarness:
     return start_gateway(settings)
+
+
+@pytest.fixture
+def recorded_sleeps(request):
+    """Swap a gateway's upstream client for one whose backoff sleeps are recorded, not slept."""
+    from gateway.upstream import UpstreamClient
+
+    def _install(harness: GatewayHarness) -> list[float]:
+        sleeps: list[float] = []
+        harness.gateway.upstream = UpstreamClient(harness.settings, sleep=sleeps.append)
+        request.addfinalizer(harness.gateway.upstream.close)
+        return sleeps
+
+    return _install
 
 
 @pytest.fixture

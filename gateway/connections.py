@@ -7,8 +7,9 @@ The connection classes below note them in an `Attempt` the calling thread sets b
 a whole exchange, all attempts included: a server that trickles its answer a byte at a time never
 trips a socket timeout, so when the deadline passes it shuts the attempt's socket down.
 
-Built on urllib3's documented extension points (pool classes by scheme, `ConnectionCls`), which
-`requests` keeps using underneath: the verification, pooling and proxies stay theirs.
+Built on urllib3's own extension points (the pool manager's pool classes by scheme, a pool's
+`ConnectionCls` and `_get_conn`) under an ordinary `requests` session: verification, pooling and
+timeouts stay theirs; these classes only observe, and refuse a pooled connection when asked.
 """
 
 from __future__ import annotations

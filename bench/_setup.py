@@ -564,6 +564,7 @@ class BenchEnv:
         assert self.upstream is not None
         settings: dict[str, Any] = dict(
             database_url=self.database_url, upstream_url=self.upstream.url,
+            index_url=self.upstream.simple_url,
             upstream_ca_bundle=str(self.upstream.ca_file), host_key_dir=str(self.host_key_dir),
             secret_key=SECRET, public_host="127.0.0.1",
             # One load generator on one address: the per-source limits meant for the internet
@@ -606,6 +607,7 @@ class BenchEnv:
         from testbed.scaleout import write_config
 
         write_config(config, dict(database_url=self.database_url, upstream_url=self.upstream.url,
+                                  index_url=self.upstream.simple_url,
                                   upstream_ca_bundle=str(ca), secret_key=SECRET,
                                   host_key_dir=str(self.host_key_dir), public_host="127.0.0.1",
                                   reminder_repeat_days=0.0))

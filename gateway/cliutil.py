@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import sys
+from typing import Callable
 
 import click
 
@@ -17,6 +19,19 @@ class Context:
         self.config = config
         self.pairs = pairs
         self._registry = None
+        self._clock: Callable[[], dt.datetime] | None = None
+
+    def now(self) -> dt.datetime:
+        """The current UTC time for this command: the real clock unless one was fixed."""
+        if self._clock is None:
+            from gateway.registry import utcnow
+
+            return utcnow()
+        return self._clock()
+
+    def fix_clock(self, when: dt.datetime) -> None:
+        """Make `now()` answer `when` for the rest of this command (tests pin the date this way)."""
+        self._clock = lambda: when
 
     def settings(self, **flags) -> Settings:
         overrides = {}

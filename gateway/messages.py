@@ -219,15 +219,6 @@ def registry_unavailable_line() -> str:
     return f"{PROGRAM}: {registry_unavailable()}\n"
 
 
-def internal_error_line() -> str:
-    return f"{PROGRAM}: internal error; {NOTHING_PUBLISHED}; try again later\n"
-
-
-def restarting() -> str:
-    """The disconnect reason for a connection still open when a drain's time is up."""
-    return f"the gateway is restarting; {NOTHING_PUBLISHED}; try again"
-
-
 def forwarding_refused(what: str = "port forwarding") -> str:
     return f"{what} is not offered by the upload gateway"
 
@@ -481,22 +472,14 @@ def wheel_name_mismatch(filename: str, name: str, version: str) -> str:
 
 
 # -- the upstream ---------------------------------------------------------------------------------
-def upstream_certificate(url: str) -> str:
-    return (
-        f"the upload server {url} presented a certificate the gateway cannot verify; "
-        f"{NOTHING_PUBLISHED}; the gateway's operator must check upstream_ca_bundle"
-    )
 
 
-def upstream_timeout(seconds: float) -> str:
-    return (
-        f"the upload server did not answer within {seconds:.0f} s; check the "
-        "project page before retrying, the file may have been published"
-    )
 
 
-def upstream_unreachable(url: str) -> str:
-    return f"cannot reach the upload server {url}; {NOTHING_PUBLISHED}; try again later"
+
+
+def retry_redirected(target: str | None) -> str:
+    return f"a retry was redirected to {target or 'an address it did not give'}"
 
 
 def upstream_redirect(url: str, status: int, target: str | None) -> str:
@@ -559,3 +542,95 @@ def unreadable_host_key(path: object, problem: object) -> str:
 def missing_extra(feature: str, module: str, extra: str) -> str:
     """For a command that needs an optional dependency the install left out."""
     return f"{feature} needs {module}: pip install 'pypissh-gateway[{extra}]'"
+# -- the upload server and the index (gateway/upload/upstream.py, gateway/upload/index.py) --------------------
+def upstream_certificate(url: str, detail: str) -> str:
+    return (
+        f"the upload server {url} presented a certificate the gateway cannot verify ({detail}); "
+        f"{NOTHING_PUBLISHED}; the gateway's operator must check upstream_ca_bundle"
+    )
+
+
+def upstream_unreachable(url: str, detail: str) -> str:
+    return f"cannot reach the upload server {url} ({detail}); {NOTHING_PUBLISHED}; try again later"
+
+
+def upstream_dropped_upload(url: str, detail: str) -> str:
+    return (
+        f"the upload server {url} dropped the connection before the whole upload was sent ({detail}); "
+        f"{NOTHING_PUBLISHED}; try again later"
+    )
+
+
+def upstream_no_answer(url: str, detail: str, filename: str, check_url: str) -> str:
+    return (
+        f"the upload server {url} received the whole upload but sent no answer ({detail}); it may "
+        f"have been published: look for {filename} on {check_url} before uploading it again"
+    )
+
+
+def upstream_deadline_unsent(url: str, seconds: float) -> str:
+    return (
+        f"the upload server {url} did not take the whole upload within {seconds:.0f} s "
+        f"(upstream_deadline); {NOTHING_PUBLISHED}; try again later"
+    )
+
+
+def upstream_deadline_unknown(url: str, seconds: float, filename: str, check_url: str) -> str:
+    return (
+        f"the upload server {url} received the whole upload but gave no complete answer within "
+        f"{seconds:.0f} s (upstream_deadline); the outcome is unknown: look for {filename} on "
+        f"{check_url} before uploading it again"
+    )
+
+
+def confirmed_after_drop(filename: str) -> str:
+    return f"OK: {filename} is published, confirmed on the index after the connection dropped"
+
+
+def confirmed_after_drop_note(check_url: str) -> str:
+    """For the event record: why a 'forwarded' upload had no answer of its own."""
+    return (
+        f"the connection dropped after the whole upload was sent; the retry was refused as already "
+        f"existing and {check_url} lists this file with the same sha256"
+    )
+
+
+def refusal_unconfirmed(reason: str, detail: str) -> str:
+    return (
+        f"{reason} (the connection had dropped after the whole upload was sent, and the gateway "
+        f"could not read the index to see whether that file is this upload: {detail})"
+    )
+
+
+def refusal_after_lost_answer(reason: str, filename: str, check_url: str) -> str:
+    return (
+        f"{reason} (but an earlier attempt sent the whole upload and got no answer: it may have "
+        f"been published; look for {filename} on {check_url} before uploading it again)"
+    )
+
+
+def index_unreadable(url: str, detail: str) -> str:
+    return f"cannot read the index page {url} ({detail})"
+
+
+def internal_error_after_forwarding(filename: str, check_url: str) -> str:
+    return (
+        f"the gateway failed after handing the upload to the upload server; {filename} may have "
+        f"been published: look for it on {check_url} before uploading it again"
+    )
+
+
+def session_failed() -> str:
+    # Raised outside the exchange, possibly after an upload was handed on: no claim either way.
+    return (
+        f"{PROGRAM}: internal error; if this session carried an upload, look for the file on "
+        "the index before uploading it again\n"
+    )
+
+
+def restarting_disconnect() -> str:
+    # A session cut at the end of a drain may have been forwarding its upload at that moment.
+    return (
+        "the gateway is restarting; an upload still in progress may or may not have been "
+        "published: look for the file on the index before uploading it again"
+    )

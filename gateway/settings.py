@@ -40,6 +40,12 @@ class Settings:
     read_timeout: float = 30.0
     upstream_timeout: float = 300.0
     upstream_retries: int = 2
+    # The whole exchange with the upload server (every attempt, the backoff pauses and the check
+    # on the index after a dropped connection) ends within this time, however slowly it answers.
+    upstream_deadline: float = 600.0
+    # The index's simple API: after a dropped connection the gateway looks there to see whether
+    # the upload was published. Verified against upstream_ca_bundle like the upload server.
+    index_url: str = "https://pypi.org/simple/"
     spool_dir: str | None = None
     health_listen: str = "127.0.0.1:9122"
     smtp_url: str = "smtp://127.0.0.1:25"
@@ -144,6 +150,8 @@ def validate(settings: Settings) -> Settings:
     split_host_port(settings.health_listen)
     if settings.max_upload_bytes <= 0:
         raise ConfigError(messages.setting_not_positive("max_upload_bytes"))
+    if settings.upstream_deadline <= 0:
+        raise ConfigError(messages.setting_not_positive("upstream_deadline"))
     _check_database_driver(settings.database_url)
     return settings
 

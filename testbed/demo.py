@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             PYPISSH_SECRET_KEY_FILE=str(work / "secret.key"),
             PYPISSH_UPSTREAM_URL=upstream.url,
             PYPISSH_UPSTREAM_CA_BUNDLE=str(upstream.ca_file),
+            PYPISSH_INDEX_URL=upstream.simple_url,
             PYPISSH_LISTEN=f"127.0.0.1:{port}",
             PYPISSH_HEALTH_LISTEN=f"127.0.0.1:{health_port}",
             PYPISSH_PUBLIC_HOST="127.0.0.1",

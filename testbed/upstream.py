@@ -4,6 +4,7 @@
         upstream.url        # https://127.0.0.1:PORT/ (uploads also work on .legacy_url, /legacy/)
         upstream.ca_file    # the CA certificate clients must trust
         upstream.token      # the only credential that works, with username __token__
+        upstream.simple_url # the simple API of what it stores (https://127.0.0.1:PORT/simple/)
         upstream.recordings()   # every request as received, in arrival order
         upstream.set_fault(503, "Service Unavailable", count=1)
 
@@ -111,6 +112,11 @@ class TlsPypiServer:
     def legacy_url(self) -> str:
         """The same upload endpoint under the real index's path: https://127.0.0.1:PORT/legacy/."""
         return self.url + "legacy/"
+
+    @property
+    def simple_url(self) -> str:
+        """pypiserver's simple API (PEP 503 HTML), what the gateway's `index_url` points at."""
+        return self.url + "simple/"
 
     @property
     def running(self) -> bool:

@@ -6,6 +6,7 @@ once per session. Project names are unique per test so uploads never collide on 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -41,6 +42,19 @@ def upstream(tmp_path_factory) -> TlsPypiServer:
     server.start()
     yield server
     server.stop()
+
+
+# Output the tests compare never depends on the terminal that runs them: every console (rich,
+# click) in the tests and in the processes they start sees a pipe this wide, never a terminal,
+# whatever FORCE_COLOR or the real terminal say.
+FIXED_TERMINAL = {"COLUMNS": "100", "LINES": "40", "TTY_COMPATIBLE": "0"}
+TERMINAL_OVERRIDES = ("FORCE_COLOR", "TTY_INTERACTIVE", "CLICOLOR_FORCE")
+
+
+def pytest_configure(config):
+    for name in TERMINAL_OVERRIDES:
+        os.environ.pop(name, None)
+    os.environ.update(FIXED_TERMINAL)
 
 
 @pytest.fixture(autouse=True)
@@ -95,6 +109,7 @@ def make_settings(tmp_path, upstream, host_key_dir):
             listen="127.0.0.1:0",
             upstream_url=upstream.url,
             upstream_ca_bundle=str(upstream.ca_file),
+            index_url=upstream.simple_url,
             host_key_dir=str(host_key_dir),
             secret_key_file=str(tmp_path / "secret.key"),
             read_timeout=5.0,
@@ -129,6 +144,19 @@ def start_gateway(make_settings):
 @pytest.fixture
 def gateway(start_gateway, settings) -> GatewayHarness:
     return start_gateway(settings)
+
+
+@pytest.fixture
+def recorded_sleeps(start_gateway):
+    """Start a gateway whose upstream client records its backoff sleeps instead of sleeping."""
+    from gateway.upload.upstream import UpstreamClient
+
+    def _start(settings: Settings) -> tuple[GatewayHarness, list[float]]:
+        sleeps: list[float] = []
+        harness = start_gateway(settings, upstream=UpstreamClient(settings, sleep=sleeps.append))
+        return harness, sleeps
+
+    return _start
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ def hostile_gateway(tmp_path_factory, upstream, host_key_dir):
     settings = Settings(
         database_url=f"sqlite:///{folder / 'registry.sqlite3'}",
         upstream_url=upstream.url,
+        index_url=upstream.simple_url,
         upstream_ca_bundle=str(upstream.ca_file),
         host_key_dir=str(host_key_dir),
         secret_key_file=str(folder / "secret.key"),

@@ -139,26 +139,28 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
     harness = start_gateway(settings)
     client = ssh_client(harness=harness)
     project = legacy_project()
-    tomorrow = dt.datetime.now(UTC).replace(microsecond=0) + dt.timedelta(days=1)
+    admin_now = dt.datetime(2031, 5, 3, 9, 0, tzinfo=UTC)  # the admin tool's clock (--now)
+    tomorrow = admin_now + dt.timedelta(days=1)
     harness.set_clock(fixed(tomorrow + dt.timedelta(minutes=30)))
     assert client.legacy(legacy_project(version="0.1"), "sdist", "upload", home=legacy_home).returncode == 0
 
-    done = migrate_cli(settings, "schedule", "pause", "--note", "maintenance")
+    done = migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "pause", "--note", "maintenance")
     assert done.returncode == 0, done.stderr
     harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are paused" in output(refused)
 
-    assert migrate_cli(settings, "schedule", "resume").returncode == 0
+    assert migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "resume").returncode == 0
     start = tomorrow.strftime("%Y-%m-%d %H:%M")
-    added = migrate_cli(settings, "schedule", "add-brownout", start, "--for", "2h")
+    added = migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "add-brownout", start, "--for", "2h")
     assert added.returncode == 0, added.stderr
     harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are off for a scheduled brownout" in output(refused)
 
     brownout_id = harness.registry.schedule.current().brownouts[0].id
-    assert migrate_cli(settings, "schedule", "cancel-brownout", str(brownout_id)).returncode == 0
+    assert migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "cancel-brownout",
+                       str(brownout_id)).returncode == 0
     harness.ticks.advance(2.5)
     assert client.legacy(project, "sdist", "upload", home=legacy_home).returncode == 0
 

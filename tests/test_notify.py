@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from click.testing import CliRunner
 
-from gateway.registry import Registry, UploadEvent, utcnow
+from gateway.registry import Registry, UploadEvent
 from gateway.registry.migrate_db import upgrade
 from gateway.ssh.sshkeys import parse_public_key
 from migrate.campaigns import Audience, plan_campaign
@@ -28,6 +28,9 @@ from migrate.mail import Mailer, SmtpTarget, build_message, new_message_id
 from testbed.tlsca import make_tls
 
 UTC = dt.timezone.utc
+# Every run of `notify` here is told this is the current time (the hidden --now), so what is due,
+# active or repeated never depends on the date or the time of day the suite runs at.
+NOW = dt.datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -88,7 +91,7 @@ def registry(tmp_path) -> Registry:
 def people(registry, user_keys):
     """alice (active, with a key, a project and a client), bob (inactive), carol (exempt),
     dave (disabled), erin (no email), frank and gina (active, plain)."""
-    now = utcnow()
+    now = NOW
     registry.accounts.add_account("alice", email="alice@example.org")
     registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
     registry.accounts.add_account("bob", email="bob@example.org")
@@ -115,7 +118,7 @@ def run_notify(registry: Registry, smtp, *args: str):
     url = str(registry.engine.url)
     smtp_url = f"smtp://127.0.0.1:{smtp.port}" if smtp is not None else "smtp://127.0.0.1:9"
     return CliRunner().invoke(cli, ["--set", f"database_url={url}", "--set", f"smtp_url={smtp_url}",
-                                    "notify", *args], catch_exceptions=False)
+                                    "--now", NOW.isoformat(), "notify", *args], catch_exceptions=False)
 
 
 def test_active_since_picks_the_right_recipients_and_counts_skips(people, smtp):
@@ -171,7 +174,7 @@ def test_killed_run_resumes_without_duplicates(people, smtp):
     url = str(people.engine.url)
     process = subprocess.Popen(
         [sys.executable, "-m", "migrate", "--set", f"database_url={url}", "--set",
-         f"smtp_url=smtp://127.0.0.1:{smtp.port}", "notify", "--campaign", "announce", "--all"],
+         f"smtp_url=smtp://127.0.0.1:{smtp.port}", "--now", NOW.isoformat(), "notify", "--campaign", "announce", "--all"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert smtp.mailbox.holding.wait(60), "the third message never arrived"
@@ -226,7 +229,7 @@ def test_limit_and_repeat_after(people, smtp):
     assert run_notify(people, smtp, "--campaign", "reminder", "--all", "--limit", "1").exit_code == 0
     assert smtp.mailbox.recipients() == ["alice@example.org"]
     old = people.outbox.sends(campaign="reminder")[0]
-    long_ago = utcnow() - dt.timedelta(days=40)
+    long_ago = NOW - dt.timedelta(days=40)
     people.outbox.finish_send(old.id, "sent", sent_at=long_ago)
     assert run_notify(people, smtp, "--campaign", "reminder", "--account", "alice").exit_code == 0
     assert len(smtp.mailbox.messages) == 1  # once per campaign without a repeat window
@@ -241,7 +244,7 @@ def test_limit_and_repeat_after(people, smtp):
 def test_queued_reminders_are_sent_once(people, smtp):
     """Per-use reminders: one queued per account and window, sent by --reminders, never twice."""
     alice, carol = people.accounts.get_account("alice"), people.accounts.get_account("carol")
-    now = utcnow()
+    now = NOW - dt.timedelta(hours=2)
     since = now - dt.timedelta(days=30)
     assert people.outbox.queue_reminder(alice.id, alice.email, now, since) is not None
     assert people.outbox.queue_reminder(alice.id, alice.email, now, since) is None  # one is waiting
@@ -254,7 +257,7 @@ def test_queued_reminders_are_sent_once(people, smtp):
     assert f"uploaded over SSH (localhost) on {now:%Y-%m-%d %H:%M}" in body
     assert run_notify(people, smtp, "--reminders").exit_code == 0
     assert len(smtp.mailbox.messages) == 1
-    assert people.outbox.queue_reminder(alice.id, alice.email, utcnow(), since) is None  # emailed in the window
+    assert people.outbox.queue_reminder(alice.id, alice.email, NOW, since) is None  # emailed in the window
     assert {r.status for r in people.outbox.sends(campaign="reminder")} == {"sent", "skipped"}
 
 
@@ -325,7 +328,7 @@ def test_secure_transports_with_login(mode, tls_files):
 def test_plan_orders_by_name_and_applies_the_limit(people):
     """Planning is by account name, the limit leaves the rest for the next run."""
     plan = plan_campaign(people.accounts.list_accounts(), people.events.last_use_by_account(), [], Audience(everyone=True),
-                         utcnow(), limit=2)
+                         NOW, limit=2)
     assert [p.account.name for p in plan.send] == ["alice", "bob"]
     assert plan.skipped["over --limit (next run)"] == 2
 
@@ -361,7 +364,7 @@ def test_two_runs_at_once_never_claim_the_same_message_twice(any_registry):
     def sender(name: str) -> None:
         for account_id in ids:
             barrier.wait(30)
-            claimed = registry.outbox.claim_send("announce", account_id, "x@example.org", f"<{name}{account_id}@t>", utcnow())
+            claimed = registry.outbox.claim_send("announce", account_id, "x@example.org", f"<{name}{account_id}@t>", NOW)
             if claimed is not None:
                 with lock:
                     won.append((account_id, claimed))

@@ -71,7 +71,8 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
         shutil.copyfile(upstream.ca_file, ca)
         config = folder / "config.toml"
         config.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in dict(
-            database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(ca), secret_key=SECRET,
+            database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
+            upstream_ca_bundle=str(ca), secret_key=SECRET,
             host_key_dir=str(host_key_dir), public_host="127.0.0.1").items()))
         registry = Registry.from_url(url)
         registry.accounts.add_account("alice", email="alice@example.org")

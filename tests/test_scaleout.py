@@ -69,7 +69,8 @@ def cluster(tmp_path_factory, upstream, host_key_dir, user_keys):
         registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
         registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
         settings = dict(
-            database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(upstream.ca_file),
+            database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
+            upstream_ca_bundle=str(upstream.ca_file),
             host_key_dir=str(host_key_dir), secret_key=SECRET, key_cache_seconds=KEY_CACHE_SECONDS,
             proxy_protocol="use", proxy_allowed=["127.0.0.1/32"], drain_seconds=30.0, read_timeout=10.0,
             public_host="127.0.0.1")

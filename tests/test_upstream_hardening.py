@@ -1,5 +1,5 @@
-"""Upstream faults, beyond the basics: a timeout is not retried (the file may have been published),
-a redirect is never followed, 502/503/504 are retried a bounded number of times from the spool
+"""Upstream faults, beyond the basics: a timeout after the whole upload was sent is retried (and
+said to be unknown when no retry is left), a redirect is never followed, 502/503/504 are retried a bounded number of times from the spool
 with backoff, other errors are reported once; a full spool disk gives a clear reason."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 
-from gateway.upload.upstream import UpstreamClient
 from testbed import legacyrequests as lr
 from tests.helpers import register_account
 
@@ -29,26 +28,35 @@ def _posts(upstream):
     return [record for record in upstream.recordings() if record.method == "POST"]
 
 
-@pytest.fixture
-def recorded_sleeps(start_gateway):
-    """Start a gateway whose upstream client records its backoff sleeps instead of sleeping."""
-    def _start(settings):
-        sleeps: list[float] = []
-        harness = start_gateway(settings, upstream=UpstreamClient(settings, sleep=sleeps.append))
-        return harness, sleeps
-
-    return _start
-
-
-def test_upstream_timeout_is_reported_and_not_retried(start_gateway, make_settings, ssh_client, user_key,
-                                                      upstream, project_name):
-    """An upstream slower than upstream_timeout: one attempt, 504 saying the file may have been published."""
-    harness = start_gateway(make_settings(upstream_timeout=1.0, upstream_retries=2))
+def test_upstream_timeout_after_the_whole_upload_is_retried_and_lands_once(
+        start_gateway, make_settings, ssh_client, user_key, upstream, project_name, recorded_sleeps):
+    """An answer slower than upstream_timeout after the whole upload was sent: retried, published once."""
+    harness, sleeps = recorded_sleeps(make_settings(upstream_timeout=1.0, upstream_retries=2))
     upstream.clear_recordings()
     upstream.set_fault(delay=3.0, count=1)
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
     code, reason = _status(result.stdout)
-    assert code == 504 and "did not answer within 1 s" in reason and "may have been published" in reason
+    # The retry lands first, or it finds the first attempt's file and the index confirms it.
+    assert code == 200, reason
+    assert sleeps == [0.5]
+    upstream.wait_recordings(2, timeout=15)
+    assert len(_posts(upstream)) == 2
+    assert [name for name in upstream.files() if name.endswith(".tar.gz") and project_name.lower().replace("-", "_") in name]
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "forwarded"
+
+
+def test_upstream_timeout_without_retries_says_the_outcome_is_unknown(
+        start_gateway, make_settings, ssh_client, user_key, upstream, project_name):
+    """No retry left after a timeout with the whole upload sent: 504 saying it may have been published."""
+    harness = start_gateway(make_settings(upstream_timeout=1.0, upstream_retries=0))
+    upstream.clear_recordings()
+    upstream.set_fault(delay=3.0, count=1)
+    result = _upload(harness, ssh_client, user_key, upstream, project_name)
+    code, reason = _status(result.stdout)
+    assert code == 504 and "received the whole upload but sent no answer (timed out)" in reason
+    assert "may have been published" in reason and "nothing was published" not in reason
+    assert f"{upstream.simple_url}" in reason
     upstream.wait_recordings(1, timeout=15)
     assert len(_posts(upstream)) == 1
     (event,) = harness.registry.events.recorded()

@@ -183,7 +183,7 @@ class GatewayListener:
         left = [c for c in self._connections if c.task is not None and not c.task.done()]
         for entry in left:
             if entry.conn is not None:
-                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION, messages.restarting())
+                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION, messages.restarting_disconnect())
             elif entry.task is not None:
                 entry.task.cancel()
         if left:

@@ -150,7 +150,7 @@ class GatewaySession(asyncssh.SSHServerSession):
                 status = await self._run_exchange()
         except Exception:
             log.exception("session failed")
-            chan.write_stderr(messages.internal_error_line().encode())
+            chan.write_stderr(messages.session_failed().encode())
         finally:
             self._reader.stop()
             try:

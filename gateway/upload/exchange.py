@@ -38,6 +38,7 @@ from gateway.upload import artifact as artifacts
 from gateway.upload.form import MultipartBody, check_client_digests, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
+from gateway.upload.upstream import UploadedFile
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ class Exchange:
         self.decision: Decision | None = None
         # The deprecation notice for this session (set when run() ends; front ends print it).
         self.notice: notices.Notice | None = None
+        # Set once the upload is handed to the upload server: from then on a failure of ours
+        # cannot claim the upload went nowhere.
+        self.forwarded: UploadedFile | None = None
 
     # -- the whole exchange ---------------------------------------------------------------------
     async def run(self) -> Reply:
@@ -132,7 +136,11 @@ class Exchange:
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
             self.event.outcome = "internal_error"
             self.event.error = type(exc).__name__
-            reason = messages.exchange_failed()
+            if self.forwarded is None:
+                reason = messages.exchange_failed()
+            else:
+                check_url = self.services.upstream.index.project_url(self.forwarded.project)
+                reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
             reply = Reply(500, reason, reason + "\n")
         finally:
             if form is not None:
@@ -252,10 +260,12 @@ class Exchange:
         self._check_project_allowed(found.project)
         token = self._credential(request)
         body = MultipartBody(rebuild(form, found, digests), spool.file, digests.size)
-        response = await self.services.run(self.services.upstream.forward_upload, body, token)
+        uploaded = self.forwarded = UploadedFile(found.project, found.upload_filename, digests.sha256)
+        response = await self.services.run(self.services.upstream.forward_upload, body, token, uploaded)
         self.event.upstream_status = response.status
         if response.ok:
             self.event.outcome = "forwarded"
+            self.event.error = response.note
             return Reply(response.status, response.reason,
                          messages.upload_done_body(found.upload_filename, digests.sha256,
                                                    self.peer.identity.account_name))

@@ -3,6 +3,20 @@
 One pooled `requests` session per process: connections (and their TLS handshakes) are reused across
 SSH sessions, which is where a gateway wins back the cost of each SSH handshake. Certificates are
 always verified, against `upstream_ca_bundle` when set.
+
+The status line decides the outcome; the body is read only up to a bound, for the explanation of
+a refusal, and a broken or endless body never turns a 2xx into a failure. A failed attempt is
+judged by how far it got (gateway/connections.py) and by its cause (gateway/failures.py):
+
+- a certificate that cannot be verified: reported at once, never retried;
+- a pooled connection the server had dropped, before any answer: retried at once, on a new one;
+- no connection (refused, timed out, TLS handshake cut off), or one dropped while the request
+  was still being sent: nothing can have been published; retried with backoff, like 502/503/504;
+- the whole request sent and no answer: the file may have been published. Retried; if the retry
+  is refused because the file already exists, the index's simple API decides: the same file name
+  with the same sha256 means it was this upload, confirmed; anything else passes the refusal on.
+
+`upstream_deadline` bounds all of it; past it, the answer says whether the outcome is unknown.
 """
 
 from __future__ import annotations
@@ -10,22 +24,45 @@ from __future__ import annotations
 import base64
 import html
 import http
+import http.client
+import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from gateway import __version__, messages
 from gateway.errors import UpstreamError, one_line
 from gateway.ops import metrics
+from gateway.upload.connections import CONNECTING, Attempt, Deadline, verified_session
+from gateway.upload.failures import CLOSED, TLS, TransportFailure, classify
+from gateway.upload.index import IndexClient, IndexUnavailable
 from gateway.settings import Settings
 from gateway.upload.form import MultipartBody
 
+log = logging.getLogger(__name__)
+
 RETRY_STATUSES = (502, 503, 504)
 USER_AGENT = f"pypissh-gateway/{__version__}"
+CONNECT_TIMEOUT = 10.0
+# Enough of a reply body for the explanation of a refusal; the rest is never read.
+BODY_LIMIT = 64 * 1024
+# The body only explains: after the status line it gets this long at most.
+BODY_SECONDS = 10.0
+# Failures that carry an exception but no answer from the upload server.
+TRANSPORT_ERRORS = (requests.RequestException, http.client.HTTPException, OSError)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """What the client sent, to recognise it on the index: project, file name as published, sha256."""
+
+    project: str
+    filename: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -34,10 +71,19 @@ class UpstreamResponse:
     reason: str
     attempts: int
     seconds: float
+    # Published, known from the index because the upload server's own answer was lost.
+    confirmed: bool = False
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+def already_exists(status: int, reason: str) -> bool:
+    """The upload server's "this file is already there": pypiserver says 409, the real index
+    400 with "File already exists" in the reason phrase."""
+    return status == 409 or (status == 400 and "already exists" in reason.lower())
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -72,59 +118,213 @@ def explain(status: int, reason: str, body: str) -> str:
 
 
 class UpstreamClient:
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
+                 index: IndexClient | None = None):
         self.url = settings.upstream_url
-        self.timeout = (10.0, settings.upstream_timeout)
+        self.read_timeout = settings.upstream_timeout
         self.retries = max(0, settings.upstream_retries)
+        self.deadline_seconds = settings.upstream_deadline
         self._sleep = sleep
-        self.session = requests.Session()
-        self.session.verify = settings.upstream_ca_bundle or True
-        self.session.trust_env = False  # the gateway's own settings decide, not the environment
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=64, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.session = verified_session(settings.upstream_ca_bundle, pool_maxsize=64)
+        self.index = index or IndexClient(settings)
 
     def close(self) -> None:
         self.session.close()
+        self.index.close()
 
-    def forward_upload(self, body: MultipartBody, token: str) -> UpstreamResponse:
-        """POST the upload; retry 502/503/504 and connection failures a bounded number of times."""
+    def forward_upload(self, body: MultipartBody, token: str, upload: UploadedFile | None = None) -> UpstreamResponse:
+        """POST the upload and say how it ended; `upload` lets a dropped connection be resolved on
+        the index. Raises UpstreamError when there is no answer to pass on."""
         headers = {
             "Authorization": basic_auth("__token__", token),
             "Content-Type": body.content_type,
             "Content-Length": str(len(body)),
             "User-Agent": USER_AGENT,
         }
-        started = time.monotonic()
-        attempt = 0
+        with Deadline(self.deadline_seconds) as deadline:
+            return _Forwarding(self, body, headers, upload, deadline).run()
+
+
+@dataclass
+class _Answer:
+    status: int
+    reason: str
+    location: str
+
+
+class _Forwarding:
+    """One upload's way to the upload server: the attempts, the pauses, the check on the index."""
+
+    def __init__(self, client: UpstreamClient, body: MultipartBody, headers: dict[str, str],
+                 upload: UploadedFile | None, deadline: Deadline):
+        self.client = client
+        self.body = body
+        self.headers = headers
+        self.upload = upload
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.attempts = 0
+        self.pauses = 0
+        self.fresh_only = False
+        # Some attempt sent the whole request and got no answer: the file may be published.
+        self.maybe_published = False
+
+    def run(self) -> UpstreamResponse:
         while True:
-            attempt += 1
+            if self.deadline.expired:
+                raise self._deadline_passed()
+            attempt = Attempt(fresh_only=self.fresh_only)
+            self.attempts += 1
             try:
-                with metrics.UPSTREAM_SECONDS.time():
-                    response = self.session.post(
-                        self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False)
-            except requests.exceptions.SSLError:
-                raise UpstreamError(messages.upstream_certificate(self.url)) from None
-            except requests.exceptions.Timeout:
-                raise UpstreamError(messages.upstream_timeout(self.timeout[1]), status=504) from None
-            except requests.exceptions.ConnectionError:
-                if attempt <= self.retries:
-                    self._sleep(0.5 * 2 ** (attempt - 1))
-                    continue
-                raise UpstreamError(messages.upstream_unreachable(self.url)) from None
-            with response:
-                body_text = response.text[:65536] if response.status_code >= 300 else ""
-            if 300 <= response.status_code < 400:
-                # As twine does: never follow (the body and the credentials would go where the
-                # redirect says), and name the target so the operator can decide to trust it.
-                target = one_line(response.headers.get("Location", "")) or None
-                raise UpstreamError(messages.upstream_redirect(self.url, response.status_code, target))
-            if response.status_code in RETRY_STATUSES and attempt <= self.retries:
-                self._sleep(0.5 * 2 ** (attempt - 1))
+                answer = self._send(attempt)
+            except TRANSPORT_ERRORS as exc:
+                self._after_failure(attempt, classify(exc))
                 continue
-            return UpstreamResponse(
-                status=response.status_code,
-                reason=explain(response.status_code, response.reason or "", body_text),
-                attempts=attempt,
-                seconds=time.monotonic() - started,
-            )
+            if attempt.answer_cut_short:
+                raise self._deadline_passed(sent=attempt.request_sent)
+            if 300 <= answer.status < 400:
+                raise self._redirected(answer)
+            if answer.status in RETRY_STATUSES and self._pause():
+                continue
+            if self.maybe_published and already_exists(answer.status, answer.reason):
+                return self._resolve(answer)
+            if self.maybe_published and not 200 <= answer.status < 300:
+                return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()))
+            return self._response(answer.status, answer.reason)
+
+    # -- one attempt ----------------------------------------------------------------------------
+    def _send(self, attempt: Attempt) -> _Answer:
+        remaining = self.deadline.remaining()
+        timeout = (min(CONNECT_TIMEOUT, remaining), min(self.client.read_timeout, remaining))
+        with self.deadline.watch(attempt), metrics.UPSTREAM_SECONDS.time():
+            response = self.client.session.post(self.client.url, data=self.body, headers=self.headers,
+                                                timeout=timeout, allow_redirects=False, stream=True)
+            status, raw_reason = response.status_code, response.reason or ""
+            with _cut_after(attempt, BODY_SECONDS):
+                body = _read_bounded(response, BODY_LIMIT)
+        text = body.decode(response.encoding or "utf-8", "replace") if status >= 300 else ""
+        return _Answer(status, explain(status, raw_reason, text), response.headers.get("Location", ""))
+
+    def _after_failure(self, attempt: Attempt, failure: TransportFailure) -> None:
+        """Decide what a failed attempt leads to: go on (return) or give up (raise)."""
+        if failure.certificate:
+            if self.maybe_published:  # an earlier attempt may have published it all the same
+                raise self._gave_up(attempt, failure)
+            raise UpstreamError(messages.upstream_certificate(self.client.url, failure.detail))
+        if attempt.request_sent:
+            self.maybe_published = True
+        if attempt.cut_off or self.deadline.expired:
+            raise self._deadline_passed(sent=attempt.request_sent)
+        retry_at_once = attempt.reused
+        # From now on only new connections: the pool may hold more that the server has dropped.
+        self.fresh_only = True
+        if retry_at_once:
+            log.info("the upload server dropped a pooled connection (%s); retrying on a new one", failure.detail)
+            return
+        if self._pause():
+            return
+        raise self._gave_up(attempt, failure)
+
+    def _pause(self) -> bool:
+        """Back off before the next attempt, if the retry budget and the deadline allow one."""
+        if self.pauses >= self.client.retries:
+            return False
+        delay = 0.5 * 2 ** self.pauses
+        if delay >= self.deadline.remaining():
+            return False
+        self.pauses += 1
+        self.client._sleep(delay)
+        return True
+
+    # -- endings --------------------------------------------------------------------------------
+    def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None):
+        return UpstreamResponse(status=status, reason=reason, attempts=self.attempts,
+                                seconds=time.monotonic() - self.started, confirmed=confirmed, note=note)
+
+    def _resolve(self, answer: _Answer) -> UpstreamResponse:
+        """The retry was refused as already existing after an attempt that may have published the
+        file: the index says whether the existing file is this upload."""
+        if self.upload is None:
+            return self._response(answer.status, answer.reason)
+        index = self.client.index
+        check_url = index.project_url(self.upload.project)
+        try:
+            with self.deadline.watch(Attempt()):
+                files = index.files(self.upload.project, timeout=max(0.001, self.deadline.remaining()))
+        except IndexUnavailable as exc:
+            if self.deadline.expired:
+                raise self._deadline_passed() from None
+            log.warning("could not check the index after a dropped connection: %s", exc.reason)
+            return self._response(answer.status, messages.refusal_unconfirmed(answer.reason, exc.reason))
+        for found in files:
+            if found.filename == self.upload.filename and (found.sha256 or "").lower() == self.upload.sha256.lower():
+                return self._response(200, messages.confirmed_after_drop(self.upload.filename), confirmed=True,
+                                      note=messages.confirmed_after_drop_note(check_url))
+        return self._response(answer.status, answer.reason)
+
+    def _where(self) -> tuple[str, str]:
+        """The file to look for and the page to look on."""
+        if self.upload is None:
+            return "the uploaded file", "the project's page on the index"
+        return self.upload.filename, self.client.index.project_url(self.upload.project)
+
+    def _deadline_passed(self, *, sent: bool = False) -> UpstreamError:
+        url, seconds = self.client.url, self.client.deadline_seconds
+        if sent or self.maybe_published:
+            filename, check_url = self._where()
+            return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504)
+        return UpstreamError(messages.upstream_deadline_unsent(url, seconds), status=504)
+
+    def _gave_up(self, attempt: Attempt, failure: TransportFailure) -> UpstreamError:
+        url = self.client.url
+        if self.maybe_published:
+            filename, check_url = self._where()
+            return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504)
+        if attempt.phase == CONNECTING:
+            detail = failure.detail
+            if failure.kind in (TLS, CLOSED):
+                detail = f"the TLS handshake failed: {detail}"
+            return UpstreamError(messages.upstream_unreachable(url, detail))
+        return UpstreamError(messages.upstream_dropped_upload(url, failure.detail))
+
+    def _redirected(self, answer: _Answer) -> UpstreamError:
+        # As twine does: never follow (the body and the credentials would go where the redirect
+        # says), and name the target so the operator can decide to trust it.
+        target = one_line(answer.location) or None
+        if self.maybe_published:
+            detail = messages.retry_redirected(target)
+            return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504)
+        return UpstreamError(messages.upstream_redirect(self.client.url, answer.status, target))
+
+
+class _cut_after:
+    """`with _cut_after(attempt, seconds):` the attempt's socket is shut down if the block is still
+    running after `seconds` (the deadline may come sooner)."""
+
+    def __init__(self, attempt: Attempt, seconds: float):
+        self._timer = threading.Timer(seconds, attempt.cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> None:
+        self._timer.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+
+def _read_bounded(response: requests.Response, limit: int) -> bytes:
+    """At most `limit` bytes of the body. Any failure to read it (a broken chunked encoding, a
+    reset, a cut-off) ends the reading, never the exchange: the status line has already said how
+    the upload went. A body read to its end leaves the connection in the pool; any other is closed."""
+    data = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=16 * 1024):
+            data += chunk
+            if len(data) >= limit:
+                break
+    except TRANSPORT_ERRORS as exc:
+        log.info("the upload server's reply body could not be read (%s); its status line stands",
+                 classify(exc).detail)
+    finally:
+        response.close()
+    return bytes(data[:limit])

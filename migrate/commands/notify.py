@@ -13,6 +13,7 @@ import email.utils
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Callable
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gateway.cliutil import Context, pass_context
 from gateway.errors import ConfigError
 from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
-from gateway.registry import Account, Registry, utcnow
+from gateway.registry import Account, Registry
 from gateway.settings import Settings
 from migrate import campaigns as plans
 from migrate.campaigns import ALREADY_SENT, SKIP_ORDER, Audience, CampaignPlan, Evidence, Planned
@@ -99,7 +100,7 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
     period = _option_value(parse_duration, active_since, "--active-since")
     settings = obj.settings()
     registry = obj.registry()
-    now = utcnow()
+    now = obj.now()
     accounts = registry.accounts.list_accounts()
 
     if reminders:
@@ -134,7 +135,7 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
     if dry_run is not None:
         tally = _write_all(plan, composer, dry_run)
     else:
-        tally = _send_all(plan, composer, registry, settings, per_second, repeat, now)
+        tally = _send_all(plan, composer, registry, settings, per_second, repeat, obj.now)
     _summary(name, plan, tally, dry_run)
     if tally.failed or tally.uncertain or tally.aborted:
         raise SystemExit(1)
@@ -193,7 +194,7 @@ def _write_all(plan: CampaignPlan, composer: Composer, folder: Path) -> Tally:
 
 
 def _send_all(plan: CampaignPlan, composer: Composer, registry: Registry, settings: Settings,
-              per_second: float | None, repeat: dt.timedelta | None, now: dt.datetime) -> Tally:
+              per_second: float | None, repeat: dt.timedelta | None, clock: Callable[[], dt.datetime]) -> Tally:
     tally = Tally()
     for row, reason in plan.dropped:  # queued reminders that will never go out
         registry.outbox.finish_send(row.id, "skipped", error=reason)
@@ -206,14 +207,14 @@ def _send_all(plan: CampaignPlan, composer: Composer, registry: Registry, settin
     except (ConfigError, MailError) as exc:
         raise click.ClickException(f"{exc}; nothing was sent") from None
     limiter = RateLimit(per_second)
-    since = now - repeat if repeat else None
+    since = clock() - repeat if repeat else None
     with mailer, _progress() as progress:
         task = progress.add_task(f"sending {composer.campaign}", total=len(plan.send))
         for planned in plan.send:
             limiter.wait()
             account = planned.account
             message, message_id = composer.message(planned)
-            send_id = _claim(registry, composer.campaign, planned, message_id, since)
+            send_id = _claim(registry, composer.campaign, planned, message_id, since, clock())
             if send_id is None:  # another run took it meanwhile
                 tally.raced += 1
                 progress.advance(task)
@@ -235,21 +236,21 @@ def _send_all(plan: CampaignPlan, composer: Composer, registry: Registry, settin
                 tally.aborted = str(exc)
                 break
             else:
-                registry.outbox.finish_send(send_id, "sent", sent_at=utcnow())
+                registry.outbox.finish_send(send_id, "sent", sent_at=clock())
                 tally.sent += 1
             progress.advance(task)
     return tally
 
 
 def _claim(registry: Registry, campaign: str, planned: Planned, message_id: str,
-           since: dt.datetime | None) -> int | None:
+           since: dt.datetime | None, now: dt.datetime) -> int | None:
     account = planned.account
     if planned.queued is not None:
         taken = registry.outbox.claim_queued(planned.queued.id, account.email or "", message_id)
         return planned.queued.id if taken else None
     for old in planned.retry_of:
         registry.outbox.finish_send(old, "failed", error="interrupted; sent again with --retry-interrupted")
-    return registry.outbox.claim_send(campaign, account.id, account.email or "", message_id, utcnow(), since=since)
+    return registry.outbox.claim_send(campaign, account.id, account.email or "", message_id, now, since=since)
 
 
 def _summary(name: str, plan: CampaignPlan, tally: Tally, dry_run: Path | None) -> None:

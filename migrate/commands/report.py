@@ -10,7 +10,6 @@ from rich.console import Console
 
 from gateway import messages
 from gateway.cliutil import Context, pass_context
-from gateway.registry import utcnow
 
 FORMATS = ("table", "csv", "json", "html")
 PIPED_WIDTH = 220
@@ -62,10 +61,10 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
 
     chart = _chart_module() if chart_path is not None else None
     try:
-        period = logic.parse_period(since, until, utcnow())
+        period = logic.parse_period(since, until, obj.now())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = build.build_report(obj.registry(), period, generated_at=utcnow())
+    result = build.build_report(obj.registry(), period, generated_at=obj.now())
 
     if chart is not None:
         _write(chart_path, chart.png(result))

@@ -24,7 +24,7 @@ from gateway.lifecycle.schedule import (
     parse_utc,
     timeline,
 )
-from gateway.registry import RegistryError, utcnow
+from gateway.registry import RegistryError
 from migrate.output import console, print_table, table
 
 STATE_STYLE = {"past": "dim", "in force": "bold red", "now": "bold", "next": "bold yellow", "later": ""}
@@ -69,7 +69,7 @@ def schedule() -> None:
 @pass_context
 def show(obj: Context, at: str | None, preview: bool) -> None:
     """List what happens when, with 'now' in its place."""
-    now = _time(at, utcnow()) if at else utcnow()
+    now = _time(at, obj.now()) if at else obj.now()
     current = obj.registry().schedule.current()
     console.print(f"[bold]now[/bold] ({format_utc(now)}): {describe_now(current, now)}")
     out = table(None, ["when (UTC)", "until", "id", "what", "state"])
@@ -104,7 +104,7 @@ def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: st
         return
     if when is None:
         raise click.UsageError(f"give the {kind} time (UTC), or --clear")
-    now = utcnow()
+    now = obj.now()
     start = _time(when, now)
     current = registry.schedule.current()
     try:
@@ -150,7 +150,7 @@ def add_brownout(obj: Context, start: str, end: str | None, length: str | None, 
     """
     if (end is None) == (length is None):
         raise click.UsageError("give either END or --for DURATION")
-    now = utcnow()
+    now = obj.now()
     begins = _time(start, now)
     try:
         ends = begins + parse_duration(length) if length else _time(end, now)
@@ -170,7 +170,7 @@ def add_brownout(obj: Context, start: str, end: str | None, length: str | None, 
 def cancel_brownout(obj: Context, window_id: int) -> None:
     """Cancel brownout ID (see `schedule show`); one in force ends now."""
     registry = obj.registry()
-    now = utcnow()
+    now = obj.now()
     found = [w for w in registry.schedule.current().brownouts if w.id == window_id]
     if not found:
         _fail(ScheduleError(f"no brownout {window_id}; `pypissh-migrate schedule show` lists them with their id"))
@@ -198,7 +198,7 @@ def pause(obj: Context, note: str | None) -> None:
         check_pause(registry.schedule.current())
     except ScheduleError as exc:
         _fail(exc)
-    now = utcnow()
+    now = obj.now()
     registry.schedule.add_window("pause", now, None, note)
     click.echo(f"uploads paused since {format_utc(now)}; {_obeyed(obj)}; "
                "`pypissh-migrate schedule resume` ends the pause")
@@ -212,7 +212,7 @@ def resume(obj: Context) -> None:
     current = registry.schedule.current()
     if current.pause is None:
         _fail(ScheduleError("uploads are not paused; nothing to resume"))
-    now = utcnow()
+    now = obj.now()
     for window in current.windows:  # every open pause, should two admins have paused at once
         if window.kind == "pause" and window.ends_at is None:
             registry.schedule.end_window(window.id, now)

@@ -6,6 +6,7 @@
     registry.events     one upload event per SSH session, and what is read back from them
     registry.outbox     notification emails: campaigns and per-use reminders
     registry.reports    the report's aggregates (read-only: may run against a standby)
+    registry.evidence   what the index lists for projects uploaded over SSH: who has switched
 
 Only the modules of this package write SQL.
 """
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, select
 from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
 from gateway.registry.engine import RegistryError, make_engine, utcnow
 from gateway.registry.events import EventStore, UploadEvent
+from gateway.registry.evidence import EvidenceStore
 from gateway.registry.outbox import NotificationSend, Outbox
 from gateway.registry.reports import ReportQueries
 from gateway.registry.schedule import ScheduleStore
@@ -35,12 +37,13 @@ class Registry:
     events: EventStore
     outbox: Outbox
     reports: ReportQueries
+    evidence: EvidenceStore
 
     @classmethod
     def on(cls, engine: Engine) -> "Registry":
         """Every store on one engine (one connection pool)."""
         return cls(engine, AccountStore(engine), ScheduleStore(engine), EventStore(engine), Outbox(engine),
-                   ReportQueries(engine))
+                   ReportQueries(engine), EvidenceStore(engine))
 
     @classmethod
     def from_url(cls, url: str) -> "Registry":

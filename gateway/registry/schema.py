@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 # Stable constraint names so migrations behave the same on SQLite and PostgreSQL.
@@ -121,6 +122,8 @@ upload_events = Table(
     Column("replica", String(100)),
     Index("ix_upload_events_at", "at"),
     Index("ix_upload_events_account_at", "account_id", "at"),
+    # The evidence refresh looks up what the gateway forwarded of one project at a time.
+    Index("ix_upload_events_project", "project"),
 )
 
 # The deprecation schedule. kind: notice | brownout | sunset | pause. A notice and a sunset have
@@ -153,4 +156,31 @@ notification_sends = Table(
     Column("message_id", String(255)),
     Column("error", Text),
     Index("ix_notification_sends_campaign_account", "campaign", "account_id"),
+)
+
+# What the index's simple API showed for each project ever uploaded over SSH
+# (`pypissh-migrate evidence refresh`): when its page was read, and every file on it that the gateway
+# did not forward. Project names are canonical (PEP 503), as in upload_events.
+index_projects = Table(
+    "index_projects",
+    metadata,
+    Column("project", String(255), primary_key=True),
+    Column("first_read_at", UtcDateTime, nullable=False),
+    Column("last_read_at", UtcDateTime, nullable=False),
+)
+
+index_files = Table(
+    "index_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project", String(255), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("sha256", String(64)),
+    # PEP 700 `upload-time`, when the page gave one (JSON pages only).
+    Column("upload_time", UtcDateTime),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    # The project's previous read, which did not list the file: it was published after this.
+    # NULL when the file was already there the first time the project was read.
+    Column("absent_at", UtcDateTime),
+    UniqueConstraint("project", "filename", name="uq_index_files_project_filename"),
 )

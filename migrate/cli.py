@@ -8,7 +8,7 @@ from gateway.cliutil import global_options
 from gateway.lifecycle.schedule import ScheduleError, parse_utc
 from migrate.commands import accounts, keys
 from migrate.commands import guide, import_legacy, scan, secret
-from migrate.commands import report
+from migrate.commands import evidence, report
 from migrate.commands.notify import notify
 from migrate.commands.schedule import schedule
 
@@ -42,6 +42,7 @@ cli.add_command(secret.rotate_secret)
 cli.add_command(guide.guide)
 cli.add_command(scan.scan)
 cli.add_command(report.report)
+cli.add_command(evidence.evidence)
 
 
 def main() -> None:

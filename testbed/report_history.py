@@ -7,14 +7,18 @@ carol on 20 January (dave's message failed, erin's was skipped); a brownout runs
 10:00-22:00; a second brownout was cancelled; the sunset is set for 1 April.
 
     alice  uploads `alpha` every Monday, notified, still using (one refusal by the upstream,
-           one by the brownout)
-    bob    uploads `beta` until 15 January, notified on the 20th: quiet since
+           one by the brownout); the index's only other `alpha` file is older than all that
+    bob    uploads `beta` until 15 January, notified on the 20th, quiet since; `beta` 2.0 was
+           released another way on 2 February (the index's upload time): migrated
     carol  exempt; registers `gamma`, uploads it during the brownout and after
     dave   never notified (his email failed); weak RSA-1024 key and a new ed25519 one; `delta`
-           and `delta-utils`; got a per-use reminder on 25 February, too recent to count as quiet
+           and `delta-utils`; got a per-use reminder on 25 February, too recent to count as quiet;
+           `delta` 1.1, released another way after his SSH upload of it (first seen by a refresh
+           on 10 February, absent on the 5th), then `delta-utils` over SSH again: mixed use
     erin   keys but no session: never used
     frank  last upload on 1 December: quiet since the notice phase began
-    gina   disabled; one upload of `eta` on 26 February
+    gina   disabled; one upload of `eta` on 26 February; an `eta` file without an upload time was
+           on the index the first time it was read, which proves nothing
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncssh
 
 from gateway.registry import Registry, UploadEvent
 from gateway.ssh.sshkeys import PublicKey, from_asyncssh
+from gateway.upload.index import IndexFile
 
 UTC = dt.timezone.utc
 SINCE = "2026-01-05"
@@ -138,4 +143,15 @@ def seed(registry: Registry) -> History:
 
     use("frank", at(12, 1, 8, year=2025), "forwarded", "phi", ssh=OPENSSH_74, agent="Python-urllib/2.7")
     use("gina", at(2, 26, 10), "forwarded", "eta", ssh=OPENSSH_92, agent="Python-urllib/3.11")
+    seed_index(registry)
     return History(registry, keys_)
+
+
+def seed_index(registry: Registry) -> None:
+    """What `evidence refresh` recorded from the index: files the gateway did not forward."""
+    evidence = registry.evidence
+    evidence.record_read("alpha", [IndexFile("alpha-0.9.tar.gz", "a9" * 32, at(6, 1, year=2025))], at(2, 5))
+    evidence.record_read("beta", [IndexFile("beta-2.0.tar.gz", "b2" * 32, at(2, 2, 10))], at(2, 5))
+    evidence.record_read("delta", [], at(2, 5))
+    evidence.record_read("delta", [IndexFile("delta-1.1.tar.gz", "d1" * 32, None)], at(2, 10, 9))
+    evidence.record_read("eta", [IndexFile("eta-0.1.tar.gz", "e0" * 32, None)], at(2, 27))

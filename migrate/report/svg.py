@@ -64,6 +64,20 @@ class Point:
 
 
 @dataclass(frozen=True)
+class MigrationMark:
+    """Accounts that migrated in one week: a triangle near the top of the plot, with the count."""
+
+    week: str
+    count: int
+    x: float
+    y: float
+
+    @property
+    def triangle(self) -> str:
+        return f"{self.x - 6},{self.y - 5} {self.x + 6},{self.y - 5} {self.x},{self.y + 5}"
+
+
+@dataclass(frozen=True)
 class MarkerShape:
     """A retirement date: a vertical line (`width` 0) or a band."""
 
@@ -86,7 +100,7 @@ class Tick:
 class LegendEntry:
     label: str
     color: str
-    shape: str  # box | line | band | point
+    shape: str  # box | line | band | point | triangle
     dash: str
     x: float
     y: float
@@ -109,7 +123,9 @@ class SvgChart:
     account_ticks: tuple[Tick, ...]
     legend: tuple[LegendEntry, ...]
     after_period: tuple[float, float] | None  # x and width of the shaded span after the period
+    migrations: tuple[MigrationMark, ...] = ()
     accounts_color: str = plot.ACCOUNTS_COLOR
+    migrations_color: str = plot.MIGRATIONS_COLOR
     after_period_color: str = plot.AFTER_PERIOD_COLOR
 
     @property
@@ -176,6 +192,9 @@ def layout(report: Report) -> SvgChart:
         markers.append(MarkerShape(placed.marker.kind, placed.label, f"{placed.start:%Y-%m-%d}", _px(left),
                                    _px(width), placed.color, DASHES.get(placed.style, "")))
 
+    migrations = tuple(MigrationMark(week.label, week.migrations, _px(at(centre)), PLOT_TOP + 12)
+                       for week, centre in plot.migration_weeks(report))
+
     after_period = None
     if axis.right > axis.until:
         after_period = (_px(at(axis.until)), _px(PLOT_RIGHT - at(axis.until)))
@@ -185,6 +204,8 @@ def layout(report: Report) -> SvgChart:
     entries += [(m.label, m.color, "band" if m.width else "line", m.dash) for m in markers]
     entries += [(p.label, p.color, "line", DASHES.get(p.style, "")) for p in outside]
     entries.append(("active accounts", plot.ACCOUNTS_COLOR, "point", ""))
+    if migrations:
+        entries.append((plot.MIGRATIONS_LABEL, plot.MIGRATIONS_COLOR, "triangle", ""))
     legend = tuple(_legend_entry(index, *entry) for index, entry in enumerate(entries))
     rows = math.ceil(len(legend) / LEGEND_COLUMNS)
 
@@ -201,6 +222,7 @@ def layout(report: Report) -> SvgChart:
         account_ticks=tuple(Tick(_px(accounts(v)), str(v)) for v in account_values),
         legend=legend,
         after_period=after_period,
+        migrations=migrations,
     )
 
 

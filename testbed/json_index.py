@@ -25,6 +25,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,15 @@ class Catalog:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body leave in two writes; with Nagle's algorithm the body would wait for
+    # the client's delayed ACK (40 ms) on every kept-alive request.
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def do_GET(self) -> None:
         self.server.count("requests")
+        if self.server.latency:
+            time.sleep(self.server.latency)
         parts = [p for p in self.path.split("?", 1)[0].split("/") if p]
         if len(parts) != 2 or parts[0] != "simple":
             self._send(404, {"message": "not a project page"})
@@ -153,10 +159,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], catalog: Catalog, context: ssl.SSLContext):
+    def __init__(self, address: tuple[str, int], catalog: Catalog, context: ssl.SSLContext, latency: float):
         super().__init__(address, _Handler)
         self.catalog = catalog
         self.context = context
+        self.latency = latency
         self.counts = {"requests": 0, "connections": 0}
         self._count_lock = threading.Lock()
 
@@ -178,10 +185,11 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class JsonIndex:
-    """The stand-in on a free loopback port, in a background thread."""
+    """The stand-in on a free loopback port, in a background thread. `latency` (seconds) delays
+    every answer, as a distant index's round trip would."""
 
-    def __init__(self, folder: Path, tls: TlsFiles, *, host: str = "127.0.0.1"):
-        self._server = _Server((host, 0), Catalog(folder), tls.server_context())
+    def __init__(self, folder: Path, tls: TlsFiles, *, host: str = "127.0.0.1", latency: float = 0.0):
+        self._server = _Server((host, 0), Catalog(folder), tls.server_context(), latency)
         self._thread = threading.Thread(target=self._server.serve_forever, name="json-index", daemon=True)
 
     @property

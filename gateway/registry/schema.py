@@ -122,8 +122,10 @@ upload_events = Table(
     Column("replica", String(100)),
     Index("ix_upload_events_at", "at"),
     Index("ix_upload_events_account_at", "account_id", "at"),
-    # The evidence refresh looks up what the gateway forwarded of one project at a time.
-    Index("ix_upload_events_project", "project"),
+    # Evidence from the index (registry/evidence.py): who uploaded a project, and each account's
+    # first and last upload of each project, are read from these indexes alone.
+    Index("ix_upload_events_project_uploads", "project", "outcome", "account_id", "at"),
+    Index("ix_upload_events_account_uploads", "account_id", "outcome", "project", "at"),
 )
 
 # The deprecation schedule. kind: notice | brownout | sunset | pause. A notice and a sunset have

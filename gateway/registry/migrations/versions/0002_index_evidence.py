@@ -34,11 +34,15 @@ def upgrade() -> None:
     sa.UniqueConstraint('project', 'filename', name='uq_index_files_project_filename')
     )
     with op.batch_alter_table('upload_events', schema=None) as batch_op:
-        batch_op.create_index('ix_upload_events_project', ['project'], unique=False)
+        batch_op.create_index('ix_upload_events_project_uploads', ['project', 'outcome', 'account_id', 'at'],
+                              unique=False)
+        batch_op.create_index('ix_upload_events_account_uploads', ['account_id', 'outcome', 'project', 'at'],
+                              unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('upload_events', schema=None) as batch_op:
-        batch_op.drop_index('ix_upload_events_project')
+        batch_op.drop_index('ix_upload_events_account_uploads')
+        batch_op.drop_index('ix_upload_events_project_uploads')
     op.drop_table('index_files')
     op.drop_table('index_projects')

@@ -257,7 +257,8 @@ def main() -> None:
                 results.append(bench("postgresql", url, args.events, args.accounts, args.runs, args.evidence))
     out = Table(title=f"pypissh-migrate report over 90 days (best of {args.runs} runs)")
     for column in ("database", "events", "accounts", "seeding", "report --format json\n(fresh process)",
-                   "its CPU time\n(client side)", "build_report\n(in process)", "sessions\nreported", "would\nbreak", "migrated /\nmixed use"):
+                   "its CPU time\n(client side)", "build_report\n(in process)", "sessions\nreported", "would\nbreak",
+                   "migrated /\nmixed use"):
         out.add_column(column, justify="left" if column == "database" else "right", no_wrap=column == "database")
     for r in results:
         out.add_row(r["backend"], f"{r['events']:,}", f"{r['accounts']:,}", f"{r['seed_s']:.1f} s",

@@ -221,7 +221,7 @@ def test_a_project_never_uploaded_over_ssh_is_refused(gateway, alice, ssh_client
 
 
 def test_refresh_help_names_the_exit_status():
-    """`evidence refresh --help` says what is read, the baseline of an index without upload times, and the exit status."""
+    """`evidence refresh --help` says what is read, what an index without upload times means, and the exit status."""
     result = CliRunner().invoke(cli, ["evidence", "refresh", "--help"])
     assert result.exit_code == 0
     text = " ".join(result.output.split())

@@ -53,7 +53,8 @@ def test_a_release_after_the_last_ssh_upload_of_every_project_is_migrated():
 
 def test_one_project_without_a_later_release_is_not_migrated():
     """alpha switched, beta did not: no verdict, but alpha's release is shown."""
-    state = migration_state(uploads(("alpha", 1, 3), ("beta", 2, 2)), {"alpha": [timed("alpha", "alpha-2.0.tar.gz", 5)]})
+    alpha = {"alpha": [timed("alpha", "alpha-2.0.tar.gz", 5)]}
+    state = migration_state(uploads(("alpha", 1, 3), ("beta", 2, 2)), alpha)
     assert state.status is None
     assert [e.filename for e in state.evidence] == ["alpha-2.0.tar.gz"]
 
@@ -85,7 +86,8 @@ def test_ssh_upload_after_a_release_made_another_way_is_mixed_use():
 
 def test_ssh_upload_of_another_project_after_a_switch_is_mixed_use():
     """alpha released another way, then beta uploaded over SSH (and never released otherwise): mixed use."""
-    state = migration_state(uploads(("alpha", 1, 1), ("beta", 9, 9)), {"alpha": [timed("alpha", "alpha-2.0.tar.gz", 5)]})
+    alpha = {"alpha": [timed("alpha", "alpha-2.0.tar.gz", 5)]}
+    state = migration_state(uploads(("alpha", 1, 1), ("beta", 9, 9)), alpha)
     assert state.status == MIXED_USE and state.back_on_ssh_at == day(9)
 
 

@@ -10,9 +10,13 @@ from gateway.tokens import TokenBox, check_token_shape, new_key
 
 
 def test_defaults_work_with_no_configuration():
-    """With no file, environment or flags, the embedded defaults apply."""
-    settings = load(None, environ={})
-    assert settings.database_url.startswith("sqlite:///var/")
+    """With no file, environment or flags, the embedded defaults apply, their files in the
+    per-user data directory."""
+    settings = load(None, environ={"HOME": "/home/op"})
+    home = "/home/op/.local/share/pypissh-gateway"
+    assert settings.home == home
+    assert settings.database_url == f"sqlite:///{home}/pypissh.sqlite3"
+    assert (settings.host_key_dir, settings.secret_key_file) == (f"{home}/keys", f"{home}/secret.key")
     assert (settings.listen, settings.ssh_user) == ("127.0.0.1:2222", "submit")
     assert settings.upstream_url == "https://upload.pypi.org/legacy/"
 

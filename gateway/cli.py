@@ -213,8 +213,10 @@ def db() -> None:
 @db.command("upgrade")
 @pass_context
 def db_upgrade(obj: Context) -> None:
-    """Create or migrate the registry's tables to the current schema (creates home if needed;
-    a new SQLite file is made 0600)."""
+    """Create or migrate the registry's tables to the current schema.
+
+    A new SQLite registry is made 0600, its folder (home, by default) 0700 when missing.
+    """
     settings = obj.settings()
     _upgrade(settings)
 
@@ -224,9 +226,8 @@ def _upgrade(settings: Settings) -> None:
 
     from gateway.registry.migrate_db import head_revision, upgrade
 
-    _make_home(settings)
     try:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url)  # a SQLite file's folder (home, by default) is made 0700
     except SQLAlchemyError as exc:
         raise click.ClickException(messages.registry_unreachable(database_name(settings),
                                                                  database_error_detail(exc))) from None

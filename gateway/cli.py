@@ -133,9 +133,9 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
         if promote:
             _promote(settings)
         else:
+            secret = None if next_keys else _secret_key_to_create(settings)  # refused before anything is written
             _generate_host_keys(settings, force=force, next_keys=next_keys, yes=yes)
-            if not next_keys:
-                _create_secret_key(settings)
+            _create_secret_key(secret)
         for line in hostkeys.fingerprints(settings.host_key_dir):
             click.echo(f"  {line}")
     except ConfigError as exc:
@@ -167,21 +167,27 @@ def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes
         click.echo(messages.host_keys_exist(folder))
 
 
-def _create_secret_key(settings: Settings) -> None:
-    """The key file, when the settings name one and it is missing; never while the registry
-    holds tokens (they were sealed under another key, which a new one could never open)."""
-    from gateway.tokens import create_key_file, key_file
+def _secret_key_to_create(settings: Settings) -> Path | None:
+    """The key file to create: the one the settings name, when it is missing. Refused while the
+    registry holds tokens (they were sealed under another key, which a new one could never open)."""
+    from gateway.tokens import key_file
 
     path = key_file(settings)
     if path is None:
-        return  # secret_key is given inline
+        return None  # secret_key is given inline
     if path.exists():
         click.echo(messages.already_there(path, "secret key"))
-        return
+        return None
     sealed = _stored_token_count(settings)
     if sealed:
         raise click.ClickException(messages.secret_key_refused(path, database_name(settings), sealed))
-    if create_key_file(path):
+    return path
+
+
+def _create_secret_key(path: Path | None) -> None:
+    from gateway.tokens import create_key_file
+
+    if path is not None and create_key_file(path):
         click.echo(messages.wrote_file(path, "secret key for stored API tokens, mode 0600"))
 
 
@@ -257,13 +263,14 @@ def init(obj: Context) -> None:
     overwrites a key or a registry.
     """
     settings = obj.settings()
+    secret = _secret_key_to_create(settings)
     _make_home(settings)
     try:
         _generate_host_keys(settings, force=False, next_keys=False, yes=False)
+        _create_secret_key(secret)
     except OSError as exc:
         raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
-                                                         "host_key_dir")) from None
-    _create_secret_key(settings)
+                                                         "host_key_dir and secret_key_file")) from None
     _upgrade(settings)
     click.echo(messages.init_done(database_name(settings)))
 

@@ -480,11 +480,14 @@ def _resolve_paths(values: dict[str, Any], sources: dict[str, Source], config: P
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """A warning for each `PYPISSH_*` variable no setting reads, naming the closest setting."""
-    names = {ENV_PREFIX + name.upper(): name for name in _field_types()}
+    settings = list(_field_types())
+    known = {ENV_PREFIX + name.upper() for name in settings} | OTHER_VARIABLES
     warnings = []
     for variable in sorted(environ):
-        if not variable.startswith(ENV_PREFIX) or variable in names or variable in OTHER_VARIABLES:
+        if not variable.startswith(ENV_PREFIX) or variable in known:
             continue
-        closest = _closest(variable, list(names))
-        warnings.append(messages.unknown_variable(variable, closest, names.get(closest or "")))
+        # Compared without the shared prefix, which would make every name look alike.
+        closest = _closest(variable[len(ENV_PREFIX):].lower(), settings)
+        warnings.append(messages.unknown_variable(variable, ENV_PREFIX + closest.upper() if closest else None,
+                                                  closest))
     return warnings

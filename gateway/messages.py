@@ -650,7 +650,7 @@ def settings_usage(pair: str) -> str:
 
 def usage_error(message: str, command: str) -> str:
     """A command-line mistake (click's usage errors), on one line."""
-    return f"{message.rstrip('.')}; see `{command} --help`"
+    return f"{message.rstrip('.')} (see `{command} --help`)"
 
 
 # -- state: the registry, the secret key, the host keys -------------------------------------------

@@ -805,7 +805,7 @@ def report_empty_registry(database: str, accounts: int, keys: int) -> str:
 
 # -- check: one line per problem, each with its fix -----------------------------------------------
 def file_mode_too_open(what: str, path: object, mode: int) -> str:
-    return f"{what} {path} has mode {mode:04o}, readable by others; run chmod 600 {path}"
+    return f"{what} {path} has mode {mode:04o}, open to group or others; run chmod 600 {path}"
 
 
 def config_writable_by_others(path: object, mode: int) -> str:

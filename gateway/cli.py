@@ -316,9 +316,16 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
 
     # stderr is the user's terminal here: operator logs and warnings go to syslog, never to the user.
     setup_syslog("WARNING")
-    obj.warn = logging.getLogger("gateway").warning
+    log = logging.getLogger("gateway")
+    obj.warn = log.warning
     settings = obj.settings()
-    sys.exit(run_stdio(settings, account, fingerprint))
+    try:
+        status = run_stdio(settings, account, fingerprint)
+    except ConfigError as exc:  # e.g. no secret key: the operator's to fix, the user only learns it failed
+        log.error("stdio cannot serve account %s: %s", account, exc)
+        sys.stderr.write(messages.internal_error_line())
+        status = 1
+    sys.exit(status)
 
 
 @cli.command("authorized-keys-command")

@@ -210,3 +210,13 @@ def test_misspelt_variable_gets_a_warning_naming_the_setting(gateway_home):
     assert done.returncode == 0 and "alice" in done.stdout
     assert done.stderr == ("warning: PYPISSH_DATABSE_URL is not a setting and is ignored; did you mean "
                            "PYPISSH_DATABASE_URL (setting database_url)?\n")
+
+
+def test_openssh_mode_without_its_secret_key_fails_in_one_line(gateway_home):
+    """`stdio` (sshd's forced command) with the key file gone: the user reads one line, nothing was
+    published; no key file is made."""
+    (gateway_home / "secret.key").unlink()
+    done = run("pypissh-gateway", "stdio", "--account", "alice", env=environment(PYPISSH_HOME=str(gateway_home)))
+    assert done.returncode == 1
+    assert done.stderr == "pypissh-gateway: internal error; nothing was published; try again later\n"
+    assert not (gateway_home / "secret.key").exists()

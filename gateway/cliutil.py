@@ -176,13 +176,17 @@ def setup_syslog(level: str) -> None:
     """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to syslog
     when the machine has one, else nowhere."""
     import logging.handlers
+    import os
 
     root = logging.getLogger()
     root.setLevel(level.upper())
+    # A failing handler must not print its traceback on the user's terminal either.
+    logging.raiseExceptions = False
     handler: logging.Handler = logging.NullHandler()
-    try:
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
-    except OSError:
-        pass
+    if os.path.exists("/dev/log"):  # SysLogHandler would accept a missing socket and fail on each line
+        try:
+            handler = logging.handlers.SysLogHandler(address="/dev/log")
+            handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+        except OSError:
+            pass
     root.addHandler(handler)

@@ -342,7 +342,8 @@ def _check_urls(settings: Settings, add) -> None:
     elif scheme not in DATABASE_SCHEMES:
         add("database_url", messages.database_scheme_unknown(scheme, DATABASE_SCHEMES))
     elif scheme in _POSTGRES_SCHEMES and importlib.util.find_spec("psycopg") is None:
-        add("database_url", messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
+        # Not the value's fault but the install's: no "set by", the fix is the extra.
+        add(None, messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
 
     smtp = urlsplit(settings.smtp_url)
     if smtp.scheme.lower() not in SMTP_SCHEMES or not smtp.hostname:

@@ -51,8 +51,9 @@ def cli() -> None:
 def serve(obj: Context, listen, upstream_url, database_url, health_listen, workers, worker_index) -> None:
     """Accept legacy uploads over SSH and forward them upstream.
 
-    SIGTERM drains: readiness fails, no new connections are accepted, uploads in flight get
-    drain_seconds to finish, then the process exits.
+    Refuses to start, in one line, with a plain-http upstream, a missing upstream_ca_bundle, or
+    without a registry, host keys or secret key. SIGTERM drains: readiness fails, no new
+    connections are accepted, uploads in flight get drain_seconds to finish, then the process exits.
     """
     settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url,
                             health_listen=health_listen, workers=workers)

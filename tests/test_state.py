@@ -220,3 +220,14 @@ def test_openssh_mode_without_its_secret_key_fails_in_one_line(gateway_home):
     assert done.returncode == 1
     assert done.stderr == "pypissh-gateway: internal error; nothing was published; try again later\n"
     assert not (gateway_home / "secret.key").exists()
+
+
+def test_relative_home_flag_is_taken_from_where_it_is_typed(tmp_path):
+    """`--home state` typed in a folder means that folder's state/, for every path that follows."""
+    folder = tmp_path / "ops"
+    folder.mkdir()
+    done = run("pypissh-gateway", "--home", "state", "init", env=environment(), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "state" / "pypissh.sqlite3").is_file() and (folder / "state" / "secret.key").is_file()
+    listed = run("pypissh-migrate", "--home", str(folder / "state"), "accounts", "list", env=environment(), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr

@@ -124,3 +124,14 @@ def test_systemd_waits_longer_than_the_drain():
     assert timeout > config["drain_seconds"]
     assert re.search(r"^KillSignal=SIGTERM$", unit, re.MULTILINE)
     assert re.search(r"^ExecStart=\S+ serve$", unit, re.MULTILINE)
+
+
+def test_unit_and_configuration_share_one_home():
+    """The unit's state directory (made 0700 by systemd before the start) is the home that its
+    PYPISSH_HOME and the example configuration name."""
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    state = re.search(r"^StateDirectory=(\S+)$", unit, re.MULTILINE).group(1)
+    assert re.search(r"^StateDirectoryMode=0700$", unit, re.MULTILINE)
+    home = f"/var/lib/{state}"
+    assert re.search(rf"^Environment=PYPISSH_HOME={re.escape(home)}$", unit, re.MULTILINE)
+    assert tomllib.loads((DEPLOY / "config.toml").read_text())["home"] == home

@@ -1,7 +1,8 @@
 """Settings: one TOML file, `PYPISSH_*` environment variables and command-line flags.
 
 Precedence is flag > environment > file > default. The result is one frozen `Settings` object that
-is passed down explicitly; no other module reads the environment.
+is passed down explicitly; no other module reads the environment. How the sources are read, and
+the settings of the per-login commands (read without this module), are in `loginsettings`.
 """
 
 from __future__ import annotations
@@ -10,34 +11,31 @@ import dataclasses
 import importlib.util
 import ipaddress
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from gateway import loginsettings as login
 from gateway import messages
 from gateway.errors import ConfigError
+from gateway.loginsettings import CONFIG_ENV, ENV_PREFIX
 
-ENV_PREFIX = "PYPISSH_"
-CONFIG_ENV = "PYPISSH_CONFIG"
 PROXY_MODES = ("off", "use", "require")
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///var/pypissh.sqlite3"
+    database_url: str = login.DATABASE_URL
     listen: str = "127.0.0.1:2222"
-    ssh_user: str = "submit"
+    ssh_user: str = login.SSH_USER
     upstream_url: str = "https://upload.pypi.org/legacy/"
     upstream_ca_bundle: str | None = None
     host_key_dir: str = "keys"
     secret_key: str | None = None
     secret_key_file: str = "var/secret.key"
-    # The real index's default per-file limit.
-    max_upload_bytes: int = 100 * 1024 * 1024
+    max_upload_bytes: int = login.MAX_UPLOAD_BYTES
     max_header_bytes: int = 64 * 1024
-    # Seconds a client may stay silent mid-request before it is told to retry.
-    read_timeout: float = 30.0
+    read_timeout: float = login.READ_TIMEOUT
     upstream_timeout: float = 300.0
     upstream_retries: int = 2
     spool_dir: str | None = None
@@ -71,6 +69,14 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 1
     drain_seconds: float = 60.0
+    # OpenSSH mode: the replica serves shim_socket, where `stdio` (sshd's forced command) hands
+    # over each session of shim_user and `authorized-keys-command` asks who owns a key.
+    openssh_mode: bool = False
+    shim_socket: str = login.SHIM_SOCKET
+    shim_user: str = "submit"
+    # `stdio` runs the whole session in its own process (about a second each) instead of handing
+    # it to the local replica: for an OpenSSH-mode machine that runs no replica.
+    stdio_in_process: bool = False
 
     # -- derived values -------------------------------------------------------------------------
     @property
@@ -105,31 +111,7 @@ def _field_types() -> dict[str, Any]:
 
 
 def _coerce(name: str, raw: Any) -> Any:
-    kind = _field_types()[name]
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(messages.setting_not_boolean(name, raw))
-    if kind == "int":
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(messages.setting_not_integer(name, raw)) from None
-    if kind == "float":
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(messages.setting_not_number(name, raw)) from None
-    if kind.startswith("tuple"):
-        if isinstance(raw, str):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        return tuple(str(part) for part in raw)
-    return None if raw is None else str(raw)
+    return login.coerce(_field_types()[name], name, raw)
 
 
 def validate(settings: Settings) -> Settings:
@@ -169,15 +151,7 @@ def load(
 
     path = config_path or environ.get(CONFIG_ENV)
     if path:
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(messages.config_file_missing(path)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(messages.config_file_not_toml(path, exc)) from None
-        data = data.get("pypissh", data)
-        for name, raw in data.items():
+        for name, raw in login.read_config_file(path).items():
             if name not in known:
                 raise ConfigError(messages.unknown_setting(name, path))
             values[name] = _coerce(name, raw)

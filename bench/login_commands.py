@@ -26,9 +26,11 @@ import contextlib
 import os
 import pwd
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,7 +88,9 @@ def main() -> None:
         registry.accounts.add_key("alice", key)
         if not (workdir / "hostkeys").exists():
             hostkeys.generate(workdir / "hostkeys")
-        socket_path = Path("/tmp") / f"pypissh-bench-{os.getpid()}.sock"  # short: a UNIX socket path
+        socket_dir = Path(tempfile.mkdtemp(prefix="pypissh-bench-"))  # short: a UNIX socket's path
+        stack.callback(shutil.rmtree, socket_dir, ignore_errors=True)
+        socket_path = socket_dir / "shim.sock"
         replica = Replica(workdir, dict(
             database_url=url, host_key_dir=str(workdir / "hostkeys"), secret_key_file=str(workdir / "secret.key"),
             openssh_mode=True, shim_socket=str(socket_path), shim_user=pwd.getpwuid(os.geteuid()).pw_name),

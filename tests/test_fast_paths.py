@@ -234,10 +234,12 @@ def test_login_fields_are_the_settings_fields():
 
 
 def test_light_reader_agrees_with_the_full_reader(tmp_path):
-    """For a file, the environment and flags together, both readers give the same values."""
+    """For a file, the environment and flags together, both readers give the same values; relative
+    paths in the file too (wherever they resolve, they must resolve alike)."""
     config = tmp_path / "config.toml"
-    config.write_text('[pypissh]\nssh_user = "uploads"\nshim_socket = "/run/file.sock"\nread_timeout = 12\n'
-                      'stdio_in_process = true\nlisten = "127.0.0.1:2200"\n')
+    config.write_text('[pypissh]\nssh_user = "uploads"\nshim_socket = "run/file.sock"\nread_timeout = 12\n'
+                      'stdio_in_process = true\nlisten = "127.0.0.1:2200"\n'
+                      'database_url = "sqlite:///state/registry.sqlite3"\n')
     environ = {"PYPISSH_SHIM_SOCKET": "/run/env.sock", "PYPISSH_MAX_UPLOAD_BYTES": "1000",
                "PYPISSH_DATABASE_URL": "sqlite:////var/lib/x.sqlite3"}
     overrides = {"database_url": "sqlite:////flag.sqlite3", "stdio_in_process": "off"}

@@ -306,13 +306,17 @@ def check(obj: Context, show: bool) -> None:
 @click.option("--fingerprint", default=None, help="The key that authenticated (for the record).")
 @pass_context
 def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
-    """Serve one session on stdin/stdout (for OpenSSH's command= deployment).
+    """Serve one session on stdin/stdout (OpenSSH's forced command for a key).
 
-    A command in SSH_ORIGINAL_COMMAND (help, whoami, guide) runs as over the gateway's own SSH
-    server; otherwise stdin carries one legacy upload request.
+    Hands the session to the local replica over shim_socket (`serve` with openssh_mode = true),
+    which runs it as over its own SSH server: a command in SSH_ORIGINAL_COMMAND (help, whoami,
+    guide), else one legacy upload request on stdin. With no replica running the user is told so
+    and nothing is published. With stdio_in_process = true the session runs in this process
+    instead (no replica needed, about a second per session).
     """
     import logging
 
+    from gateway.entry import stdio_command
     from gateway.ssh.stdio import run_stdio
 
     # stderr is the user's terminal here: operator logs and warnings go to syslog, never to the user.
@@ -320,6 +324,8 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     log = logging.getLogger("gateway")
     obj.warn = log.warning
     settings = obj.settings()
+    if not settings.stdio_in_process:
+        sys.exit(stdio_command(settings, account, fingerprint))
     try:
         status = run_stdio(settings, account, fingerprint)
     except ConfigError as exc:  # e.g. no secret key: the operator's to fix, the user only learns it failed
@@ -342,28 +348,13 @@ def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: 
 
     In sshd_config: `AuthorizedKeysCommand /abs/path/pypissh-gateway [--config FILE]
     authorized-keys-command %u %k %t`. Prints a `restrict,command="... stdio --account NAME"` line
-    for an active key of an enabled account, and nothing for any other key or user.
+    for an active key of an enabled account, and nothing for any other key or user. Asks the
+    local replica (shim_socket) first, else reads the registry.
     """
-    import os
-
-    from gateway.registry import Registry
-    from gateway.ssh.openssh import lines_for
+    from gateway.entry import authorized_keys_command as run
 
     settings = obj.settings()
-    if not key:
-        sys.exit(0)  # sshd passed no key (%k missing): list none rather than every key we know
-    program = os.path.abspath(executable or sys.argv[0])
-    global_args = obj.global_args()
-    registry = Registry.from_url(settings.database_url)
-    try:
-        lines = lines_for(registry, settings.ssh_user, user, key, key_type, program, global_args)
-    except Exception as exc:  # sshd logs our stderr; the login is refused
-        click.echo(f"pypissh-gateway: cannot read the registry ({type(exc).__name__}); key refused", err=True)
-        sys.exit(1)
-    finally:
-        registry.close()
-    for line in lines:
-        click.echo(line)
+    sys.exit(run(settings, obj.global_args(), user, key, key_type, executable))
 
 
 def main() -> None:

@@ -224,6 +224,65 @@ def internal_error_line() -> str:
     return f"{PROGRAM}: internal error; {NOTHING_PUBLISHED}; try again later\n"
 
 
+# -- the OpenSSH mode: the shim sshd runs per session, and the replica's socket for it ----------
+def shim_no_replica() -> str:
+    """No replica answers on shim_socket: the session cannot be served at all."""
+    return f"the upload service on this machine is not running; {NOTHING_PUBLISHED}; try again in a minute"
+
+
+def shim_replica_lost() -> str:
+    """The replica went away mid-session: it may have forwarded the upload already."""
+    return (
+        "the upload service on this machine stopped before it answered; if this was an upload, "
+        "check the project's page on the index before you try again"
+    )
+
+
+def shim_version_mismatch() -> str:
+    """The shim and the running replica are of different versions (an upgrade in progress)."""
+    return f"the upload service on this machine is being upgraded; {NOTHING_PUBLISHED}; try again in a minute"
+
+
+def shim_wrong_user(uid: int, shim_user: str) -> str:
+    """A peer of shim_socket that is not shim_user (checked with SO_PEERCRED)."""
+    return (
+        f"{PROGRAM}: this socket serves sessions of user '{shim_user}' only, and this process "
+        f"runs as uid {uid}; sshd runs the forced command as '{shim_user}' (setting shim_user)\n"
+    )
+
+
+def key_refused_registry_unreadable(problem: str) -> str:
+    """sshd's AuthorizedKeysCommand could not find out who owns a key (sshd logs stderr)."""
+    return f"{PROGRAM}: cannot read the registry ({problem}); key refused"
+
+
+def shim_socket_in_use(path: object) -> str:
+    return (
+        f"another replica already serves shim_socket {path}; stop it, or give this one its own "
+        "shim_socket"
+    )
+
+
+def shim_socket_unusable(path: object, problem: object) -> str:
+    return f"cannot serve shim_socket {path}: {problem}; check the setting and its directory"
+
+
+def shim_user_unknown(user: str) -> str:
+    return (
+        f"shim_user '{user}' is not a user on this machine; create it (useradd --system submit) "
+        "or set shim_user to the user sshd runs the sessions as"
+    )
+
+
+def shim_group_not_ours(path: object, group: int, user: str) -> str:
+    return (
+        f"cannot give {path} to group {group} of shim_user '{user}': run the replica as a member of "
+        f"that group (SupplementaryGroups= in the systemd unit) or as '{user}'"
+    )
+
+
+
+
 def forwarding_refused(what: str = "port forwarding") -> str:
     return f"{what} is not offered by the upload gateway"
 

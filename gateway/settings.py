@@ -8,6 +8,8 @@ against that file's folder; relative paths from the defaults, the environment or
 against `home` (`PYPISSH_HOME`, `--home`), which defaults to a per-user data directory. `load_all`
 also tells where each value came from (for `check --show`), which `PYPISSH_*` variables no setting
 reads (a misspelt name), and every problem with the values.
+How the sources are read, and the settings of the per-login commands (read without this module),
+are in `loginsettings`.
 """
 
 from __future__ import annotations
@@ -18,20 +20,20 @@ import importlib.util
 import ipaddress
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from gateway import loginsettings as login
 from gateway import messages
 from gateway.errors import ConfigError
+from gateway.loginsettings import CONFIG_ENV, ENV_PREFIX
 
-ENV_PREFIX = "PYPISSH_"
-CONFIG_ENV = "PYPISSH_CONFIG"
-HOME_ENV = "PYPISSH_HOME"
+HOME_ENV = login.HOME_ENV
+default_home = login.default_home
+sqlite_path = login.sqlite_path
 PROXY_MODES = ("off", "use", "require")
-APP_DIR = "pypissh-gateway"
 # `PYPISSH_*` variables that are not settings and are nobody's typo: the config file's path, the
 # legacy pypissh client's own variables (PYPISSH_SSH, PYPISSH_HOST, PYPISSH_USER; see
 # testbed/pypissh.py) and the virtualenv of the `./dev` script.
@@ -39,7 +41,7 @@ OTHER_VARIABLES = frozenset({CONFIG_ENV, "PYPISSH_SSH", "PYPISSH_HOST", "PYPISSH
 
 # Settings holding a file or folder: a relative value resolves against the config file's folder
 # (when written there) or against `home` (otherwise). A relative SQLite path in database_url too.
-PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir")
+PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir", "shim_socket")
 SECRET_SETTINGS = ("secret_key",)
 # URLs that may carry a password (user:password@host, or ?password=): masked when shown.
 URL_SETTINGS = ("database_url", "smtp_url", "upstream_url")
@@ -60,19 +62,17 @@ PORT_MAX = 65535
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///pypissh.sqlite3"
+    database_url: str = login.DATABASE_URL
     listen: str = "127.0.0.1:2222"
-    ssh_user: str = "submit"
+    ssh_user: str = login.SSH_USER
     upstream_url: str = "https://upload.pypi.org/legacy/"
     upstream_ca_bundle: str | None = None
     host_key_dir: str = "keys"
     secret_key: str | None = None
     secret_key_file: str = "secret.key"
-    # The real index's default per-file limit.
-    max_upload_bytes: int = 100 * 1024 * 1024
+    max_upload_bytes: int = login.MAX_UPLOAD_BYTES
     max_header_bytes: int = 64 * 1024
-    # Seconds a client may stay silent mid-request before it is told to retry.
-    read_timeout: float = 30.0
+    read_timeout: float = login.READ_TIMEOUT
     upstream_timeout: float = 300.0
     upstream_retries: int = 2
     # The whole exchange with the upload server (every attempt, the backoff pauses and the check
@@ -115,6 +115,14 @@ class Settings:
     # The state directory: relative paths from defaults, environment and flags resolve against it.
     # Empty until `load` fills in the per-user default (see `default_home`).
     home: str = ""
+    # OpenSSH mode: the replica serves shim_socket, where `stdio` (sshd's forced command) hands
+    # over each session of shim_user and `authorized-keys-command` asks who owns a key.
+    openssh_mode: bool = False
+    shim_socket: str = login.SHIM_SOCKET
+    shim_user: str = "submit"
+    # `stdio` runs the whole session in its own process (about a second each) instead of handing
+    # it to the local replica: for an OpenSSH-mode machine that runs no replica.
+    stdio_in_process: bool = False
 
     # -- derived values -------------------------------------------------------------------------
     @property
@@ -194,25 +202,8 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def default_home(environ: Mapping[str, str]) -> str:
-    """The per-user data directory: $XDG_DATA_HOME/pypissh-gateway, else ~/.local/share/...
-
-    Hand-written rather than platformdirs: three lines of the XDG rule, for a Linux service.
-    """
-    data = environ.get("XDG_DATA_HOME") or ""
-    base = Path(data) if os.path.isabs(data) else Path(environ.get("HOME") or Path.home()) / ".local" / "share"
-    return str(base / APP_DIR)
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file of a `sqlite:///PATH` URL (None for other databases and in-memory SQLite)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.partition("+")[0] != "sqlite":
-        return None
-    path = rest.partition("?")[0]
-    if not path.startswith("/") or path in ("/", "/:memory:"):
-        return None
-    return Path(path[1:])
 
 
 def mask_url(url: str | None) -> str | None:
@@ -246,39 +237,7 @@ def _field_types() -> dict[str, Any]:
 
 
 def _coerce(name: str, raw: Any) -> Any:
-    kind = _field_types()[name]
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(messages.setting_not_boolean(name, raw))
-    if kind == "int":
-        if isinstance(raw, bool):
-            raise ConfigError(messages.setting_not_integer(name, raw))
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(messages.setting_not_integer(name, raw)) from None
-    if kind == "float":
-        if isinstance(raw, bool):
-            raise ConfigError(messages.setting_not_number(name, raw))
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(messages.setting_not_number(name, raw)) from None
-    if kind.startswith("tuple"):
-        if isinstance(raw, str):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if not isinstance(raw, (list, tuple)):
-            raise ConfigError(messages.setting_not_list(name, raw))
-        return tuple(str(part) for part in raw)
-    if isinstance(raw, (dict, list)):
-        raise ConfigError(messages.setting_not_text(name))
-    return None if raw is None else str(raw)
+    return login.coerce(_field_types()[name], name, raw)
 
 
 def _closest(name: str, candidates: list[str]) -> str | None:
@@ -406,7 +365,7 @@ def load_all(
     path = config_path or environ.get(CONFIG_ENV)
     config = Path(path).absolute() if path else None
     if config is not None:
-        for name, raw in _read_config(config).items():
+        for name, raw in login.read_config_file(config).items():
             if name not in known:
                 raise ConfigError(messages.unknown_setting(name, config, _closest(name, list(known))))
             values[name] = _coerce(name, raw)
@@ -439,26 +398,6 @@ def load_all(
     return Loaded(settings, sources, config, tuple(unknown_variables(environ)), tuple(found))
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(messages.config_file_missing(path)) from None
-    except IsADirectoryError:
-        raise ConfigError(messages.config_file_is_a_directory(path)) from None
-    except OSError as exc:
-        raise ConfigError(messages.config_file_unreadable(path, exc.strerror or exc)) from None
-    except UnicodeDecodeError:
-        raise ConfigError(messages.config_file_not_utf8(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(messages.config_file_not_toml(path, exc)) from None
-    section = data.get("pypissh", data)
-    if not isinstance(section, dict):
-        raise ConfigError(messages.config_file_not_toml(path, "[pypissh] is not a table"))
-    return section
-
-
 def _resolve_paths(values: dict[str, Any], sources: dict[str, Source], config: Path | None,
                    environ: Mapping[str, str]) -> None:
     """Make every path absolute: against the config file's folder when written there, else
@@ -472,21 +411,16 @@ def _resolve_paths(values: dict[str, Any], sources: dict[str, Source], config: P
     if not os.path.isabs(home):
         return  # reported by `problems`; nothing can be resolved against it
 
-    def base(name: str) -> Path:
+    def base(name: str) -> str:
         source = sources.get(name, DEFAULT)
-        return config.parent if source.kind == "file" and config is not None else Path(home)
+        return str(config.parent) if source.kind == "file" and config is not None else home
 
     for name in PATH_SETTINGS:
         value = values.get(name, getattr(Settings, name, None))
-        if value and not os.path.isabs(value):
-            values[name] = os.path.normpath(base(name) / value)
-    url = values.get("database_url", Settings.database_url)
-    database = sqlite_path(url)
-    if database is not None and not database.is_absolute():
-        scheme, _, rest = url.partition(":///")
-        query = rest.partition("?")[2]
-        resolved = os.path.normpath(base("database_url") / database)
-        values["database_url"] = f"{scheme}:///{resolved}" + (f"?{query}" if query else "")
+        if value:
+            values[name] = login.resolve_path(value, base(name))
+    values["database_url"] = login.resolve_database_url(values.get("database_url", Settings.database_url),
+                                                        base("database_url"))
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

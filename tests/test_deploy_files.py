@@ -135,3 +135,20 @@ def test_unit_and_configuration_share_one_home():
     home = f"/var/lib/{state}"
     assert re.search(rf"^Environment=PYPISSH_HOME={re.escape(home)}$", unit, re.MULTILINE)
     assert tomllib.loads((DEPLOY / "config.toml").read_text())["home"] == home
+
+
+def test_openssh_mode_lines_of_the_example_configuration_fit_the_unit():
+    """The example configuration's OpenSSH-mode settings, uncommented, load; its shim_socket lies in
+    the directory the systemd unit creates (RuntimeDirectory=)."""
+    from gateway.settings import load
+
+    text = (DEPLOY / "config.toml").read_text()
+    enabled = re.sub(r"(?m)^# (openssh_mode|shim_socket|shim_user) = ", r"\1 = ", text)
+    assert enabled != text
+    config = tomllib.loads(enabled)
+    assert config["openssh_mode"] is True
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    runtime = re.search(r"^RuntimeDirectory=(\S+)$", unit, re.MULTILINE).group(1)
+    assert Path(config["shim_socket"]).parent == Path("/run") / runtime
+    settings = load(None, {}, {name: config[name] for name in ("openssh_mode", "shim_socket", "shim_user")})
+    assert (settings.openssh_mode, settings.shim_user) == (True, "submit")

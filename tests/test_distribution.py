@@ -61,6 +61,8 @@ def _project_files(*folders: str) -> set[str]:
     for folder in folders:
         for path in (SOURCE_ROOT / folder).rglob("*"):
             relative = path.relative_to(SOURCE_ROOT)
+            if relative.parts[:2] == ("bench", "out"):
+                continue  # benchmark results of this machine, at any depth
             if path.is_file() and not _generated(str(path.parent), [*relative.parts]):
                 found.add(relative.as_posix())
     return found

@@ -213,10 +213,11 @@ def test_misspelt_variable_gets_a_warning_naming_the_setting(gateway_home):
 
 
 def test_openssh_mode_without_its_secret_key_fails_in_one_line(gateway_home):
-    """`stdio` (sshd's forced command) with the key file gone: the user reads one line, nothing was
-    published; no key file is made."""
+    """`stdio` run in process (sshd's forced command without a replica) with the key file gone: the
+    user reads one line, nothing was published; no key file is made."""
     (gateway_home / "secret.key").unlink()
-    done = run("pypissh-gateway", "stdio", "--account", "alice", env=environment(PYPISSH_HOME=str(gateway_home)))
+    done = run("pypissh-gateway", "stdio", "--account", "alice",
+               env=environment(PYPISSH_HOME=str(gateway_home), PYPISSH_STDIO_IN_PROCESS="true"))
     assert done.returncode == 1
     assert done.stderr == "pypissh-gateway: internal error; nothing was published; try again later\n"
     assert not (gateway_home / "secret.key").exists()

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 
-from gateway.settings import sqlite_path
+from gateway.loginsettings import sqlite_path
 
 
 def utcnow() -> dt.datetime:

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from gateway.registry.engine import create_sqlite_file, make_engine
-from gateway.settings import sqlite_path
+from gateway.loginsettings import sqlite_path
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -53,7 +53,7 @@ class Services:
         return cls(
             settings=settings,
             registry=registry,
-            tokens=TokenBox.from_settings(settings, create=True),
+            tokens=TokenBox.from_settings(settings),
             upstream=upstream or UpstreamClient(settings),
             executor=ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="pypissh"),
             keys=KeyCache(registry.accounts.identity_for_key, settings.key_cache_seconds, clock=ticks),

@@ -42,6 +42,9 @@ UPLOAD_BYTES = Counter("pypissh_upload_bytes", "Bytes of files received in uploa
 SESSION_SECONDS = Histogram(
     "pypissh_session_duration_seconds", "Time from the start of a request to its answer.",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+SHIM_REFUSED = Counter(
+    "pypissh_shim_refused",
+    "Connections to shim_socket refused by peer credentials (not shim_user, root or the replica's user).")
 UPSTREAM_SECONDS = Histogram(
     "pypissh_upstream_latency_seconds", "Time of each request to the upstream upload API.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))

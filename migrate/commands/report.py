@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 
 from gateway import messages
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, database_name, pass_context
 
 FORMATS = ("table", "csv", "json", "html")
 PIPED_WIDTH = 220
@@ -53,12 +53,13 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     the accounts that would break if the sunset were today, with the evidence, and compares usage
     before and after each notice, campaign and brownout. `migrated` and `mixed-use` come from the
     index (run `pypissh-migrate evidence refresh` first): migrated accounts are left off the
-    accounts that would break, and the releases that show it are listed. Everything is as of the
-    end of the period; times are UTC.
+    accounts that would break, and the releases that show it are listed. A registry with no
+    accounts or no keys is reported as empty, never as safe. Every format names the registry it
+    read. Everything is as of the end of the period; times are UTC.
 
     CSV sections: summary, would_break, trend, weeks, accounts, projects, markers, evidence. On
-    standard output they follow each other, each with its own header row whose first column is `section`,
-    separated by a blank line; lists inside a cell are separated by " | ".
+    standard output they follow each other, each with its own header row whose first column is
+    `section`, separated by a blank line; lists inside a cell are separated by " | ".
     """
     from migrate.report import build, logic
 
@@ -67,7 +68,8 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
         period = logic.parse_period(since, until, obj.now())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = build.build_report(obj.registry(), period, generated_at=obj.now())
+    result = build.build_report(obj.registry(), period, generated_at=obj.now(),
+                                database=database_name(obj.settings()))
 
     if chart is not None:
         _write(chart_path, chart.png(result))

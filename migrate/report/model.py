@@ -193,6 +193,12 @@ class Verdict:
     trend: tuple[Trend, ...]
     overall: str  # one sentence on the weekly line
     migrated: tuple[AccountReport, ...] = ()  # left off would_break: the index shows they switched
+    empty: bool = False  # the registry has no accounts or no keys: nothing to judge, never "safe"
+
+    @property
+    def state(self) -> str:
+        """`empty`, `safe` or `not-safe`: the verdict for scripts."""
+        return "empty" if self.empty else ("safe" if self.safe else "not-safe")
 
 
 @dataclass(frozen=True)
@@ -207,6 +213,7 @@ class Report:
     totals: Counts
     unattributed_sessions: int = 0  # events whose account was deleted since
     evidence_read_at: dt.datetime | None = None  # the index's last read (None: never read)
+    database: str = ""  # the registry it was read from (URL, password masked)
 
     def status_counts(self) -> dict[str, int]:
         found = {status: 0 for status in STATUSES}

@@ -4,9 +4,9 @@ leave no traceback, no "session failed" and no "Task exception was never retriev
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-import subprocess
 
 from testbed import legacyrequests as lr
 from tests.helpers import register_account, wait_until
@@ -36,6 +36,9 @@ def test_fifty_channels_closed_before_their_answer_leave_no_traceback(start_gate
         for client in clients:
             client.kill()  # the master closes each client's channel; the gateway has yet to answer
         wait_until(lambda: sessions.held("alice") == 0, what="every session to end", timeout=60)
+        wait_until(lambda: len(_aborted(harness)) == CHANNELS, what="every session's event", timeout=60)
+        for _ in range(3):  # let the loop run what the last event rows resumed (the writes)
+            harness.call(asyncio.sleep(0))
         gc.collect()  # an exception nobody retrieved is reported when its task is collected
         assert master.session("whoami").returncode == 0
     finally:
@@ -45,10 +48,15 @@ def test_fifty_channels_closed_before_their_answer_leave_no_traceback(start_gate
             client.wait()
         master.stop()
 
-    gone = [r for r in caplog.records if "closed the session before its answer was written" in r.getMessage()]
-    assert len(gone) == CHANNELS
     for bad in ("session failed", "Task exception was never retrieved", "Traceback", "Exception in callback"):
         assert bad not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len([e for e in harness.registry.events.recorded() if e.outcome == "client_aborted"]) == CHANNELS
-    assert all(c.returncode != 0 for c in clients if isinstance(c, subprocess.Popen))
+    # Most answers meet a closed channel (a client's end of file may get one out first): each is
+    # logged as the client's doing, never as a failure.
+    gone = [r for r in caplog.records if "closed the session before its answer was written" in r.getMessage()]
+    assert gone and all(r.levelno == logging.INFO for r in gone)
+    assert all(c.returncode != 0 for c in clients)
+
+
+def _aborted(harness) -> list:
+    return [e for e in harness.registry.events.recorded() if e.outcome == "client_aborted"]

@@ -76,7 +76,7 @@ def test_revocation_reaches_a_controlmaster(gateway, alice, ssh_client, user_key
         sessions = gateway.services.limits.sessions
         waiting = master.open_session()  # its request will come only after the revocation
         forwarded_name, refused_name = project_name + "-fw", project_name + "-late"
-        upstream.set_fault(delay=8, count=1)  # the upload server sits on the first upload for a while
+        upstream.set_fault(delay=12, count=1)  # the upload server sits on the first upload for a while
         forwarding = master.open_session()
         forwarding.stdin.write(lr.python3_upload(forwarded_name, "1.0", lr.make_sdist(forwarded_name, "1.0")))
         forwarding.stdin.flush()

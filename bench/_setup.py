@@ -3,7 +3,7 @@
     with BenchEnv("small_uploads", db="postgres") as env:
         accounts = env.add_accounts(32)
         gateway = env.start_gateway()                 # (a) `pypissh-gateway serve`, a real process
-        classic = env.start_openssh_mode()            # (b) sshd + AuthorizedKeysCommand + stdio
+        classic = env.start_openssh_mode()            # (b) sshd + AuthorizedKeysCommand + the shim
         raw = env.start_raw_sshd(accounts)            # (d) sshd, `cat >/dev/null` as the ceiling
         uploads = make_uploads(env.workdir / "uploads", 100, 50_000, "s")
         run_ssh_batch([(ssh_argv(gateway, accounts[0]), u.request) for u in uploads], 8)
@@ -384,6 +384,24 @@ class Sshd:
                 self.proc.wait(5)
 
 
+def gateway_algorithms_for_sshd() -> str:
+    """sshd_config lines offering the gateway's own algorithm lists (those this OpenSSH knows).
+
+    OpenSSH 9.2 prefers sntrup761x25519 for key exchange, which costs its client about 90 ms of
+    CPU per login on this machine against 13 ms for curve25519, the gateway's choice; with the
+    same lists on both servers the OpenSSH-mode benchmark compares the servers, not key exchanges.
+    """
+    from gateway.ssh import algorithms
+
+    def known(query: str, wanted: list[str]) -> str:
+        have = set(subprocess.run([SSH, "-Q", query], capture_output=True, text=True, check=True).stdout.split())
+        return ",".join(name for name in wanted if name in have)
+
+    return (f"KexAlgorithms {known('kex', algorithms.kex_algorithms(False))}\n"
+            f"Ciphers {known('cipher', algorithms.ciphers())}\n"
+            f"MACs {known('mac', algorithms.mac_algorithms(False))}\n")
+
+
 @dataclass
 class Target:
     """Where a peer's ssh sessions go, and the process that serves them (for CPU and memory)."""
@@ -424,6 +442,7 @@ class BenchEnv:
         self.host_key_dir = self.workdir / "hostkeys"
         self._processes: list[Any] = []
         self._wrappers: list[Path] = []
+        self.openssh_replica_pid: int | None = None
 
     # lifecycle
     def __enter__(self) -> "BenchEnv":
@@ -588,38 +607,39 @@ class BenchEnv:
                       replica.pid)
 
     def start_openssh_mode(self) -> Target:
-        """(b): the same handler behind OpenSSH's sshd: AuthorizedKeysCommand asks the registry,
-        `command=... stdio` serves each session."""
+        """(b): the same handler behind OpenSSH's sshd: AuthorizedKeysCommand asks the local
+        replica who owns the key, and `command=... stdio` (the shim) hands each session to that
+        replica over its UNIX socket. The target's pid is sshd's; `openssh_replica_pid` is the
+        replica's."""
         reason = openssh_unavailable()
         if reason:
             raise RuntimeError(reason)
         if self.db != "postgres":
-            raise RuntimeError("the OpenSSH mode runs sessions as user submit: use --db postgres")
+            raise RuntimeError("the OpenSSH mode's fallback reads the registry as root and as user submit: "
+                               "use --db postgres")
         ensure_submit_user()
         folder = self.workdir / "openssh"
         folder.mkdir(exist_ok=True)
         folder.chmod(0o755)
-        assert self.upstream is not None
-        ca = folder / "upstream-ca.pem"
-        shutil.copyfile(self.upstream.ca_file, ca)
-        ca.chmod(0o644)
-        config = folder / "config.toml"
-        from testbed.scaleout import write_config
-
-        write_config(config, dict(database_url=self.database_url, upstream_url=self.upstream.url,
-                                  index_url=self.upstream.simple_url,
-                                  upstream_ca_bundle=str(ca), secret_key=SECRET,
-                                  host_key_dir=str(self.host_key_dir), public_host="127.0.0.1",
-                                  reminder_repeat_days=0.0))
-        config.chmod(0o644)
-        command = root_owned_wrapper(PROGRAM.resolve())  # sshd insists on a root-owned path
+        replica = Replica(folder, self.gateway_settings(
+            openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user=SSH_USER,
+            reminder_repeat_days=0.0), name="openssh-replica")
+        replica.start(timeout=60)
+        self._processes.append(replica)
+        self.openssh_replica_pid = replica.pid
+        config = folder / "openssh-replica.toml"
+        config.chmod(0o644)  # read by the shim, which runs as user submit
+        # Both per-login programs start the same way: `session_program`, the one user `submit` can
+        # run (this virtualenv's interpreter may live in a private home).
+        program = session_program(folder)
+        command = root_owned_wrapper(program.resolve())  # sshd insists on a root-owned path
         self._wrappers.append(command)
         sshd = Sshd(folder, (
             f"AuthorizedKeysFile none\nAuthorizedKeysCommand {command} --config {config} "
-            f"authorized-keys-command --command {session_program(folder)} %u %k %t\n"
-            "AuthorizedKeysCommandUser root\n"), "classic").start()
+            f"authorized-keys-command --command {program} %u %k %t\n"
+            "AuthorizedKeysCommandUser root\n" + gateway_algorithms_for_sshd()), "classic").start()
         self._processes.append(sshd)
-        return Target("(b) sshd + stdio", sshd.port, sshd.known_hosts, sshd.pid)
+        return Target("(b) sshd + shim", sshd.port, sshd.known_hosts, sshd.pid)
 
     def start_raw_sshd(self, accounts: Sequence[BenchAccount]) -> Target:
         """(d): sshd with a plain authorized_keys file, where `cat >/dev/null` is the ceiling of

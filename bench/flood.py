@@ -26,6 +26,7 @@ from gateway.registry.migrate_db import upgrade  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.ssh import hostkeys  # noqa: E402
 from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
+from gateway.tokens import create_key_file  # noqa: E402
 from testbed.gatewayprocess import GatewayProcess  # noqa: E402
 
 
@@ -64,7 +65,8 @@ def main() -> int:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "user")], check=True)
     settings = Settings(database_url=f"sqlite:///{work / 'registry.sqlite3'}", host_key_dir=str(work / "keys"),
                         secret_key_file=str(work / "secret.key"), upstream_url="https://127.0.0.1:9/legacy/")
-    upgrade(settings.database_url)
+    upgrade(settings.database_url)  # what `keygen` and `db upgrade` make
+    create_key_file(work / "secret.key")
     registry = Registry.from_url(settings.database_url)
     registry.accounts.add_account("alice")
     registry.accounts.add_key("alice", parse_public_key((work / "user.pub").read_text()))

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
+from pathlib import Path
 
 import click
 
-from gateway.cliutil import Context, ensure_schema, global_options, pass_context, setup_logging, setup_syslog
+from gateway import messages
+from gateway.cliutil import (
+    Context,
+    confirm_irreversible,
+    database_error_detail,
+    database_name,
+    global_options,
+    pass_context,
+    require_registry,
+    run,
+    setup_logging,
+    setup_syslog,
+    yes_option,
+)
 from gateway.errors import ConfigError
+from gateway.settings import Settings, insecure_upstream
 from gateway.ssh import hostkeys
 
 
@@ -35,19 +51,34 @@ def cli() -> None:
 def serve(obj: Context, listen, upstream_url, database_url, health_listen, workers, worker_index) -> None:
     """Accept legacy uploads over SSH and forward them upstream.
 
-    SIGTERM drains: readiness fails, no new connections are accepted, uploads in flight get
-    drain_seconds to finish, then the process exits.
+    Refuses to start, in one line, with a plain-http upstream, a missing upstream_ca_bundle, or
+    without a registry, host keys or secret key. SIGTERM drains: readiness fails, no new
+    connections are accepted, uploads in flight get drain_seconds to finish, then the process exits.
     """
     settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url,
                             health_listen=health_listen, workers=workers)
     setup_logging(settings.log_level)
-    ensure_schema(settings)
-    try:
-        hostkeys.load(settings.host_key_dir)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    refuse_to_serve(settings)
     try:
         _serve(obj, settings, worker_index, upstream_url, database_url)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def refuse_to_serve(settings: Settings) -> None:
+    """Stop with one line before listening when the replica could not work safely: a cleartext
+    upstream, a missing CA bundle, no registry, no host keys, no secret key."""
+    from gateway.tokens import TokenBox
+
+    cleartext = insecure_upstream(settings)
+    if cleartext:
+        raise click.ClickException(cleartext)
+    if settings.upstream_ca_bundle and not Path(settings.upstream_ca_bundle).is_file():
+        raise click.ClickException(messages.upstream_ca_bundle_missing(settings.upstream_ca_bundle))
+    require_registry(settings)
+    try:
+        hostkeys.load(settings.host_key_dir)
+        TokenBox.from_settings(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -62,11 +93,7 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
         from gateway.ops.supervisor import Supervisor
 
         def worker_command(index: int, listen_at: str) -> list[str]:
-            argv = [sys.executable, "-m", "gateway"]
-            if obj.config:
-                argv += ["--config", obj.config]
-            for pair in obj.pairs:
-                argv += ["--set", pair]
+            argv = [sys.executable, "-m", "gateway", *obj.global_args()]
             argv += ["serve", "--listen", listen_at, "--worker-index", str(index)]
             for flag, value in (("--upstream-url", upstream_url), ("--database-url", database_url)):
                 if value:
@@ -81,14 +108,21 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
 
 
 @cli.command()
-@click.option("--force", is_flag=True, help="Replace existing keys (clients will see a changed host key).")
+@click.option("--force", is_flag=True,
+              help="Replace the existing host keys (clients will see a changed host key); the old ones are "
+                   "kept beside them as *.replaced-<UTC time>. Asks first; --yes in scripts.")
 @click.option("--next", "next_keys", is_flag=True,
               help="Rotation step 1: add the next keys beside the current ones; clients learn them.")
 @click.option("--promote", is_flag=True,
               help="Rotation step 2: make the next keys current; the old ones become *.retired.")
+@yes_option
 @pass_context
-def keygen(obj: Context, force: bool, next_keys: bool, promote: bool) -> None:
-    """Create the host keys (ed25519, and RSA for old clients) in host_key_dir, or rotate them.
+def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool) -> None:
+    """Create the host keys (ed25519, and RSA for old clients) in host_key_dir, and the secret key
+    file that seals stored API tokens when it is missing; or rotate the host keys.
+
+    Files are written 0600, new folders 0700; nothing that exists is overwritten without --force
+    (host keys only: a new secret key could not open the tokens already stored).
 
     Rotation: `keygen --next`, copy the folder to every replica and restart them one by one; wait
     while clients with UpdateHostKeys learn the new keys; then `keygen --promote`, copy, restart.
@@ -96,20 +130,86 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool) -> None:
     settings = obj.settings()
     if next_keys and promote:
         raise click.UsageError("--next and --promote are separate steps of a rotation; run one at a time")
-    if promote:
-        moves = hostkeys.promote(settings.host_key_dir)
-        for old, new in moves:
-            click.echo(f"moved {old} -> {new}")
-        if not moves:
-            click.echo(f"no next keys in {settings.host_key_dir}/; run `pypissh-gateway keygen --next` first")
-    else:
-        written = hostkeys.generate(settings.host_key_dir, force=force, next_keys=next_keys)
-        for path in written:
-            click.echo(f"wrote {path}")
-        if not written:
-            click.echo(f"host keys already exist in {settings.host_key_dir}/ (use --force to replace them)")
-    for line in hostkeys.fingerprints(settings.host_key_dir):
-        click.echo(f"  {line}")
+    try:
+        if promote:
+            _promote(settings)
+        else:
+            secret = None if next_keys else _secret_key_to_create(settings)  # refused before anything is written
+            _generate_host_keys(settings, force=force, next_keys=next_keys, yes=yes)
+            _create_secret_key(secret)
+        for line in hostkeys.fingerprints(settings.host_key_dir):
+            click.echo(f"  {line}")
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
+                                                         "host_key_dir and secret_key_file")) from None
+
+
+def _promote(settings: Settings) -> None:
+    moves = hostkeys.promote(settings.host_key_dir)
+    for old, new in moves:
+        click.echo(f"moved {old} -> {new}")
+    if not moves:
+        click.echo(f"no next keys in {settings.host_key_dir}/; run `pypissh-gateway keygen --next` first")
+
+
+def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes: bool) -> None:
+    folder = settings.host_key_dir
+    if force and not next_keys and hostkeys.existing(folder):
+        confirm_irreversible(messages.confirm_replace_host_keys(folder), "replacing the host keys", yes)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        for old, backup in hostkeys.back_up(folder, stamp):
+            click.echo(messages.host_keys_backed_up(old, backup))
+    written = hostkeys.generate(folder, next_keys=next_keys)
+    for path in written:
+        click.echo(messages.wrote_file(path, "host key, mode 0600"))
+    if not written:
+        click.echo(messages.host_keys_exist(folder))
+
+
+def _secret_key_to_create(settings: Settings) -> Path | None:
+    """The key file to create: the one the settings name, when it is missing. Refused while the
+    registry holds tokens (they were sealed under another key, which a new one could never open)."""
+    from gateway.tokens import key_file
+
+    path = key_file(settings)
+    if path is None:
+        return None  # secret_key is given inline
+    if path.exists():
+        click.echo(messages.already_there(path, "secret key"))
+        return None
+    sealed = _stored_token_count(settings)
+    if sealed:
+        raise click.ClickException(messages.secret_key_refused(path, database_name(settings), sealed))
+    return path
+
+
+def _create_secret_key(path: Path | None) -> None:
+    from gateway.tokens import create_key_file
+
+    if path is not None and create_key_file(path):
+        click.echo(messages.wrote_file(path, "secret key for stored API tokens, mode 0600"))
+
+
+def _stored_token_count(settings: Settings) -> int:
+    """Tokens in the registry (0 when there is no registry yet)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.registry import Registry
+    from gateway.registry.migrate_db import MISSING, schema_state
+
+    try:
+        if schema_state(settings.database_url)[0] == MISSING:
+            return 0
+        registry = Registry.from_url(settings.database_url)
+        try:
+            return len(registry.accounts.token_ciphertexts())
+        finally:
+            registry.close()
+    except SQLAlchemyError as exc:
+        raise click.ClickException(messages.registry_unreachable(database_name(settings),
+                                                                 database_error_detail(exc))) from None
 
 
 @cli.group()
@@ -120,46 +220,85 @@ def db() -> None:
 @db.command("upgrade")
 @pass_context
 def db_upgrade(obj: Context) -> None:
-    """Create or migrate the registry's tables to the current schema."""
+    """Create or migrate the registry's tables to the current schema.
+
+    A new SQLite registry is made 0600, its folder (home, by default) 0700 when missing.
+    """
+    settings = obj.settings()
+    _upgrade(settings)
+
+
+def _upgrade(settings: Settings) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.registry.migrate_db import head_revision, upgrade
 
-    settings = obj.settings()
-    upgrade(settings.database_url)
-    click.echo(f"database at revision {head_revision()}")
+    try:
+        upgrade(settings.database_url)  # a SQLite file's folder (home, by default) is made 0700
+    except SQLAlchemyError as exc:
+        raise click.ClickException(messages.registry_unreachable(database_name(settings),
+                                                                 database_error_detail(exc))) from None
+    except OSError as exc:
+        raise click.ClickException(messages.registry_unreachable(
+            database_name(settings), f"{exc.strerror} ({exc.filename})")) from None
+    click.echo(f"database at revision {head_revision()}: {database_name(settings)}")
+
+
+def _make_home(settings: Settings) -> None:
+    home = Path(settings.home)
+    if home.is_dir():
+        return
+    try:
+        home.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise click.ClickException(messages.cannot_create_home(home, exc.strerror)) from None
+    click.echo(messages.created_home(home))
 
 
 @cli.command()
 @pass_context
-def check(obj: Context) -> None:
-    """Check settings, host keys, database and upstream reachability; exit non-zero on a problem."""
-    from gateway.registry import Registry
-    from gateway.registry.migrate_db import is_current
-    from gateway.tokens import TokenBox
+def init(obj: Context) -> None:
+    """Set up a new gateway: create home, the host keys, the secret key and the registry.
 
+    The same as `keygen` then `db upgrade`; running it again changes nothing, and it never
+    overwrites a key or a registry.
+    """
     settings = obj.settings()
-    problems = 0
+    secret = _secret_key_to_create(settings)
+    _make_home(settings)
+    try:
+        _generate_host_keys(settings, force=False, next_keys=False, yes=False)
+        _create_secret_key(secret)
+    except OSError as exc:
+        raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
+                                                         "host_key_dir and secret_key_file")) from None
+    _upgrade(settings)
+    click.echo(messages.init_done(database_name(settings)))
 
-    def report(ok: bool, what: str) -> None:
-        nonlocal problems
-        problems += 0 if ok else 1
-        click.echo(f"[{'ok' if ok else 'FAIL'}] {what}")
 
-    try:
-        report(True, "host keys: " + ", ".join(hostkeys.fingerprints(settings.host_key_dir)))
-    except ConfigError as exc:
-        report(False, str(exc))
-    try:
-        Registry.from_url(settings.database_url).ping()
-        report(is_current(settings.database_url), "database reachable" + (
-            "" if is_current(settings.database_url) else "; schema not current: run `pypissh-gateway db upgrade`"))
-    except Exception as exc:
-        report(False, f"database {settings.database_url.split('@')[-1]}: {type(exc).__name__}")
-    try:
-        TokenBox.from_settings(settings, create=False)
-        report(True, "secret key for stored tokens")
-    except ConfigError as exc:
-        report(False, str(exc))
-    sys.exit(1 if problems else 0)
+@cli.command()
+@click.option("--show", is_flag=True,
+              help="Print every effective setting with its source (default, file, env, flag), secrets masked.")
+@pass_context
+def check(obj: Context, show: bool) -> None:
+    """Check settings, file modes, host keys, the registry, the secret key against every stored
+    token, and the upstream for real (TLS handshake with the configured CA, an HTTP answer).
+
+    Prints one line per finding; each failure says how to fix it. Exit status 1 on any failure.
+    """
+    from gateway import checks
+
+    loaded = obj.loaded(strict=False)
+    if show:
+        for line in checks.show_lines(loaded):
+            click.echo(line)
+        for problem in loaded.problems:
+            click.echo(checks.fail(problem).line())
+        sys.exit(1 if loaded.problems else 0)
+    findings = checks.run_checks(loaded)
+    for finding in findings:
+        click.echo(finding.line())
+    sys.exit(0 if all(finding.ok for finding in findings) else 1)
 
 
 @cli.command()
@@ -167,17 +306,33 @@ def check(obj: Context) -> None:
 @click.option("--fingerprint", default=None, help="The key that authenticated (for the record).")
 @pass_context
 def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
-    """Serve one session on stdin/stdout (for OpenSSH's command= deployment).
+    """Serve one session on stdin/stdout (OpenSSH's forced command for a key).
 
-    A command in SSH_ORIGINAL_COMMAND (help, whoami, guide) runs as over the gateway's own SSH
-    server; otherwise stdin carries one legacy upload request.
+    Hands the session to the local replica over shim_socket (`serve` with openssh_mode = true),
+    which runs it as over its own SSH server: a command in SSH_ORIGINAL_COMMAND (help, whoami,
+    guide), else one legacy upload request on stdin. With no replica running the user is told so
+    and nothing is published. With stdio_in_process = true the session runs in this process
+    instead (no replica needed, about a second per session).
     """
+    import logging
+
+    from gateway.entry import stdio_command
     from gateway.ssh.stdio import run_stdio
 
-    settings = obj.settings()
-    # stderr is the user's terminal here: operator logs go to syslog, never to the user.
+    # stderr is the user's terminal here: operator logs and warnings go to syslog, never to the user.
     setup_syslog("WARNING")
-    sys.exit(run_stdio(settings, account, fingerprint))
+    log = logging.getLogger("gateway")
+    obj.warn = log.warning
+    settings = obj.settings()
+    if not settings.stdio_in_process:
+        sys.exit(stdio_command(settings, account, fingerprint))
+    try:
+        status = run_stdio(settings, account, fingerprint)
+    except ConfigError as exc:  # e.g. no secret key: the operator's to fix, the user only learns it failed
+        log.error("stdio cannot serve account %s: %s", account, exc)
+        sys.stderr.write(messages.internal_error_line())
+        status = 1
+    sys.exit(status)
 
 
 @cli.command("authorized-keys-command")
@@ -193,33 +348,17 @@ def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: 
 
     In sshd_config: `AuthorizedKeysCommand /abs/path/pypissh-gateway [--config FILE]
     authorized-keys-command %u %k %t`. Prints a `restrict,command="... stdio --account NAME"` line
-    for an active key of an enabled account, and nothing for any other key or user.
+    for an active key of an enabled account, and nothing for any other key or user. Asks the
+    local replica (shim_socket) first, else reads the registry.
     """
-    import os
-
-    from gateway.registry import Registry
-    from gateway.ssh.openssh import lines_for
+    from gateway.entry import authorized_keys_command as run
 
     settings = obj.settings()
-    if not key:
-        sys.exit(0)  # sshd passed no key (%k missing): list none rather than every key we know
-    program = os.path.abspath(executable or sys.argv[0])
-    global_args = (["--config", os.path.abspath(obj.config)] if obj.config else []) + [
-        arg for pair in obj.pairs for arg in ("--set", pair)]
-    registry = Registry.from_url(settings.database_url)
-    try:
-        lines = lines_for(registry, settings.ssh_user, user, key, key_type, program, global_args)
-    except Exception as exc:  # sshd logs our stderr; the login is refused
-        click.echo(f"pypissh-gateway: cannot read the registry ({type(exc).__name__}); key refused", err=True)
-        sys.exit(1)
-    finally:
-        registry.close()
-    for line in lines:
-        click.echo(line)
+    sys.exit(run(settings, obj.global_args(), user, key, key_type, executable))
 
 
 def main() -> None:
-    cli(prog_name="pypissh-gateway")
+    run(cli, "pypissh-gateway")
 
 
 if __name__ == "__main__":

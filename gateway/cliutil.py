@@ -1,4 +1,5 @@
-"""What both command-line tools share: global options and the settings they build."""
+"""What both command-line tools share: global options, the settings they build, the registry they
+open (never create), confirmations of what cannot be undone, and one-line errors."""
 
 from __future__ import annotations
 
@@ -6,20 +7,26 @@ import datetime as dt
 import functools
 import logging
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
+from gateway import messages
 from gateway.errors import ConfigError
-from gateway.settings import Settings, load
+from gateway.settings import Loaded, Settings, load_all, mask_url
 
 
 class Context:
-    def __init__(self, config: str | None, pairs: tuple[str, ...]):
+    def __init__(self, config: str | None, pairs: tuple[str, ...], home: str | None = None):
         self.config = config
         self.pairs = pairs
+        self.home = home
         self._registry = None
         self._clock: Callable[[], dt.datetime] | None = None
+        self._loaded: dict[Any, Loaded] = {}
+        self._warned = False
+        # Where warnings about the environment go: stderr, except where stderr is a user's terminal.
+        self.warn: Callable[[str], None] = lambda line: click.echo(line, err=True)
 
     def now(self) -> dt.datetime:
         """The current UTC time for this command: the real clock unless one was fixed."""
@@ -33,36 +40,55 @@ class Context:
         """Make `now()` answer `when` for the rest of this command (tests pin the date this way)."""
         self._clock = lambda: when
 
-    def settings(self, **flags) -> Settings:
-        overrides = {}
+    def overrides(self, **flags: Any) -> dict[str, Any]:
+        values: dict[str, Any] = {}
         for pair in self.pairs:
             name, sep, value = pair.partition("=")
             if not sep:
-                raise click.UsageError(f"--set takes NAME=VALUE, not '{pair}'")
-            overrides[name.strip()] = value
-        overrides.update({k: v for k, v in flags.items() if v is not None})
-        try:
-            return load(self.config, overrides=overrides)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+                raise click.ClickException(messages.settings_usage(pair))
+            values[name.strip()] = value
+        if self.home is not None:
+            values["home"] = self.home
+        values.update({k: v for k, v in flags.items() if v is not None})
+        return values
+
+    def loaded(self, *, strict: bool = True, **flags: Any) -> Loaded:
+        """The settings with their sources; `strict=False` collects every problem instead of
+        stopping at the first (for `check`)."""
+        key = (strict, tuple(sorted((k, str(v)) for k, v in flags.items())))
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = load_all(self.config, overrides=self.overrides(**flags), strict=strict)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+            if not self._warned:
+                self._warned = True
+                for line in self._loaded[key].warnings:
+                    self.warn(line)
+        return self._loaded[key]
+
+    def settings(self, **flags: Any) -> Settings:
+        return self.loaded(**flags).settings
 
     def registry(self):
-        """The registry, its schema brought up to date first when it is the embedded SQLite."""
+        """The registry: it must exist and have the current schema (only `db upgrade` and `init`
+        create or migrate one)."""
         if self._registry is None:
             from gateway.registry import Registry
 
-            from sqlalchemy.exc import OperationalError
-
             settings = self.settings()
-            try:
-                ensure_schema(settings)
-            except OperationalError as exc:
-                where = settings.database_url.rsplit("@", 1)[-1]
-                raise click.ClickException(
-                    f"cannot open the database {where}: {str(exc.orig).strip()[:200]}; check database_url"
-                ) from None
+            require_registry(settings)
             self._registry = Registry.from_url(settings.database_url)
         return self._registry
+
+    def global_args(self) -> list[str]:
+        """The global options again, for a child process of ours (workers, OpenSSH's command=)."""
+        import os
+
+        args = ["--config", os.path.abspath(self.config)] if self.config else []
+        if self.home is not None:
+            args += ["--home", self.home]
+        return args + [arg for pair in self.pairs for arg in ("--set", pair)]
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -70,16 +96,87 @@ pass_context = click.make_pass_decorator(Context)
 
 def global_options(func):
     @click.option("--config", "config", metavar="PATH", envvar="PYPISSH_CONFIG",
-                  help="TOML settings file (also PYPISSH_CONFIG).")
+                  help="TOML settings file (also PYPISSH_CONFIG). Relative paths in it resolve against its folder.")
+    @click.option("--home", "home", metavar="DIR", type=click.Path(file_okay=False, resolve_path=True),
+                  help="State directory (also PYPISSH_HOME; default ~/.local/share/pypissh-gateway): relative "
+                       "paths from defaults, environment and flags resolve against it.")
     @click.option("--set", "pairs", metavar="NAME=VALUE", multiple=True,
                   help="Override one setting, e.g. --set database_url=postgresql://... (repeatable).")
     @click.pass_context
     @functools.wraps(func)
-    def wrapper(ctx: click.Context, config: str | None, pairs: tuple[str, ...], **kwargs):
-        ctx.obj = Context(config, pairs)
+    def wrapper(ctx: click.Context, config: str | None, home: str | None, pairs: tuple[str, ...], **kwargs):
+        ctx.obj = Context(config, pairs, home)
         return func(**kwargs)
 
     return wrapper
+
+
+def database_name(settings: Settings) -> str:
+    """The registry as a person may see it: its URL with any password masked."""
+    return mask_url(settings.database_url) or ""
+
+
+def database_error_detail(exc: Exception) -> str:
+    """One line about a database error, without the driver's multi-line context."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (detail[0] if detail else type(exc).__name__)[:200]
+
+
+def require_registry(settings: Settings) -> None:
+    """Stop with one line unless the registry exists with the schema this version needs."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.registry.migrate_db import BEHIND, MISSING, UNKNOWN, head_revision, schema_state
+
+    where = database_name(settings)
+    try:
+        state, revision = schema_state(settings.database_url)
+    except SQLAlchemyError as exc:
+        raise click.ClickException(messages.registry_unreachable(where, database_error_detail(exc))) from None
+    if state == MISSING:
+        raise click.ClickException(messages.registry_missing(where))
+    if state == BEHIND:
+        raise click.ClickException(messages.registry_behind(where, revision, head_revision()))
+    if state == UNKNOWN:
+        raise click.ClickException(messages.registry_unknown_revision(where, revision))
+
+
+def confirm_irreversible(prompt: str, action: str, yes: bool) -> None:
+    """Ask on a terminal; in a script (no terminal) only --yes lets it through."""
+    if yes:
+        return
+    if sys.stdin.isatty():
+        click.confirm(prompt, abort=True)
+        return
+    raise click.ClickException(messages.needs_yes(action))
+
+
+yes_option = click.option("--yes", is_flag=True, help="Do it without asking (for scripts).")
+
+
+def run(group: click.Group, prog_name: str) -> None:
+    """Run a command-line tool: every error is one line on stderr, and a non-zero exit."""
+    try:
+        code = group.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else prog_name
+        click.echo(f"Error: {messages.usage_error(exc.format_message(), command)}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    except Exception as exc:  # a database failure mid-command (locked, gone): one line, not a traceback
+        if not type(exc).__module__.startswith("sqlalchemy"):
+            raise
+        click.echo(f"Error: {messages.registry_failed(database_error_detail(exc))}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def setup_logging(level: str) -> None:
@@ -89,28 +186,21 @@ def setup_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def ensure_schema(settings: Settings) -> None:
-    from gateway.registry.migrate_db import is_current, upgrade
-
-    if is_current(settings.database_url):
-        return
-    if settings.database_url.startswith("sqlite"):
-        upgrade(settings.database_url)  # the embedded default sets itself up
-        return
-    raise click.ClickException("the database schema is not current; run `pypissh-gateway db upgrade` first")
-
-
 def setup_syslog(level: str) -> None:
     """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to syslog
     when the machine has one, else nowhere."""
     import logging.handlers
+    import os
 
     root = logging.getLogger()
     root.setLevel(level.upper())
+    # A failing handler must not print its traceback on the user's terminal either.
+    logging.raiseExceptions = False
     handler: logging.Handler = logging.NullHandler()
-    try:
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
-        handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
-    except OSError:
-        pass
+    if os.path.exists("/dev/log"):  # SysLogHandler would accept a missing socket and fail on each line
+        try:
+            handler = logging.handlers.SysLogHandler(address="/dev/log")
+            handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+        except OSError:
+            pass
     root.addHandler(handler)

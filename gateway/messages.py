@@ -258,6 +258,70 @@ def registry_unavailable_line() -> str:
     return f"{PROGRAM}: {registry_unavailable()}\n"
 
 
+def internal_error_line() -> str:
+    """A failure before the session read anything (e.g. the gateway cannot start): nothing was sent on."""
+    return f"{PROGRAM}: internal error; {NOTHING_PUBLISHED}; try again later\n"
+
+
+# -- the OpenSSH mode: the shim sshd runs per session, and the replica's socket for it ----------
+def shim_no_replica() -> str:
+    """No replica answers on shim_socket: the session cannot be served at all."""
+    return f"the upload service on this machine is not running; {NOTHING_PUBLISHED}; try again in a minute"
+
+
+def shim_replica_lost() -> str:
+    """The replica went away mid-session: it may have forwarded the upload already."""
+    return (
+        "the upload service on this machine stopped before it answered; if this was an upload, "
+        "check the project's page on the index before you try again"
+    )
+
+
+def shim_version_mismatch() -> str:
+    """The shim and the running replica are of different versions (an upgrade in progress)."""
+    return f"the upload service on this machine is being upgraded; {NOTHING_PUBLISHED}; try again in a minute"
+
+
+def shim_wrong_user(uid: int, shim_user: str) -> str:
+    """A peer of shim_socket that is not shim_user (checked with SO_PEERCRED)."""
+    return (
+        f"{PROGRAM}: this socket serves sessions of user '{shim_user}' only, and this process "
+        f"runs as uid {uid}; sshd runs the forced command as '{shim_user}' (setting shim_user)\n"
+    )
+
+
+def key_refused_registry_unreadable(problem: str) -> str:
+    """sshd's AuthorizedKeysCommand could not find out who owns a key (sshd logs stderr)."""
+    return f"{PROGRAM}: cannot read the registry ({problem}); key refused"
+
+
+def shim_socket_in_use(path: object) -> str:
+    return (
+        f"another replica already serves shim_socket {path}; stop it, or give this one its own "
+        "shim_socket"
+    )
+
+
+def shim_socket_unusable(path: object, problem: object) -> str:
+    return f"cannot serve shim_socket {path}: {problem}; check the setting and its directory"
+
+
+def shim_user_unknown(user: str) -> str:
+    return (
+        f"shim_user '{user}' is not a user on this machine; create it (useradd --system submit) "
+        "or set shim_user to the user sshd runs the sessions as"
+    )
+
+
+def shim_group_not_ours(path: object, group: int, user: str) -> str:
+    return (
+        f"cannot give {path} to group {group} of shim_user '{user}': run the replica as a member of "
+        f"that group (SupplementaryGroups= in the systemd unit) or as '{user}'"
+    )
+
+
+
+
 def forwarding_refused(what: str = "port forwarding") -> str:
     return f"{what} is not offered by the upload gateway"
 
@@ -558,20 +622,18 @@ def setting_not_positive(name: str) -> str:
     return f"{name} must be positive"
 
 
-def setting_negative(name: str) -> str:
-    return f"{name} must be 0 or more"
-
-
 def config_file_missing(path: object) -> str:
-    return f"configuration file {path} does not exist"
+    return f"configuration file {path} does not exist; give --config (or PYPISSH_CONFIG) the path of the TOML file"
 
 
 def config_file_not_toml(path: object, problem: object) -> str:
     return f"configuration file {path} is not valid TOML: {problem}"
 
 
-def unknown_setting(name: str, path: object = None) -> str:
-    return f"unknown setting '{name}'" + (f" in {path}" if path else "")
+def unknown_setting(name: str, path: object = None, closest: str | None = None) -> str:
+    where = f" in {path}" if path else ""
+    hint = f"; did you mean '{closest}'?" if closest else f"; `{PROGRAM} check --show` lists every setting"
+    return f"unknown setting '{name}'{where}{hint}"
 
 
 def no_host_keys(folder: object) -> str:
@@ -677,3 +739,297 @@ def restarting_disconnect() -> str:
         "the gateway is restarting; an upload still in progress may or may not have been "
         "published: look for the file on the index before uploading it again"
     )
+
+
+# -- settings: values that cannot work (each names the setting and what to write) ---------------
+def setting_not_list(name: str, raw: object) -> str:
+    return f"setting {name} must be a list of strings or one comma-separated string, not '{raw}'"
+
+
+def setting_not_text(name: str) -> str:
+    return f"setting {name} must be a single value, not a table or list"
+
+
+def setting_not_finite(name: str, value: object) -> str:
+    return f"setting {name} must be a finite number, not {value}"
+
+
+def setting_too_small(name: str, value: object, bound: str) -> str:
+    return f"setting {name} must be {bound}, not {value}"
+
+
+def port_out_of_range(name: str, port: int) -> str:
+    return f"setting {name} names port {port}; ports go from 1 to 65535"
+
+
+def home_not_absolute(value: str) -> str:
+    return (f"home must be an absolute path, not '{value}'; write for example "
+            "PYPISSH_HOME=/var/lib/pypissh-gateway (a relative --home is taken from the current directory)")
+
+
+def health_listen_is_listen(address: str) -> str:
+    return (f"health_listen is the same address as listen ({address}); give the health endpoints a port "
+            "of their own, e.g. health_listen = \"127.0.0.1:9122\"")
+
+
+def database_url_is_a_path(value: str) -> str:
+    return (f"database_url must be a URL, not a path ('{value}'); for a SQLite file write "
+            f"sqlite:///{value}, for PostgreSQL postgresql://USER@HOST/DATABASE")
+
+
+def database_scheme_unknown(scheme: str, accepted: tuple[str, ...]) -> str:
+    hint = " (postgres:// is spelt postgresql://)" if scheme in ("postgres", "postgress", "pgsql") else ""
+    return (f"database_url scheme '{scheme}://' is not one the registry can use{hint}; write "
+            f"sqlite:///PATH or postgresql://USER@HOST/DATABASE (accepted: {', '.join(accepted)})")
+
+
+def smtp_url_invalid(url: str, schemes: tuple[str, ...]) -> str:
+    return (f"smtp_url '{url}' is not a mail server URL; write smtp://HOST:25, smtp+starttls://HOST:587 "
+            f"or smtps://HOST:465 (accepted schemes: {', '.join(schemes)})")
+
+
+def upstream_url_invalid(url: str) -> str:
+    return (f"upstream_url '{url}' is not an HTTPS URL; write the upload API's address, "
+            "e.g. https://upload.pypi.org/legacy/")
+
+
+def index_url_invalid(url: str) -> str:
+    return (f"index_url '{url}' is not an HTTPS URL; write the index's simple API address, "
+            "e.g. https://pypi.org/simple/")
+
+
+def upstream_not_https(url: str) -> str:
+    return (f"upstream_url {url} is plain http: API tokens and uploads would cross the network in "
+            "cleartext; use the upload API's https:// address")
+
+
+def config_file_is_a_directory(path: object) -> str:
+    return (f"configuration file {path} is a directory; give --config (or PYPISSH_CONFIG) the TOML file "
+            f"itself, e.g. {path}/config.toml")
+
+
+def config_file_unreadable(path: object, reason: object) -> str:
+    return (f"cannot read configuration file {path} ({reason}); make it readable by the user running "
+            "this command (owner or group, never world-writable)")
+
+
+def config_file_not_utf8(path: object) -> str:
+    return f"configuration file {path} is not UTF-8 text, which TOML requires; save it as UTF-8"
+
+
+def unknown_variable(variable: str, closest: str | None, setting: str | None) -> str:
+    if closest:
+        return f"warning: {variable} is not a setting and is ignored; did you mean {closest} (setting {setting})?"
+    return f"warning: {variable} is not a setting and is ignored; `{PROGRAM} check --show` lists every setting"
+
+
+def set_by(problem: str, variable: str) -> str:
+    return f"{problem} (set by {variable})"
+
+
+def settings_usage(pair: str) -> str:
+    return f"--set takes NAME=VALUE, not '{pair}'; e.g. --set listen=0.0.0.0:22"
+
+
+def usage_error(message: str, command: str) -> str:
+    """A command-line mistake (click's usage errors), on one line."""
+    return f"{message.rstrip('.')} (see `{command} --help`)"
+
+
+# -- state: the registry, the secret key, the host keys -------------------------------------------
+def registry_missing(database: str) -> str:
+    return (f"no registry at {database}; create it with `{PROGRAM} init` (or `{PROGRAM} db upgrade`), "
+            "or point database_url (or home) at the existing one")
+
+
+def registry_behind(database: str, revision: str | None, head: str | None) -> str:
+    return (f"the registry at {database} is at schema revision {revision}, this version needs {head}; "
+            f"run `{PROGRAM} db upgrade` first")
+
+
+def registry_unknown_revision(database: str, revision: str | None) -> str:
+    return (f"the registry at {database} is at schema revision {revision}, which this version does not know "
+            "(a newer version upgraded it); install that version here too")
+
+
+def registry_unreachable(database: str, detail: str) -> str:
+    return f"cannot open the registry at {database}: {detail}; check database_url and that the database runs"
+
+
+def registry_failed(detail: str) -> str:
+    return f"the registry failed: {detail}; check that the database runs, then run the command again"
+
+
+def secret_key_missing(path: object) -> str:
+    return (f"no secret key file at {path}, so API tokens cannot be sealed or opened; run "
+            f"`{PROGRAM} keygen` to create one for a new registry, or set secret_key_file to the key "
+            "the stored tokens were sealed with")
+
+
+def secret_key_refused(path: object, database: str, count: int) -> str:
+    return (f"refusing to create a secret key at {path}: the registry at {database} holds {count} token(s) "
+            "sealed under another key, which a new key could never open; restore that key file there, "
+            "or set secret_key_file (or secret_key) to it")
+
+
+def secret_key_unreadable(path: object, reason: object) -> str:
+    return f"cannot read the secret key file {path} ({reason}); make it readable by the user running this command"
+
+
+def secret_key_too_short() -> str:
+    return "secret_key must be a Fernet key or a passphrase of at least 32 characters"
+
+
+def secret_key_empty(where: object) -> str:
+    return f"the secret key in {where} is empty; put the key back, or run `pypissh-migrate rotate-secret --new-key-file FILE`"
+
+
+def token_undecryptable() -> str:
+    return ("a stored token cannot be decrypted with the configured secret keys; keep the old key in "
+            "secret_key until `pypissh-migrate rotate-secret` has run")
+
+
+def not_an_api_token() -> str:
+    return "that is not an API token: tokens start with 'pypi-' and have no spaces"
+
+
+def wrote_file(path: object, what: str) -> str:
+    return f"wrote {path} ({what})"
+
+
+def already_there(path: object, what: str) -> str:
+    return f"kept {path} ({what} already there)"
+
+
+def cannot_write(path: object, reason: object, settings: str) -> str:
+    return f"cannot write {path} ({reason}); check {settings} and the folder's owner"
+
+
+def cannot_create_home(path: object, reason: object) -> str:
+    return f"cannot create home {path} ({reason}); set home (PYPISSH_HOME, --home) to a folder this user may create"
+
+
+def created_home(path: object) -> str:
+    return f"created home {path} (mode 0700)"
+
+
+def init_done(database: str) -> str:
+    return (f"ready: registry at {database}; next: `pypissh-migrate accounts add NAME --email ADDRESS`, "
+            f"then `{PROGRAM} check` and `{PROGRAM} serve`")
+
+
+def host_keys_backed_up(old: object, backup: object) -> str:
+    return f"kept the old key {old} as {backup}"
+
+
+def host_keys_exist(folder: object) -> str:
+    return f"host keys already exist in {folder}/ (use --force to replace them, or --next to rotate)"
+
+
+# -- confirmations of what cannot be undone -------------------------------------------------------
+def needs_yes(action: str) -> str:
+    return f"{action} needs a confirmation: run the command on a terminal to answer, or add --yes in a script"
+
+
+def confirm_replace_host_keys(folder: object) -> str:
+    return (f"Replace the host keys in {folder}/? Every client will see a changed host key and refuse to "
+            "connect until its known_hosts is fixed (a rotation with --next avoids that)")
+
+
+def confirm_pause() -> str:
+    return "Pause every upload now, exempt accounts too, until `pypissh-migrate schedule resume`?"
+
+
+def confirm_sunset_earlier(old: str, new: str) -> str:
+    return f"Move the sunset earlier, from {old} to {new}? Users were told the later date"
+
+
+def confirm_retire_old(count: int) -> str:
+    return (f"Drop {count} old secret key(s) from the key file? Tokens sealed only with them (by a host still "
+            "on the old file) could never be opened again")
+
+
+# -- keys and addresses given by admins ----------------------------------------------------------
+def private_key_file(name: str) -> str:
+    return f"{name} is a private key; give the .pub file (ssh-keygen -y -f {name} > {name}.pub)"
+
+
+def not_a_key_file(name: str) -> str:
+    return f"{name} is not a text file of public keys; give a file like ~/.ssh/id_ed25519.pub"
+
+
+def key_restored(fingerprint: str, account: str, seconds: float) -> str:
+    return f"restored {fingerprint} of '{account}'; every replica accepts it again within {seconds:.0f} s"
+
+
+def key_not_revoked(fingerprint: str, account: str) -> str:
+    return f"key {fingerprint} of '{account}' is not revoked; nothing to restore"
+
+
+def key_revoked_elsewhere(fingerprint: str, owner: str) -> str:
+    return (f"key {fingerprint} is a revoked key of account '{owner}'; a key belongs to one account: "
+            f"`pypissh-migrate keys restore {fingerprint}` gives it back to '{owner}'")
+
+
+def email_invalid(address: str, reason: str) -> str:
+    return f"'{address}' is not an email address ({reason.rstrip('.')}); give one like alice@example.org"
+
+
+def email_invalid_in_file() -> str:
+    return "the email column is not an email address; fix it in the file, or leave it empty"
+
+
+# -- the report -----------------------------------------------------------------------------------
+def report_empty_registry(database: str, accounts: int, keys: int) -> str:
+    missing = "no accounts" if not accounts else "no keys"
+    return (f"the registry at {database} is empty ({missing}): nothing to judge; "
+            "is this the right database_url?")
+
+
+# -- check: one line per problem, each with its fix -----------------------------------------------
+def file_mode_too_open(what: str, path: object, mode: int) -> str:
+    return f"{what} {path} has mode {mode:04o}, open to group or others; run chmod 600 {path}"
+
+
+def config_writable_by_others(path: object, mode: int) -> str:
+    return f"configuration file {path} has mode {mode:04o}, writable by group or others; run chmod go-w {path}"
+
+
+def upstream_ca_bundle_missing(path: object) -> str:
+    return (f"upstream_ca_bundle {path} does not exist; point it at the CA file that signed the "
+            "upstream's certificate, or remove the setting to use the system CAs")
+
+
+def upstream_check_certificate(url: str, bundle: object) -> str:
+    return (f"upstream {url} presented a certificate that {bundle or 'the system CAs'} cannot verify; "
+            "set upstream_ca_bundle to the CA file that signed it")
+
+
+def upstream_check_unreachable(url: str, detail: str) -> str:
+    return f"upstream {url} is unreachable ({detail}); check upstream_url, DNS and the firewall"
+
+
+def upstream_check_ok(url: str, status: int) -> str:
+    return f"upstream {url} answered HTTP {status} over verified TLS"
+
+
+def tokens_unopenable(count: int, total: int, where: object) -> str:
+    return (f"{count} of {total} stored token(s) do not open with the secret key in {where}; set "
+            "secret_key_file to the key they were sealed with, or store them again with "
+            "`pypissh-migrate accounts set-token NAME`")
+
+
+def secret_key_present(where: object) -> str:
+    return f"secret key in {where} (no registry to check its tokens against)"
+
+
+def tokens_open(total: int) -> str:
+    return f"secret key opens all {total} stored token(s)"
+
+
+def database_ok(database: str) -> str:
+    return f"registry at {database}: reachable, schema current"
+
+
+def host_keys_ok(lines: list[str]) -> str:
+    return "host keys: " + ", ".join(lines)

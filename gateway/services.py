@@ -54,7 +54,7 @@ class Services:
         return cls(
             settings=settings,
             registry=registry,
-            tokens=TokenBox.from_settings(settings, create=True),
+            tokens=TokenBox.from_settings(settings),
             upstream=upstream or UpstreamClient(settings),
             executor=WorkerPool("upload", settings.upload_threads, queue_limit=settings.upload_queue),
             registry_executor=WorkerPool("registry", settings.registry_threads,

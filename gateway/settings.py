@@ -2,42 +2,78 @@
 
 Precedence is flag > environment > file > default. The result is one frozen `Settings` object that
 is passed down explicitly; no other module reads the environment.
+
+State never depends on the current directory. Relative paths written in the config file resolve
+against that file's folder; relative paths from the defaults, the environment or flags resolve
+against `home` (`PYPISSH_HOME`, `--home`), which defaults to a per-user data directory. `load_all`
+also tells where each value came from (for `check --show`), which `PYPISSH_*` variables no setting
+reads (a misspelt name), and every problem with the values.
+How the sources are read, and the settings of the per-login commands (read without this module),
+are in `loginsettings`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import ipaddress
+import math
 import os
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from gateway import loginsettings as login
 from gateway import messages
 from gateway.errors import ConfigError
+from gateway.loginsettings import CONFIG_ENV, ENV_PREFIX
 
-ENV_PREFIX = "PYPISSH_"
-CONFIG_ENV = "PYPISSH_CONFIG"
+HOME_ENV = login.HOME_ENV
+default_home = login.default_home
+sqlite_path = login.sqlite_path
 PROXY_MODES = ("off", "use", "require")
+# `PYPISSH_*` variables that are not settings and are nobody's typo: the config file's path, the
+# legacy pypissh client's own variables (PYPISSH_SSH, PYPISSH_HOST, PYPISSH_USER; see
+# testbed/pypissh.py) and the virtualenv of the `./dev` script.
+OTHER_VARIABLES = frozenset({CONFIG_ENV, "PYPISSH_SSH", "PYPISSH_HOST", "PYPISSH_USER", "PYPISSH_VENV"})
+
+# Settings holding a file or folder: a relative value resolves against the config file's folder
+# (when written there) or against `home` (otherwise). A relative SQLite path in database_url too.
+PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir", "shim_socket")
+SECRET_SETTINGS = ("secret_key",)
+# URLs that may carry a password (user:password@host, or ?password=): masked when shown.
+URL_SETTINGS = ("database_url", "smtp_url", "upstream_url")
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+# psycopg is an extra (`[postgres]`): a SQLite-only setup does not need it.
+_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+SMTP_SCHEMES = ("smtp", "smtps", "smtp+starttls")
+UPSTREAM_SCHEMES = ("https", "http")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Numbers: every numeric setting must be finite and not negative (0 turns a limit off where the
+# README says so). These must be larger still; anything else is an impossible value.
+AT_LEAST_ONE = ("workers", "max_upload_bytes", "max_header_bytes", "max_auth_tries", "public_port",
+                "upload_threads", "registry_threads")
+ABOVE_ZERO = ("read_timeout", "upstream_timeout", "upstream_deadline", "login_timeout", "failed_login_half_life")
+PORT_MAX = 65535
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///var/pypissh.sqlite3"
+    database_url: str = login.DATABASE_URL
     listen: str = "127.0.0.1:2222"
-    ssh_user: str = "submit"
+    ssh_user: str = login.SSH_USER
     upstream_url: str = "https://upload.pypi.org/legacy/"
     upstream_ca_bundle: str | None = None
     host_key_dir: str = "keys"
     secret_key: str | None = None
-    secret_key_file: str = "var/secret.key"
-    # The real index's default per-file limit.
-    max_upload_bytes: int = 100 * 1024 * 1024
+    secret_key_file: str = "secret.key"
+    max_upload_bytes: int = login.MAX_UPLOAD_BYTES
     max_header_bytes: int = 64 * 1024
-    # Seconds a client may stay silent mid-request before it is told to retry.
-    read_timeout: float = 30.0
+    read_timeout: float = login.READ_TIMEOUT
     upstream_timeout: float = 300.0
     upstream_retries: int = 2
     # The whole exchange with the upload server (every attempt, the backoff pauses and the check
@@ -93,6 +129,17 @@ class Settings:
     log_level: str = "INFO"
     workers: int = 1
     drain_seconds: float = 60.0
+    # The state directory: relative paths from defaults, environment and flags resolve against it.
+    # Empty until `load` fills in the per-user default (see `default_home`).
+    home: str = ""
+    # OpenSSH mode: the replica serves shim_socket, where `stdio` (sshd's forced command) hands
+    # over each session of shim_user and `authorized-keys-command` asks who owns a key.
+    openssh_mode: bool = False
+    shim_socket: str = login.SHIM_SOCKET
+    shim_user: str = "submit"
+    # `stdio` runs the whole session in its own process (about a second each) instead of handing
+    # it to the local replica: for an OpenSSH-mode machine that runs no replica.
+    stdio_in_process: bool = False
 
     # -- derived values -------------------------------------------------------------------------
     @property
@@ -111,10 +158,60 @@ class Settings:
     def health_port(self) -> int:
         return split_host_port(self.health_listen)[1]
 
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The registry's file when database_url is a SQLite file, else None."""
+        return sqlite_path(self.database_url)
+
     def replace(self, **changes: Any) -> "Settings":
         return validate(dataclasses.replace(self, **changes))
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from: `default`, `file` (where = its path), `env` (where = the
+    variable) or `flag`."""
+
+    kind: str
+    where: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.where}".strip()
+
+    def origin(self) -> str:
+        """For messages: where the operator fixes the value ('' for a default)."""
+        if self.kind == "file":
+            return f" (set in {self.where})"
+        if self.kind == "env":
+            return f" (set by {self.where})"
+        if self.kind == "flag":
+            return " (set by a command-line flag)"
+        return ""
+
+
+DEFAULT = Source("default")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings, as a sentence that says how to fix it."""
+
+    setting: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The settings with their provenance: what `check --show` prints."""
+
+    settings: Settings
+    sources: Mapping[str, Source] = field(default_factory=dict)
+    config_path: Path | None = None
+    warnings: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+# -- small parsers --------------------------------------------------------------------------------
 def split_host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
@@ -122,113 +219,237 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+
+
+
+
+def mask_url(url: str | None) -> str | None:
+    """`url` without its password (user:***@host, password=***), for anything a person reads."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        login, _, where = netloc.rpartition("@")
+        netloc = f"{login.partition(':')[0]}:***@{where}"
+    if "password=" in query.lower():
+        query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(query)], safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: as written (urlunsplit would drop sqlite:////'s empty host)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def shown_value(name: str, value: Any) -> Any:
+    """A setting's value as a person may see it: secrets masked."""
+    if name in SECRET_SETTINGS and value:
+        return "***"
+    if name in URL_SETTINGS:
+        return mask_url(value)
+    return value
+
+
+# -- coercion -------------------------------------------------------------------------------------
 def _field_types() -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(Settings)}
 
 
 def _coerce(name: str, raw: Any) -> Any:
-    kind = _field_types()[name]
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(messages.setting_not_boolean(name, raw))
-    if kind == "int":
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(messages.setting_not_integer(name, raw)) from None
-    if kind == "float":
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(messages.setting_not_number(name, raw)) from None
-    if kind.startswith("tuple"):
-        if isinstance(raw, str):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        return tuple(str(part) for part in raw)
-    return None if raw is None else str(raw)
+    return login.coerce(_field_types()[name], name, raw)
 
 
-def validate(settings: Settings) -> Settings:
+def _closest(name: str, candidates: list[str]) -> str | None:
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+# -- validation -----------------------------------------------------------------------------------
+def problems(settings: Settings) -> list[Problem]:
+    """Everything wrong with `settings`, each with what to do. Empty when they can be used."""
+    found: list[Problem] = []
+
+    def add(setting: str | None, message: str) -> None:
+        found.append(Problem(setting, message))
+
+    for name, kind in _field_types().items():
+        value = getattr(settings, name)
+        if kind not in ("int", "float") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            add(name, messages.setting_not_finite(name, value))
+        elif name in AT_LEAST_ONE and value < 1:
+            add(name, messages.setting_too_small(name, value, "at least 1"))
+        elif name in ABOVE_ZERO and value <= 0:
+            add(name, messages.setting_too_small(name, value, "above 0"))
+        elif value < 0:
+            add(name, messages.setting_too_small(name, value, "0 or more"))
+    if settings.public_port > PORT_MAX:
+        add("public_port", messages.port_out_of_range("public_port", settings.public_port))
+
     if settings.proxy_protocol not in PROXY_MODES:
-        raise ConfigError(messages.setting_not_one_of("proxy_protocol", PROXY_MODES, settings.proxy_protocol))
+        add("proxy_protocol", messages.setting_not_one_of("proxy_protocol", PROXY_MODES, settings.proxy_protocol))
     for cidr in settings.proxy_allowed:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            raise ConfigError(messages.not_a_network("proxy_allowed", cidr)) from None
-    split_host_port(settings.listen)
-    split_host_port(settings.health_listen)
-    if settings.max_upload_bytes <= 0:
-        raise ConfigError(messages.setting_not_positive("max_upload_bytes"))
-    if settings.upstream_deadline <= 0:
-        raise ConfigError(messages.setting_not_positive("upstream_deadline"))
-    for name in ("upload_threads", "registry_threads"):
-        if getattr(settings, name) <= 0:
-            raise ConfigError(messages.setting_not_positive(name))
-    for name in ("upload_queue", "registry_queue", "max_connections_per_account", "channel_request_timeout",
-                 "idle_timeout"):
-        if getattr(settings, name) < 0:
-            raise ConfigError(messages.setting_negative(name))
-    _check_database_driver(settings.database_url)
+            add("proxy_allowed", messages.not_a_network("proxy_allowed", cidr))
+    if settings.log_level.upper() not in LOG_LEVELS:
+        add("log_level", messages.setting_not_one_of("log_level", LOG_LEVELS, settings.log_level))
+    _check_addresses(settings, add)
+    _check_urls(settings, add)
+    if settings.home and not os.path.isabs(settings.home):
+        add("home", messages.home_not_absolute(settings.home))
+    return found
+
+
+def _check_addresses(settings: Settings, add) -> None:
+    ports = {}
+    for name in ("listen", "health_listen"):
+        try:
+            ports[name] = split_host_port(getattr(settings, name))
+        except ConfigError as exc:
+            add(name, f"{name}: {exc}")
+            continue
+        if ports[name][1] > PORT_MAX:
+            add(name, messages.port_out_of_range(name, ports[name][1]))
+    # Port 0 asks the kernel for a free port each time: two of those never collide.
+    if len(ports) == 2 and ports["listen"] == ports["health_listen"] and ports["listen"][1] != 0:
+        add("health_listen", messages.health_listen_is_listen(settings.listen))
+
+
+def _check_urls(settings: Settings, add) -> None:
+    url = settings.database_url
+    scheme, sep, _rest = url.partition("://")
+    if not sep:
+        add("database_url", messages.database_url_is_a_path(url))
+    elif scheme not in DATABASE_SCHEMES:
+        add("database_url", messages.database_scheme_unknown(scheme, DATABASE_SCHEMES))
+    elif scheme in _POSTGRES_SCHEMES and importlib.util.find_spec("psycopg") is None:
+        # Not the value's fault but the install's: no "set by", the fix is the extra.
+        add(None, messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
+
+    smtp = urlsplit(settings.smtp_url)
+    if smtp.scheme.lower() not in SMTP_SCHEMES or not smtp.hostname:
+        add("smtp_url", messages.smtp_url_invalid(mask_url(settings.smtp_url) or "", SMTP_SCHEMES))
+
+    upstream = urlsplit(settings.upstream_url)
+    if upstream.scheme.lower() not in UPSTREAM_SCHEMES or not upstream.hostname:
+        add("upstream_url", messages.upstream_url_invalid(mask_url(settings.upstream_url) or ""))
+
+    index = urlsplit(settings.index_url)
+    if index.scheme.lower() not in UPSTREAM_SCHEMES or not index.hostname:
+        add("index_url", messages.index_url_invalid(mask_url(settings.index_url) or ""))
+
+
+def validate(settings: Settings) -> Settings:
+    """`settings` if they can be used, else a ConfigError with the first problem."""
+    found = problems(settings)
+    if found:
+        raise ConfigError(found[0].message)
     return settings
 
 
-# psycopg is an extra (`[postgres]`): a SQLite-only setup does not need it.
-_POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
+def insecure_upstream(settings: Settings) -> str | None:
+    """Why `upstream_url` would carry tokens in cleartext, or None when it uses HTTPS."""
+    if urlsplit(settings.upstream_url).scheme.lower() == "https":
+        return None
+    return messages.upstream_not_https(mask_url(settings.upstream_url) or "")
 
 
-def _check_database_driver(url: str) -> None:
-    if url.partition("://")[0] in _POSTGRES_SCHEMES and importlib.util.find_spec("psycopg") is None:
-        raise ConfigError(messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
-
-
+# -- loading --------------------------------------------------------------------------------------
 def load(
     config_path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Build the settings from defaults, the TOML file, the environment and flag overrides."""
+    return load_all(config_path, environ, overrides).settings
+
+
+def load_all(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    strict: bool = True,
+) -> Loaded:
+    """The settings with the source of each value, warnings about unknown `PYPISSH_*` variables
+    and (with strict=False, instead of raising on the first) every problem found."""
     environ = os.environ if environ is None else environ
     known = _field_types()
     values: dict[str, Any] = {}
+    sources: dict[str, Source] = {}
 
     path = config_path or environ.get(CONFIG_ENV)
-    if path:
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(messages.config_file_missing(path)) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(messages.config_file_not_toml(path, exc)) from None
-        data = data.get("pypissh", data)
-        for name, raw in data.items():
+    config = Path(path).absolute() if path else None
+    if config is not None:
+        for name, raw in login.read_config_file(config).items():
             if name not in known:
-                raise ConfigError(messages.unknown_setting(name, path))
+                raise ConfigError(messages.unknown_setting(name, config, _closest(name, list(known))))
             values[name] = _coerce(name, raw)
+            sources[name] = Source("file", str(config))
 
     for name in known:
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
-            values[name] = _coerce(name, environ[env_name])
+            try:
+                values[name] = _coerce(name, environ[env_name])
+            except ConfigError as exc:
+                raise ConfigError(messages.set_by(str(exc), env_name)) from None
+            sources[name] = Source("env", env_name)
 
     for name, raw in (overrides or {}).items():
         if raw is None:
             continue
         if name not in known:
-            raise ConfigError(messages.unknown_setting(name))
+            raise ConfigError(messages.unknown_setting(name, None, _closest(name, list(known))))
         values[name] = _coerce(name, raw)
+        sources[name] = Source("flag")
 
-    return validate(Settings(**values))
+    _resolve_paths(values, sources, config, environ)
+    settings = Settings(**values)
+    for name in known:
+        sources.setdefault(name, DEFAULT)
+    found = [f"{p.message}{sources[p.setting].origin() if p.setting else ''}" for p in problems(settings)]
+    if strict and found:
+        raise ConfigError(found[0])
+    return Loaded(settings, sources, config, tuple(unknown_variables(environ)), tuple(found))
 
 
-def ensure_parent(path: str | os.PathLike[str]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target
+def _resolve_paths(values: dict[str, Any], sources: dict[str, Source], config: Path | None,
+                   environ: Mapping[str, str]) -> None:
+    """Make every path absolute: against the config file's folder when written there, else
+    against `home` (never against the current directory)."""
+    home = values.get("home") or ""
+    if not home:
+        home = default_home(environ)
+        values["home"] = home
+    elif sources.get("home", DEFAULT).kind == "file" and config is not None and not os.path.isabs(home):
+        values["home"] = home = os.path.normpath(config.parent / home)
+    if not os.path.isabs(home):
+        return  # reported by `problems`; nothing can be resolved against it
+
+    def base(name: str) -> str:
+        source = sources.get(name, DEFAULT)
+        return str(config.parent) if source.kind == "file" and config is not None else home
+
+    for name in PATH_SETTINGS:
+        value = values.get(name, getattr(Settings, name, None))
+        if value:
+            values[name] = login.resolve_path(value, base(name))
+    values["database_url"] = login.resolve_database_url(values.get("database_url", Settings.database_url),
+                                                        base("database_url"))
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each `PYPISSH_*` variable no setting reads, naming the closest setting."""
+    settings = list(_field_types())
+    known = {ENV_PREFIX + name.upper() for name in settings} | OTHER_VARIABLES
+    warnings = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        # Compared without the shared prefix, which would make every name look alike.
+        closest = _closest(variable[len(ENV_PREFIX):].lower(), settings)
+        warnings.append(messages.unknown_variable(variable, ENV_PREFIX + closest.upper() if closest else None,
+                                                  closest))
+    return warnings

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from gateway import messages
 from gateway.errors import ConfigError
 from gateway.settings import Settings
 
@@ -29,15 +30,15 @@ def _as_fernet_key(text: str) -> bytes:
     except (ValueError, TypeError):
         pass
     if len(raw) < 32:
-        raise ConfigError("secret_key must be a Fernet key or a passphrase of at least 32 characters")
+        raise ConfigError(messages.secret_key_too_short())
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
 
 
-def parse_keys(text: str) -> list[bytes]:
+def parse_keys(text: str, where: object = "secret_key") -> list[bytes]:
     parts = [part for chunk in text.splitlines() for part in chunk.split(",")]
     keys = [_as_fernet_key(part) for part in parts if part.strip() and not part.startswith("#")]
     if not keys:
-        raise ConfigError("the secret key is empty; run `pypissh-migrate rotate-secret --new-key-file`")
+        raise ConfigError(messages.secret_key_empty(where))
     return keys
 
 
@@ -45,21 +46,35 @@ def new_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def read_secret_text(settings: Settings, *, create: bool = False) -> str:
-    """The configured key text; with create=True a missing key file is generated (mode 0600)."""
+def key_file(settings: Settings) -> Path | None:
+    """The key file the settings name, or None when the key is given inline (`secret_key`)."""
+    return None if settings.secret_key else Path(settings.secret_key_file)
+
+
+def read_secret_text(settings: Settings) -> str:
+    """The configured key text. A missing key file is an error naming it: only `keygen` (and
+    `init`) create one, through `create_key_file`."""
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.secret_key_file)
-    if not path.exists():
-        if not create:
-            raise ConfigError(
-                f"no secret key: set secret_key or create {path} (`pypissh-gateway check --init` makes one)"
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(messages.secret_key_missing(path)) from None
+    except OSError as exc:
+        raise ConfigError(messages.secret_key_unreadable(path, exc.strerror or exc)) from None
+
+
+def create_key_file(path: Path) -> bool:
+    """Write a new key to `path` (mode 0600, its folder 0700 when made); False when it exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(new_key() + "\n")
-    return path.read_text()
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(new_key() + "\n")
+    return True
 
 
 class TokenBox:
@@ -70,8 +85,16 @@ class TokenBox:
         self._fernet = MultiFernet([Fernet(key) for key in keys])
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, create: bool = True) -> "TokenBox":
-        return cls(parse_keys(read_secret_text(settings, create=create)))
+    def from_settings(cls, settings: Settings) -> "TokenBox":
+        """The box for the configured key(s); ConfigError naming the key file when it is missing."""
+        return cls(parse_keys(read_secret_text(settings), key_file(settings) or "secret_key"))
+
+    def opens(self, ciphertext: str) -> bool:
+        try:
+            self.open(ciphertext)
+        except ConfigError:
+            return False
+        return True
 
     def seal(self, token: str) -> str:
         return self._fernet.encrypt(token.encode()).decode()
@@ -80,10 +103,7 @@ class TokenBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
-            raise ConfigError(
-                "a stored token cannot be decrypted with the configured secret keys; "
-                "keep the old key in secret_key until `pypissh-migrate rotate-secret` has run"
-            ) from None
+            raise ConfigError(messages.token_undecryptable()) from None
 
     def reseal(self, ciphertext: str) -> str:
         """Re-encrypt under the first (newest) key."""
@@ -93,5 +113,5 @@ class TokenBox:
 def check_token_shape(token: str) -> str:
     token = token.strip()
     if not token.startswith(TOKEN_PREFIX) or len(token) < 16 or any(c.isspace() for c in token):
-        raise ConfigError("that is not an API token: tokens start with 'pypi-' and have no spaces")
+        raise ConfigError(messages.not_an_api_token())
     return token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cliutil import global_options
+from gateway.cliutil import global_options, run
 from gateway.lifecycle.schedule import ScheduleError, parse_utc
 from migrate.commands import accounts, keys
 from migrate.commands import guide, import_legacy, scan, secret
@@ -45,7 +45,7 @@ cli.add_command(report.report)
 
 
 def main() -> None:
-    cli(prog_name="pypissh-migrate")
+    run(cli, "pypissh-migrate")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Collection, Iterable, Mapping
 
+from gateway import messages
+from gateway.emails import EmailError, normalised_email
 from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
 
 # Key types OpenSSH accepts in authorized_keys; an option name never starts like one of these.
@@ -25,7 +27,7 @@ _KEY_TYPE = re.compile(r"^(ssh-|ecdsa-sha2-|sk-)[A-Za-z0-9@.+-]+$")
 _OPTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
 # Names as the index stores them: no whitespace, quotes, commas or control characters.
 _USER_NAME = re.compile(r"^[^\s\"'\\,;\x00-\x1f\x7f]{1,100}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+NOT_A_USER_NAME = "is not a valid user name (no blanks, quotes, commas, semicolons or backslashes; at most 100 characters)"
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,13 @@ def split_options(line: str) -> tuple[list[tuple[str, str | None]], str]:
     while True:
         match = _OPTION_NAME.match(line, pos)
         if match is None:
-            raise OptionsError(f"unexpected character {line[pos:pos + 1]!r} at column {pos + 1} of the options")
+            raise OptionsError(f"unexpected character at column {pos + 1} of the options")
         name, pos = match.group(), match.end()
         value = None
         if line.startswith('="', pos):
             value, pos = _quoted(line, pos + 2)
         elif line.startswith("=", pos):
-            raise OptionsError(f"the value of option '{name}' is not in double quotes")
+            raise OptionsError(f"the value of the option ending at column {pos} is not in double quotes")
         options.append((name, value))
         if pos >= len(line):
             raise OptionsError("the line ends after the options; the key is missing")
@@ -97,7 +99,7 @@ def split_options(line: str) -> tuple[list[tuple[str, str | None]], str]:
             continue
         if line[pos] in " \t":
             return options, line[pos:].strip()
-        raise OptionsError(f"unexpected character {line[pos]!r} at column {pos + 1} after option '{name}'")
+        raise OptionsError(f"unexpected character at column {pos + 1} after an option")
 
 
 def _quoted(line: str, pos: int) -> tuple[str, int]:
@@ -145,9 +147,9 @@ def parse_authorized_keys_line(line: str, where: Where) -> KeyLine | Rejected | 
         return Rejected(where, 'no command="... -r <user>" option, so the line names no user')
     user = user_from_command(commands[-1] or "")
     if not user:
-        return Rejected(where, f"the command option has no '-r <user>' ({_short(commands[-1] or '')})")
+        return Rejected(where, "the command option has no '-r <user>'")
     if not _USER_NAME.match(user):
-        return Rejected(where, f"'{_short(user)}' is not a valid user name")
+        return Rejected(where, f"the user after -r {NOT_A_USER_NAME}")
     parts = rest.split(None, 2)
     if len(parts) < 2:
         return Rejected(where, "the key is incomplete: expected '<type> <base64> [comment]' after the options")
@@ -190,11 +192,14 @@ def parse_users_csv(text: str, source: str = "users.csv") -> tuple[list[UserRow]
             continue
         name, email = row[0].strip(), row[1].strip()
         if not _USER_NAME.match(name):
-            rejected.append(Rejected(where, f"'{_short(name)}' is not a valid user name" if name else "the name is empty"))
+            rejected.append(Rejected(where, f"the name {NOT_A_USER_NAME}" if name else "the name is empty"))
             continue
-        if email and not _EMAIL.match(email):
-            rejected.append(Rejected(where, f"'{_short(email)}' is not an email address"))
-            continue
+        if email:
+            try:
+                email = normalised_email(email)
+            except EmailError:
+                rejected.append(Rejected(where, messages.email_invalid_in_file()))
+                continue
         users.append(UserRow(where, name, email or None))
     return users, rejected
 
@@ -210,7 +215,7 @@ def parse_keys_csv(text: str, source: str = "keys.csv") -> tuple[list[KeyLine], 
             continue
         name, key = row[0].strip(), row[1].strip()
         if not _USER_NAME.match(name):
-            rejected.append(Rejected(where, f"'{_short(name)}' is not a valid user name" if name else "the name is empty"))
+            rejected.append(Rejected(where, f"the name {NOT_A_USER_NAME}" if name else "the name is empty"))
             continue
         try:
             _options, rest = split_options(key)
@@ -344,8 +349,3 @@ def plan_import(
     plan.accounts_present = len(present)
     plan.skipped.sort(key=lambda r: (r.where.source, r.where.line))
     return plan
-
-
-def _short(text: str, limit: int = 60) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."

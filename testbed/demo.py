@@ -1,7 +1,8 @@
 """The quick-start job: one legacy upload end to end on the embedded defaults.
 
 It starts a local TLS pypiserver as the upstream, sets up the gateway on SQLite with the real
-commands an operator would type (keygen, db upgrade, accounts add, keys add, set-token), starts
+commands an operator would type (init, accounts add, keys add, set-token, check; its state in one
+home, PYPISSH_HOME), starts
 `pypissh-gateway serve`, uploads a sample package with the stdlib distutils `register sdist upload`
 through the real OpenSSH client (the pypissh way), shows what the user sees and where the file
 landed, and stops everything.
@@ -86,11 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"upstream: {upstream.url}  (CA {upstream.ca_file.relative_to(work.parent)})")
     gateway_proc: subprocess.Popen | None = None
     try:
+        home = work / "home"  # the gateway's state: registry, host keys, secret key (`init` makes them)
         env = dict(
-            os.environ,
-            PYPISSH_DATABASE_URL=f"sqlite:///{work / 'registry.sqlite3'}",
-            PYPISSH_HOST_KEY_DIR=str(work / "keys"),
-            PYPISSH_SECRET_KEY_FILE=str(work / "secret.key"),
+            {k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")},
+            PYPISSH_HOME=str(home),
             PYPISSH_UPSTREAM_URL=upstream.url,
             PYPISSH_UPSTREAM_CA_BUNDLE=str(upstream.ca_file),
             PYPISSH_INDEX_URL=upstream.simple_url,
@@ -102,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         gateway_cmd, migrate_cmd = str(BIN / "pypissh-gateway"), str(BIN / "pypissh-migrate")
 
         step("2. The operator sets up the gateway")
-        run([gateway_cmd, "keygen"], env)
-        run([gateway_cmd, "db", "upgrade"], env)
+        run([gateway_cmd, "init"], env)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "demo@laptop",
                         "-f", str(work / "id_ed25519")], check=True)
         run([migrate_cmd, "accounts", "add", "demo", "--email", "demo@example.org"], env)
         run([migrate_cmd, "keys", "add", "demo", str(work / "id_ed25519.pub")], env)
         run([migrate_cmd, "accounts", "set-token", "demo"], env, stdin=upstream.token + "\n")
+        run([gateway_cmd, "check"], env)
 
         step("3. The gateway runs")
         log = open(work / "gateway.log", "w")
@@ -118,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
 
         step("4. A legacy user runs `python setup.py register sdist upload` through pypissh")
         project = make_legacy_project(work / "Demo-Legacy", name="Demo-Legacy", version="1.0")
-        home = work / "home"
-        write_pypirc(home, "https://upload.pypi.org/legacy/", username="demo", password="my-old-password")
+        user_home = work / "user"
+        write_pypirc(user_home, "https://upload.pypi.org/legacy/", username="demo", password="my-old-password")
         known_hosts = work / "known_hosts"
-        known_hosts.write_text(known_hosts_lines(work / "keys", port))
+        known_hosts.write_text(known_hosts_lines(home / "keys", port))
         ssh = (f"ssh -p {port} -i {work / 'id_ed25519'} -o IdentitiesOnly=yes -o BatchMode=yes "
                f"-o UserKnownHostsFile={known_hosts} -o LogLevel=ERROR")
-        result = run_legacy(project, ["register", "sdist", "upload"], ssh_command=ssh, home=home,
+        result = run_legacy(project, ["register", "sdist", "upload"], ssh_command=ssh, home=user_home,
                             env={"PYPISSH_HOST": "127.0.0.1"})
         console.print("[dim]what the user sees (stdout, then the ssh session's stderr):[/dim]")
         print((result.stdout + result.stderr).rstrip(), flush=True)

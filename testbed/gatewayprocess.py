@@ -26,7 +26,7 @@ def environment(settings: Settings) -> dict[str, str]:
     """PYPISSH_* variables that reproduce `settings` in the child."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYPISSH_")}
     for name, value in vars(settings).items():
-        if value is None:
+        if value is None or value == "":
             continue
         if isinstance(value, tuple):
             value = ",".join(value)

@@ -1,5 +1,6 @@
 """An in-process gateway for tests and benchmarks: the real asyncssh server and services, run on
-an event loop in a background thread, listening on a free port of 127.0.0.1."""
+an event loop in a background thread, listening on a free port of 127.0.0.1; with `openssh_mode`
+also the OpenSSH mode's `shim_socket`, as a replica serves it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.registry.migrate_db import upgrade
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh.server import start_server
+from gateway.ssh.shimserver import ShimServer, bind_shim_socket
 from gateway.upload.upstream import UpstreamClient
 from testbed.knownhosts import known_hosts_lines
 
@@ -44,6 +46,7 @@ class GatewayHarness:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server = None
+        self.shim: ShimServer | None = None
         self.services: Services | None = None
         self.port = 0
 
@@ -71,6 +74,8 @@ class GatewayHarness:
             try:
                 self._server = await start_server(self.services, port=self.settings.listen_port)
                 self.port = self._server.sockets[0].getsockname()[1]
+                if self.settings.openssh_mode:
+                    self.shim = await ShimServer(self.services, bind_shim_socket(self.settings)).start()
             except BaseException as exc:  # surfaced to the caller below
                 failure.append(exc)
             finally:
@@ -101,6 +106,8 @@ class GatewayHarness:
             if self._server is not None:
                 self._server.close()
                 await self._server.wait_closed()
+            if self.shim is not None:
+                self.shim.close()
 
         try:
             asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)

@@ -68,6 +68,10 @@ def session_program(folder: Path, user: str = "submit") -> Path:
         raise RuntimeError(f"user {user} cannot run {sys.executable} and there is no {system_python}")
     wrapper = folder / "pypissh-gateway"
     path = os.pathsep.join([sysconfig.get_paths()["purelib"], str(SOURCE_ROOT)])
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {system_python} -m gateway "$@"\n')
+    # What the installed console script runs, started as cheaply: -S, since everything comes from
+    # PYTHONPATH and the system's site would only add its own .pth hooks to every start (on some
+    # machines one that imports certifi, 35 ms), and no runpy.
+    code = f"import sys; sys.argv[0] = {str(wrapper)!r}; from gateway.entry import main; main()"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {system_python} -S -c {shlex.quote(code)} "$@"\n')
     wrapper.chmod(0o755)
     return wrapper

@@ -20,6 +20,7 @@ from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.ssh import hostkeys
 from gateway.ssh.sshkeys import parse_public_key
+from gateway.tokens import create_key_file
 from testbed.harness import GatewayHarness
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
@@ -34,6 +35,17 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "ssh_client" in item.fixturenames:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test's commands keep their state in a home of their own, never the real user's, and
+    no PYPISSH_* variable of the machine running the suite leaks in."""
+    for name in [name for name in os.environ if name.startswith("PYPISSH_")]:
+        monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("PYPISSH_HOME", str(home))
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +115,9 @@ def user_key(user_keys) -> UserKey:
 
 @pytest.fixture
 def make_settings(tmp_path, upstream, host_key_dir):
+    """Settings for an in-process gateway; the secret key file is made as `keygen` makes it."""
+    create_key_file(tmp_path / "secret.key")
+
     def _make(**changes) -> Settings:
         base = Settings(
             database_url=f"sqlite:///{tmp_path / 'registry.sqlite3'}",

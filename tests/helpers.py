@@ -11,7 +11,7 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.ssh.sshkeys import parse_public_key
-from gateway.tokens import TokenBox
+from gateway.tokens import TokenBox, create_key_file
 from testbed.gatewayprocess import GatewayProcess
 from testbed.harness import GatewayHarness
 
@@ -59,9 +59,10 @@ def serve_process(folder: Path, upstream, host_key_dir: Path, keys: dict[str, "U
         public_host="127.0.0.1",
         **changes,
     )
-    upgrade(settings.database_url)
+    upgrade(settings.database_url)  # what `db upgrade` and `keygen` make
+    create_key_file(folder / "secret.key")
     registry = Registry.from_url(settings.database_url)
-    box = TokenBox.from_settings(settings, create=True)
+    box = TokenBox.from_settings(settings)
     for name, key in keys.items():
         registry.accounts.add_account(name, email=f"{name}@example.org")
         registry.accounts.add_key(name, parse_public_key(key.public_line))

@@ -124,3 +124,31 @@ def test_systemd_waits_longer_than_the_drain():
     assert timeout > config["drain_seconds"]
     assert re.search(r"^KillSignal=SIGTERM$", unit, re.MULTILINE)
     assert re.search(r"^ExecStart=\S+ serve$", unit, re.MULTILINE)
+
+
+def test_unit_and_configuration_share_one_home():
+    """The unit's state directory (made 0700 by systemd before the start) is the home that its
+    PYPISSH_HOME and the example configuration name."""
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    state = re.search(r"^StateDirectory=(\S+)$", unit, re.MULTILINE).group(1)
+    assert re.search(r"^StateDirectoryMode=0700$", unit, re.MULTILINE)
+    home = f"/var/lib/{state}"
+    assert re.search(rf"^Environment=PYPISSH_HOME={re.escape(home)}$", unit, re.MULTILINE)
+    assert tomllib.loads((DEPLOY / "config.toml").read_text())["home"] == home
+
+
+def test_openssh_mode_lines_of_the_example_configuration_fit_the_unit():
+    """The example configuration's OpenSSH-mode settings, uncommented, load; its shim_socket lies in
+    the directory the systemd unit creates (RuntimeDirectory=)."""
+    from gateway.settings import load
+
+    text = (DEPLOY / "config.toml").read_text()
+    enabled = re.sub(r"(?m)^# (openssh_mode|shim_socket|shim_user) = ", r"\1 = ", text)
+    assert enabled != text
+    config = tomllib.loads(enabled)
+    assert config["openssh_mode"] is True
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    runtime = re.search(r"^RuntimeDirectory=(\S+)$", unit, re.MULTILINE).group(1)
+    assert Path(config["shim_socket"]).parent == Path("/run") / runtime
+    settings = load(None, {}, {name: config[name] for name in ("openssh_mode", "shim_socket", "shim_user")})
+    assert (settings.openssh_mode, settings.shim_user) == (True, "submit")

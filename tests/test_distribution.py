@@ -61,6 +61,8 @@ def _project_files(*folders: str) -> set[str]:
     for folder in folders:
         for path in (SOURCE_ROOT / folder).rglob("*"):
             relative = path.relative_to(SOURCE_ROOT)
+            if relative.parts[:2] == ("bench", "out"):
+                continue  # benchmark results of this machine, at any depth
             if path.is_file() and not _generated(str(path.parent), [*relative.parts]):
                 found.add(relative.as_posix())
     return found
@@ -247,6 +249,8 @@ def test_png_chart_without_matplotlib_names_the_report_extra(installed, tmp_path
     """In the core-only virtualenv, `report --chart` exits 1 with one line naming [report] and
     writes nothing; the HTML report, with its SVG chart, works there."""
     database = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    created = installed.run(installed.bin("pypissh-gateway"), "--set", f"database_url={database}", "db", "upgrade")
+    assert created.returncode == 0, created.stderr
     chart = tmp_path / "chart.png"
     refused = installed.run(installed.bin("pypissh-migrate"), "--set", f"database_url={database}", "report",
                             "--chart", str(chart))
@@ -298,6 +302,7 @@ def test_quick_start_with_the_installed_commands_carries_a_legacy_upload(install
     `setup.py sdist upload` through the real ssh client lands the file intact upstream."""
     port, health_port = _free_port(), _free_port()
     env = _clean_environment(
+        PYPISSH_HOME=str(tmp_path / "home"),
         PYPISSH_DATABASE_URL=f"sqlite:///{tmp_path / 'registry.sqlite3'}",
         PYPISSH_HOST_KEY_DIR=str(tmp_path / "hostkeys"),
         PYPISSH_SECRET_KEY_FILE=str(tmp_path / "secret.key"),

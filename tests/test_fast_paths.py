@@ -1,15 +1,27 @@
 """What the performance work changed (bench/RESULTS.md): the key cache answered on the event loop,
-the session reader's chunking and back-pressure, the cipher OpenSSH negotiates, and a large upload
-that exercises the back-pressure end to end."""
+the session reader's chunking and back-pressure, the cipher OpenSSH negotiates, a large upload
+that exercises the back-pressure end to end, and the OpenSSH mode's per-login commands, which
+import none of the heavy libraries and read their settings as the full reader does."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import json
 import os
+import pwd
+import shutil
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
+import pytest
+
+from gateway.loginsettings import LOGIN_FIELDS, load_login_settings
 from gateway.registry import Identity
+from gateway.settings import Settings, load
 from gateway.ssh import session
 from gateway.ssh.keycache import KeyCache
 from testbed.legacyrequests import make_sdist, python3_upload
@@ -146,3 +158,93 @@ def test_record_event_stores_the_event_and_the_keys_last_use(gateway, user_key):
     assert [e.project for e in registry.events.recorded(account_name="alice")] == ["first", "second"]
     assert registry.accounts.find_key(user_key.fingerprint).last_used_at == at
 
+
+
+# -- the OpenSSH mode's per-login commands ------------------------------------------------------
+HEAVY = {"click", "sqlalchemy", "asyncssh", "cryptography", "jinja2", "rich"}
+# Runs one command line through the console script's entry point and reports what it imported.
+IMPORTS_PROBE = """
+import json, sys
+out, sys.argv = sys.argv[1], ["pypissh-gateway", *sys.argv[2:]]
+from gateway.entry import main
+try:
+    main()
+except SystemExit:
+    pass
+with open(out, "w") as handle:
+    json.dump(sorted(sys.modules), handle)
+"""
+
+
+def _imported(tmp_path, *argv: str, stdin: bytes = b"", **env: str) -> set[str]:
+    out = tmp_path / f"modules-{len(list(tmp_path.iterdir()))}.json"
+    subprocess.run([sys.executable, "-c", IMPORTS_PROBE, str(out), *argv], input=stdin, capture_output=True,
+                   timeout=60, env={**{k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}, **env})
+    return set(json.loads(out.read_text()))
+
+
+@pytest.fixture
+def openssh_replica(start_gateway, make_settings, user_key):
+    folder = Path(tempfile.mkdtemp(prefix="shim-"))
+    harness = start_gateway(make_settings(openssh_mode=True, shim_socket=str(folder / "shim.sock"),
+                                          shim_user=pwd.getpwuid(os.geteuid()).pw_name))
+    register_account(harness, "alice", user_key)
+    yield harness
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_login_commands_import_no_heavy_library(openssh_replica, user_key, tmp_path):
+    """authorized-keys-command and stdio (answered by the replica, or with no replica at all) import
+    neither click, SQLAlchemy, asyncssh, cryptography, jinja2 nor rich, nor the full settings."""
+    kind, blob = user_key.public_line.split()[:2]
+    config = tmp_path / "config.toml"
+    config.write_text(f'shim_socket = "{openssh_replica.settings.shim_socket}"\n'
+                      f'database_url = "{openssh_replica.settings.database_url}"\n')
+    stdio = ("--config", str(config), "stdio", "--account", "alice", "--fingerprint", user_key.fingerprint)
+    runs = {
+        "key, replica": _imported(tmp_path, "--config", str(config), "authorized-keys-command", "submit", blob, kind),
+        "key, registry": _imported(tmp_path, "--config", str(config), "--set", "shim_socket=/nonexistent.sock",
+                                   "authorized-keys-command", "submit", blob, kind),
+        "whoami, replica": _imported(tmp_path, *stdio, SSH_ORIGINAL_COMMAND="whoami"),
+        "upload, replica": _imported(tmp_path, *stdio, stdin=b"GET /?:action=list_classifiers HTTP/1.0\r\n\r\n"),
+        "upload, no replica": _imported(tmp_path, "--set", "shim_socket=/nonexistent.sock", *stdio,
+                                        stdin=b"GET /?:action=list_classifiers HTTP/1.0\r\n\r\n"),
+    }
+    for what, modules in runs.items():
+        assert "gateway.entry" in modules, what  # the probe ran the command
+        assert {name.split(".")[0] for name in modules} & HEAVY == set(), what
+        assert "gateway.settings" not in modules, what
+    assert "gateway.registry.keyline" in runs["key, registry"]
+    assert "gateway.registry.keyline" not in runs["key, replica"]
+
+
+def test_package_inits_import_nothing_heavy():
+    """`gateway`, `gateway.ssh` and `gateway.registry` import no heavy library on their own."""
+    probe = "import json, sys, gateway, gateway.ssh, gateway.registry; print(json.dumps(sorted(sys.modules)))"
+    modules = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                        check=True).stdout)
+    assert {name.split(".")[0] for name in modules} & (HEAVY | {"psycopg"}) == set()
+
+
+def test_login_fields_are_the_settings_fields():
+    """Every setting the light reader knows is a `Settings` field of the same type and default."""
+    fields = {field.name: field for field in dataclasses.fields(Settings)}
+    for name, (kind, default) in LOGIN_FIELDS.items():
+        assert (fields[name].type, fields[name].default) == (kind, default), name
+
+
+def test_light_reader_agrees_with_the_full_reader(tmp_path):
+    """For a file, the environment and flags together, both readers give the same values; relative
+    paths in the file too (wherever they resolve, they must resolve alike)."""
+    config = tmp_path / "config.toml"
+    config.write_text('[pypissh]\nssh_user = "uploads"\nshim_socket = "run/file.sock"\nread_timeout = 12\n'
+                      'stdio_in_process = true\nlisten = "127.0.0.1:2200"\n'
+                      'database_url = "sqlite:///state/registry.sqlite3"\n')
+    environ = {"PYPISSH_SHIM_SOCKET": "/run/env.sock", "PYPISSH_MAX_UPLOAD_BYTES": "1000",
+               "PYPISSH_DATABASE_URL": "sqlite:////var/lib/x.sqlite3"}
+    overrides = {"database_url": "sqlite:////flag.sqlite3", "stdio_in_process": "off"}
+    for args in ((None, {}, {}), (str(config), {}, {}), (str(config), environ, {}), (str(config), environ, overrides)):
+        light = load_login_settings(*args)
+        full = load(*args)
+        assert {name: getattr(light, name) for name in LOGIN_FIELDS} == {
+            name: getattr(full, name) for name in LOGIN_FIELDS}, args

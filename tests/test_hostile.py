@@ -20,7 +20,7 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.ssh.sshkeys import parse_public_key
-from gateway.tokens import TokenBox
+from gateway.tokens import TokenBox, create_key_file
 from testbed import hostile
 from testbed.gatewayprocess import GatewayProcess
 from testbed.sample import make_legacy_project, write_pypirc
@@ -52,7 +52,8 @@ def hostile_gateway(tmp_path_factory, upstream, host_key_dir):
         key_cache_seconds=0.5,
         log_level="INFO",
     )
-    upgrade(settings.database_url)
+    upgrade(settings.database_url)  # what `keygen` and `db upgrade` make
+    create_key_file(folder / "secret.key")
     process = GatewayProcess(settings, folder / "gateway.log").start()
     yield process
     process.stop()
@@ -63,7 +64,7 @@ def corpus_client(hostile_gateway, user_keys, upstream, tmp_path_factory) -> Ssh
     registry = Registry.from_url(hostile_gateway.settings.database_url)
     registry.accounts.add_account("alice", email="alice@example.org")
     registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-    registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(hostile_gateway.settings, create=True).seal(upstream.token))
+    registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(hostile_gateway.settings).seal(upstream.token))
     known = tmp_path_factory.mktemp("hostile-known") / "known_hosts"
     known.write_text(hostile_gateway.known_hosts_line())
     return SshClient(hostile_gateway, user_keys["alice"], known)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gateway.cli import cli
+from gateway.registry.migrate_db import upgrade
 from gateway.ssh import hostkeys
 from tests.conftest import SshClient, register_account
 
@@ -33,8 +34,10 @@ def public_blob(folder: Path, name: str) -> str:
 
 def test_serve_refuses_to_start_without_host_keys(tmp_path):
     """`serve` with an empty host_key_dir exits with a message saying how to make the keys."""
-    result = CliRunner().invoke(cli, ["--set", f"host_key_dir={tmp_path / 'empty'}",
-                                      "--set", f"database_url=sqlite:///{tmp_path / 'r.sqlite3'}", "serve"])
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    upgrade(url)
+    result = CliRunner().invoke(cli, ["--set", f"host_key_dir={tmp_path / 'empty'}", "--set", f"database_url={url}",
+                                      "serve"])
     assert result.exit_code != 0
     assert "no host keys" in result.output and "pypissh-gateway keygen" in result.output
 

@@ -144,7 +144,7 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
     harness.set_clock(fixed(tomorrow + dt.timedelta(minutes=30)))
     assert client.legacy(legacy_project(version="0.1"), "sdist", "upload", home=legacy_home).returncode == 0
 
-    done = migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "pause", "--note", "maintenance")
+    done = migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "pause", "--note", "maintenance", "--yes")
     assert done.returncode == 0, done.stderr
     harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)

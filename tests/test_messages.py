@@ -14,9 +14,10 @@ GATEWAY = Path(messages.__file__).parent
 # The modules on the SSH path whose refusals users (or, for the settings, operators) read.
 SPEAKING_MODULES = sorted(
     [*(GATEWAY / "upload").glob("*.py"), *(GATEWAY / "ssh").glob("*.py"), GATEWAY / "settings.py",
-     GATEWAY / "lifecycle" / "notices.py"])
-# Exceptions whose message a user reads (the reason phrase, an SSH disconnect or channel refusal).
-USER_FACING = {"GatewayError", "BadRequest", "RequestTooLarge", "ClientTimeout", "ClientAborted", "ArtifactError",
+     GATEWAY / "tokens.py", GATEWAY / "checks.py", GATEWAY / "lifecycle" / "notices.py"])
+# Exceptions whose message a user reads (the reason phrase, an SSH disconnect or channel refusal),
+# and the findings `check` prints.
+USER_FACING = {"fail", "ok", "GatewayError", "BadRequest", "RequestTooLarge", "ClientTimeout", "ClientAborted", "ArtifactError",
                "CredentialError", "PolicyRefusal", "UpstreamError", "ConfigError", "PermissionDenied",
                "ChannelOpenError", "ServiceNotAvailable", "Reply"}
 # Calls that write text to the user's session or connection.

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.ssh.sshkeys import parse_public_key
+from gateway.tokens import create_key_file
 from migrate import output
 from migrate.cli import cli
 from migrate.legacy_import import OptionsError, split_options
@@ -39,7 +40,8 @@ KEYS = _public_keys()
 def db(tmp_path):
     """Run the CLI against a fresh registry; returns (invoke, registry)."""
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-    upgrade(url)
+    upgrade(url)  # what `db upgrade` and `keygen` make
+    create_key_file(tmp_path / "secret.key")
     registry = Registry.from_url(url)
 
     def invoke(*args: str, input: str | None = None, weak: bool = False):

@@ -1,11 +1,14 @@
 """OpenSSH deployment mode: a real sshd whose AuthorizedKeysCommand is `pypissh-gateway
-authorized-keys-command`, running `pypissh-gateway stdio` for each session, carries the legacy
-distutils client's upload to the same upstream as the asyncssh server does."""
+authorized-keys-command` (asking the running replica who owns the key) and whose forced command is
+`pypissh-gateway stdio`, the shim that hands each session to that replica over its UNIX socket,
+carries the legacy distutils client's upload to the same upstream as the asyncssh server does."""
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -19,18 +22,19 @@ from gateway.cli import cli
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.openssh import authorized_keys_line, forced_command, lines_for
+from gateway.ssh.keycommand import KeyQuery, authorized_keys_line, forced_command, lines_for_query
 from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
-from testbed.scaleout import free_port, toml_value
+from testbed.scaleout import Replica, free_port, metric
 from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program
 from tests.helpers import register_account, wait_until
 
 SSHD = "/usr/sbin/sshd"
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SECRET = "a test secret for the OpenSSH mode and long enough to derive a key"
+NO_SOCKET = "/nonexistent/pypissh-shim.sock"
 
 
 def _skip_reason() -> str | None:
@@ -39,7 +43,7 @@ def _skip_reason() -> str | None:
     if not os.path.exists(SSHD):
         return "openssh-server is not installed (./dev test installs it)"
     if postgres.unavailable_reason() is not None:
-        return "PostgreSQL is not running (the stdio sessions run as user submit and share it)"
+        return "PostgreSQL is not running (the registry of the deployment mode)"
     return None
 
 
@@ -48,12 +52,14 @@ SKIP = _skip_reason()
 
 @pytest.fixture(scope="module")
 def sshd(upstream, user_keys, host_key_dir):
-    """sshd on a free port of 127.0.0.1 with its own config, and a registry where alice has a key."""
+    """sshd on a free port of 127.0.0.1 with its own config, a replica serving the OpenSSH mode's
+    socket for user submit, and a registry where alice has a key."""
     if SKIP:
         pytest.skip(SKIP)
     ensure_submit_user()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    # Readable by user `submit`, who runs the forced command (pytest's own temp dirs are root-only).
+    # Readable by user `submit`, who runs the forced command (pytest's own temp dirs are root-only);
+    # short, for the UNIX socket's path.
     folder = Path(tempfile.mkdtemp(prefix="pypissh-openssh-"))
     folder.chmod(0o755)
     command = root_owned_wrapper(PROGRAM.resolve())
@@ -67,24 +73,22 @@ def sshd(upstream, user_keys, host_key_dir):
 def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
     with postgres.temporary_database("pypissh_test") as url:
         upgrade(url)
-        ca = folder / "upstream-ca.pem"
-        shutil.copyfile(upstream.ca_file, ca)
-        config = folder / "config.toml"
-        config.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in dict(
-            database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
-            upstream_ca_bundle=str(ca), secret_key=SECRET,
-            host_key_dir=str(host_key_dir), public_host="127.0.0.1").items()))
         registry = Registry.from_url(url)
         registry.accounts.add_account("alice", email="alice@example.org")
         registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
         registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
+        replica = Replica(folder, dict(
+            database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
+            upstream_ca_bundle=str(upstream.ca_file), secret_key=SECRET, host_key_dir=str(host_key_dir), public_host="127.0.0.1",
+            openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit"), name="replica")
+        replica.config.chmod(0o644)  # the shim, run as user submit, reads it
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
         port = free_port()
         sshd_config = folder / "sshd_config"
         sshd_config.write_text(
             f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\n"
             "AuthorizedKeysFile none\n"
-            f"AuthorizedKeysCommand {command} --config {config} authorized-keys-command "
+            f"AuthorizedKeysCommand {command} --config {replica.config} authorized-keys-command "
             f"--command {session_program(folder)} %u %k %t\n"
             "AuthorizedKeysCommandUser root\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
@@ -96,15 +100,19 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
         known_hosts = folder / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} " + " ".join((folder / "host_key.pub").read_text().split()[:2]) + "\n")
         try:
+            replica.start(timeout=60)
+
             def listening() -> bool:
                 assert proc.poll() is None, (folder / "sshd.log").read_text()
                 return b"Server listening" in (folder / "sshd.log").read_bytes()
 
             wait_until(listening, what="sshd to listen")
-            yield {"port": port, "registry": registry, "known_hosts": known_hosts, "folder": folder}
+            yield {"port": port, "registry": registry, "known_hosts": known_hosts, "folder": folder,
+                   "replica": replica}
         finally:
             proc.terminate()
             proc.wait(10)
+            replica.stop()
             log.close()
             registry.engine.dispose()
 
@@ -121,7 +129,8 @@ def forwarded_form_names(upstream, before: int) -> list[str]:
 
 
 def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, alice, ssh_client, legacy_home):
-    """sshd carries the legacy upload byte-identical, forwarding the same request as the asyncssh server."""
+    """sshd and the shim carry the legacy upload byte-identical to the replica, which forwards the
+    same request as the asyncssh server."""
     project = make_legacy_project(tmp_path / "project", name="Openssh-Mode-Pkg", version="1.0")
     before = len(upstream.recordings())
     command = " ".join(ssh_command(sshd, user_keys["alice"]))
@@ -136,6 +145,7 @@ def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, ali
     (event,) = sshd["registry"].events.recorded(account_name="alice")
     assert (event.outcome, event.client_addr, event.key_fingerprint) == (
         "forwarded", "127.0.0.1", user_keys["alice"].fingerprint)
+    assert event.replica.endswith(f":{sshd['replica'].pid}")  # the shim handed it to the replica
 
     # The asyncssh server, same project at the next version: the same request goes upstream.
     (project / "setup.py").write_text((project / "setup.py").read_text().replace("'1.0'", "'1.1'"))
@@ -161,6 +171,55 @@ def test_unknown_key_is_refused_by_sshd(sshd, user_keys):
     assert "Permission denied" in result.stderr
 
 
+def test_without_a_replica_the_legacy_client_is_told_and_nothing_is_published(
+        sshd, upstream, user_keys, tmp_path, legacy_home):
+    """With the replica stopped, sshd still admits the key (the command reads the registry itself)
+    and the shim answers the legacy upload with 503 and one line on stderr; nothing goes upstream."""
+    project = make_legacy_project(tmp_path / "project", name="Openssh-No-Replica", version="1.0")
+    command = " ".join(ssh_command(sshd, user_keys["alice"]))
+    before = len(upstream.recordings())
+    sshd["replica"].stop()
+    try:
+        result = run_legacy(project, ["sdist", "upload"], ssh_command=command, home=legacy_home,
+                            env={"PYPISSH_HOST": "127.0.0.1"})
+    finally:
+        sshd["replica"].start(timeout=60)
+    reason = "the upload service on this machine is not running; nothing was published; try again in a minute"
+    assert result.returncode != 0
+    assert f"Upload failed (503): {reason}" in result.stdout + result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("pypissh-gateway:")] == [
+        f"pypissh-gateway: not published (503): {reason}"]
+    assert [r for r in upstream.recordings()[before:] if r.method == "POST"] == []
+
+
+def test_socket_refuses_a_user_other_than_shim_user(sshd, user_keys):
+    """The shim run as another user (nobody, with submit's group so the socket's file mode lets it
+    connect; started with setpriv) is refused by the replica's SO_PEERCRED check: one line, exit 1."""
+    submit_gid = pwd.getpwnam("submit").pw_gid
+    nobody = pwd.getpwnam("nobody")
+    program = session_program(sshd["folder"])
+    replica = sshd["replica"]
+    refused_before = metric(replica.metrics(), "pypissh_shim_refused_total")
+    result = subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={submit_gid}", "--clear-groups", str(program),
+         "--config", str(replica.config), "stdio", "--account", "alice", "--fingerprint", user_keys["alice"].fingerprint],
+        env={"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": "whoami"}, capture_output=True, text=True,
+        timeout=60, cwd="/")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"pypissh-gateway: this socket serves sessions of user 'submit' only, and this "
+                             f"process runs as uid {nobody.pw_uid}; sshd runs the forced command as 'submit' "
+                             "(setting shim_user)\n")
+    assert metric(replica.metrics(), "pypissh_shim_refused_total") == refused_before + 1
+
+
+def test_socket_file_is_the_replicas_and_shim_users_group_only(sshd):
+    """shim_socket is a socket owned by the replica's user, of mode 0660, in the group of submit."""
+    info = (sshd["folder"] / "shim.sock").stat()
+    assert oct(info.st_mode & 0o777) == "0o660"
+    assert (info.st_uid, grp.getgrgid(info.st_gid).gr_gid) == (os.geteuid(), pwd.getpwnam("submit").pw_gid)
+
+
 # -- the command's output, directly -----------------------------------------------------------
 @pytest.fixture
 def key_registry(gateway, user_keys):
@@ -168,42 +227,45 @@ def key_registry(gateway, user_keys):
     return gateway.registry
 
 
-def test_line_for_an_active_key(key_registry, user_keys):
+def lines_for(registry_url: str, user: str, blob: str, kind: str | None, executable: str,
+              global_args: list[str]) -> list[str]:
+    """The command's lines, read from the registry (no replica at NO_SOCKET)."""
+    return lines_for_query(KeyQuery(user, blob, kind, executable, global_args), "submit", NO_SOCKET, registry_url)
+
+
+def test_line_for_an_active_key(settings, key_registry, user_keys):
     """An active key of ssh_user gets one restrict,command= line running stdio as its account."""
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
-    (line,) = lines_for(key_registry, "submit", "submit", blob, kind, "/opt/pypissh/bin/pypissh-gateway",
+    (line,) = lines_for(settings.database_url, "submit", blob, kind, "/opt/pypissh/bin/pypissh-gateway",
                         ["--config", "/etc/pypissh/config.toml"])
     assert line == (
         'restrict,command="/opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml stdio '
         f'--account alice --fingerprint {key.fingerprint}" {key.openssh}')
 
 
-def test_no_line_for_other_users_unknown_revoked_or_disabled(key_registry, user_keys):
+def test_no_line_for_other_users_unknown_revoked_or_disabled(settings, key_registry, user_keys):
     """Nothing for another user, an unknown key, a type mismatch, a disabled account or a revoked key."""
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
     args = ("/bin/pypissh-gateway", [])
-    assert lines_for(key_registry, "submit", "root", blob, kind, *args) == []
+    url = settings.database_url
+    assert lines_for(url, "root", blob, kind, *args) == []
     mallory = parse_public_key(user_keys["mallory"].public_line).openssh.split()[1]
-    assert lines_for(key_registry, "submit", "submit", mallory, kind, *args) == []
-    assert lines_for(key_registry, "submit", "submit", blob, "ssh-rsa", *args) == []
-    assert lines_for(key_registry, "submit", "submit", "not base64!", kind, *args) == []
+    assert lines_for(url, "submit", mallory, kind, *args) == []
+    assert lines_for(url, "submit", blob, "ssh-rsa", *args) == []
+    assert lines_for(url, "submit", "not base64!", kind, *args) == []
     key_registry.accounts.update_account("alice", disabled=True)
-    assert lines_for(key_registry, "submit", "submit", blob, kind, *args) == []
+    assert lines_for(url, "submit", blob, kind, *args) == []
     key_registry.accounts.update_account("alice", disabled=False)
     key_registry.accounts.revoke_key(key.fingerprint)
-    assert lines_for(key_registry, "submit", "submit", blob, kind, *args) == []
+    assert lines_for(url, "submit", blob, kind, *args) == []
 
 
 def test_forced_command_quoting():
     """Paths with spaces are shell-quoted; a double quote cannot end the command= option."""
-    from gateway.registry import Identity
-
-    identity = Identity(1, "alice", None, False, "SHA256:abc", None, None, None)
-    command = forced_command('/opt/my "tools"/pypissh-gateway', ["--config", "/etc/a b.toml"], identity)
-    line = authorized_keys_line(command, parse_public_key(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"))
+    command = forced_command('/opt/my "tools"/pypissh-gateway', ["--config", "/etc/a b.toml"], "alice", "SHA256:abc")
+    line = authorized_keys_line(command, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
     assert line.startswith('restrict,command="\'/opt/my \\"tools\\"/pypissh-gateway\' --config \'/etc/a b.toml\' stdio')
 
 
@@ -212,8 +274,8 @@ def test_cli_prints_the_line(settings, key_registry, user_keys):
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
     runner = CliRunner()
-    result = runner.invoke(cli, ["--set", f"database_url={settings.database_url}", "authorized-keys-command",
-                                 "--command", "/usr/bin/pypissh-gateway", "submit", blob, kind])
+    result = runner.invoke(cli, ["--set", f"database_url={settings.database_url}", "--set", f"shim_socket={NO_SOCKET}",
+                                 "authorized-keys-command", "--command", "/usr/bin/pypissh-gateway", "submit", blob, kind])
     assert result.exit_code == 0, result.output
     assert result.output.startswith('restrict,command="/usr/bin/pypissh-gateway --set database_url=')
     assert f"stdio --account alice --fingerprint {key.fingerprint}\" {key.openssh}\n" in result.output
@@ -222,7 +284,31 @@ def test_cli_prints_the_line(settings, key_registry, user_keys):
     assert other.exit_code == 0 and other.output == ""
 
 
-# -- stdio on its own -------------------------------------------------------------------------
+def test_installed_program_prints_what_the_cli_prints(settings, key_registry, user_keys):
+    """The console script's fast path prints byte for byte what the click command prints."""
+    kind, blob = parse_public_key(user_keys["alice"].public_line).openssh.split()
+    args = ["--set", f"database_url={settings.database_url}", "--set", f"shim_socket={NO_SOCKET}",
+            "authorized-keys-command", "--command", "/usr/bin/pypissh-gateway", "submit", blob, kind]
+    fast = subprocess.run([str(PROGRAM), *args], capture_output=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")})
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stdout.decode() == CliRunner().invoke(cli, args).output
+    assert fast.stdout.count(b"\n") == 1
+
+
+def test_unreadable_registry_refuses_the_key_in_one_line(user_keys, tmp_path):
+    """No replica and no registry: one line for sshd's log naming the cause, exit 1, no line."""
+    kind, blob = parse_public_key(user_keys["alice"].public_line).openssh.split()
+    missing = tmp_path / "missing.sqlite3"
+    result = subprocess.run(
+        [str(PROGRAM), "--set", f"database_url=sqlite:///{missing}", "--set", f"shim_socket={NO_SOCKET}",
+         "authorized-keys-command", "submit", blob, kind], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"pypissh-gateway: cannot read the registry (no registry at {missing}); key refused\n"
+    assert not missing.exists()
+
+
+# -- stdio in process (stdio_in_process = true: no replica needed) ----------------------------
 LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
 
 
@@ -230,13 +316,13 @@ def stdio_process(settings, fingerprint: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", "--set", f"database_url={settings.database_url}",
          "--set", f"secret_key_file={settings.secret_key_file}", "--set", "read_timeout=1",
-         "stdio", "--account", "alice", "--fingerprint", fingerprint],
+         "--set", "stdio_in_process=true", "stdio", "--account", "alice", "--fingerprint", fingerprint],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={k: v for k, v in {**os.environ, **env}.items() if not k.startswith("PYPISSH_")})
 
 
 def test_stdio_answers_one_request_and_records_the_client(settings, key_registry, user_keys):
-    """`stdio` answers the request on stdin and records the address from SSH_CONNECTION."""
+    """In-process `stdio` answers the request on stdin and records the address from SSH_CONNECTION."""
     proc = stdio_process(settings, user_keys["alice"].fingerprint, SSH_CONNECTION="192.0.2.44 50000 127.0.0.1 22")
     out, err = proc.communicate(LIST_CLASSIFIERS, timeout=60)
     assert proc.returncode == 0, err
@@ -262,7 +348,7 @@ def test_stdio_gives_up_on_a_silent_client_and_exits(settings, key_registry, use
 
 
 def test_stdio_refuses_a_revoked_key(settings, key_registry, user_keys):
-    """A key revoked after sshd let it in is refused by stdio with a sentence naming the account."""
+    """A key revoked after sshd let it in is refused by in-process stdio with a sentence naming the account."""
     key_registry.accounts.revoke_key(user_keys["alice"].fingerprint)
     proc = stdio_process(settings, user_keys["alice"].fingerprint, SSH_ORIGINAL_COMMAND="whoami")
     out, err = proc.communicate(b"", timeout=60)

@@ -262,6 +262,10 @@ def _csv_sections(text: str) -> dict[str, list[dict[str, str]]]:
     return sections
 
 
+def _csv_summary(text: str) -> dict[str, str]:
+    return {row["key"]: row["value"] for row in _csv_sections(text)["summary"]}
+
+
 def test_csv_on_stdout_agrees_with_json(sqlite_url):
     """`--format csv` prints every section with its own header; its values equal the JSON's."""
     data = json.loads(invoke(sqlite_url, "--format", "json").stdout)
@@ -380,17 +384,66 @@ def test_verdict_wording_follows_the_sunset(report):
     assert safe.headline.startswith("Safe to switch off: every account that used the SSH path")
 
 
-def test_empty_registry_is_safe_to_switch_off(tmp_path):
-    """With no session at all the report says so, in every format, and still lists every week."""
-    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+def test_registry_nobody_used_is_safe_to_switch_off(tmp_path):
+    """Accounts with keys and no session at all: safe, said in every format, every week listed."""
+    url = f"sqlite:///{tmp_path / 'quiet.sqlite3'}"
+    upgrade(url)
+    registry = Registry.from_url(url)
+    registry.accounts.add_account("erin")
+    registry.accounts.add_key("erin", report_history.keys()["erin"])
+    registry.engine.dispose()
     data = json.loads(invoke(url, "--format", "json").stdout)
-    assert data["summary"]["safe_to_switch_off"] is True
+    assert data["summary"]["safe_to_switch_off"] is True and data["summary"]["verdict"] == "safe"
     assert data["summary"]["headline"] == "Safe to switch off: nobody used the SSH path in this period."
     assert data["summary"]["overall_trend"] == "No SSH session in this period."
     assert [w["sessions"] for w in data["weeks"]] == [0] * 8
     assert "nobody used the SSH path" in invoke(url).stdout
     sections = _csv_sections(invoke(url, "--format", "csv").stdout)
     assert len(sections) == len(tabular.SECTIONS)
+
+
+@pytest.mark.parametrize("seed", ["nothing", "accounts without keys"])
+def test_empty_registry_is_never_called_safe(tmp_path, seed):
+    """A registry with no accounts, or no keys, gets the `empty` verdict naming its database in
+    every format (table, JSON, CSV, HTML), never "safe to switch off"."""
+    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    upgrade(url)
+    if seed == "accounts without keys":
+        registry = Registry.from_url(url)
+        registry.accounts.add_account("erin")
+        registry.engine.dispose()
+    expected = (f"the registry at {url} is empty ({'no accounts' if seed == 'nothing' else 'no keys'}): "
+                "nothing to judge; is this the right database_url?")
+    data = json.loads(invoke(url, "--format", "json").stdout)
+    assert data["summary"]["verdict"] == data["verdict"]["state"] == "empty"
+    assert data["summary"]["safe_to_switch_off"] is False
+    assert data["summary"]["headline"] == expected and data["summary"]["database"] == url
+    table = invoke(url).stdout
+    assert f"registry: {url}" in table and "Safe to switch off" not in table
+    assert "is empty" in table and "right database_url?" in table
+    summary = _csv_summary(invoke(url, "--format", "csv").stdout)
+    assert (summary["verdict"], summary["database"], summary["safe_to_switch_off"]) == ("empty", url, "false")
+    page = invoke(url, "--format", "html").stdout
+    assert 'data-verdict="empty"' in page and f'<code id="database">{url}</code>' in page
+    assert "Safe to switch off" not in page
+
+
+def test_every_format_names_its_database(sqlite_url):
+    """Table, JSON, CSV and HTML of a real history each name the registry they read."""
+    assert f"registry: {sqlite_url}" in invoke(sqlite_url).stdout
+    assert json.loads(invoke(sqlite_url, "--format", "json").stdout)["summary"]["database"] == sqlite_url
+    assert _csv_summary(invoke(sqlite_url, "--format", "csv").stdout)["database"] == sqlite_url
+    assert f'<code id="database">{sqlite_url}</code>' in invoke(sqlite_url, "--format", "html").stdout
+
+
+def test_report_on_a_missing_registry_creates_nothing(tmp_path):
+    """`report` pointed at a registry that does not exist exits 1 naming it and `init`; no file appears."""
+    url = f"sqlite:///{tmp_path / 'var' / 'pypissh.sqlite3'}"
+    result = CliRunner().invoke(cli, ["--set", f"database_url={url}", "report"])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: no registry at {url}; create it with `pypissh-gateway init` (or "
+                             "`pypissh-gateway db upgrade`), or point database_url (or home) at the existing one\n")
+    assert not (tmp_path / "var").exists()
 
 
 def test_table_to_a_file_is_plain_text(sqlite_url, tmp_path):

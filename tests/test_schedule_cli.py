@@ -73,7 +73,7 @@ def test_brownout_after_sunset_is_refused(database):
 def test_setting_the_sunset_again_replaces_it(database):
     """set-sunset moves the one sunset, earlier or later; --clear removes it."""
     assert schedule(database, "set-sunset", day(60)).exit_code == 0
-    assert schedule(database, "set-sunset", day(40)).exit_code == 0
+    assert schedule(database, "set-sunset", day(40), "--yes").exit_code == 0
     registry = Registry.from_url(database)
     assert registry.schedule.current().sunset.strftime("%Y-%m-%d %H:%M") == day(40)
     assert schedule(database, "set-sunset", "--clear").exit_code == 0
@@ -82,8 +82,8 @@ def test_setting_the_sunset_again_replaces_it(database):
 
 def test_pause_resume_and_cancel(database):
     """pause refuses a second pause, resume ends it; a future brownout can be cancelled."""
-    assert schedule(database, "pause", "--note", "incident 7").exit_code == 0
-    assert schedule(database, "pause").exit_code != 0
+    assert schedule(database, "pause", "--note", "incident 7", "--yes").exit_code == 0
+    assert schedule(database, "pause", "--yes").exit_code != 0
     registry = Registry.from_url(database)
     assert registry.schedule.current().pause.note == "incident 7"
     assert schedule(database, "resume").exit_code == 0

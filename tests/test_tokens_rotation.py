@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.tokens import TokenBox, new_key, parse_keys
+from gateway.tokens import TokenBox, create_key_file, new_key, parse_keys
 from migrate.cli import cli
 from tests.helpers import register_account
 
@@ -23,8 +23,9 @@ TOKENS = {
 def env(tmp_path):
     """A registry and key file, and a runner of the real CLI against them."""
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-    upgrade(url)
+    upgrade(url)  # what `db upgrade` and `keygen` make
     key_file = tmp_path / "secret.key"
+    create_key_file(key_file)
     registry = Registry.from_url(url)
 
     def invoke(*args: str, input: str | None = None):
@@ -56,7 +57,7 @@ def test_tokens_never_in_plain_text_in_database_or_any_output(env):
     for args in (("accounts", "list"), ("accounts", "show", "alice"), ("keys", "list"), ("guide", "alice"),
                  ("guide", "alice", "--format", "json"), ("guide", "bob", "--format", "markdown"),
                  ("rotate-secret", "--new-key-file", str(tmp_path / "new.key"), "--dry-run"),
-                 ("rotate-secret", "--new-key-file", str(tmp_path / "new.key")), ("rotate-secret", "--retire-old")):
+                 ("rotate-secret", "--new-key-file", str(tmp_path / "new.key")), ("rotate-secret", "--retire-old", "--yes")):
         result = invoke(*args)
         assert result.exit_code == 0, (args, result.output)
         results.append(result)
@@ -88,7 +89,7 @@ def test_rotate_secret_reencrypts_every_token_under_the_new_key(env):
     assert _opened(registry, TokenBox(parse_keys(new))) == TOKENS
     with pytest.raises(Exception):
         _opened(registry, TokenBox(parse_keys(old_key)))
-    retire = invoke("rotate-secret", "--retire-old")
+    retire = invoke("rotate-secret", "--retire-old", "--yes")
     assert retire.exit_code == 0, retire.output
     assert key_file.read_text().split() == [new]
     assert _opened(registry, TokenBox(parse_keys(key_file.read_text()))) == TOKENS
@@ -118,7 +119,7 @@ def test_retire_reseals_tokens_set_with_the_old_key_meanwhile(env):
     old_key = key_file.read_text().strip()
     assert invoke("rotate-secret", "--new-key-file", str(tmp_path / "new.key")).exit_code == 0
     registry.accounts.set_token_ciphertext("alice", TokenBox(parse_keys(old_key)).seal(TOKENS["alice"]))
-    retire = invoke("rotate-secret", "--retire-old")
+    retire = invoke("rotate-secret", "--retire-old", "--yes")
     assert retire.exit_code == 0, retire.output
     assert "re-encrypted 1 straggler token(s)" in retire.output
     new = (tmp_path / "new.key").read_text().strip()
@@ -152,7 +153,7 @@ def test_upload_works_through_a_replica_started_after_rotation(gateway, user_key
 
     new_key_file = f"{key_file}.new"
     assert invoke("rotate-secret", "--new-key-file", new_key_file).exit_code == 0
-    assert invoke("rotate-secret", "--retire-old").exit_code == 0
+    assert invoke("rotate-secret", "--retire-old", "--yes").exit_code == 0
     with open(key_file) as handle, open(new_key_file) as new:
         assert handle.read().split() == new.read().split()  # only the new key is left
     replica = start_gateway(settings)

@@ -54,6 +54,9 @@ CLOSED_BY_GATEWAY = Counter(
     "pypissh_closed_by_gateway",
     "Logged-in connections (revoked key or account, idle) and session channels (no request) the gateway closed.",
     ["reason"])
+SHIM_REFUSED = Counter(
+    "pypissh_shim_refused",
+    "Connections to shim_socket refused by peer credentials (not shim_user, root or the replica's user).")
 UPSTREAM_SECONDS = Histogram(
     "pypissh_upstream_latency_seconds", "Time of each request to the upstream upload API.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))

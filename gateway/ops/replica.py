@@ -19,6 +19,7 @@ from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readin
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh.server import start_server
+from gateway.ssh.shimserver import ShimServer, bind_shim_socket, inherited_shim_socket
 
 log = logging.getLogger("gateway")
 
@@ -34,8 +35,11 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     probe = DatabaseProbe(services.registry.ping)
     health: HealthServer | None = None
     server = None
+    shim: ShimServer | None = None
     try:
         server = await _listening(settings.listen, start_server(services))
+        if settings.openssh_mode:
+            shim = await _shim_server(services, supervised)
         metrics.LISTENING.set(1)
         if serve_health:
             health = await _listening(settings.health_listen, HealthServer(
@@ -48,10 +52,14 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
         await _stopped(supervised)
         state.draining = True
         server.close()
+        if shim is not None:
+            shim.close()
         metrics.LISTENING.set(0)
-        log.info("draining: %d connections in flight, waiting up to %.0f s", server.in_flight,
-                 settings.drain_seconds)
-        cut = await server.drain(settings.drain_seconds)
+        log.info("draining: %d connections in flight, waiting up to %.0f s", server.in_flight
+                 + (shim.in_flight if shim else 0), settings.drain_seconds)
+        cuts = await asyncio.gather(server.drain(settings.drain_seconds),
+                                    shim.drain(settings.drain_seconds) if shim else asyncio.sleep(0, 0))
+        cut = sum(cuts)
         if cut:
             log.warning("drain time is up: told %d connections to reconnect", cut)
         else:
@@ -59,11 +67,24 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     finally:
         if server is not None:
             server.close()
+        if shim is not None:
+            shim.close()
         if health is not None:
             health.close()
             await health.wait_closed()
         probe.close()
         services.close()
+
+
+async def _shim_server(services: Services, supervised: bool) -> ShimServer:
+    """shim_socket for the OpenSSH mode: the supervisor's (inherited) under `serve --workers N`,
+    else bound here."""
+    inherited = inherited_shim_socket(os.environ) if supervised else None
+    sock = inherited or bind_shim_socket(services.settings)
+    shim = await ShimServer(services, sock, owns_path=inherited is None).start()
+    log.info("serving the OpenSSH mode's sessions of user %s on %s", services.settings.shim_user,
+             services.settings.shim_socket)
+    return shim
 
 
 async def _listening(address: str, starting):

@@ -10,6 +10,8 @@ them. The supervisor:
 - serves `health_listen` for the whole machine: `/readyz` (database answers, not draining, a
   worker is up, no worker's thread pool saturated) and `/metrics`, the sum of all workers' metrics (prometheus-client's multiprocess
   mode, in a private directory);
+- binds `shim_socket` in the OpenSSH mode (a UNIX socket cannot be shared like the port), and
+  every worker accepts on the one it inherits;
 - on SIGTERM or SIGINT fails readiness, passes SIGTERM to every worker (each drains its own
   connections within `drain_seconds`) and exits once all are gone.
 """
@@ -31,6 +33,7 @@ from gateway.ops import metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
 from gateway.registry import Registry
 from gateway.settings import Settings
+from gateway.ssh import shimserver
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -66,6 +69,7 @@ class Supervisor:
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = False
         self._metrics_dir = ""
+        self._shim: socket.socket | None = None
 
     async def run(self) -> int:
         settings = self.settings
@@ -75,6 +79,13 @@ class Supervisor:
             raise ConfigError(f"cannot listen on {settings.listen}: {exc.strerror or exc}; "
                               "is something else using it?") from None
         listen = host_port(settings.listen_host, port_holder.getsockname()[1])
+        if settings.openssh_mode:
+            try:
+                self._shim = shimserver.bind_shim_socket(settings)
+            except ConfigError:
+                port_holder.close()
+                raise
+        shim_inode = os.lstat(settings.shim_socket).st_ino if self._shim else None
         self._metrics_dir = tempfile.mkdtemp(prefix="pypissh-metrics-")
         registry = Registry.from_url(settings.database_url)
         probe = DatabaseProbe(registry.ping)
@@ -83,6 +94,9 @@ class Supervisor:
                                         metrics_dir=self._metrics_dir).start()
         except OSError as exc:
             port_holder.close()
+            if self._shim is not None:
+                self._shim.close()
+                shimserver.remove_socket_file(settings.shim_socket, shim_inode)
             raise ConfigError(f"cannot listen on {settings.health_listen}: {exc.strerror or exc}; "
                               "is something else using it?") from None
         log.info("supervising %d workers on %s, health on %s:%d", self.workers, listen,
@@ -97,6 +111,7 @@ class Supervisor:
             log.info("stopping: workers drain for up to %.0f s", settings.drain_seconds)
             self._stopping = True
             self.state.draining = True
+            shimserver.remove_socket_file(settings.shim_socket, shim_inode)
             for proc in list(self.processes.values()):
                 if proc.returncode is None:
                     proc.send_signal(signal.SIGTERM)
@@ -115,6 +130,9 @@ class Supervisor:
             probe.close()
             registry.close()
             port_holder.close()
+            if self._shim is not None:
+                self._shim.close()
+                shimserver.remove_socket_file(settings.shim_socket, shim_inode)
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
         log.info("all workers stopped")
         return 0
@@ -137,9 +155,14 @@ class Supervisor:
     async def _keep_running(self, index: int, listen: str) -> None:
         backoff = 0.5
         env = dict(os.environ, **{metrics.MULTIPROC_ENV: self._metrics_dir})
+        inherited: tuple[int, ...] = ()
+        if self._shim is not None:
+            inherited = (self._shim.fileno(),)
+            env[shimserver.INHERITED_FD_ENV] = str(self._shim.fileno())
         while not self._stopping:
             started = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(*self.worker_command(index, listen), env=env)
+            proc = await asyncio.create_subprocess_exec(*self.worker_command(index, listen), env=env,
+                                                        pass_fds=inherited)
             self.processes[index] = proc
             status = await proc.wait()
             metrics.worker_exited(self._metrics_dir, proc.pid)

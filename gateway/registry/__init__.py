@@ -7,24 +7,48 @@
     registry.outbox     notification emails: campaigns and per-use reminders
     registry.reports    the report's aggregates (read-only: may run against a standby)
 
-Only the modules of this package write SQL.
+Only the modules of this package write SQL. Importing the package itself costs nothing: the
+stores (and SQLAlchemy) load on first use of a name, so `keyline`, the one stdlib-only module
+here, serves sshd's AuthorizedKeysCommand without them.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
-from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
-from gateway.registry.engine import RegistryError, make_engine, utcnow
-from gateway.registry.events import EventStore, UploadEvent
-from gateway.registry.outbox import NotificationSend, Outbox
-from gateway.registry.reports import ReportQueries
-from gateway.registry.schedule import ScheduleStore
+    from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
+    from gateway.registry.engine import RegistryError, make_engine, utcnow
+    from gateway.registry.events import EventStore, UploadEvent
+    from gateway.registry.outbox import NotificationSend, Outbox
+    from gateway.registry.reports import ReportQueries
+    from gateway.registry.schedule import ScheduleStore
 
 __all__ = ["Account", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
            "make_engine", "utcnow"]
+
+# name -> the module of this package that defines it, imported on first use.
+_LAZY = {
+    "Account": "accounts", "AccountStore": "accounts", "Identity": "accounts", "KeyRecord": "accounts",
+    "RegistryError": "engine", "make_engine": "engine", "utcnow": "engine",
+    "EventStore": "events", "UploadEvent": "events",
+    "NotificationSend": "outbox", "Outbox": "outbox",
+    "ReportQueries": "reports",
+    "ScheduleStore": "schedule",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 @dataclass(frozen=True)
@@ -39,14 +63,24 @@ class Registry:
     @classmethod
     def on(cls, engine: Engine) -> "Registry":
         """Every store on one engine (one connection pool)."""
+        from gateway.registry.accounts import AccountStore
+        from gateway.registry.events import EventStore
+        from gateway.registry.outbox import Outbox
+        from gateway.registry.reports import ReportQueries
+        from gateway.registry.schedule import ScheduleStore
+
         return cls(engine, AccountStore(engine), ScheduleStore(engine), EventStore(engine), Outbox(engine),
                    ReportQueries(engine))
 
     @classmethod
     def from_url(cls, url: str) -> "Registry":
+        from gateway.registry.engine import make_engine
+
         return cls.on(make_engine(url))
 
     def ping(self) -> bool:
+        from sqlalchemy import select
+
         with self.engine.connect() as conn:
             conn.execute(select(1))
         return True

@@ -9,6 +9,8 @@ from typing import Any, Collection, Iterable, Sequence
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gateway import messages
+from gateway.emails import EmailError, normalised_email
 from gateway.registry.engine import RegistryError, utcnow
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.ssh.sshkeys import PublicKey
@@ -77,6 +79,17 @@ def _projects(text: str | None) -> tuple[str, ...] | None:
     return tuple(text.split()) if text else None
 
 
+def checked_email(address: str | None) -> str | None:
+    """An account's email in normal form; None (no email) for an empty one; RegistryError when it
+    is not an email address."""
+    if address is None or not address.strip():
+        return None
+    try:
+        return normalised_email(address)
+    except EmailError as exc:
+        raise RegistryError(messages.email_invalid(address.strip(), str(exc))) from None
+
+
 class AccountStore:
     """Accounts, keys and tokens; `identity_for_key` is the lookup of every login."""
 
@@ -89,6 +102,7 @@ class AccountStore:
         name = name.strip()
         if not name:
             raise RegistryError("an account needs a name (the user's name on the index)")
+        email = checked_email(email)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(accounts).values(
@@ -125,6 +139,8 @@ class AccountStore:
         unknown = set(values) - allowed
         if unknown:
             raise RegistryError(f"cannot change {', '.join(sorted(unknown))}")
+        if "email" in values:
+            values["email"] = checked_email(values["email"])
         with self.engine.begin() as conn:
             done = conn.execute(update(accounts).where(accounts.c.name == name).values(**values))
         if done.rowcount == 0:
@@ -170,6 +186,10 @@ class AccountStore:
                     allowed_projects=" ".join(allowed_projects) if allowed_projects else None))
         except IntegrityError:
             owner = self.find_key(key.fingerprint)
+            if owner is not None and owner.revoked_at is not None:
+                if owner.account_id != account.id:
+                    raise RegistryError(messages.key_revoked_elsewhere(key.fingerprint, owner.account_name)) from None
+                return self.restore_key(key.fingerprint)  # the admin gives it back: a mistaken revoke is not final
             whose = f"account '{owner.account_name}'" if owner else "another account"
             raise RegistryError(f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
         found = self.find_key(key.fingerprint)
@@ -213,6 +233,19 @@ class AccountStore:
             raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them")
         if done.rowcount == 0:
             raise RegistryError(f"key {fingerprint} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
+        return key
+
+    def restore_key(self, fingerprint: str) -> KeyRecord:
+        """Undo a revocation: the key logs in again as its account."""
+        with self.engine.begin() as conn:
+            done = conn.execute(update(ssh_keys).where(
+                ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_not(None)
+            ).values(revoked_at=None))
+        key = self.find_key(fingerprint)
+        if key is None:
+            raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list --all` shows them")
+        if done.rowcount == 0:
+            raise RegistryError(messages.key_not_revoked(fingerprint, key.account_name))
         return key
 
     def identity_for_key(self, fingerprint: str) -> Identity | None:

@@ -7,9 +7,14 @@ slow database never stalls the event loop.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
+
+from gateway.loginsettings import sqlite_path
 
 
 def utcnow() -> dt.datetime:
@@ -23,10 +28,17 @@ class RegistryError(Exception):
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine with the pool settings a long-running replica needs."""
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:" and "://" not in path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
+        path = sqlite_path(url)
+        options: dict = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        if path is not None:
+            # mode=rw: opening never creates the file. Only `db upgrade` creates a registry
+            # (`create_sqlite_file`), so a mistyped path cannot become a new, empty registry.
+            def _open_existing() -> sqlite3.Connection:
+                return sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=30,
+                                       check_same_thread=False)
+
+            options = {"creator": _open_existing}
+        engine = create_engine(url, echo=echo, **options)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # WAL lets readers and a writer work together
@@ -49,6 +61,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
+
+
+def create_sqlite_file(path: Path) -> bool:
+    """Create an empty SQLite registry file, readable by its owner only (SQLite gives its -wal and
+    -shm files the same mode); its folder is made 0700 when missing. False when it exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
 
 
 def aware(value: dt.datetime | None) -> dt.datetime | None:

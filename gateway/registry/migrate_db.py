@@ -10,7 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from gateway.registry.engine import make_engine
+from gateway.registry.engine import create_sqlite_file, make_engine
+from gateway.loginsettings import sqlite_path
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -23,6 +24,10 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Create or migrate the schema; the one place a registry is created (a SQLite file 0600)."""
+    path = sqlite_path(url)
+    if path is not None:
+        create_sqlite_file(path)
     command.upgrade(alembic_config(url), revision)
 
 
@@ -36,4 +41,27 @@ def head_revision() -> str | None:
 
 
 def is_current(url: str) -> bool:
-    return current_revision(make_engine(url)) == head_revision()
+    return schema_state(url)[0] == CURRENT
+
+
+MISSING, BEHIND, CURRENT, UNKNOWN = "missing", "behind", "current", "unknown"
+
+
+def schema_state(url: str) -> tuple[str, str | None]:
+    """(state, revision): `missing` when there is no registry (no SQLite file, or a database without
+    our schema), `behind` when `db upgrade` has migrations to run, `current`, or `unknown` when a
+    newer version migrated it. Never creates anything; database errors propagate."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return MISSING, None
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    if revision is None:
+        return MISSING, None
+    if revision == head_revision():
+        return CURRENT, revision
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+    return (BEHIND if revision in known else UNKNOWN), revision

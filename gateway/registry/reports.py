@@ -183,3 +183,8 @@ class ReportQueries:
                  .order_by(first))
         with self._connect() as conn:
             return [CampaignDelivery(row.campaign, row.first, row.last, row.n) for row in conn.execute(query)]
+
+    def key_count(self) -> int:
+        """Every SSH key ever registered, revoked ones included (none: an empty registry)."""
+        with self._connect() as conn:
+            return conn.execute(select(func.count()).select_from(ssh_keys)).scalar_one()

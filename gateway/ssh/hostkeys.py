@@ -37,7 +37,7 @@ def generate(directory: str | os.PathLike[str], *, force: bool = False, next_key
     notes on rotation).
     """
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = []
     for filename, algorithm, options in KEY_FILES:
         path = folder / (next_name(filename) if next_keys else filename)
@@ -50,6 +50,35 @@ def generate(directory: str | os.PathLike[str], *, force: bool = False, next_key
         key.write_public_key(str(path) + ".pub")
         written.append(path)
     return written
+
+
+def back_up(directory: str | os.PathLike[str], stamp: str) -> list[tuple[Path, Path]]:
+    """Rename the current primary keys (and their .pub) to `<name>.replaced-<stamp>` beside them,
+    so `generate` writes new ones and the old stay at hand. Returns the renames done."""
+    folder = Path(directory)
+    moves: list[tuple[Path, Path]] = []
+    for filename in PRIMARY:
+        for suffix in ("", ".pub"):
+            old = folder / (filename + suffix)
+            if old.exists():
+                backup = folder / f"{filename}{suffix}.replaced-{stamp}"
+                old.replace(backup)
+                moves.append((old, backup))
+    return moves
+
+
+def existing(directory: str | os.PathLike[str]) -> list[Path]:
+    """The primary private keys present in `directory`."""
+    folder = Path(directory)
+    return [folder / name for name in PRIMARY if (folder / name).exists()]
+
+
+def private_key_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Every private host key file in `directory`, served or kept (next, retired, replaced)."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("ssh_host_*") if p.is_file() and ".pub" not in p.name)
 
 
 def load(directory: str | os.PathLike[str]) -> list[asyncssh.SSHKey]:

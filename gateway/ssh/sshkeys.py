@@ -24,6 +24,24 @@ class PublicKey:
         return weakness(self.algorithm, self.bits) is not None
 
 
+# The first line of every private key format an admin may be handed by mistake: OpenSSH's own,
+# PEM (RSA, DSA, EC), PKCS#8 (plain and encrypted) and PuTTY's .ppk (v2 and v3).
+PRIVATE_KEY_MARKERS = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----BEGIN DSA PRIVATE KEY-----",
+    "-----BEGIN EC PRIVATE KEY-----",
+    "-----BEGIN PRIVATE KEY-----",
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+    "PuTTY-User-Key-File-",
+)
+
+
+def looks_like_private_key(text: str) -> bool:
+    """True when `text` holds a private key (in any format above) rather than public keys."""
+    return any(line.lstrip().startswith(PRIVATE_KEY_MARKERS) for line in text.splitlines())
+
+
 class KeyFormatError(ValueError):
     """The text is not an OpenSSH public key; the message says what was expected."""
 

@@ -1,9 +1,13 @@
-"""`pypissh-gateway stdio`: one session on stdin/stdout, for an OpenSSH `command=` deployment.
+"""`pypissh-gateway stdio` in process (`stdio_in_process = true`): one session on stdin/stdout,
+run by the forced command's own process, for an OpenSSH machine that runs no replica.
 
 sshd authenticates the key (through `authorized-keys-command`, which names the account and the
 key's fingerprint in the forced command) and runs this once per session. A command the user typed
 arrives in SSH_ORIGINAL_COMMAND (`help`, `whoami`, `guide`); otherwise stdin carries one legacy
-HTTP request. Both run through `gateway.ssh.commands`, exactly as in the asyncssh server.
+HTTP request. Both run through `gateway.ssh.commands`, exactly as in the asyncssh server. Every
+session imports and builds the whole gateway, about a second; by default `stdio` is instead the
+thin shim of gateway/ssh/shim.py, and the replica runs the session (gateway/ssh/shimserver.py,
+which also uses `find_identity` from here).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | No
     try:
         sealed = None
         if token_file is not None:
-            sealed = TokenBox.from_settings(obj.settings(), create=True).seal(read_token(token_file))
+            sealed = TokenBox.from_settings(obj.settings()).seal(read_token(token_file))
         account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note)
         if sealed is not None:
             registry.accounts.set_token_ciphertext(account.name, sealed)
@@ -183,7 +183,7 @@ def set_token(obj: Context, name: str, token_file, clear: bool) -> None:
             return
         registry.accounts.get_account(name)
         token = read_token(token_file)
-        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings(), create=True).seal(token))
+        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings()).seal(token))
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"token stored for '{name}' (encrypted); uploads through the gateway use it from now on")

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from gateway import messages
 from gateway.cliutil import Context, pass_context
+from gateway.ssh.sshkeys import looks_like_private_key
 from gateway.registry import Registry, RegistryError
 from migrate.legacy_import import (
     ImportPlan,
@@ -26,12 +28,16 @@ NOTE = "imported from the legacy service"
 
 
 def read_text(path: Path) -> str:
-    """Old dumps are UTF-8 or, from older systems, Latin-1; either is read without failing."""
+    """Old dumps are UTF-8 or, from older systems, Latin-1; either is read without failing. A
+    private key given by mistake is refused whole, without a word of its content."""
     data = path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text = data.decode("latin-1")
+    if looks_like_private_key(text):
+        raise click.ClickException(messages.private_key_file(str(path)))
+    return text
 
 
 def _read_sources(authorized_keys: Path | None, users: Path | None,

@@ -6,14 +6,15 @@ import click
 
 from gateway.cliutil import Context, pass_context
 from gateway.registry import RegistryError
-from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
+from gateway import messages
+from gateway.ssh.sshkeys import KeyFormatError, PublicKey, looks_like_private_key, parse_public_key, weakness
 from migrate.legacy_import import OptionsError, split_options
 from migrate.output import print_table, table, when
 
 
 @click.group()
 def keys() -> None:
-    """Add, list and revoke SSH public keys."""
+    """Add, list, revoke and restore SSH public keys."""
 
 
 def read_key_line(text: str, *, allow_weak: bool) -> PublicKey:
@@ -41,11 +42,13 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
 
     Malformed keys, keys already registered (a key belongs to one account) and weak keys (DSA,
     RSA under 2048 bits; accepted only with the allow_weak_keys setting) are refused with their
-    line number; the other keys of the file are added.
+    line number and the reason, never their content; the other keys of the file are added. A
+    private key file is refused whole. A revoked key added again to its own account is restored.
     """
     from packaging.utils import canonicalize_name
 
     settings = obj.settings()
+    text = _read_key_file(key_file)
     registry = obj.registry()
     try:
         registry.accounts.get_account(account)
@@ -53,24 +56,39 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
         raise click.ClickException(str(exc)) from None
     allowed = [canonicalize_name(p) for p in projects] or None
     added = refused = 0
-    for number, line in enumerate(key_file, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
             continue
         try:
-            key = read_key_line(text, allow_weak=settings.allow_weak_keys)
+            key = read_key_line(entry, allow_weak=settings.allow_weak_keys)
+            before = registry.accounts.find_key(key.fingerprint)
             registry.accounts.add_key(account, key, allowed_projects=allowed)
         except (KeyFormatError, RegistryError) as exc:
-            refused += 1
+            refused += 1  # by line number and reason only: the line itself is never repeated
             click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
             continue
         added += 1
+        if before is not None and before.revoked_at is not None:
+            click.echo(f"restored revoked {key.algorithm} key {key.fingerprint} of '{account}'")
+            continue
         click.echo(f"added {key.algorithm} key {key.fingerprint} to '{account}'"
                    + (" (weak: accepted because allow_weak_keys is set)" if key.weak else ""))
     if refused:
         raise click.ClickException(f"{added} key(s) added to '{account}', {refused} refused (see above)")
     if not added:
         raise click.ClickException(f"no public key found in {key_file.name}; give a file like ~/.ssh/id_ed25519.pub")
+
+
+def _read_key_file(key_file) -> str:
+    """The whole file; a private key is refused at once, without a word of its content."""
+    try:
+        text = key_file.read()
+    except UnicodeDecodeError:
+        raise click.ClickException(messages.not_a_key_file(key_file.name)) from None
+    if looks_like_private_key(text):
+        raise click.ClickException(messages.private_key_file(key_file.name))
+    return text
 
 
 @keys.command("list")
@@ -102,4 +120,19 @@ def revoke(obj: Context, fingerprint: str) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked {key.fingerprint} of '{key.account_name}'; every replica refuses it within "
-               f"{obj.settings().key_cache_seconds:.0f} s")
+               f"{obj.settings().key_cache_seconds:.0f} s; `pypissh-migrate keys restore {key.fingerprint}` undoes it")
+
+
+@keys.command("restore")
+@click.argument("fingerprint")
+@pass_context
+def restore(obj: Context, fingerprint: str) -> None:
+    """Undo `keys revoke FINGERPRINT`: the key logs in as its account again.
+
+    Adding the same public key to the same account again restores it too.
+    """
+    try:
+        key = obj.registry().accounts.restore_key(fingerprint)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(messages.key_restored(key.fingerprint, key.account_name, obj.settings().key_cache_seconds))

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 
 from gateway import messages
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, database_name, pass_context
 
 FORMATS = ("table", "csv", "json", "html")
 PIPED_WIDTH = 220
@@ -51,7 +51,9 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     notices delivered and a status (notified-still-using, active, dormant, quiet-since-notice,
     never-used); per project its last SSH upload. The verdict names the accounts that would break
     if the sunset were today, with the evidence, and compares usage before and after each notice,
-    campaign and brownout. Everything is as of the end of the period; times are UTC.
+    campaign and brownout. A registry with no accounts or no keys is reported as empty, never as
+    safe. Every format names the registry it read. Everything is as of the end of the period; times
+    are UTC.
 
     CSV sections: summary, would_break, trend, weeks, accounts, projects, markers. On standard
     output they follow each other, each with its own header row whose first column is `section`,
@@ -64,7 +66,8 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
         period = logic.parse_period(since, until, obj.now())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = build.build_report(obj.registry(), period, generated_at=obj.now())
+    result = build.build_report(obj.registry(), period, generated_at=obj.now(),
+                                database=database_name(obj.settings()))
 
     if chart is not None:
         _write(chart_path, chart.png(result))

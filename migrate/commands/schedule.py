@@ -10,7 +10,8 @@ import datetime as dt
 
 import click
 
-from gateway.cliutil import Context, pass_context
+from gateway import messages
+from gateway.cliutil import Context, confirm_irreversible, pass_context, yes_option
 from gateway.lifecycle.schedule import (
     ScheduleError,
     check_brownout,
@@ -96,7 +97,8 @@ def show(obj: Context, at: str | None, preview: bool) -> None:
             console.print(notices.refusal_reason(notice), markup=False)
 
 
-def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: str | None) -> None:
+def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: str | None,
+                yes: bool = False) -> None:
     registry = obj.registry()
     if clear:
         registry.schedule.replace_window(kind, None)
@@ -111,6 +113,9 @@ def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: st
         warnings = check_notice(current, start) if kind == "notice" else check_sunset(current, start, now)
     except ScheduleError as exc:
         _fail(exc)
+    if kind == "sunset" and current.sunset is not None and start < current.sunset:
+        confirm_irreversible(messages.confirm_sunset_earlier(format_utc(current.sunset), format_utc(start)),
+                             "moving the sunset earlier", yes)
     registry.schedule.replace_window(kind, start, note)
     _warn(warnings)
     click.echo(f"{kind} set to {format_utc(start)}; {_obeyed(obj)}")
@@ -130,10 +135,14 @@ def set_notice(obj: Context, when: str | None, clear: bool, note: str | None) ->
 @click.argument("when", required=False)
 @click.option("--clear", is_flag=True, help="Remove the sunset.")
 @click.option("--note", help="Free text for admins.")
+@yes_option
 @pass_context
-def set_sunset(obj: Context, when: str | None, clear: bool, note: str | None) -> None:
-    """From WHEN (UTC) on, uploads are refused with 410 for good (exempt accounts pass)."""
-    _set_single(obj, "sunset", when, clear, note)
+def set_sunset(obj: Context, when: str | None, clear: bool, note: str | None, yes: bool) -> None:
+    """From WHEN (UTC) on, uploads are refused with 410 for good (exempt accounts pass).
+
+    Moving a sunset earlier than users were told asks first (--yes in scripts).
+    """
+    _set_single(obj, "sunset", when, clear, note, yes)
 
 
 @schedule.command("add-brownout")
@@ -190,14 +199,19 @@ def cancel_brownout(obj: Context, window_id: int) -> None:
 
 @schedule.command("pause")
 @click.option("--note", help="Why: shown to users in the refusal (e.g. 'incident, see status page').")
+@yes_option
 @pass_context
-def pause(obj: Context, note: str | None) -> None:
-    """Refuse every upload now, exempt accounts too, until `schedule resume`."""
+def pause(obj: Context, note: str | None, yes: bool) -> None:
+    """Refuse every upload now, exempt accounts too, until `schedule resume`.
+
+    Asks first on a terminal; --yes in scripts.
+    """
     registry = obj.registry()
     try:
         check_pause(registry.schedule.current())
     except ScheduleError as exc:
         _fail(exc)
+    confirm_irreversible(messages.confirm_pause(), "pausing every upload", yes)
     now = obj.now()
     registry.schedule.add_window("pause", now, None, note)
     click.echo(f"uploads paused since {format_utc(now)}; {_obeyed(obj)}; "

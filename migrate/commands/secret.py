@@ -25,7 +25,8 @@ from pathlib import Path
 import click
 from cryptography.fernet import InvalidToken
 
-from gateway.cliutil import Context, pass_context
+from gateway import messages
+from gateway.cliutil import Context, confirm_irreversible, pass_context, yes_option
 from gateway.errors import ConfigError
 from gateway.registry import Registry
 from gateway.settings import Settings
@@ -132,14 +133,17 @@ def verify(registry: Registry, box: TokenBox) -> int:
 @click.option("--retire-old", is_flag=True,
               help="Last step: re-encrypt stragglers, then drop every key but the first from the key file.")
 @click.option("--dry-run", is_flag=True, help="Check that every token decrypts and count them; change nothing.")
+@yes_option
 @pass_context
-def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_old: bool, dry_run: bool) -> None:
+def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_old: bool, dry_run: bool,
+                  yes: bool) -> None:
     """Re-encrypt every stored upstream token under a new secret key, keeping the old key accepted.
 
     \b
     1. rotate-secret --new-key-file F --stage   (with running replicas; then restart them)
     2. rotate-secret --new-key-file F           (new key first, tokens re-encrypted; restart)
-    3. rotate-secret --retire-old               (old keys dropped once every host has the new file)
+    3. rotate-secret --retire-old               (old keys dropped once every host has the new file;
+                                                asks first, --yes in scripts)
     """
     if retire_old == bool(new_key_file):
         raise click.UsageError("give --new-key-file F (steps 1 and 2) or --retire-old (step 3)")
@@ -152,6 +156,8 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
     current = current_entries(settings)
     try:
         if retire_old:
+            if not dry_run and len(current) > 1:
+                confirm_irreversible(messages.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
             _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
         elif stage:
             _stage(current, new_key_from(new_key_file, dry_run=dry_run), key_file, inline=inline, dry_run=dry_run)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+from gateway import messages
 from gateway.lifecycle.schedule import Schedule
 from gateway.registry import Registry
 from migrate.report import logic
 from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 
 
-def build_report(registry: Registry, period: Period, *, generated_at: dt.datetime) -> Report:
+def build_report(registry: Registry, period: Period, *, generated_at: dt.datetime, database: str = "") -> Report:
     """The report as of the end of `period`: later events, notices and windows are ignored, except
-    a sunset still to come (the date the verdict is about)."""
+    a sunset still to come (the date the verdict is about). `database` names the registry (its URL,
+    password masked); a registry with no accounts or no keys gets the `empty` verdict."""
     queries = registry.reports
     windows = [w for w in registry.schedule.windows() if w.starts_at < period.until or w.kind == "sunset"]
     schedule = Schedule.from_windows([w for w in windows if w.starts_at < period.until])
@@ -37,7 +39,15 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
         accounts=accounts,
         projects=logic.project_reports(uses, {a.id: a.name for a in overview}),
         markers=markers,
-        verdict=logic.verdict(accounts, trends, weeks, sunset=sunset, until=period.until),
+        verdict=_verdict(queries, overview, accounts, trends, weeks, sunset, period, database),
         totals=logic.totals(weeks),
         unattributed_sessions=logic.unattributed_sessions(uses, {a.id for a in overview}),
+        database=database,
     )
+
+
+def _verdict(queries, overview, accounts, trends, weeks, sunset, period: Period, database: str):
+    keys = queries.key_count()
+    if not overview or not keys:
+        return logic.empty_verdict(messages.report_empty_registry(database, len(overview), keys), weeks)
+    return logic.verdict(accounts, trends, weeks, sunset=sunset, until=period.until)

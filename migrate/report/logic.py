@@ -348,3 +348,9 @@ def verdict(accounts: Sequence[AccountReport], trends: Sequence[Trend], week_row
         headline = "Safe to switch off: nobody used the SSH path in this period."
     return Verdict(safe=not would_break, headline=headline, would_break=would_break,
                    exempt_still_using=exempt, trend=tuple(trends), overall=overall_trend(week_rows))
+
+
+def empty_verdict(headline: str, week_rows: Sequence[Week]) -> Verdict:
+    """The verdict on a registry with no accounts or no keys: nothing to judge, so never safe."""
+    return Verdict(safe=False, headline=headline, would_break=(), exempt_still_using=(), trend=(),
+                   overall=overall_trend(week_rows), empty=True)

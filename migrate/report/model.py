@@ -177,6 +177,12 @@ class Verdict:
     exempt_still_using: tuple[AccountReport, ...]  # keep working after sunset
     trend: tuple[Trend, ...]
     overall: str  # one sentence on the weekly line
+    empty: bool = False  # the registry has no accounts or no keys: nothing to judge, never "safe"
+
+    @property
+    def state(self) -> str:
+        """`empty`, `safe` or `not-safe`: the verdict for scripts."""
+        return "empty" if self.empty else ("safe" if self.safe else "not-safe")
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,7 @@ class Report:
     verdict: Verdict
     totals: Counts
     unattributed_sessions: int = 0  # events whose account was deleted since
+    database: str = ""  # the registry it was read from (URL, password masked)
 
     def status_counts(self) -> dict[str, int]:
         found = {status: 0 for status in STATUSES}

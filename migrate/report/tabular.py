@@ -81,6 +81,8 @@ def summary(report: Report) -> dict[str, Any]:
         "since": stamp(report.period.since),
         "until": stamp(report.period.until),
         "generated_at": stamp(report.generated_at),
+        "database": report.database,
+        "verdict": report.verdict.state,
         "safe_to_switch_off": report.verdict.safe,
         "headline": report.verdict.headline,
         "overall_trend": report.verdict.overall,
@@ -98,6 +100,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     return {
         "summary": summary(report),
         "verdict": {
+            "state": report.verdict.state,
             "safe_to_switch_off": report.verdict.safe,
             "headline": report.verdict.headline,
             "overall_trend": report.verdict.overall,

@@ -76,7 +76,7 @@ def verdict_panel(report: Report) -> Panel:
     if verdict.exempt_still_using:
         body.append("\nExempt accounts that keep working after the sunset: "
                     + ", ".join(a.name for a in verdict.exempt_still_using) + ".")
-    style = "green" if verdict.safe else "red"
+    style = "yellow" if verdict.empty else ("green" if verdict.safe else "red")
     return Panel(body, title="Is it safe to switch off?", border_style=style, title_align="left")
 
 
@@ -166,6 +166,7 @@ def render(report: Report, console: Console) -> None:
     console.print(Text(f"SSH upload path report: {period.since:%Y-%m-%d %H:%M} to {last_day:%Y-%m-%d %H:%M} UTC "
                        f"({period.days:.0f} days), generated {when(report.generated_at)} UTC; times are UTC",
                        style="bold"))
+    console.print(Text(f"registry: {report.database or '-'}"))
     console.print(verdict_panel(report))
     parts = []
     if report.verdict.would_break:

@@ -1,0 +1,175 @@
+"""The `pypissh-gateway` program: sshd's two per-login commands on a fast path, the rest via click.
+
+In the OpenSSH mode sshd starts `authorized-keys-command` twice per login and `stdio` once per
+session, so each must cost about one interpreter start. They are recognised here, after the
+global options of gateway/cliutil.py (`--config PATH`, `--home DIR`, `--set NAME=VALUE`), and run with the
+standard library only, and as little of it as will do: the light settings reader
+(gateway/loginsettings.py), the shim (gateway/ssh/shim.py) and the key lookup
+(gateway/ssh/keycommand.py). Every other command, and anything this small
+parser does not recognise (`--help`, a usage error), goes to the click CLI (gateway/cli.py),
+which imports everything and also holds these two commands' help texts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gateway.errors import ConfigError
+from gateway.loginsettings import CONFIG_ENV, LoginSettings, load_login_settings
+
+TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
+if TYPE_CHECKING:
+    from typing import Sequence
+
+
+class Invocation:
+    """A command line: the global options, the command and its arguments."""
+
+    __slots__ = ("config", "home", "pairs", "command", "args")
+
+    def __init__(self, config: str | None, home: str | None, pairs: Sequence[str], command: str,
+                 args: Sequence[str]):
+        self.config = config  # --config (None: not given)
+        self.home = home  # --home (None: not given)
+        self.pairs = tuple(pairs)  # --set NAME=VALUE, in order
+        self.command = command
+        self.args = tuple(args)  # after the command
+
+
+def split_global_options(argv: Sequence[str]) -> Invocation | None:
+    """The global options and the command; None when anything else comes first (click decides)."""
+    config: str | None = None
+    home: str | None = None
+    pairs: list[str] = []
+    given = _options(argv, {"--config", "--home", "--set"}, stop_at_positional=True)
+    if given is None:
+        return None
+    for name, value in given[0]:
+        if name == "--config":
+            config = value
+        elif name == "--home":
+            home = os.path.abspath(value)  # as click's resolve_path makes it
+        else:
+            pairs.append(value)
+    rest = given[1]
+    if not rest:
+        return None
+    return Invocation(config, home, tuple(pairs), rest[0], tuple(rest[1:]))
+
+
+def _options(args: Sequence[str], known: set[str], *, stop_at_positional: bool = False
+             ) -> tuple[list[tuple[str, str]], list[str]] | None:
+    """([(option, value)], positional arguments) for options that each take a value, as click
+    parses them (`--name value` or `--name=value`); None for anything unknown."""
+    options: list[tuple[str, str]] = []
+    positional: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("-") or arg == "-":
+            if stop_at_positional:
+                return options, list(args[index:])
+            positional.append(arg)
+            index += 1
+            continue
+        name, equals, value = arg.partition("=")
+        if name not in known:
+            return None
+        if not equals:
+            if index + 1 >= len(args):
+                return None
+            value = args[index + 1]
+            index += 1
+        options.append((name, value))
+        index += 1
+    return options, positional
+
+
+def main() -> None:
+    invocation = split_global_options(sys.argv[1:])
+    if invocation is not None and all("=" in pair for pair in invocation.pairs):
+        status = run_fast(invocation)
+        if status is not None:
+            sys.exit(status)
+    from gateway.cli import main as cli_main
+
+    cli_main()
+
+
+def run_fast(invocation: Invocation) -> int | None:
+    """The exit status of a fast command, or None to let click run the command line."""
+    if invocation.command == "authorized-keys-command":
+        parsed = _options(invocation.args, {"--command"})
+        if parsed is None or not 1 <= len(parsed[1]) <= 3:
+            return None
+        executable = dict(parsed[0]).get("--command")
+        user, key, key_type = (*parsed[1], None, None)[:3]
+        settings = _settings(invocation)
+        if settings is None:
+            return 1
+        return authorized_keys_command(settings, _global_args(invocation), user, key, key_type, executable)
+    if invocation.command == "stdio":
+        parsed = _options(invocation.args, {"--account", "--fingerprint"})
+        if parsed is None or parsed[1] or "--account" not in dict(parsed[0]):
+            return None
+        settings = _settings(invocation)
+        if settings is None:
+            return 1
+        if settings.stdio_in_process:
+            return None
+        options = dict(parsed[0])
+        return stdio_command(settings, options["--account"], options.get("--fingerprint"))
+    return None
+
+
+def _settings(invocation: Invocation) -> LoginSettings | None:
+    overrides = {}
+    for pair in invocation.pairs:
+        name, _, value = pair.partition("=")
+        overrides[name.strip()] = value
+    if invocation.home is not None:
+        overrides["home"] = invocation.home
+    try:
+        return load_login_settings(invocation.config, overrides=overrides)
+    except ConfigError as exc:
+        sys.stderr.write(f"Error: {exc}\n")  # as click prints it for the other commands
+        return None
+
+
+def _global_args(invocation: Invocation) -> list[str]:
+    """The global options the forced command must repeat, as `Context.global_args` gives them:
+    the configuration file (--config, else PYPISSH_CONFIG), --home, then every --set."""
+    config = invocation.config if invocation.config is not None else (os.environ.get(CONFIG_ENV) or None)
+    args = ["--config", os.path.abspath(config)] if config else []
+    if invocation.home is not None:
+        args += ["--home", invocation.home]
+    return args + [arg for pair in invocation.pairs for arg in ("--set", pair)]
+
+
+def authorized_keys_command(settings: LoginSettings, global_args: Sequence[str], user: str,
+                            key: str | None, key_type: str | None, executable: str | None) -> int:
+    """Print the authorized_keys line for the key sshd presents (see gateway/ssh/keycommand.py).
+    `settings` is a `LoginSettings` or a full `Settings`; `global_args` go into the forced command."""
+    if not key:
+        return 0  # sshd passed no key (%k missing): list none rather than every key we know
+    from gateway.ssh.keycommand import KeyQuery, LookupFailed, lines_for_query
+
+    query = KeyQuery(user, key, key_type, os.path.abspath(executable or sys.argv[0]), tuple(global_args))
+    try:
+        lines = lines_for_query(query, settings.ssh_user, settings.shim_socket, settings.database_url)
+    except LookupFailed as exc:  # sshd logs our stderr; the login is refused
+        from gateway import messages
+
+        sys.stderr.write(messages.key_refused_registry_unreadable(str(exc)) + "\n")
+        return 1
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+    return 0
+
+
+def stdio_command(settings: LoginSettings, account: str, fingerprint: str | None) -> int:
+    """Hand this session to the local replica (gateway/ssh/shim.py)."""
+    from gateway.ssh.shim import run_shim
+
+    return run_shim(settings, account, fingerprint, os.environ)

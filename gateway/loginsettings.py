@@ -1,0 +1,205 @@
+"""Reading the settings' sources, and the few settings the per-login commands need.
+
+sshd starts `authorized-keys-command` twice per login and `stdio` once per session, so those two
+must not pay for the full `Settings` (dataclasses alone costs more than the interpreter's own
+start). This module, standard library only, owns what both readers share: the configuration
+file's format, the environment's names, the precedence (flag > environment > file > default) and
+the conversion of values; and the names and defaults of the settings the per-login commands read.
+`gateway/settings.py` declares those fields with the defaults defined here, and
+tests/test_fast_paths.py checks that both readers agree.
+
+The light reader checks only the settings it reads; the replica and `check` validate the rest.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Annotations only; `typing` costs a per-login process a few milliseconds. (Type checkers treat a
+# name TYPE_CHECKING as true wherever it is defined.)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
+ENV_PREFIX = "PYPISSH_"
+CONFIG_ENV = "PYPISSH_CONFIG"
+HOME_ENV = "PYPISSH_HOME"
+APP_DIR = "pypissh-gateway"
+
+# Relative paths resolve against `home` (or, when written in the config file, its folder).
+DATABASE_URL = "sqlite:///pypissh.sqlite3"
+SSH_USER = "submit"
+# The real index's default per-file limit.
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# Seconds a client may stay silent mid-request before it is told to retry.
+READ_TIMEOUT = 30.0
+SHIM_SOCKET = "shim.sock"
+
+# name -> (type, default) of each setting the per-login commands read.
+LOGIN_FIELDS: dict[str, tuple[str, Any]] = {
+    "database_url": ("str", DATABASE_URL),
+    "ssh_user": ("str", SSH_USER),
+    "max_upload_bytes": ("int", MAX_UPLOAD_BYTES),
+    "read_timeout": ("float", READ_TIMEOUT),
+    "shim_socket": ("str", SHIM_SOCKET),
+    "stdio_in_process": ("bool", False),
+    "home": ("str", ""),
+}
+# Of those, the ones holding a path (database_url: a relative SQLite file).
+LOGIN_PATHS = ("shim_socket",)
+
+
+def _messages():
+    from gateway import messages  # only on a bad setting: it costs what this module saves
+
+    return messages
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings in a TOML file: its top level, or its [pypissh] table when it has one."""
+    import tomllib
+
+    from gateway.errors import ConfigError
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(_messages().config_file_missing(path)) from None
+    except IsADirectoryError:
+        raise ConfigError(_messages().config_file_is_a_directory(path)) from None
+    except OSError as exc:
+        raise ConfigError(_messages().config_file_unreadable(path, exc.strerror or exc)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(_messages().config_file_not_utf8(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_messages().config_file_not_toml(path, exc)) from None
+    section = data.get("pypissh", data)
+    if not isinstance(section, dict):
+        raise ConfigError(_messages().config_file_not_toml(path, "[pypissh] is not a table"))
+    return section
+
+
+def coerce(kind: str, name: str, raw: Any) -> Any:
+    """`raw` (from the file, the environment or a flag) as a value of type `kind`."""
+    from gateway.errors import ConfigError
+
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(_messages().setting_not_boolean(name, raw))
+    if kind in ("int", "float"):
+        # TOML's true is not a number, though Python's bool is an int.
+        wrong = _messages().setting_not_integer if kind == "int" else _messages().setting_not_number
+        if isinstance(raw, bool):
+            raise ConfigError(wrong(name, raw))
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(wrong(name, raw)) from None
+    if kind.startswith("tuple"):
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if not isinstance(raw, (list, tuple)):
+            raise ConfigError(_messages().setting_not_list(name, raw))
+        return tuple(str(part) for part in raw)
+    if isinstance(raw, (dict, list)):
+        raise ConfigError(_messages().setting_not_text(name))
+    return None if raw is None else str(raw)
+
+
+# -- where state lives ----------------------------------------------------------------------------
+def default_home(environ: Mapping[str, str]) -> str:
+    """The per-user data directory: $XDG_DATA_HOME/pypissh-gateway, else ~/.local/share/...
+
+    Hand-written rather than platformdirs: three lines of the XDG rule, for a Linux service.
+    """
+    data = environ.get("XDG_DATA_HOME") or ""
+    if os.path.isabs(data):
+        return os.path.join(data, APP_DIR)
+    user_home = environ.get("HOME") or os.path.expanduser("~")
+    return os.path.join(user_home, ".local", "share", APP_DIR)
+
+
+def sqlite_path(url: str):
+    """The file of a `sqlite:///PATH` URL as a Path (None for other databases and in-memory SQLite)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.partition("+")[0] != "sqlite":
+        return None
+    path = rest.partition("?")[0]
+    if not path.startswith("/") or path in ("/", "/:memory:"):
+        return None
+    from pathlib import Path
+
+    return Path(path[1:])
+
+
+def resolve_path(value: str, base: str) -> str:
+    """`value` made absolute against `base` (never against the current directory)."""
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(base, value))
+
+
+def resolve_database_url(url: str, base: str) -> str:
+    """A relative `sqlite:///PATH` made absolute against `base`; any other URL as it is."""
+    database = sqlite_path(url)
+    if database is None or database.is_absolute():
+        return url
+    scheme, _, rest = url.partition(":///")
+    query = rest.partition("?")[2]
+    return f"{scheme}:///{resolve_path(str(database), base)}" + (f"?{query}" if query else "")
+
+
+class LoginSettings:
+    """The settings of `authorized-keys-command` and `stdio` (same names as in `Settings`)."""
+
+    database_url: str
+    ssh_user: str
+    max_upload_bytes: int
+    read_timeout: float
+    shim_socket: str
+    stdio_in_process: bool
+    home: str
+
+    def __init__(self, values: Mapping[str, Any]):
+        for name, (_kind, default) in LOGIN_FIELDS.items():
+            setattr(self, name, values.get(name, default))
+
+
+def load_login_settings(config_path: str | None = None, environ: Mapping[str, str] | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> LoginSettings:
+    """The per-login commands' settings from the TOML file, the environment and flag overrides,
+    with relative paths resolved as `gateway.settings` resolves them: against the config file's
+    folder when written there, else against `home`."""
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    path = config_path or environ.get(CONFIG_ENV)
+    config_dir = os.path.dirname(os.path.abspath(path)) if path else None
+    from_file = read_config_file(path) if path else {}
+    values = {}
+    in_file = set()
+    for name, (kind, _default) in LOGIN_FIELDS.items():
+        env_name = ENV_PREFIX + name.upper()
+        if overrides.get(name) is not None:
+            values[name] = coerce(kind, name, overrides[name])
+        elif env_name in environ:
+            values[name] = coerce(kind, name, environ[env_name])
+        elif name in from_file:
+            values[name] = coerce(kind, name, from_file[name])
+            in_file.add(name)
+    home = values.get("home") or default_home(environ)
+    if "home" in in_file and config_dir is not None:
+        home = resolve_path(home, config_dir)
+    values["home"] = home
+
+    def base(name: str) -> str:
+        return config_dir if name in in_file and config_dir is not None else home
+
+    for name in LOGIN_PATHS:
+        values[name] = resolve_path(values.get(name) or LOGIN_FIELDS[name][1], base(name))
+    values["database_url"] = resolve_database_url(values.get("database_url", DATABASE_URL), base("database_url"))
+    return LoginSettings(values)

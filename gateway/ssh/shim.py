@@ -1,0 +1,212 @@
+"""`pypissh-gateway stdio` in the OpenSSH mode: the thin shim sshd runs as the forced command.
+
+It imports the standard library only and does no work of its own: it connects to the local
+replica's `shim_socket`, says who the session is for (the account and key from the forced
+command, SSH_ORIGINAL_COMMAND, the client's address from SSH_CONNECTION), relays stdin there and
+writes what the replica answers to stdout and stderr, and exits with the replica's exit status.
+The replica runs the same exchange and commands as for its own SSH sessions
+(gateway/ssh/shimserver.py).
+
+When no replica answers, the shim does not fall back to running the exchange itself: that would
+hide an outage behind a path a hundred times slower, and would need the whole gateway (database,
+secret key) readable by the session user. It tells the user in one line, answers a legacy
+client's request with `503` so distutils prints the reason, and exits 1. Operators who want the
+in-process session set `stdio_in_process = true`.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+
+from gateway.ssh import shimwire
+
+TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
+if TYPE_CHECKING:
+    from typing import Mapping, Protocol
+
+    class ShimSettings(Protocol):
+        shim_socket: str
+        read_timeout: float
+        max_upload_bytes: int
+
+STDIN, STDOUT, STDERR = 0, 1, 2
+# How much of a request the shim takes in when there is no replica to hand it to: the head, and
+# a body up to the upload limit; it is read only so the client gets to read the answer.
+MAX_HEAD = 64 * 1024
+
+
+def client_address(environ: Mapping[str, str]) -> str:
+    """The client's address from sshd's SSH_CONNECTION ("client port server port")."""
+    parts = (environ.get("SSH_CONNECTION") or "").split()
+    return parts[0] if parts else ""
+
+
+def run_shim(settings: ShimSettings, account: str, fingerprint: str | None, environ: Mapping[str, str]) -> int:
+    """One session, handed to the replica; returns the exit status."""
+    command = (environ.get("SSH_ORIGINAL_COMMAND") or "").strip()
+    header = shimwire.SessionHeader(account, fingerprint or "", command, client_address(environ))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.connect(settings.shim_socket)
+        except OSError as exc:
+            return no_replica(settings, command, exc)
+        try:
+            sock.sendall(shimwire.frame(shimwire.SESSION, header.encode()))
+        except OSError:
+            pass  # the replica refused us at once; its answer is waiting to be read
+        return Relay(sock, relay_stdin=not command).run()
+    finally:
+        sock.close()
+
+
+class Relay:
+    """stdin to the replica, its frames to stdout, stderr and the exit status, in one loop."""
+
+    def __init__(self, sock: socket.socket, *, relay_stdin: bool):
+        self.sock = sock
+        self.stdin_open = relay_stdin
+        self.wrote_stdout = False
+        self._out_closed = False
+        self._frames = shimwire.FrameBuffer()
+
+    def run(self) -> int:
+        try:
+            while True:
+                watched = [self.sock, STDIN] if self.stdin_open else [self.sock]
+                readable, _, _ = select.select(watched, [], [])
+                if STDIN in readable:
+                    self._pass_stdin()
+                if self.sock in readable:
+                    status = self._take_frames()
+                    if status is not None:
+                        return status
+        except (OSError, shimwire.WireError) as exc:
+            return self._lost(exc)
+
+    def _pass_stdin(self) -> None:
+        data = os.read(STDIN, shimwire.CHUNK)
+        try:
+            if data:
+                self.sock.sendall(shimwire.frame(shimwire.STDIN, data))
+            else:
+                self.stdin_open = False
+                self.sock.sendall(shimwire.frame(shimwire.STDIN_EOF))
+        except OSError:
+            # The replica answered and closed without reading the rest (a refused request): its
+            # answer is still in our receive buffer.
+            self.stdin_open = False
+
+    def _take_frames(self) -> int | None:
+        try:
+            data = self.sock.recv(shimwire.CHUNK * 2)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return self._lost(None)
+        for kind, payload in self._frames.feed(data):
+            if kind == shimwire.EXIT:
+                return int(payload) if payload.isdigit() else 1
+            if kind == shimwire.STDOUT:
+                self.wrote_stdout = True
+                self._write(STDOUT, payload)
+            elif kind == shimwire.STDERR:
+                self._write(STDERR, payload)
+        return None
+
+    def _write(self, fd: int, data: bytes) -> None:
+        if self._out_closed:
+            return
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except BrokenPipeError:  # the client went away; keep going to learn the exit status
+            self._out_closed = True
+
+    def _lost(self, problem: Exception | None) -> int:
+        """The replica went away before the exit status: it may have forwarded the upload."""
+        from gateway import messages
+
+        _log(f"the replica closed a session before it ended ({problem or 'end of stream'})")
+        reason = messages.shim_replica_lost()
+        self._write(STDERR, messages.refusal_line(503, reason).encode())
+        if not self.wrote_stdout:
+            self._write(STDOUT, http_answer(503, reason))
+        return 1
+
+
+def no_replica(settings: ShimSettings, command: str, problem: OSError) -> int:
+    """No replica to hand the session to: one line for the user, 503 for a legacy client."""
+    from gateway import messages
+
+    _log(f"cannot reach the replica at {settings.shim_socket}: {problem.strerror or problem}; "
+         "is `pypissh-gateway serve` running with openssh_mode = true?")
+    reason = messages.shim_no_replica()
+    if command:
+        _write_all(STDERR, f"{messages.PROGRAM}: {reason}\n".encode())
+        return 1
+    if drain_request(STDIN, settings.read_timeout, settings.max_upload_bytes):
+        _write_all(STDERR, messages.refusal_line(503, reason).encode())
+        _write_all(STDOUT, http_answer(503, reason))
+    else:
+        _write_all(STDERR, f"{messages.PROGRAM}: {reason}\n".encode())
+    return 1
+
+
+def drain_request(fd: int, idle_timeout: float, max_body: int) -> bool:
+    """Read one HTTP request from `fd` and drop it (its head, then Content-Length bytes, within
+    limits); True if any request bytes came. A legacy client writes its whole request before it
+    reads the answer, so the request must be taken in for the answer to be seen."""
+    head = bytearray()
+    while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < MAX_HEAD:
+        data = _read_within(fd, idle_timeout)
+        if not data:
+            return bool(head)
+        head += data
+    end = min((i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0), default=len(head))
+    remaining = content_length(bytes(head[:end])) - (len(head) - end)
+    while 0 < remaining <= max_body + MAX_HEAD:
+        data = _read_within(fd, idle_timeout)
+        if not data:
+            break
+        remaining -= len(data)
+    return True
+
+
+def content_length(head: bytes) -> int:
+    for line in head.splitlines()[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return int(value.strip())
+    return 0
+
+
+def http_answer(status: int, reason: str) -> bytes:
+    """A legacy client's answer: distutils prints `Upload failed (<status>): <reason>`."""
+    body = (reason + "\n").encode("utf-8")
+    head = (f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("utf-8") + body
+
+
+def _read_within(fd: int, timeout: float) -> bytes:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    return os.read(fd, shimwire.CHUNK) if readable else b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:
+        pass
+
+
+def _log(text: str) -> None:
+    """The operator's side of a failure: syslog (stderr is the user's terminal)."""
+    import syslog
+
+    syslog.openlog("pypissh-gateway", syslog.LOG_PID, syslog.LOG_AUTH)
+    syslog.syslog(syslog.LOG_WARNING, text)

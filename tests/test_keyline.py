@@ -1,0 +1,74 @@
+"""The AuthorizedKeysCommand's direct registry read (gateway/registry/keyline.py, bare sqlite3 or
+psycopg) agrees with the login lookup (`AccountStore.identity_for_key`, SQLAlchemy), on SQLite and
+on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.registry import Registry
+from gateway.registry.keyline import KeylineError, account_for_key
+from gateway.registry.migrate_db import upgrade
+from gateway.ssh.sshkeys import parse_public_key
+from testbed import postgres
+
+UNKNOWN = "SHA256:" + "B" * 43
+
+
+def _populate(registry: Registry, user_keys) -> list[str]:
+    """alice (active key), bob (key revoked), carol (account disabled, key active); the fingerprints
+    to ask about, an unknown one included."""
+    keys = {name: parse_public_key(user_keys[name].public_line) for name in ("alice", "bob", "mallory")}
+    registry.accounts.add_account("alice")
+    registry.accounts.add_key("alice", keys["alice"])
+    registry.accounts.add_account("bob")
+    registry.accounts.add_key("bob", keys["bob"])
+    registry.accounts.revoke_key(keys["bob"].fingerprint)
+    registry.accounts.add_account("carol")
+    registry.accounts.add_key("carol", keys["mallory"])
+    registry.accounts.update_account("carol", disabled=True)
+    return [key.fingerprint for key in keys.values()] + [UNKNOWN]
+
+
+def _agree(url: str, registry: Registry, fingerprints: list[str]) -> dict[str, str | None]:
+    answers = {}
+    for fingerprint in fingerprints:
+        identity = registry.accounts.identity_for_key(fingerprint)
+        assert account_for_key(url, fingerprint) == (identity.account_name if identity else None), fingerprint
+        answers[fingerprint] = account_for_key(url, fingerprint)
+    return answers
+
+
+def test_keyline_agrees_with_the_login_lookup_on_sqlite(tmp_path, user_keys):
+    """On SQLite: alice's active key finds alice; revoked, disabled and unknown keys find nobody."""
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    registry = Registry.from_url(url)
+    try:
+        fingerprints = _populate(registry, user_keys)
+        assert list(_agree(url, registry, fingerprints).values()) == ["alice", None, None, None]
+    finally:
+        registry.close()
+
+
+def test_keyline_agrees_with_the_login_lookup_on_postgresql(user_keys):
+    """On PostgreSQL, through psycopg: the same answers as the SQLAlchemy lookup."""
+    reason = postgres.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with postgres.temporary_database("pypissh_keyline") as url:
+        upgrade(url)
+        registry = Registry.from_url(url)
+        try:
+            fingerprints = _populate(registry, user_keys)
+            assert list(_agree(url, registry, fingerprints).values()) == ["alice", None, None, None]
+        finally:
+            registry.close()
+
+
+def test_keyline_never_creates_a_registry(tmp_path):
+    """A database_url naming a missing SQLite file is an error, and no file is created."""
+    missing = tmp_path / "none.sqlite3"
+    with pytest.raises(KeylineError, match="no registry at"):
+        account_for_key(f"sqlite:///{missing}", UNKNOWN)
+    assert not missing.exists()

@@ -1,0 +1,220 @@
+"""Operator mistakes with both command-line tools: each ends in one line on stderr that says what
+to do, and a non-zero exit status; never a traceback, never a state file nobody asked for.
+
+Every case runs the real console script in a process of its own. Most run against one gateway set
+up with `pypissh-gateway init` (a registry with account alice and her key); each case's own files
+are made in a fresh folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+BIN = Path(sys.executable).parent
+SETPRIV = shutil.which("setpriv")
+
+
+@dataclass(frozen=True)
+class Mistake:
+    program: str  # pypissh-gateway | pypissh-migrate
+    args: tuple[str, ...]  # {case} is the case's own folder, {home} the prepared gateway's home
+    expect: str  # a part of the one line on stderr: what to do about it
+    env: dict[str, str] = field(default_factory=dict)
+    prepare: Callable[[Path], None] | None = None
+    unprivileged: bool = False  # run without the capability that lets root read any file
+    stdin: str = ""
+
+
+def _write(name: str, data: bytes, mode: int | None = None) -> Callable[[Path], None]:
+    def prepare(folder: Path) -> None:
+        path = folder / name
+        path.write_bytes(data)
+        if mode is not None:
+            path.chmod(mode)
+
+    return prepare
+
+
+def _private_key(folder: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "id_ed25519")], check=True)
+
+
+def _two_secret_keys(folder: Path) -> None:
+    from gateway.tokens import new_key
+
+    (folder / "two.key").write_text(f"{new_key()}\n{new_key()}\n")
+
+
+MISTAKES = {
+    # -- the configuration file
+    "config-is-a-directory": Mistake("pypissh-gateway", ("--config", "{case}", "check"),
+                                     "is a directory; give --config (or PYPISSH_CONFIG) the TOML file itself"),
+    "config-not-utf8": Mistake("pypissh-migrate", ("--config", "{case}/c.toml", "accounts", "list"),
+                               "is not UTF-8 text, which TOML requires; save it as UTF-8",
+                               prepare=_write("c.toml", b'ssh_user = "caf\xe9"\n')),
+    "config-unreadable": Mistake("pypissh-gateway", ("--config", "{case}/c.toml", "check"),
+                                 "cannot read configuration file", unprivileged=True,
+                                 prepare=_write("c.toml", b'ssh_user = "submit"\n', mode=0)),
+    "config-not-toml": Mistake("pypissh-gateway", ("--config", "{case}/c.toml", "serve"),
+                               "is not valid TOML", prepare=_write("c.toml", b"listen = \n")),
+    "config-missing": Mistake("pypissh-migrate", ("--config", "{case}/nowhere.toml", "report"),
+                              "does not exist; give --config"),
+    "config-misspelt-setting": Mistake("pypissh-gateway", ("--config", "{case}/c.toml", "check"),
+                                       "did you mean 'database_url'?",
+                                       prepare=_write("c.toml", b'databse_url = "sqlite:////x"\n')),
+    # -- settings from flags and the environment
+    "database-scheme-misspelt": Mistake("pypissh-migrate", ("--set", "database_url=postgress://x/y", "accounts", "list"),
+                                        "(postgres:// is spelt postgresql://); write sqlite:///PATH or postgresql://"),
+    "database-url-is-a-path": Mistake("pypissh-migrate", ("--set", "database_url=/tmp/x.sqlite3", "report"),
+                                      "for a SQLite file write sqlite:////tmp/x.sqlite3"),
+    "log-level-loud": Mistake("pypissh-gateway", ("--set", "log_level=LOUD", "serve"),
+                              "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'LOUD'"),
+    "set-without-value": Mistake("pypissh-migrate", ("--set", "listen", "accounts", "list"),
+                                 "--set takes NAME=VALUE, not 'listen'"),
+    "set-unknown-setting": Mistake("pypissh-migrate", ("--set", "colour=blue", "keys", "list"),
+                                   "unknown setting 'colour'"),
+    "workers-zero": Mistake("pypissh-gateway", ("serve",), "workers must be at least 1, not 0 (set by PYPISSH_WORKERS)",
+                            env={"PYPISSH_WORKERS": "0"}),
+    "negative-limit": Mistake("pypissh-gateway", ("--set", "max_upload_bytes=-1", "serve"),
+                              "max_upload_bytes must be at least 1, not -1"),
+    "timeout-not-a-number": Mistake("pypissh-migrate", ("accounts", "list"),
+                                    "read_timeout must be a number, not 'soon' (set by PYPISSH_READ_TIMEOUT)",
+                                    env={"PYPISSH_READ_TIMEOUT": "soon"}),
+    "smtp-gopher": Mistake("pypissh-migrate", ("--set", "smtp_url=gopher://x", "notify", "--reminders"),
+                           "smtp_url 'gopher://x' is not a mail server URL; write smtp://HOST:25"),
+    "health-on-listen": Mistake("pypissh-gateway", ("--set", "listen=127.0.0.1:2222", "--set",
+                                                    "health_listen=127.0.0.1:2222", "serve"),
+                                "give the health endpoints a port of their own"),
+    "listen-not-host-port": Mistake("pypissh-gateway", ("serve", "--listen", "nowhere"),
+                                    "'nowhere' is not HOST:PORT; write for example 127.0.0.1:2222"),
+    "public-port-too-high": Mistake("pypissh-migrate", ("--set", "public_port=70000", "guide", "alice"),
+                                    "ports go from 1 to 65535"),
+    "home-relative": Mistake("pypissh-migrate", ("accounts", "list"), "home must be an absolute path, not 'state'",
+                             env={"PYPISSH_HOME": "state"}),
+    "home-is-a-file": Mistake("pypissh-gateway", ("--home", "{case}/c.toml", "check"), "is a file",
+                              prepare=_write("c.toml", b"")),
+    # -- state that is missing or wrong
+    "registry-missing": Mistake("pypissh-migrate", ("report",), "no registry at sqlite:///{case}/none/pypissh.sqlite3; "
+                                "create it with `pypissh-gateway init`", env={"PYPISSH_HOME": "{case}/none"}),
+    "registry-unreachable": Mistake("pypissh-gateway", ("--set", "database_url=postgresql://gw:s3cret@127.0.0.1:1/gw",
+                                                        "db", "upgrade"),
+                                    "cannot open the registry at postgresql://gw:***@127.0.0.1:1/gw"),
+    "secret-key-missing": Mistake("pypissh-migrate", ("--set", "secret_key_file={case}/secret.key", "accounts",
+                                                      "set-token", "alice"),
+                                  "no secret key file at {case}/secret.key", stdin="pypi-AgEIcHlwaS5vcmcexample\n"),
+    "secret-key-too-short": Mistake("pypissh-migrate", ("--set", "secret_key=short", "accounts", "set-token", "alice"),
+                                    "a passphrase of at least 32 characters", stdin="pypi-AgEIcHlwaS5vcmcexample\n"),
+    "serve-plain-http": Mistake("pypissh-gateway", ("serve", "--upstream-url", "http://127.0.0.1:9/legacy/"),
+                                "is plain http: API tokens and uploads would cross the network in cleartext"),
+    "serve-ca-bundle-missing": Mistake("pypissh-gateway", ("--set", "upstream_ca_bundle={case}/ca.pem", "serve"),
+                                       "upstream_ca_bundle {case}/ca.pem does not exist"),
+    "serve-without-host-keys": Mistake("pypissh-gateway", ("--set", "host_key_dir={case}/keys", "serve"),
+                                       "no host keys in {case}/keys/; run `pypissh-gateway keygen`"),
+    # -- what admins type
+    "private-key-given": Mistake("pypissh-migrate", ("keys", "add", "alice", "{case}/id_ed25519"),
+                                 "{case}/id_ed25519 is a private key; give the .pub file "
+                                 "(ssh-keygen -y -f {case}/id_ed25519 > {case}/id_ed25519.pub)", prepare=_private_key),
+    "key-file-binary": Mistake("pypissh-migrate", ("keys", "add", "alice", "{case}/k.bin"),
+                               "is not a text file of public keys", prepare=_write("k.bin", b"\xff\xfe\x00\x81")),
+    "key-file-missing": Mistake("pypissh-migrate", ("keys", "add", "alice", "{case}/none.pub"),
+                                "see `pypissh-migrate keys add --help`"),
+    "key-for-unknown-account": Mistake("pypissh-migrate", ("keys", "add", "nobody", "{home}/user.pub"),
+                                       "no account named 'nobody'; `pypissh-migrate accounts list` shows them"),
+    "restore-unknown-key": Mistake("pypissh-migrate", ("keys", "restore", "SHA256:nothing"),
+                                   "`pypissh-migrate keys list --all` shows them"),
+    "email-not-an-address": Mistake("pypissh-migrate", ("accounts", "add", "kate", "--email", "not-an-email"),
+                                    "'not-an-email' is not an email address (An email address must have an @-sign)"),
+    "email-update-not-an-address": Mistake("pypissh-migrate", ("accounts", "update", "alice", "--email", "a@b"),
+                                           "'a@b' is not an email address"),
+    "token-as-argument": Mistake("pypissh-migrate", ("accounts", "set-token", "alice", "--token", "pypi-secret"),
+                                 "a token is never given on the command line"),
+    "unknown-command": Mistake("pypissh-migrate", ("acounts", "list"), "No such command 'acounts'"),
+    "report-bad-since": Mistake("pypissh-migrate", ("report", "--since", "last tuesday"),
+                                "see `pypissh-migrate report --help`"),
+    "import-without-sources": Mistake("pypissh-migrate", ("import-legacy",),
+                                      "give at least one of --authorized-keys, --users, --keys"),
+    # -- irreversible commands in a script, without --yes
+    "keygen-force-unconfirmed": Mistake("pypissh-gateway", ("keygen", "--force"),
+                                        "replacing the host keys needs a confirmation: run the command on a terminal "
+                                        "to answer, or add --yes in a script"),
+    "pause-unconfirmed": Mistake("pypissh-migrate", ("schedule", "pause"), "pausing every upload needs a confirmation"),
+    "retire-unconfirmed": Mistake("pypissh-migrate", ("--set", "secret_key_file={case}/two.key", "rotate-secret",
+                                                      "--retire-old"),
+                                  "dropping the old secret keys needs a confirmation", prepare=_two_secret_keys),
+}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A gateway home made by `pypissh-gateway init`, with account alice and her key."""
+    home = tmp_path_factory.mktemp("gateway") / "home"
+    env = {**os.environ, "PYPISSH_HOME": str(home)}
+    for argv in (("pypissh-gateway", "init"), ("pypissh-migrate", "accounts", "add", "alice")):
+        done = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / "user")], check=True)
+    return home
+
+
+def _without_file_privileges() -> list[str]:
+    """A command prefix under which root, too, obeys file modes (no CAP_DAC_OVERRIDE, no
+    CAP_DAC_READ_SEARCH); nothing is needed for an ordinary user."""
+    if os.geteuid() != 0:
+        return []
+    if SETPRIV is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root's file privileges")
+    return [SETPRIV, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def _run(mistake: Mistake, home: Path, case: Path) -> subprocess.CompletedProcess:
+    def fill(text: str) -> str:
+        return text.replace("{case}", str(case)).replace("{home}", str(home))
+
+    env = {**os.environ, "PYPISSH_HOME": str(home), **{k: fill(v) for k, v in mistake.env.items()}}
+    prefix = _without_file_privileges() if mistake.unprivileged else []
+    return subprocess.run([*prefix, str(BIN / mistake.program), *map(fill, mistake.args)], env=env,
+                          input=mistake.stdin, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", list(MISTAKES))
+def test_operator_mistake_gets_one_line_that_says_what_to_do(name, prepared, tmp_path):
+    """One line on stderr naming the fix, a non-zero exit, no traceback, nothing left in the current
+    directory."""
+    mistake = MISTAKES[name]
+    case = tmp_path
+    if mistake.prepare is not None:
+        mistake.prepare(case)
+    before = sorted(p.name for p in case.iterdir())
+    done = _run(mistake, prepared, case)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("Error: ")
+    assert mistake.expect.replace("{case}", str(case)).replace("{home}", str(prepared)) in lines[0], lines[0]
+    assert sorted(p.name for p in case.iterdir()) == before  # no registry, key or folder appeared
+
+
+def test_at_least_25_mistakes_across_both_tools():
+    """The list covers both programs and more than 25 mistakes."""
+    assert len(MISTAKES) >= 25
+    assert {m.program for m in MISTAKES.values()} == {"pypissh-gateway", "pypissh-migrate"}
+
+
+def test_the_unreadable_config_really_is_unreadable_to_that_process(tmp_path):
+    """The config-unreadable case tests what it says: its file cannot be opened by the process it runs as."""
+    mistake = MISTAKES["config-unreadable"]
+    mistake.prepare(tmp_path)
+    assert stat.S_IMODE((tmp_path / "c.toml").stat().st_mode) == 0
+    probe = subprocess.run([*_without_file_privileges(), sys.executable, "-c", f"open({str(tmp_path / 'c.toml')!r})"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 1 and "PermissionError" in probe.stderr

@@ -244,7 +244,7 @@ class ShimServer:
         hit, identity = keys.cached(fingerprint)
         if not hit:
             try:
-                identity = await self._services.run(keys.identity, fingerprint)
+                identity = await self._services.run_registry(keys.identity, fingerprint)
             except RegistryUnavailable:
                 writer.write(shimwire.frame(shimwire.UNAVAILABLE))
                 return await writer.drain()
@@ -260,7 +260,8 @@ class ShimServer:
             return await _finish(writer, stderr=f"{messages.PROGRAM}: {messages.shim_version_mismatch()}\n", status=1)
         services = self._services
         try:
-            identity = await services.run(find_identity, services.registry, header.account, header.fingerprint or None)
+            identity = await services.run_registry(find_identity, services.registry, header.account,
+                                                   header.fingerprint or None)
         except Exception as exc:
             log.warning("shim session of %s: registry unavailable (%s)", header.account, type(exc).__name__)
             return await _finish(writer, stderr=messages.registry_unavailable_line(), status=1)

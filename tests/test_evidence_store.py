@@ -53,26 +53,31 @@ def test_each_read_records_new_files_once(registry):
 
 
 def test_states_come_from_forwarded_uploads_and_releases(registry):
-    """alice's forwarded upload of alpha, then a release made another way: migrated from then on;
-    bob's beta, with nothing on the index, says nothing; refused sessions are no uploads."""
+    """alice's uploads of alpha (one whose replica died while forwarding it), then a release made
+    another way: migrated from then on; bob's beta, with nothing on the index, says nothing; a
+    refused session is no upload, but the file it carried is never evidence."""
     ids = {name: registry.accounts.add_account(name).id for name in ("alice", "bob")}
 
-    def upload(name: str, project: str, when: dt.datetime, outcome: str = "forwarded") -> None:
+    def upload(name: str, project: str, when: dt.datetime, outcome: str = "forwarded", version: str = "1.0") -> None:
         registry.events.record(UploadEvent(at=when, outcome=outcome, account_id=ids[name], account_name=name,
-                                           action="file_upload", project=project,
-                                           filename=f"{project}-1.0.tar.gz", sha256="11" * 32))
+                                           action="file_upload", project=project, version=version,
+                                           filename=f"{project}-{version}.tar.gz", sha256=version[0] * 64))
 
     upload("alice", "alpha", t(1))
-    upload("alice", "alpha", t(5), "refused_upstream")
+    upload("alice", "alpha", t(2), "forwarding", version="1.1")
+    upload("alice", "alpha", t(5), "refused_upstream", version="2.5")
     upload("bob", "beta", t(1))
+    upload("bob", "gamma", t(1), "refused_upstream")
     evidence = registry.evidence
     assert evidence.ssh_projects() == ["alpha", "beta"]
-    assert evidence.forwarded_files("alpha") == {"alpha-1.0.tar.gz": {"11" * 32}}
+    assert evidence.forwarded_files("alpha") == {
+        "alpha-1.0.tar.gz": {"1" * 64}, "alpha-1.1.tar.gz": {"1" * 64}, "alpha-2.5.tar.gz": {"2" * 64}}
     assert evidence.states() == {}  # nothing read from the index yet
 
     evidence.record_read("alpha", [IndexFile("alpha-2.0.tar.gz", "22" * 32, t(3))], t(4))
     states = evidence.states()
     assert list(states) == [ids["alice"]] and states[ids["alice"]].status == MIGRATED
     assert evidence.state_of(ids["alice"]).migrated_at == t(3)
+    assert evidence.state_of(ids["alice"]).evidence[0].follows == t(2)  # the upload of unknown outcome
     assert evidence.state_of(ids["bob"]).status is None
     assert evidence.states(until=t(3)) == {}  # as of the release's own time, not yet

@@ -21,7 +21,10 @@ from gateway.lifecycle.migration import IndexRelease, MigrationState, ProjectUpl
 from gateway.registry.engine import aware
 from gateway.registry.schema import index_files, index_projects, upload_events
 
-FORWARDED = "forwarded"
+# Uploads over SSH: those the upload server accepted, and those whose replica died while
+# forwarding them (they may have been published). Counting the latter can only keep an account
+# from looking migrated, never make it look so.
+UPLOADED = ("forwarded", "forwarding")
 
 
 class ListedFile(Protocol):
@@ -44,18 +47,20 @@ class EvidenceStore:
 
     # -- what the refresh reads and writes ----------------------------------------------------------
     def ssh_projects(self) -> list[str]:
-        """Every project the gateway ever forwarded an upload of, by canonical name."""
+        """Every project ever uploaded over SSH, by canonical name."""
         query = (select(upload_events.c.project).distinct()
-                 .where(upload_events.c.outcome == FORWARDED, upload_events.c.project.is_not(None))
+                 .where(upload_events.c.outcome.in_(UPLOADED), upload_events.c.project.is_not(None))
                  .order_by(upload_events.c.project))
         with self.engine.connect() as conn:
             return [row.project for row in conn.execute(query)]
 
     def forwarded_files(self, project: str) -> dict[str, set[str | None]]:
-        """The files of `project` the gateway forwarded: file name -> their sha256s."""
+        """The files of `project` that came over SSH: file name -> their sha256s. Every session
+        that carried a file counts, whatever its outcome: one whose answer was lost, or whose
+        replica died, may have published it, and a file the gateway may have published is never
+        evidence of a release made another way."""
         query = (select(upload_events.c.filename, upload_events.c.sha256).distinct()
-                 .where(upload_events.c.project == project, upload_events.c.outcome == FORWARDED,
-                        upload_events.c.filename.is_not(None)))
+                 .where(upload_events.c.project == project, upload_events.c.filename.is_not(None)))
         found: dict[str, set[str | None]] = defaultdict(set)
         with self.engine.connect() as conn:
             for row in conn.execute(query):
@@ -109,11 +114,11 @@ class EvidenceStore:
 
     def uploads(self, *, until: dt.datetime | None = None,
                 account_ids: Sequence[int] | None = None) -> list[ProjectUploads]:
-        """First and last forwarded upload per account and project, before `until`: of the
+        """First and last upload (UPLOADED) per account and project, before `until`: of the
         accounts given, else of every account that uploaded a project the index has files of
         (the others have no evidence, so their events need not be read)."""
         events = upload_events.c
-        conditions = [events.outcome == FORWARDED, events.project.is_not(None), events.account_id.is_not(None)]
+        conditions = [events.outcome.in_(UPLOADED), events.project.is_not(None), events.account_id.is_not(None)]
         if until is not None:
             conditions.append(events.at < until)
         if account_ids is not None:

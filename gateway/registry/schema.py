@@ -127,7 +127,7 @@ upload_events = Table(
     # Evidence from the index (registry/evidence.py): who uploaded a project, and each account's
     # first and last upload of each project, are read from these indexes alone.
     Index("ix_upload_events_project_uploads", "project", "outcome", "account_id", "at"),
-    Index("ix_upload_events_account_uploads", "account_id", "outcome", "project", "at"),
+    Index("ix_upload_events_account_uploads", "account_id", "project", "outcome", "at"),
 )
 
 # The deprecation schedule. kind: notice | brownout | sunset | pause. A notice and a sunset have

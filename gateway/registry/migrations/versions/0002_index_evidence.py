@@ -36,7 +36,7 @@ def upgrade() -> None:
     with op.batch_alter_table('upload_events', schema=None) as batch_op:
         batch_op.create_index('ix_upload_events_project_uploads', ['project', 'outcome', 'account_id', 'at'],
                               unique=False)
-        batch_op.create_index('ix_upload_events_account_uploads', ['account_id', 'outcome', 'project', 'at'],
+        batch_op.create_index('ix_upload_events_account_uploads', ['account_id', 'project', 'outcome', 'at'],
                               unique=False)
 
 

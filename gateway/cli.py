@@ -57,7 +57,7 @@ def serve(obj: Context, listen, upstream_url, database_url, health_listen, worke
     """
     settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url,
                             health_listen=health_listen, workers=workers)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format, settings.log_file)
     refuse_to_serve(settings)
     try:
         _serve(obj, settings, worker_index, upstream_url, database_url)
@@ -326,6 +326,7 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     settings = obj.settings()
     if not settings.stdio_in_process:
         sys.exit(stdio_command(settings, account, fingerprint))
+    setup_syslog("WARNING", settings.log_format, settings.log_file)
     try:
         status = run_stdio(settings, account, fingerprint)
     except ConfigError as exc:  # e.g. no secret key: the operator's to fix, the user only learns it failed

@@ -179,28 +179,22 @@ def run(group: click.Group, prog_name: str) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+def setup_logging(level: str, log_format: str = "text", log_file: str | None = None) -> None:
+    """The log of a long-running command: `log_file` when set, else stderr; in `log_format`."""
+    from gateway.ops import logformat
+
+    try:
+        logformat.configure(level, log_format, log_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def setup_syslog(level: str) -> None:
-    """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to syslog
-    when the machine has one, else nowhere."""
-    import logging.handlers
-    import os
+def setup_syslog(level: str, log_format: str = "text", log_file: str | None = None) -> None:
+    """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to
+    `log_file` when set, else to syslog when the machine has one, else nowhere. The one-line
+    records of its sessions are written at INFO whatever `level` says."""
+    from gateway.ops import logformat
 
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    # A failing handler must not print its traceback on the user's terminal either.
-    logging.raiseExceptions = False
-    handler: logging.Handler = logging.NullHandler()
-    if os.path.exists("/dev/log"):  # SysLogHandler would accept a missing socket and fail on each line
-        try:
-            handler = logging.handlers.SysLogHandler(address="/dev/log")
-            handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
-        except OSError:
-            pass
-    root.addHandler(handler)
+    logformat.configure_for_terminal_session(level, log_format, log_file)

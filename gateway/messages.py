@@ -994,3 +994,8 @@ def database_ok(database: str) -> str:
 
 def host_keys_ok(lines: list[str]) -> str:
     return "host keys: " + ", ".join(lines)
+
+
+# -- the log and the admin journal (gateway/ops/logformat.py, sessionlog.py, registry/audit.py) ---
+def log_file_unusable(path: str, detail: str) -> str:
+    return f"cannot append to log_file {path}: {detail}; fix its folder's permissions or choose another log_file"

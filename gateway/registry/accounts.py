@@ -59,13 +59,14 @@ class Identity:
     key_comment: str | None
     token_ciphertext: str | None
     allowed_projects: tuple[str, ...] | None
+    key_type: str | None = None  # e.g. ssh-ed25519, for the session's log line
 
 
 # The per-login statement is built once, with its value bound at execution (see EventStore.record).
 _IDENTITY_FOR_KEY = (
     select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.exempt,
            accounts.c.token_ciphertext, ssh_keys.c.fingerprint, ssh_keys.c.comment,
-           ssh_keys.c.allowed_projects)
+           ssh_keys.c.allowed_projects, ssh_keys.c.algorithm)
     .join(accounts, accounts.c.id == ssh_keys.c.account_id)
     .where(ssh_keys.c.fingerprint == bindparam("key_fp"), ssh_keys.c.revoked_at.is_(None),
            accounts.c.disabled.is_(False))
@@ -254,4 +255,5 @@ class AccountStore:
         return Identity(
             account_id=row.id, account_name=row.name, email=row.email, exempt=row.exempt,
             fingerprint=row.fingerprint, key_comment=row.comment,
-            token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects))
+            token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects),
+            key_type=row.algorithm)

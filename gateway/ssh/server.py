@@ -15,6 +15,7 @@ import asyncssh
 
 from gateway import messages
 from gateway.lifecycle import notices
+from gateway.ops import sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener
@@ -43,22 +44,24 @@ class GatewayServer(asyncssh.SSHServer):
         self._authenticated = False
         self._closed = False
         self._user_signature: str | None = None
+        # This connection's line in the log (gateway/ops/sessionlog.py), written when it ends.
+        self.record = services.sessionlog.connection(None)
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        self._source = _client_address(conn)
+        self._source = self.record.client_addr = _client_address(conn)
         limits = self._services.limits
         wait = limits.penalties.blocked_for(self._source)
         if wait:
-            log.info("refused %s: penalized for failed logins (%.0f s left)", self._source, wait)
+            self.record.refusal = sessionlog.PENALIZED
             self._refuse(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT, messages.login_penalty(self._source, wait))
             return
         admission = limits.startups.admit(self, self._source)
         if not admission.admitted:
-            log.info("refused %s: too many unauthenticated connections from it", self._source)
+            self.record.refusal = sessionlog.TOO_MANY_STARTUPS
             self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, admission.reason or "")
         elif isinstance(admission.evict, GatewayServer):
-            log.info("evicted the oldest unauthenticated connection, from %s", admission.evict._source)
+            admission.evict.record.refusal = sessionlog.EVICTED
             admission.evict._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, messages.evicted_startup())
 
     def _refuse(self, code: int, reason: str) -> None:
@@ -78,6 +81,8 @@ class GatewayServer(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
+        if self._identity is not None:
+            self.record.logged_in(self._identity)
         self._services.limits.startups.release(self)
         if self._conn is not None:
             self._conn.set_extra_info(legacy_crypto=self._legacy_crypto())
@@ -99,8 +104,12 @@ class GatewayServer(asyncssh.SSHServer):
         limits.startups.release(self)
         if not self._authenticated and self._failures:
             limits.penalties.record_failure(self._source)
+        if self._conn is not None:
+            self.record.ssh_client_version = self._conn.get_extra_info("client_version")
+        self._services.sessionlog.connection_closed(self.record)
 
     async def begin_auth(self, username: str) -> bool:
+        self.record.username = username
         banner = await notices.auth_banner(self._services)
         if banner and self._conn is not None:
             self._conn.send_auth_banner(banner)
@@ -121,6 +130,7 @@ class GatewayServer(asyncssh.SSHServer):
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self._identity = None
         fingerprint = key.get_fingerprint("sha256")
+        self.record.key_fingerprint, self.record.key_type = fingerprint, key.get_algorithm()
         if username == self._services.settings.ssh_user:
             if fingerprint not in self._looked_up:
                 hit, identity = self._services.keys.cached(fingerprint)
@@ -130,8 +140,10 @@ class GatewayServer(asyncssh.SSHServer):
             self._identity = self._looked_up[fingerprint]
         if self._identity is None:
             self._failures += 1
+            wrong_user = username != self._services.settings.ssh_user
+            self.record.refusal = sessionlog.WRONG_USER if wrong_user else sessionlog.UNKNOWN_KEY
             if self._failures >= self._services.limits.max_auth_tries > 0:
-                log.info("disconnected %s after %d failed keys", self._source, self._failures)
+                self.record.refusal = sessionlog.TOO_MANY_AUTH_TRIES
                 raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
             return False
         self._watch_signature(key, fingerprint)
@@ -146,7 +158,7 @@ class GatewayServer(asyncssh.SSHServer):
             algorithm = algorithms.signature_algorithm(signature)
             if algorithm in algorithms.LEGACY and not legacy:
                 self._failures += 1
-                log.info("refused %s: key %s signed with %s", self._source, fingerprint, algorithm)
+                self.record.refusal = sessionlog.SHA1_SIGNATURE
                 raise asyncssh.PermissionDenied(messages.sha1_signature_refused(fingerprint))
             self._user_signature = algorithm
 
@@ -166,9 +178,10 @@ class GatewayServer(asyncssh.SSHServer):
         sessions = self._services.limits.sessions
         if not sessions.acquire(account):
             log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
+            self._services.sessionlog.session_refused(self.record, sessionlog.TOO_MANY_SESSIONS)
             return RefusedSession(429, messages.too_many_sessions(account, sessions.limit))
         return GatewaySession(self._services, self._identity, self._conn,
-                              on_close=lambda: sessions.release(account))
+                              on_close=lambda: sessions.release(account), record=self.record)
 
 
 async def _linger_close(sock: socket.socket) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Callable
 
 import asyncssh
 
 from gateway import messages
+from gateway.ops import sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh.asyncssh_seams import ServerConnection
@@ -93,8 +95,10 @@ class ChannelReader:
 
 class GatewaySession(asyncssh.SSHServerSession):
     def __init__(self, services: Services, identity: Identity, conn: asyncssh.SSHServerConnection,
-                 on_close: Callable[[], None] | None = None):
+                 on_close: Callable[[], None] | None = None, record: sessionlog.Connection | None = None):
         self._services = services
+        self._record = record  # the connection's log line: told what this session did
+        self._outcome: sessionlog.SessionOutcome | None = None
         self._identity = identity
         self._conn = conn
         self._on_close = on_close
@@ -121,6 +125,8 @@ class GatewaySession(asyncssh.SSHServerSession):
         return False
 
     def session_started(self) -> None:
+        if self._record is not None:
+            self._services.sessionlog.session_started(self._record)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes, datatype) -> None:
@@ -157,6 +163,8 @@ class GatewaySession(asyncssh.SSHServerSession):
                 chan.exit(status)
             except (OSError, asyncssh.Error):
                 pass
+            if self._record is not None:
+                self._services.sessionlog.session_ended(self._record, self._outcome or sessionlog.FAILED)
 
     def _peer(self) -> Peer:
         addr = self._conn.get_extra_info("peername")
@@ -171,6 +179,8 @@ class GatewaySession(asyncssh.SSHServerSession):
         chan = self._chan
         assert chan is not None and self._reader is not None
         result = await run_exchange(self._reader, self._peer(), self._services)
+        if result.event is not None:
+            self._outcome = sessionlog.SessionOutcome.of_exchange(result.event)
         if result.stderr:
             chan.write_stderr(result.stderr.encode())
         chan.write(result.stdout)
@@ -179,7 +189,9 @@ class GatewaySession(asyncssh.SSHServerSession):
     async def _run_command(self, command: str) -> int:
         chan = self._chan
         assert chan is not None
+        started = time.monotonic()
         result = await run_command(command, self._identity, self._services)
+        self._outcome = sessionlog.SessionOutcome.of_command(command, result.status, started, time.monotonic())
         if result.stdout:
             chan.write(result.stdout.encode())
         if result.stderr:

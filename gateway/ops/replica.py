@@ -44,6 +44,7 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
         if settings.openssh_mode:
             shim = await _shim_server(services, supervised)
         metrics.LISTENING.set(1)
+        metrics.publish_build_info()
         if serve_health:
             health = await _listening(settings.health_listen, HealthServer(
                 settings.health_host, settings.health_port, readiness_check(state, probe)).start())

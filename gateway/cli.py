@@ -17,6 +17,7 @@ from gateway.cliutil import (
     database_name,
     global_options,
     pass_context,
+    reason_option,
     require_registry,
     run,
     setup_logging,
@@ -116,6 +117,7 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
 @click.option("--promote", is_flag=True,
               help="Rotation step 2: make the next keys current; the old ones become *.retired.")
 @yes_option
+@reason_option
 @pass_context
 def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool) -> None:
     """Create the host keys (ed25519, and RSA for old clients) in host_key_dir, and the secret key
@@ -126,19 +128,26 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
 
     Rotation: `keygen --next`, copy the folder to every replica and restart them one by one; wait
     while clients with UpdateHostKeys learn the new keys; then `keygen --promote`, copy, restart.
+
+    --force, --next and --promote are recorded in the admin journal (`pypissh-migrate audit`)
+    when the registry exists; without one they are done all the same, and say so.
     """
     settings = obj.settings()
     if next_keys and promote:
         raise click.UsageError("--next and --promote are separate steps of a rotation; run one at a time")
     try:
         if promote:
-            _promote(settings)
+            changed = _promote(settings)
         else:
             secret = None if next_keys else _secret_key_to_create(settings)  # refused before anything is written
-            _generate_host_keys(settings, force=force, next_keys=next_keys, yes=yes)
+            changed = _generate_host_keys(settings, force=force, next_keys=next_keys, yes=yes)
             _create_secret_key(secret)
-        for line in hostkeys.fingerprints(settings.host_key_dir):
+        current = hostkeys.fingerprints(settings.host_key_dir)
+        for line in current:
             click.echo(f"  {line}")
+        if changed and (promote or next_keys or force):
+            step = "promote" if promote else ("next" if next_keys else "replace")
+            _journal_host_keys(obj, settings, {"step": step, "files": changed, "fingerprints": current})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -146,15 +155,41 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
                                                          "host_key_dir and secret_key_file")) from None
 
 
-def _promote(settings: Settings) -> None:
+def _promote(settings: Settings) -> list[str]:
+    """Promote the next keys; returns the renames done, as `old -> new` file names."""
     moves = hostkeys.promote(settings.host_key_dir)
     for old, new in moves:
         click.echo(f"moved {old} -> {new}")
     if not moves:
         click.echo(f"no next keys in {settings.host_key_dir}/; run `pypissh-gateway keygen --next` first")
+    return [f"{Path(old).name} -> {Path(new).name}" for old, new in moves]
 
 
-def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes: bool) -> None:
+def _journal_host_keys(obj: Context, settings: Settings, change: dict) -> None:
+    """Record a host-key change in the admin journal, after it (it is a change of files, not of
+    the registry). Without a registry of the current schema it is still done, and says so."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.registry import Registry
+    from gateway.registry.audit import HOST_KEYS
+    from gateway.registry.migrate_db import CURRENT, schema_state
+
+    try:
+        current = schema_state(settings.database_url)[0] == CURRENT
+    except SQLAlchemyError:
+        current = False
+    if not current:
+        click.echo(messages.journal_needs_registry(database_name(settings)))
+        return
+    registry = Registry.from_url(settings.database_url)
+    try:
+        registry.audit.record(obj.actor(), target_kind=HOST_KEYS, target=settings.host_key_dir, after=change)
+    finally:
+        registry.close()
+
+
+def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes: bool) -> list[str]:
+    """Write the host keys; returns the names of the files written."""
     folder = settings.host_key_dir
     if force and not next_keys and hostkeys.existing(folder):
         confirm_irreversible(messages.confirm_replace_host_keys(folder), "replacing the host keys", yes)
@@ -166,6 +201,7 @@ def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes
         click.echo(messages.wrote_file(path, "host key, mode 0600"))
     if not written:
         click.echo(messages.host_keys_exist(folder))
+    return [Path(path).name for path in written]
 
 
 def _secret_key_to_create(settings: Settings) -> Path | None:

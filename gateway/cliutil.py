@@ -25,6 +25,8 @@ class Context:
         self._clock: Callable[[], dt.datetime] | None = None
         self._loaded: dict[Any, Loaded] = {}
         self._warned = False
+        # Why the change is made (--reason), recorded with it in the admin journal.
+        self.reason: str | None = None
         # Where warnings about the environment go: stderr, except where stderr is a user's terminal.
         self.warn: Callable[[str], None] = lambda line: click.echo(line, err=True)
 
@@ -80,6 +82,28 @@ class Context:
             require_registry(settings)
             self._registry = Registry.from_url(settings.database_url)
         return self._registry
+
+    def actor(self):
+        """Who is making this command's changes, for the admin journal (gateway/registry/audit.py):
+        the OS user of the effective uid (and the user sudo ran it for, when it did), the machine,
+        the command, --reason, and the command's clock."""
+        import os
+        import pwd
+        import socket
+
+        from gateway.registry.audit import Actor
+
+        uid = os.geteuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+        sudo = os.environ.get("SUDO_USER")  # set by sudo: whose command this was
+        if sudo and sudo != user:
+            user = f"{user} (sudo by {sudo})"
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command_path if ctx is not None else "?"
+        return Actor(user=user, host=socket.gethostname(), command=command, reason=self.reason, at=self.now())
 
     def global_args(self) -> list[str]:
         """The global options again, for a child process of ours (workers, OpenSSH's command=)."""
@@ -152,6 +176,24 @@ def confirm_irreversible(prompt: str, action: str, yes: bool) -> None:
 
 
 yes_option = click.option("--yes", is_flag=True, help="Do it without asking (for scripts).")
+
+
+def _take_reason(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    from gateway.errors import one_line
+
+    reason = one_line(value, 500)
+    if not reason:
+        raise click.BadParameter(messages.reason_empty(), ctx=ctx, param_hint="--reason")
+    obj = ctx.find_object(Context)
+    if obj is not None:
+        obj.reason = reason
+
+
+reason_option = click.option(
+    "--reason", metavar="TEXT", expose_value=False, callback=_take_reason,
+    help="Why: recorded with the change in the admin journal (`pypissh-migrate audit`).")
 
 
 def run(group: click.Group, prog_name: str) -> None:

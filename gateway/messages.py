@@ -999,3 +999,12 @@ def host_keys_ok(lines: list[str]) -> str:
 # -- the log and the admin journal (gateway/ops/logformat.py, sessionlog.py, registry/audit.py) ---
 def log_file_unusable(path: str, detail: str) -> str:
     return f"cannot append to log_file {path}: {detail}; fix its folder's permissions or choose another log_file"
+
+
+def reason_empty() -> str:
+    return "give a reason in words, e.g. --reason 'key lost with a laptop, ticket 4711'"
+
+
+def journal_needs_registry(where: str) -> str:
+    return (f"done, but not recorded in the admin journal: no registry of the current schema at {where} "
+            "(`pypissh-gateway db upgrade` creates or upgrades it)")

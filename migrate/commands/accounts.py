@@ -7,7 +7,7 @@ from typing import IO
 
 import click
 
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
 from gateway.registry import RegistryError
 from gateway.tokens import TokenBox, check_token_shape
@@ -51,6 +51,7 @@ def read_token(source: IO[str]) -> str:
 @click.option("--note", help="Free text for admins.")
 @click.option("--token-file", type=click.File("r"), help=TOKEN_HELP + " Optional.")
 @token_argument_guard
+@reason_option
 @pass_context
 def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | None, token_file) -> None:
     """Add account NAME (the user's name on the index), optionally with its API token."""
@@ -59,9 +60,10 @@ def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | No
         sealed = None
         if token_file is not None:
             sealed = TokenBox.from_settings(obj.settings()).seal(read_token(token_file))
-        account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note)
+        actor = obj.actor()
+        account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note, audit=actor)
         if sealed is not None:
-            registry.accounts.set_token_ciphertext(account.name, sealed)
+            registry.accounts.set_token_ciphertext(account.name, sealed, audit=actor)
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"added account '{account.name}'" + (" (exempt)" if account.exempt else "")
@@ -126,6 +128,7 @@ def show(obj: Context, name: str) -> None:
 @click.option("--email", help="New email address.")
 @click.option("--exempt/--no-exempt", default=None, help="Exempt from brownouts and the sunset, or not.")
 @click.option("--note", help="Free text for admins.")
+@reason_option
 @pass_context
 def update(obj: Context, name: str, email: str | None, exempt: bool | None, note: str | None) -> None:
     """Change account NAME's email, exemption or note."""
@@ -133,7 +136,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
     if not values:
         raise click.UsageError("nothing to change: give --email, --exempt/--no-exempt or --note")
     try:
-        account = obj.registry().accounts.update_account(name, **values)
+        account = obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
     except RegistryError as exc:
         _fail(exc)
     click.echo(f"account '{account.name}' updated: email {account.email or '-'}, "
@@ -142,13 +145,14 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
 
 def _set_flag(obj: Context, name: str, **values) -> None:
     try:
-        obj.registry().accounts.update_account(name, **values)
+        obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
     except RegistryError as exc:
         _fail(exc)
 
 
 @accounts.command("disable")
 @click.argument("name")
+@reason_option
 @pass_context
 def disable(obj: Context, name: str) -> None:
     """Refuse every key of account NAME from now on."""
@@ -159,6 +163,7 @@ def disable(obj: Context, name: str) -> None:
 
 @accounts.command("enable")
 @click.argument("name")
+@reason_option
 @pass_context
 def enable(obj: Context, name: str) -> None:
     """Accept account NAME's keys again."""
@@ -172,18 +177,20 @@ def enable(obj: Context, name: str) -> None:
               help=TOKEN_HELP + " Never pass a token as an argument.")
 @click.option("--clear", is_flag=True, help="Forget the stored token.")
 @token_argument_guard
+@reason_option
 @pass_context
 def set_token(obj: Context, name: str, token_file, clear: bool) -> None:
     """Store account NAME's upstream API token, encrypted with the secret key."""
     registry = obj.registry()
     try:
         if clear:
-            registry.accounts.set_token_ciphertext(name, None)
+            registry.accounts.set_token_ciphertext(name, None, audit=obj.actor())
             click.echo(f"token for '{name}' removed; uploads now need __token__ credentials from the client")
             return
         registry.accounts.get_account(name)
         token = read_token(token_file)
-        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings()).seal(token))
+        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings()).seal(token),
+                                               audit=obj.actor())
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"token stored for '{name}' (encrypted); uploads through the gateway use it from now on")

@@ -29,7 +29,7 @@ from gateway.settings import Settings, insecure_upstream
 from gateway.ssh import hostkeys
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("pypissh-gateway", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pypissh-gateway")
 @global_options
 def cli() -> None:

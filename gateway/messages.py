@@ -1008,3 +1008,26 @@ def reason_empty() -> str:
 def journal_needs_registry(where: str) -> str:
     return (f"done, but not recorded in the admin journal: no registry of the current schema at {where} "
             "(`pypissh-gateway db upgrade` creates or upgrades it)")
+
+
+def audit_empty(since: str, account: str | None) -> str:
+    whose = f" for account '{account}'" if account else ""
+    return f"no change recorded{whose} since {since}; --since 365d (or a date) looks further back"
+
+
+def prune_dry_run(count: int, before: str, kept: int) -> str:
+    return (f"dry run: {count} upload event(s) recorded before {before} would be deleted; {kept} older one(s) "
+            "kept as their account's latest; nothing was deleted")
+
+
+def prune_nothing(before: str, kept: int) -> str:
+    return f"no upload event before {before} to delete ({kept} kept as their account's latest)"
+
+
+def confirm_prune(count: int, before: str) -> str:
+    return f"Delete {count} upload event(s) recorded before {before}? This cannot be undone."
+
+
+def prune_done(deleted: int, before: str, batches: int, kept: int, remaining: int) -> str:
+    return (f"deleted {deleted} upload event(s) recorded before {before} in {batches} batch(es); kept {kept} "
+            f"older one(s) as their account's latest; {remaining} event(s) remain")

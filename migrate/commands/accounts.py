@@ -11,7 +11,7 @@ from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
 from gateway.registry import RegistryError
 from gateway.tokens import TokenBox, check_token_shape
-from migrate.output import console, print_table, table, when
+from migrate.output import TEXT_FORMATS, console, emit_csv, emit_json, format_option, print_table, table, when
 
 TOKEN_HELP = "File holding the upstream API token; '-' reads standard input."
 
@@ -78,25 +78,37 @@ def _status(account) -> str:
     return "disabled" if account.disabled else ("exempt" if account.exempt else "active")
 
 
+ACCOUNT_COLUMNS = ["account", "email", "keys", "token", "status", "exempt", "disabled", "created"]
+
+
 @accounts.command("list")
+@format_option()
 @pass_context
-def list_(obj: Context) -> None:
+def list_(obj: Context, fmt: str) -> None:
     """List accounts with their key count and token state."""
     registry = obj.registry()
     keys_by_account: dict[int, int] = {}
     for key in registry.accounts.list_keys(include_revoked=False):
         keys_by_account[key.account_id] = keys_by_account.get(key.account_id, 0) + 1
+    rows = [{"account": a.name, "email": a.email, "keys": keys_by_account.get(a.id, 0),
+             "token": "stored" if a.has_token else None, "status": _status(a), "exempt": a.exempt,
+             "disabled": a.disabled, "created": a.created_at} for a in registry.accounts.list_accounts()]
+    if fmt == "json":
+        return emit_json(rows)
+    if fmt == "csv":
+        return emit_csv(ACCOUNT_COLUMNS, rows)
     out = table(None, ["account", "email", "keys", "token", "status", "created"])
-    for account in registry.accounts.list_accounts():
-        out.add_row(account.name, account.email or "-", str(keys_by_account.get(account.id, 0)),
-                    "stored" if account.has_token else "-", _status(account), when(account.created_at))
+    for row in rows:
+        out.add_row(row["account"], row["email"] or "-", str(row["keys"]), row["token"] or "-", row["status"],
+                    when(row["created"]))
     print_table(out, whole=("account", "email"))
 
 
 @accounts.command("show")
 @click.argument("name")
+@format_option(TEXT_FORMATS)
 @pass_context
-def show(obj: Context, name: str) -> None:
+def show(obj: Context, name: str, fmt: str) -> None:
     """Show account NAME: keys, token state, last use, projects uploaded through the gateway."""
     registry = obj.registry()
     try:
@@ -104,6 +116,8 @@ def show(obj: Context, name: str) -> None:
     except RegistryError as exc:
         _fail(exc)
     activity = registry.events.account_activity(account.id)
+    if fmt == "json":
+        return emit_json(_account_data(account, activity, registry.accounts.list_keys(account.name)))
     console.print(f"[bold]{account.name}[/bold]  email: {account.email or '-'}")
     console.print(f"status: {'disabled' if account.disabled else 'active'}"
                   + (", exempt from brownouts and sunset" if account.exempt else ""))
@@ -121,6 +135,21 @@ def show(obj: Context, name: str) -> None:
     for project in activity["projects"]:
         projects.add_row(project["name"], str(project["uploads"]), when(project["last"]))
     print_table(projects, whole=("project",))
+
+
+def _account_data(account, activity: dict, keys: list) -> dict:
+    """`accounts show --format json`: the account, its keys and its use (never the token)."""
+    from migrate.commands.keys import key_data
+
+    return {
+        "account": account.name, "email": account.email, "status": _status(account), "exempt": account.exempt,
+        "disabled": account.disabled, "token": "stored" if account.has_token else None,
+        "token_set_at": account.token_set_at, "created": account.created_at, "note": account.note,
+        "last_use": activity["last_use"],
+        "keys": [key_data(key) for key in keys],
+        "projects": [{"project": p["name"], "uploads": p["uploads"], "last": p["last"]}
+                     for p in activity["projects"]],
+    }
 
 
 @accounts.command("update")

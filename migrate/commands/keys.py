@@ -9,7 +9,7 @@ from gateway.registry import RegistryError
 from gateway import messages
 from gateway.ssh.sshkeys import KeyFormatError, PublicKey, looks_like_private_key, parse_public_key, weakness
 from migrate.legacy_import import OptionsError, split_options
-from migrate.output import print_table, table, when
+from migrate.output import emit_csv, emit_json, format_option, print_table, table, when
 
 
 @click.group()
@@ -93,19 +93,40 @@ def _read_key_file(key_file) -> str:
     return text
 
 
+KEY_COLUMNS = ["account", "fingerprint", "type", "bits", "comment", "projects", "weak", "source", "added",
+               "last_used", "revoked", "state"]
+
+
+def key_state(key) -> str:
+    return "revoked" if key.revoked_at else ("weak" if key.weak else "active")
+
+
+def key_data(key) -> dict:
+    """One key for scripts (`keys list`, `accounts show` as JSON); its fingerprint, not its content."""
+    return {"account": key.account_name, "fingerprint": key.fingerprint, "type": key.algorithm, "bits": key.bits,
+            "comment": key.comment, "projects": list(key.allowed_projects) if key.allowed_projects else None,
+            "weak": key.weak, "source": key.source, "added": key.created_at, "last_used": key.last_used_at,
+            "revoked": key.revoked_at, "state": key_state(key)}
+
+
 @keys.command("list")
 @click.argument("account", required=False)
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@format_option()
 @pass_context
-def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
+def list_(obj: Context, account: str | None, include_revoked: bool, fmt: str) -> None:
     """List keys, of ACCOUNT or of everyone."""
     try:
         found = obj.registry().accounts.list_keys(account, include_revoked=include_revoked)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
+    if fmt == "json":
+        return emit_json([key_data(key) for key in found])
+    if fmt == "csv":
+        return emit_csv(KEY_COLUMNS, [key_data(key) for key in found])
     out = table(None, ["account", "fingerprint", "type", "comment", "projects", "last used", "state"])
     for key in found:
-        state = "revoked" if key.revoked_at else ("weak" if key.weak else "active")
+        state = key_state(key)
         out.add_row(key.account_name, key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(),
                     key.comment or "-", " ".join(key.allowed_projects or ("any",)),
                     when(key.last_used_at), state)

@@ -26,7 +26,7 @@ from gateway.lifecycle.schedule import (
     timeline,
 )
 from gateway.registry import RegistryError
-from migrate.output import console, print_table, table
+from migrate.output import console, emit_csv, emit_json, format_option, print_table, table
 
 STATE_STYLE = {"past": "dim", "in force": "bold red", "now": "bold", "next": "bold yellow", "later": ""}
 
@@ -67,11 +67,18 @@ def schedule() -> None:
 @schedule.command("show")
 @click.option("--at", "at", metavar="TIME", help="Show the state at this UTC time instead of now.")
 @click.option("--preview", is_flag=True, help="Also print the notice and banner users see at that time.")
+@format_option()
 @pass_context
-def show(obj: Context, at: str | None, preview: bool) -> None:
-    """List what happens when, with 'now' in its place."""
+def show(obj: Context, at: str | None, preview: bool, fmt: str) -> None:
+    """List what happens when, with 'now' in its place.
+
+    As json: now, what it means, the sunset and the timeline (with --preview, what users see); as
+    csv: the timeline.
+    """
     now = _time(at, obj.now()) if at else obj.now()
     current = obj.registry().schedule.current()
+    if fmt != "table":
+        return _show_data(obj, current, now, preview, fmt)
     console.print(f"[bold]now[/bold] ({format_utc(now)}): {describe_now(current, now)}")
     out = table(None, ["when (UTC)", "until", "id", "what", "state"])
     for entry in timeline(current, now):
@@ -95,6 +102,25 @@ def show(obj: Context, at: str | None, preview: bool) -> None:
         if not notice.allowed:
             console.print("[bold]410 reason[/bold] (printed by `setup.py upload`):")
             console.print(notices.refusal_reason(notice), markup=False)
+
+
+TIMELINE_COLUMNS = ["when", "until", "id", "kind", "what", "state"]
+
+
+def _show_data(obj: Context, current, now: dt.datetime, preview: bool, fmt: str) -> None:
+    rows = [{"when": entry.when, "until": entry.until, "id": entry.window_id, "kind": entry.kind,
+             "what": entry.what, "state": entry.state} for entry in timeline(current, now)]
+    if fmt == "csv":
+        return emit_csv(TIMELINE_COLUMNS, rows)
+    data = {"now": now, "phase": describe_now(current, now), "sunset": current.sunset, "timeline": rows}
+    if preview:
+        from gateway.lifecycle import notices
+
+        notice = notices.build_notice(obj.settings(), current, now)
+        data["preview"] = {"banner": notices.banner_text(notice) or None,
+                           "headers": dict(notices.header_lines(notice)),
+                           "refusal": None if notice.allowed else notices.refusal_reason(notice)}
+    emit_json(data)
 
 
 def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: str | None,

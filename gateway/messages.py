@@ -1031,3 +1031,7 @@ def confirm_prune(count: int, before: str) -> str:
 def prune_done(deleted: int, before: str, batches: int, kept: int, remaining: int) -> str:
     return (f"deleted {deleted} upload event(s) recorded before {before} in {batches} batch(es); kept {kept} "
             f"older one(s) as their account's latest; {remaining} event(s) remain")
+
+
+def prune_cut_off_future(text: str) -> str:
+    return f"{text} is in the future; give a past date (YYYY-MM-DD, UTC) or a span such as 400d"

@@ -38,3 +38,12 @@ def register_account(gateway: GatewayHarness, name: str, key: "UserKey | None", 
         accounts.add_key(name, parse_public_key(key.public_line))
     if token is not None:
         accounts.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
+
+
+# Characters of rich's box drawing, which piped tables must not contain.
+BOX_DRAWING = frozenset(chr(code) for code in range(0x2500, 0x2580))
+
+
+def ok(result) -> None:
+    """A click command run by CliRunner succeeded (its output shown when not)."""
+    assert result.exit_code == 0, result.output

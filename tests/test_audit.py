@@ -12,7 +12,6 @@ import os
 import pwd
 import socket
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
@@ -22,33 +21,12 @@ from gateway.registry import Registry, UploadEvent
 from gateway.registry.migrate_db import upgrade
 from gateway.registry.schema import metadata
 from gateway.ssh import hostkeys
-from gateway.tokens import create_key_file
 from migrate.cli import cli
 from migrate.commands.audit import describe_change
+from tests.conftest import ADMIN_NOW
 from tests.test_migrate_accounts_keys import DATA, KEYS, TOKEN
 
-NOW = "2027-03-01 10:00"
-BOX_DRAWING = {chr(code) for code in range(0x2500, 0x2580)}
-
-
-@pytest.fixture
-def admin(tmp_path, monkeypatch):
-    """The CLIs against a fresh registry, the clock pinned; returns (invoke, registry)."""
-    monkeypatch.delenv("SUDO_USER", raising=False)
-    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-    upgrade(url)
-    create_key_file(tmp_path / "secret.key")
-    registry = Registry.from_url(url)
-    sets = ["--set", f"database_url={url}", "--set", f"secret_key_file={tmp_path / 'secret.key'}",
-            "--set", f"host_key_dir={tmp_path / 'keys'}"]
-
-    def invoke(*args: str, input: str | None = None, now: str = NOW):
-        return CliRunner().invoke(cli, [*sets, "--now", now, *args], input=input)
-
-    invoke.sets = sets
-    invoke.tmp = tmp_path
-    yield invoke, registry
-    registry.engine.dispose()
+from tests.helpers import BOX_DRAWING, ok as _ok
 
 
 def _me() -> str:
@@ -57,10 +35,6 @@ def _me() -> str:
 
 def _newest(registry: Registry):
     return registry.audit.entries()[-1]
-
-
-def _ok(result) -> None:
-    assert result.exit_code == 0, result.output
 
 
 def test_account_and_key_commands_each_leave_an_entry_with_the_actor(admin, tmp_path):
@@ -192,7 +166,7 @@ def test_notify_run_records_the_campaign_and_counts(admin):
     controller.start()
     try:
         result = CliRunner().invoke(cli, [*invoke.sets, "--set", f"smtp_url=smtp://127.0.0.1:{controller.port}",
-                                          "--now", NOW, "notify", "--campaign", "announce", "--all",
+                                          "--now", ADMIN_NOW, "notify", "--campaign", "announce", "--all",
                                           "--reason", "first announcement"])
     finally:
         controller.stop()

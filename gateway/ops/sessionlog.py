@@ -23,7 +23,7 @@ import collections
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from gateway.messages import SSH_COMMANDS

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import click
 
 from gateway import messages
@@ -10,6 +13,21 @@ from gateway.registry import audit
 from migrate.output import stamp, when
 
 DEFAULT_BATCH = 1000
+_SPAN = re.compile(r"(\d+)([dw])\Z")
+
+
+def cut_off(text: str, now: dt.datetime) -> dt.datetime:
+    """`--before`: a date or time (UTC), or a span back from now such as 400d or 57w; not later than now."""
+    from migrate.report.logic import parse_instant
+
+    span = _SPAN.match(text.strip().lower())
+    if span:
+        amount = int(span.group(1))
+        return now - (dt.timedelta(days=amount) if span.group(2) == "d" else dt.timedelta(weeks=amount))
+    when = parse_instant(text.strip())
+    if when > now:
+        raise ValueError(messages.prune_cut_off_future(text.strip()))
+    return when
 
 
 @click.command("prune")
@@ -28,11 +46,9 @@ def prune(obj: Context, before_text: str, dry_run: bool, batch: int, yes: bool) 
     campaigns and `accounts show`. Deleting cannot be undone: asks first on a terminal, --yes in
     scripts. Recorded in the admin journal with the counts.
     """
-    from migrate.report.logic import parse_period
-
     now = obj.now()
     try:
-        before = parse_period(before_text, None, now).since
+        before = cut_off(before_text, now)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
     events = obj.registry().events

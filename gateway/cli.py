@@ -254,22 +254,25 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@reason_option
 @pass_context
 def db_upgrade(obj: Context) -> None:
     """Create or migrate the registry's tables to the current schema.
 
-    A new SQLite registry is made 0600, its folder (home, by default) 0700 when missing.
+    A new SQLite registry is made 0600, its folder (home, by default) 0700 when missing. A change
+    of schema is recorded in the admin journal.
     """
     settings = obj.settings()
-    _upgrade(settings)
+    _upgrade(settings, obj)
 
 
-def _upgrade(settings: Settings) -> None:
+def _upgrade(settings: Settings, obj: Context) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gateway.registry.migrate_db import head_revision, upgrade
+    from gateway.registry.migrate_db import head_revision, schema_state, upgrade
 
     try:
+        before = schema_state(settings.database_url)[1]
         upgrade(settings.database_url)  # a SQLite file's folder (home, by default) is made 0700
     except SQLAlchemyError as exc:
         raise click.ClickException(messages.registry_unreachable(database_name(settings),
@@ -277,7 +280,23 @@ def _upgrade(settings: Settings) -> None:
     except OSError as exc:
         raise click.ClickException(messages.registry_unreachable(
             database_name(settings), f"{exc.strerror} ({exc.filename})")) from None
+    if before != head_revision():
+        _journal_schema(obj, settings, before, head_revision())
     click.echo(f"database at revision {head_revision()}: {database_name(settings)}")
+
+
+def _journal_schema(obj: Context, settings: Settings, before: str | None, after: str | None) -> None:
+    """Record a created or migrated schema, right after the migration (Alembic runs its own
+    transactions)."""
+    from gateway.registry import Registry
+    from gateway.registry.audit import SCHEMA
+
+    registry = Registry.from_url(settings.database_url)
+    try:
+        registry.audit.record(obj.actor(), target_kind=SCHEMA, target=database_name(settings),
+                              before={"revision": before} if before else None, after={"revision": after})
+    finally:
+        registry.close()
 
 
 def _make_home(settings: Settings) -> None:
@@ -292,6 +311,7 @@ def _make_home(settings: Settings) -> None:
 
 
 @cli.command()
+@reason_option
 @pass_context
 def init(obj: Context) -> None:
     """Set up a new gateway: create home, the host keys, the secret key and the registry.
@@ -308,7 +328,7 @@ def init(obj: Context) -> None:
     except OSError as exc:
         raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
                                                          "host_key_dir and secret_key_file")) from None
-    _upgrade(settings)
+    _upgrade(settings, obj)
     click.echo(messages.init_done(database_name(settings)))
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from gateway.cli import cli as gateway_cli
 from gateway.registry import Registry, UploadEvent
-from gateway.registry.migrate_db import upgrade
+from gateway.registry.migrate_db import head_revision, upgrade
 from gateway.registry.schema import metadata
 from gateway.ssh import hostkeys
 from migrate.cli import cli
@@ -222,6 +222,26 @@ def test_host_key_promotion_without_a_registry_says_so_and_promotes(tmp_path):
     assert not (keys / "ssh_host_ed25519_next_key").exists() and not missing.exists()
 
 
+def test_schema_creation_and_migration_are_journalled(tmp_path):
+    """`db upgrade` records the schema it created (or the revisions it migrated between), once."""
+    url = f"sqlite:///{tmp_path / 'new.sqlite3'}"
+
+    def upgrade_command():
+        return CliRunner().invoke(gateway_cli, ["--set", f"database_url={url}", "db", "upgrade",
+                                                "--reason", "first install"])
+
+    _ok(upgrade_command())
+    _ok(upgrade_command())
+    registry = Registry.from_url(url)
+    try:
+        (entry,) = registry.audit.entries()
+    finally:
+        registry.close()
+    assert (entry.command, entry.target_kind, entry.target, entry.reason) == (
+        "pypissh-gateway db upgrade", "schema", url, "first install")
+    assert (entry.before, entry.after) == (None, {"revision": head_revision()})
+
+
 # -- `pypissh-migrate audit` ----------------------------------------------------------------------
 def _history(invoke) -> None:
     key_file = invoke.tmp / "bob.pub"
@@ -294,7 +314,7 @@ def test_migrations_create_the_schema_the_code_describes(tmp_path):
 
 
 def test_every_changing_command_takes_a_reason():
-    """Each pypissh-migrate command that changes something, and keygen, accepts --reason."""
+    """Each pypissh-migrate command that changes something, and keygen, init and db upgrade, accept --reason."""
     changing = [("accounts", "add"), ("accounts", "update"), ("accounts", "disable"), ("accounts", "enable"),
                 ("accounts", "set-token"), ("keys", "add"), ("keys", "revoke"), ("keys", "restore"),
                 ("schedule", "set-notice"), ("schedule", "set-sunset"), ("schedule", "add-brownout"),
@@ -305,4 +325,6 @@ def test_every_changing_command_takes_a_reason():
         for name in path:
             command = command.commands[name]
         assert "--reason" in [opt for param in command.params for opt in param.opts], path
-    assert "--reason" in [opt for param in gateway_cli.commands["keygen"].params for opt in param.opts]
+    for command in (gateway_cli.commands["keygen"], gateway_cli.commands["init"],
+                    gateway_cli.commands["db"].commands["upgrade"]):
+        assert "--reason" in [opt for param in command.params for opt in param.opts], command.name

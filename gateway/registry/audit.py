@@ -1,7 +1,7 @@
 """The admin journal: who changed what through the command-line tools, when, and why.
 
 Every change an admin makes (accounts, keys, the schedule, campaigns, imports, secret and host-key
-rotations, pruning) is one row: the actor (the OS user the command ran as, and the machine), the
+rotations, pruning, schema migrations) is one row: the actor (the OS user the command ran as, and the machine), the
 optional `--reason`, the command, the target, and the target's values before and after where they
 mean something. Never a token, a key or a password: a stored token is recorded as `stored`.
 
@@ -31,6 +31,7 @@ IMPORT = "import"
 SECRET_KEY = "secret_key"
 HOST_KEYS = "host_keys"
 EVENTS = "events"
+SCHEMA = "schema"
 
 MAX_REASON = 500
 

@@ -167,7 +167,7 @@ audit_events = Table(
     Column("actor_host", String(255)),
     Column("reason", Text),
     Column("command", String(200), nullable=False),
-    # account | key | schedule | campaign | import | secret_key | host_keys | events
+    # account | key | schedule | campaign | import | secret_key | host_keys | events | schema
     Column("target_kind", String(32), nullable=False),
     Column("target", String(255)),
     # The account concerned, if any (`pypissh-migrate audit --account NAME`).

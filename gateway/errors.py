@@ -61,6 +61,20 @@ class PolicyRefusal(GatewayError):
     outcome = "refused_schedule"
 
 
+class ServiceBusy(GatewayError):
+    """The replica has no room for this work now; nothing was started."""
+
+    status = 503
+    outcome = "busy"
+
+
+class KeyInactive(GatewayError):
+    """The key was revoked, or its account disabled, after the connection logged in."""
+
+    status = 403
+    outcome = "refused_policy"
+
+
 class UpstreamError(GatewayError):
     """The upstream could not be reached or failed; the file was not published."""
 

@@ -163,11 +163,18 @@ def evicted_startup() -> str:
     )
 
 
+def wait_phrase(seconds: float) -> str:
+    """How long to wait, as both the client and the log say it: "40 s", "about 3 min"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"about {round(seconds / 60)} min"
+
+
 def login_penalty(address: str, seconds: float) -> str:
-    minutes = max(1, round(seconds / 60))
     return (
-        f"too many failed logins from {address}; try again in about {minutes} min with the key "
-        "registered for your account (`ssh-keygen -lf <key>.pub` shows its fingerprint)"
+        f"too many failed logins from {address}; keys not registered here are refused from it for "
+        f"{wait_phrase(seconds)}; connect with only the key registered for your account: "
+        "`ssh -i <key> -o IdentitiesOnly=yes ...` (`ssh-keygen -lf <key>.pub` shows its fingerprint)"
     )
 
 
@@ -192,6 +199,42 @@ def too_many_sessions(account: str, limit: int) -> str:
     )
 
 
+def too_many_connections(account: str, limit: int) -> str:
+    return (
+        f"account '{account}' already has {limit} connection{'s' if limit != 1 else ''} logged in to this "
+        "gateway; close the idle ones (an OpenSSH ControlMaster needs only one) and try again"
+    )
+
+
+def channel_without_request(account: str, seconds: float) -> str:
+    return (
+        f"this session of account '{account}' sent no command or upload within {seconds:.0f} s and is "
+        f"closed; {NOTHING_PUBLISHED}; run ssh with a command, or let the upload client send its request"
+    )
+
+
+def idle_disconnect(account: str, seconds: float) -> str:
+    return (
+        f"the connection of account '{account}' had no session for {seconds:.0f} s and is closed; "
+        "connect again for the next upload"
+    )
+
+
+def key_inactive(account: str, fingerprint: str | None) -> str:
+    key = f"key {fingerprint}" if fingerprint else "this key"
+    return (
+        f"{key} is no longer active for account '{account}' (revoked, or the account is disabled); "
+        f"{NOTHING_PUBLISHED}; ask the index admins"
+    )
+
+
+def gateway_busy() -> str:
+    return (
+        f"this gateway is busy with other uploads right now; {NOTHING_PUBLISHED}; try again in a "
+        "minute"
+    )
+
+
 def registry_unavailable() -> str:
     return (
         "the gateway cannot reach its account registry right now, so no key can be checked; "
@@ -207,11 +250,7 @@ def spool_full() -> str:
 
 
 def no_active_key(account: str, fingerprint: str | None) -> str:
-    key = f"key {fingerprint}" if fingerprint else "this key"
-    return (
-        f"{PROGRAM}: {key} is no longer active for account '{account}' (revoked, or the "
-        f"account is disabled); {NOTHING_PUBLISHED}; ask the index admins\n"
-    )
+    return f"{PROGRAM}: {key_inactive(account, fingerprint)}\n"
 
 
 def registry_unavailable_line() -> str:
@@ -1035,3 +1074,8 @@ def prune_done(deleted: int, before: str, batches: int, kept: int, remaining: in
 
 def prune_cut_off_future(text: str) -> str:
     return f"{text} is in the future; give a past date (YYYY-MM-DD, UTC) or a span such as 400d"
+
+
+def penalty_detail(seconds: float) -> str:
+    """The log's note on a key refused from a penalised address (the client is told the same wait)."""
+    return f"too many failed logins from the address ({wait_phrase(seconds)} left)"

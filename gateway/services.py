@@ -12,23 +12,22 @@ import datetime as dt
 import os
 import socket
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from gateway import messages
+from gateway.errors import GatewayError, ServiceBusy
 from gateway.lifecycle.schedule import Schedule, ScheduleCache
+from gateway.ops.pools import PoolFull, WorkerPool
 from gateway.ops.sessionlog import SessionLog
-from gateway.registry import Registry, utcnow
+from gateway.registry import Identity, Registry, utcnow
 from gateway.settings import Settings
-from gateway.ssh.keycache import KeyCache
+from gateway.ssh.keycache import KeyCache, RegistryUnavailable
 from gateway.ssh.limits import Limits
 from gateway.tokens import TokenBox
 from gateway.upload.upstream import UpstreamClient
 
 T = TypeVar("T")
-
-# Upstream forwarding and database calls are blocking; they run in this many threads, off the loop.
-WORKER_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,9 @@ class Services:
     registry: Registry
     tokens: TokenBox  # opens the accounts' stored upstream tokens
     upstream: UpstreamClient
-    executor: Executor = field(repr=False)
+    # Blocking work runs off the event loop in two pools, so that logins never wait behind uploads:
+    executor: WorkerPool = field(repr=False)  # uploads: reading archives, forwarding (`run`)
+    registry_executor: WorkerPool = field(repr=False)  # key lookups, registry reads and writes (`run_registry`)
     keys: KeyCache  # the login lookup, cached for key_cache_seconds
     limits: Limits  # what clients may hold before and after login
     schedules: ScheduleCache  # the deprecation schedule, re-read every schedule_cache_seconds
@@ -58,8 +59,11 @@ class Services:
             registry=registry,
             tokens=TokenBox.from_settings(settings),
             upstream=upstream or UpstreamClient(settings),
-            executor=ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="pypissh"),
-            keys=KeyCache(registry.accounts.identity_for_key, settings.key_cache_seconds, clock=ticks),
+            executor=WorkerPool("upload", settings.upload_threads, queue_limit=settings.upload_queue),
+            registry_executor=WorkerPool("registry", settings.registry_threads,
+                                         saturation_bound=settings.registry_queue),
+            keys=KeyCache(registry.accounts.identity_for_key, settings.key_cache_seconds, clock=ticks,
+                          lookup_many=registry.accounts.identities_for_keys),
             limits=Limits.from_settings(settings, clock=ticks),
             schedules=ScheduleCache(registry.schedule.current, settings.schedule_cache_seconds, clock=ticks),
             clock=clock,
@@ -68,15 +72,40 @@ class Services:
         )
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """Run blocking `func(*args)` in a worker thread."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        """Run blocking upload work `func(*args)` in an upload thread. Raises ServiceBusy when
+        `upload_queue` uploads are already waiting for one."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        except PoolFull:
+            raise ServiceBusy(messages.gateway_busy()) from None
+
+    async def run_registry(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking registry work `func(*args)` (a key lookup, an event row) in a registry thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.registry_executor, func, *args)
 
     async def current_schedule(self) -> Schedule:
         """The deprecation schedule, at most `schedule_cache_seconds` old."""
         cached = self.schedules.fresh()
-        return cached if cached is not None else await self.run(self.schedules.refresh)
+        return cached if cached is not None else await self.run_registry(self.schedules.refresh)
+
+    async def current_identity(self, identity: Identity) -> Identity | None:
+        """What the registry says now (at most `key_cache_seconds` ago) about the key `identity`
+        logged in with: its identity, or None once the key is revoked or the account disabled.
+        Raises GatewayError (503) when the registry cannot be read."""
+        hit, found = self.keys.cached(identity.fingerprint)
+        if not hit:
+            try:
+                found = await self.run_registry(self.keys.identity, identity.fingerprint)
+            except RegistryUnavailable:
+                raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
+        return found if found is not None and found.account_id == identity.account_id else None
+
+    def saturation(self) -> str | None:
+        """Why this replica should take no new work now (a full pool), or None."""
+        return self.executor.saturation() or self.registry_executor.saturation()
 
     def close(self) -> None:
         self.upstream.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.registry_executor.shutdown(wait=False, cancel_futures=True)
         self.registry.close()

@@ -56,7 +56,8 @@ LOG_FORMATS = ("text", "json")
 
 # Numbers: every numeric setting must be finite and not negative (0 turns a limit off where the
 # README says so). These must be larger still; anything else is an impossible value.
-AT_LEAST_ONE = ("workers", "max_upload_bytes", "max_header_bytes", "max_auth_tries", "public_port")
+AT_LEAST_ONE = ("workers", "max_upload_bytes", "max_header_bytes", "max_auth_tries", "public_port",
+                "upload_threads", "registry_threads")
 ABOVE_ZERO = ("read_timeout", "upstream_timeout", "upstream_deadline", "login_timeout", "failed_login_half_life")
 PORT_MAX = 65535
 
@@ -104,6 +105,22 @@ class Settings:
     failed_login_half_life: float = 300.0
     max_auth_tries: int = 6
     max_sessions_per_account: int = 8
+    # Logged-in connections one account may hold on a replica (an OpenSSH ControlMaster holds one
+    # for all its sessions); 0 means no cap.
+    max_connections_per_account: int = 16
+    # A session channel that sends no exec or shell request within this time is closed, so it
+    # cannot hold one of the account's sessions; 0 means no limit.
+    channel_request_timeout: float = 10.0
+    # A logged-in connection with no channel open for this long is closed; 0 means never.
+    idle_timeout: float = 60.0
+    # Threads that read archives and forward uploads, and how many uploads may wait for one;
+    # past that, uploads are refused (503, nothing published) and /readyz reports saturation.
+    upload_threads: int = 64
+    upload_queue: int = 64
+    # Threads for key lookups and registry writes, separate from the uploads' so that a login
+    # never waits behind an upload; /readyz reports saturation once registry_queue tasks wait.
+    registry_threads: int = 8
+    registry_queue: int = 64
     legacy_algorithms: bool = False
     allow_weak_keys: bool = False
     public_host: str = "localhost"

@@ -93,6 +93,11 @@ class GatewayHarness:
             raise failure[0]
         return self
 
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run `coro` on the gateway's event loop (where its services live) and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
     def stop(self) -> None:
         if self._loop is None:
             return

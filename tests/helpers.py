@@ -1,13 +1,18 @@
-"""Small helpers the test modules share: waiting for what another thread or process does, and
-registering an account the way an admin would."""
+"""Small helpers the test modules share: waiting for what another thread or process does,
+registering an account the way an admin would, and a `pypissh-gateway serve` process with accounts."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
+from gateway.registry import Registry
+from gateway.registry.migrate_db import upgrade
+from gateway.settings import Settings
 from gateway.ssh.sshkeys import parse_public_key
-from gateway.tokens import TokenBox
+from gateway.tokens import TokenBox, create_key_file
+from testbed.gatewayprocess import GatewayProcess
 from testbed.harness import GatewayHarness
 
 if TYPE_CHECKING:
@@ -38,6 +43,32 @@ def register_account(gateway: GatewayHarness, name: str, key: "UserKey | None", 
         accounts.add_key(name, parse_public_key(key.public_line))
     if token is not None:
         accounts.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
+
+
+def serve_process(folder: Path, upstream, host_key_dir: Path, keys: dict[str, "UserKey"], *,
+                  preexec: Callable[[], None] | None = None, **changes) -> GatewayProcess:
+    """`pypissh-gateway serve` as its own process (log in `folder`/gateway.log), with an account per
+    entry of `keys` (its name, that key, the upstream's token), started and listening."""
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'registry.sqlite3'}",
+        upstream_url=upstream.url,
+        index_url=upstream.simple_url,
+        upstream_ca_bundle=str(upstream.ca_file),
+        host_key_dir=str(host_key_dir),
+        secret_key_file=str(folder / "secret.key"),
+        public_host="127.0.0.1",
+        **changes,
+    )
+    upgrade(settings.database_url)  # what `db upgrade` and `keygen` make
+    create_key_file(folder / "secret.key")
+    registry = Registry.from_url(settings.database_url)
+    box = TokenBox.from_settings(settings)
+    for name, key in keys.items():
+        registry.accounts.add_account(name, email=f"{name}@example.org")
+        registry.accounts.add_key(name, parse_public_key(key.public_line))
+        registry.accounts.set_token_ciphertext(name, box.seal(upstream.token))
+    registry.close()
+    return GatewayProcess(settings, folder / "gateway.log", preexec=preexec).start()
 
 
 # Characters of rich's box drawing, which piped tables must not contain.

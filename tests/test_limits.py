@@ -7,11 +7,14 @@ Loopback has the whole of 127.0.0.0/8, so "other hosts" are sockets bound to 127
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import subprocess
 
 import pytest
 
+from gateway.ops import logformat, sessionlog
 from gateway.ssh.limits import PenaltyBox, SessionCounter, StartupGate
 from tests.helpers import register_account, wait_until
 
@@ -165,9 +168,10 @@ def test_too_many_keys_tried_ends_the_connection_with_a_reason(start_gateway, ma
     assert _ssh(client, keys=[user_keys["alice"], user_keys["bob"]]).returncode == 0  # alice second: fine
 
 
-def test_an_address_that_keeps_failing_is_refused_for_a_while(start_gateway, make_settings, ssh_client,
-                                                              user_keys):
-    """After failed_login_limit failed logins an address is refused, even with a good key; others are not."""
+def test_an_address_that_keeps_failing_is_refused_unregistered_keys_for_a_while(start_gateway, make_settings,
+                                                                                ssh_client, user_keys):
+    """After failed_login_limit failed logins, unregistered keys from the address end the connection with
+    how long they stay refused; other addresses get the ordinary refusal."""
     harness = start_gateway(make_settings(failed_login_limit=3))
     register_account(harness, "alice", user_keys["alice"])
     client = ssh_client(harness=harness)
@@ -175,10 +179,39 @@ def test_an_address_that_keeps_failing_is_refused_for_a_while(start_gateway, mak
         failed = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.7")
         assert b"Permission denied" in failed.stderr
     wait_until(lambda: harness.services.limits.penalties.blocked_for("127.0.0.7") > 0, what="the penalty")
-    refused = _ssh(client, source="127.0.0.7")
+    refused = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.7")
     assert refused.returncode == 255
-    assert b"too many failed logins from 127.0.0.7; try again in about" in refused.stderr
-    assert _ssh(client, source="127.0.0.1").returncode == 0
+    assert b"too many failed logins from 127.0.0.7; keys not registered here are refused from it for" in refused.stderr
+    assert b"IdentitiesOnly=yes" in refused.stderr
+    elsewhere = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.1")
+    assert b"Permission denied" in elsewhere.stderr and b"too many failed logins" not in elsewhere.stderr
+
+
+def test_a_registered_key_behind_a_busy_nat_is_never_locked_out(start_gateway, make_settings, ssh_client,
+                                                                 user_keys, caplog):
+    """One failed login every 3 (fake-clock) seconds from an address never locks out a registered key at
+    that address, and the log and the client name the same remaining time."""
+    harness = start_gateway(make_settings(failed_login_limit=5))
+    register_account(harness, "alice", user_keys["alice"])
+    client = ssh_client(harness=harness)
+    penalties = harness.services.limits.penalties
+    for _ in range(12):
+        before = penalties.score("127.0.0.9")
+        assert _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.9").returncode == 255
+        wait_until(lambda: penalties.score("127.0.0.9") > before, what="the failed login to be counted")
+        valid = _ssh(client, source="127.0.0.9")
+        assert valid.returncode == 0, valid.stderr
+        harness.ticks.advance(3.0)
+    assert penalties.blocked_for("127.0.0.9") > 0  # the address is penalized all the same
+    harness.ticks.advance(sessionlog.WINDOW)  # past the log's flood summary: the next refusal gets its line
+    assert penalties.blocked_for("127.0.0.9") > 0
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        refused = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.9")
+    told = re.search(rb"refused from it for ([^;]+);", refused.stderr)
+    assert told is not None, refused.stderr
+    (line,) = wait_until(lambda: [logformat.record_fields(r) for r in caplog.records
+                                  if logformat.record_fields(r).get("reason") == "penalized"], what="the log line")
+    assert line["detail"] == f"too many failed logins from the address ({told.group(1).decode()} left)"
 
 
 def test_account_session_cap_names_the_account(start_gateway, make_settings, ssh_client, user_keys, upstream):

@@ -93,6 +93,21 @@ def test_keys_and_identity_lookup(registry, user_keys):
     assert [k.fingerprint for k in registry.accounts.list_keys("dave", include_revoked=False)] == []
 
 
+def test_an_event_written_before_forwarding_is_completed_in_place(registry):
+    """An upload's "forwarding" row is updated by the second write, never duplicated, on both databases."""
+    registry.accounts.add_account("fran")
+    account = registry.accounts.get_account("fran")
+    at = dt.datetime(2024, 5, 2, 9, 0, tzinfo=UTC)
+    event = UploadEvent(at=at, outcome="forwarding", account_id=account.id, account_name="fran",
+                        action="file_upload", project="fran-pkg", filename="fran_pkg-1.0.tar.gz")
+    registry.events.record(event)
+    assert [e.outcome for e in registry.events.recorded(account_name="fran")] == ["forwarding"]
+    event.outcome, event.upstream_status, event.duration_ms = "forwarded", 200, 512
+    registry.events.record(event)
+    (back,) = registry.events.recorded(account_name="fran")
+    assert back == event and back.outcome == "forwarded" and back.upstream_status == 200
+
+
 def test_events_round_trip(registry):
     """An upload event reads back field for field, its time still in UTC."""
     registry.accounts.add_account("erin")

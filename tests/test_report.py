@@ -38,18 +38,18 @@ GENERATED = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 PERIOD = Period(at(1, 5), at(3, 2))
 
 # Hand-worked from testbed/report_history.py. Per week: sessions, forwarded, refused_upstream,
-# refused_schedule, bad_request, client_aborted, upstream_error, other, active accounts.
+# refused_schedule, bad_request, client_aborted, upstream_error, unknown, other, active accounts.
 WEEKS = {
-    "2026-W02": (4, 2, 0, 0, 1, 0, 0, 1, 4),  # alice, bob; dave's bad request; carol's register
-    "2026-W03": (4, 2, 1, 0, 0, 0, 1, 0, 2),  # alice twice (one refused upstream), bob twice
-    "2026-W04": (2, 1, 0, 0, 0, 1, 0, 0, 2),  # alice; dave aborted
-    "2026-W05": (1, 1, 0, 0, 0, 0, 0, 0, 1),  # alice
-    "2026-W06": (2, 2, 0, 0, 0, 0, 0, 0, 2),  # alice, dave
-    "2026-W07": (3, 2, 0, 1, 0, 0, 0, 0, 2),  # brownout: alice refused, carol (exempt) through
-    "2026-W08": (2, 2, 0, 0, 0, 0, 0, 0, 2),  # alice, carol
-    "2026-W09": (4, 3, 0, 0, 0, 0, 0, 1, 3),  # alice, dave (and his internal error), gina
+    "2026-W02": (4, 2, 0, 0, 1, 0, 0, 0, 1, 4),  # alice, bob; dave's bad request; carol's register
+    "2026-W03": (4, 2, 1, 0, 0, 0, 1, 0, 0, 2),  # alice twice (one refused upstream), bob twice
+    "2026-W04": (2, 1, 0, 0, 0, 1, 0, 0, 0, 2),  # alice; dave aborted
+    "2026-W05": (1, 1, 0, 0, 0, 0, 0, 0, 0, 1),  # alice
+    "2026-W06": (2, 2, 0, 0, 0, 0, 0, 0, 0, 2),  # alice, dave
+    "2026-W07": (3, 2, 0, 1, 0, 0, 0, 0, 0, 2),  # brownout: alice refused, carol (exempt) through
+    "2026-W08": (2, 2, 0, 0, 0, 0, 0, 0, 0, 2),  # alice, carol
+    "2026-W09": (4, 3, 0, 0, 0, 0, 0, 0, 1, 3),  # alice, dave (and his internal error), gina
 }
-TOTALS = dict(zip(("sessions", *CATEGORIES), (22, 15, 1, 1, 1, 1, 1, 2)))
+TOTALS = dict(zip(("sessions", *CATEGORIES), (22, 15, 1, 1, 1, 1, 1, 0, 2)))
 
 # account: status, last use, sessions, forwarded, last upload, projects, fingerprint labels,
 # SSH clients, User-Agents, weak key, notices
@@ -148,7 +148,8 @@ def test_accounts_statuses_and_evidence(report, keys_by_fingerprint):
     assert [a.name for a in report.accounts] == list(ACCOUNTS)  # still using first, most sessions first
     dave = next(a for a in report.accounts if a.name == "dave")
     assert dave.counts.as_dict() == {"forwarded": 2, "refused_upstream": 0, "refused_schedule": 0,
-                                     "bad_request": 1, "client_aborted": 1, "upstream_error": 0, "other": 1}
+                                     "bad_request": 1, "client_aborted": 1, "upstream_error": 0, "unknown": 0,
+                                     "other": 1}
     assert report.status_counts() == {STILL_USING: 2, ACTIVE: 2, DORMANT: 0, QUIET: 2, NEVER_USED: 1}
 
 
@@ -243,8 +244,8 @@ def test_table_shows_the_counts(sqlite_url):
     """The default terminal table has the verdict, every week's counts and every account's status."""
     text = invoke(sqlite_url).stdout
     assert "Not yet safe to switch off: 2 accounts would break" in text
-    weeks = {row[0]: tuple(int(v) for v in row[2:11]) for row in _table_rows(text, "SSH sessions per week by outcome")}
-    assert weeks == {**WEEKS, "total": (22, 15, 1, 1, 1, 1, 1, 2, 5)}
+    weeks = {row[0]: tuple(int(v) for v in row[2:12]) for row in _table_rows(text, "SSH sessions per week by outcome")}
+    assert weeks == {**WEEKS, "total": (22, 15, 1, 1, 1, 1, 1, 0, 2, 5)}
     accounts = {row[0].split(" (")[0]: (row[1], row[2], int(row[3]), int(row[4]))
                 for row in _table_rows(text, "Accounts")}
     assert accounts == {name: (v[0], f"{v[1]:%Y-%m-%d %H:%M}" if v[1] else "-", v[2], v[3])
@@ -349,8 +350,9 @@ def test_help_describes_the_formats():
 def test_outcomes_map_to_report_categories():
     """The gateway's outcomes fall into the report's categories; the rest is 'other'."""
     assert [category_of(o) for o in ("forwarded", "refused_upstream", "refused_schedule", "bad_request",
-                                     "client_aborted", "upstream_error")] == list(CATEGORIES[:-1])
-    assert {category_of(o) for o in ("local", "no_credential", "refused_policy", "internal_error")} == {"other"}
+                                     "client_aborted", "upstream_error", "forwarding")] == list(CATEGORIES[:-1])
+    assert category_of("forwarding") == "unknown"  # a replica died while forwarding: maybe published
+    assert {category_of(o) for o in ("local", "no_credential", "refused_policy", "internal_error", "busy")} == {"other"}
 
 
 @pytest.mark.parametrize("last_use, notices, notice_start, expected", [

@@ -29,7 +29,7 @@ CONNECTION_FIELDS = {"ts", "level", "logger", "msg", "conn_id", "client_addr", "
                      "key_fingerprint", "account_name", "sessions", "action", "command", "project", "version",
                      "filename", "size", "upstream_status", "outcome", "error", "duration_ms"}
 REFUSED_FIELDS = {"ts", "level", "logger", "msg", "conn_id", "client_addr", "ssh_client_version", "username",
-                  "key_type", "key_fingerprint", "reason"}
+                  "key_type", "key_fingerprint", "reason", "detail"}
 
 
 class JsonLog:

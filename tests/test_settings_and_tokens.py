@@ -45,6 +45,9 @@ def test_config_path_from_environment(tmp_path):
     ('proxy_protocol = "maybe"\n', "proxy_protocol must be one of"),
     ("max_upload_bytes = 'lots'\n", "whole number"),
     ("listen = \n", "not valid TOML"),
+    ("upload_threads = 0\n", "upload_threads must be at least 1"),
+    ("idle_timeout = -1\n", "idle_timeout must be 0 or more"),
+    ("max_connections_per_account = -5\n", "max_connections_per_account must be 0 or more"),
 ])
 def test_bad_configuration_says_what_to_fix(tmp_path, content, message):
     """A bad file gives one clear sentence naming the setting."""

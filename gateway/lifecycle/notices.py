@@ -147,7 +147,7 @@ def queue_reminder_soon(services: Services, identity: Identity, when: dt.datetim
     def _queue() -> None:
         services.registry.outbox.queue_reminder(identity.account_id, identity.email, when, since)
 
-    future = asyncio.get_running_loop().run_in_executor(services.executor, _queue)
+    future = asyncio.get_running_loop().run_in_executor(services.registry_executor, _queue)
     future.add_done_callback(_log_failure)
 
 

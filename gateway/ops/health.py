@@ -1,7 +1,9 @@
 """Liveness, readiness and metrics over HTTP on `health_listen` (default 127.0.0.1:9122).
 
     GET /healthz   200 while the process runs
-    GET /readyz    200 when the database answers and the replica is not draining, else 503
+    GET /readyz    200 when the database answers, the replica is not draining and its thread
+                   pools are not saturated (the upload queue full, or registry_queue lookups
+                   waiting), else 503 with the reason
     GET /metrics   Prometheus text format
 
 A tiny HTTP/1.0 server on the replica's own event loop: the balancer's checks and a Prometheus
@@ -61,10 +63,15 @@ class DatabaseProbe:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def readiness_check(state: ReplicaState, probe: DatabaseProbe) -> Callable[[], Awaitable[Readiness]]:
+def readiness_check(state: ReplicaState, probe: DatabaseProbe, *,
+                    saturation: Callable[[], str | None] | None = None) -> Callable[[], Awaitable[Readiness]]:
+    """Not ready while draining, while `saturation()` names a reason, or when the database fails."""
     async def check() -> Readiness:
         if state.draining:
             return Readiness(False, "draining: finishing uploads in flight, taking no new connections")
+        busy = saturation() if saturation is not None else None
+        if busy:
+            return Readiness(False, f"saturated: {busy}")
         return await probe.check()
 
     return check

@@ -44,6 +44,18 @@ UPLOAD_BYTES = Counter("pypissh_upload_bytes", "Bytes of files received in uploa
 SESSION_SECONDS = Histogram(
     "pypissh_session_duration_seconds", "Time from the start of a request to its answer.",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+POOL_TASKS = Gauge(
+    "pypissh_pool_tasks", "Blocking tasks running or waiting, per thread pool (upload, registry).",
+    ["pool"], multiprocess_mode="livesum")
+POOL_SATURATED = Gauge(
+    "pypissh_pool_saturated", "1 while a thread pool's backlog is at its bound (what /readyz reports).",
+    ["pool"], multiprocess_mode="livemax")
+ACCEPT_ERRORS = Counter(
+    "pypissh_accept_errors", "Failed accepts on the SSH port (mostly: out of file descriptors).")
+CLOSED_BY_GATEWAY = Counter(
+    "pypissh_closed_by_gateway",
+    "Logged-in connections (revoked key or account, idle) and session channels (no request) the gateway closed.",
+    ["reason"])
 SHIM_REFUSED = Counter(
     "pypissh_shim_refused",
     "Connections to shim_socket refused by peer credentials (not shim_user, root or the replica's user).")
@@ -93,6 +105,14 @@ def exposition(directory: str | None = None) -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry, path=directory)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def saturated_pools(directory: str) -> list[str]:
+    """The pools some live worker writing to `directory` reports saturated (for the supervisor)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return sorted(sample.labels["pool"] for family in registry.collect() if family.name == "pypissh_pool_saturated"
+                  for sample in family.samples if sample.value >= 1)
 
 
 def worker_exited(directory: str, pid: int) -> None:

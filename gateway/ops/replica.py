@@ -47,7 +47,8 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
         metrics.publish_build_info()
         if serve_health:
             health = await _listening(settings.health_listen, HealthServer(
-                settings.health_host, settings.health_port, readiness_check(state, probe)).start())
+                settings.health_host, settings.health_port,
+                readiness_check(state, probe, saturation=services.saturation)).start())
         log.info("replica %s listening on %s for user %s (proxy_protocol %s), health on %s, forwarding to %s",
                  services.replica, settings.listen, settings.ssh_user, settings.proxy_protocol,
                  f"{settings.health_host}:{health.port}" if health else "the supervisor",

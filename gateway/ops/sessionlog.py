@@ -52,6 +52,7 @@ SHA1_SIGNATURE = "sha1_signature"
 TOO_MANY_AUTH_TRIES = "too_many_auth_tries"
 PENALIZED = "penalized"
 TOO_MANY_STARTUPS = "too_many_startups"
+TOO_MANY_CONNECTIONS = "too_many_connections"  # the account's cap on logged-in connections
 EVICTED = "evicted"
 NO_LOGIN = "closed_before_login"
 KEY_NOT_ACTIVE = "key_not_active"
@@ -61,6 +62,7 @@ REGISTRY_UNAVAILABLE = "registry_unavailable"
 COMMAND = "command"
 UNKNOWN_COMMAND = "unknown_command"
 TOO_MANY_SESSIONS = "too_many_sessions"
+KEY_REVOKED = "key_revoked"  # revoked (or its account disabled) while the connection was open
 SESSION_FAILED = "internal_error"
 NO_SESSION = "no_session"
 
@@ -131,6 +133,7 @@ class Connection:
     account_name: str | None = None
     authenticated: bool = False
     refusal: str | None = None  # why the login was refused, once known
+    detail: str | None = None  # the refusal as the client was told it, where that says more (a wait)
     running: int = 0  # sessions started and not ended
     sessions: int = 0  # sessions ended
     last: SessionOutcome | None = None
@@ -251,7 +254,8 @@ class SessionLog:
         if not conn.authenticated:
             self.refused(conn_id=conn.conn_id, client_addr=conn.client_addr, username=conn.username,
                          key_type=conn.key_type, key_fingerprint=conn.key_fingerprint,
-                         reason=conn.refusal or NO_LOGIN, ssh_client_version=conn.ssh_client_version)
+                         reason=conn.refusal or NO_LOGIN, ssh_client_version=conn.ssh_client_version,
+                         detail=conn.detail)
             conn.written = True
         elif conn.running == 0:
             self._connection_line(conn)
@@ -284,11 +288,12 @@ class SessionLog:
     # -- refused logins -------------------------------------------------------------------------
     def refused(self, *, client_addr: str | None, username: str | None, key_fingerprint: str | None,
                 reason: str, key_type: str | None = None, conn_id: str | None = None,
-                ssh_client_version: str | None = None) -> None:
+                ssh_client_version: str | None = None, detail: str | None = None) -> None:
         if self.limiter.admit(client_addr or "unknown"):
             LOGINS.info("login refused", extra=fields(
                 conn_id=conn_id or new_conn_id(), client_addr=client_addr, ssh_client_version=_text(ssh_client_version),
-                username=_text(username), key_type=key_type, key_fingerprint=key_fingerprint, reason=reason))
+                username=_text(username), key_type=key_type, key_fingerprint=key_fingerprint, reason=reason,
+                detail=detail))
         self.flush()
 
     def flush(self, *, everything: bool = False) -> None:

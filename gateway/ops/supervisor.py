@@ -8,7 +8,7 @@ them. The supervisor:
   port 0 and a restarted worker gets the same port back;
 - restarts a worker that dies, with a growing pause if it keeps dying at once;
 - serves `health_listen` for the whole machine: `/readyz` (database answers, not draining, a
-  worker is up) and `/metrics`, the sum of all workers' metrics (prometheus-client's multiprocess
+  worker is up, no worker's thread pool saturated) and `/metrics`, the sum of all workers' metrics (prometheus-client's multiprocess
   mode, in a private directory);
 - binds `shim_socket` in the OpenSSH mode (a UNIX socket cannot be shared like the port), and
   every worker accepts on the one it inherits;
@@ -138,7 +138,7 @@ class Supervisor:
         return 0
 
     def _readiness(self, probe: DatabaseProbe):
-        database = readiness_check(self.state, probe)
+        database = readiness_check(self.state, probe, saturation=self._saturation)
 
         async def check() -> Readiness:
             if not self.state.draining and metrics.listening_processes(self._metrics_dir) < 1:
@@ -146,6 +146,11 @@ class Supervisor:
             return await database()
 
         return check
+
+    def _saturation(self) -> str | None:
+        # The kernel spreads connections over every worker, so one saturated worker is enough.
+        pools = metrics.saturated_pools(self._metrics_dir)
+        return f"a worker's {' and '.join(pools)} pool is saturated" if pools else None
 
     async def _keep_running(self, index: int, listen: str) -> None:
         backoff = 0.5

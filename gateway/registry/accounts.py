@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -65,14 +65,17 @@ class Identity:
 
 
 # The per-login statement is built once, with its value bound at execution (see EventStore.record).
-_IDENTITY_FOR_KEY = (
+_ACTIVE_KEYS = (
     select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.exempt,
            accounts.c.token_ciphertext, ssh_keys.c.fingerprint, ssh_keys.c.comment,
            ssh_keys.c.allowed_projects, ssh_keys.c.algorithm)
     .join(accounts, accounts.c.id == ssh_keys.c.account_id)
-    .where(ssh_keys.c.fingerprint == bindparam("key_fp"), ssh_keys.c.revoked_at.is_(None),
-           accounts.c.disabled.is_(False))
+    .where(ssh_keys.c.revoked_at.is_(None), accounts.c.disabled.is_(False))
 )
+_IDENTITY_FOR_KEY = _ACTIVE_KEYS.where(ssh_keys.c.fingerprint == bindparam("key_fp"))
+_IDENTITIES_FOR_KEYS = _ACTIVE_KEYS.where(ssh_keys.c.fingerprint.in_(bindparam("key_fps", expanding=True)))
+# Fingerprints per query of identities_for_keys: well inside every database's parameter limit.
+KEYS_PER_QUERY = 500
 
 
 def _projects(text: str | None) -> tuple[str, ...] | None:
@@ -299,10 +302,23 @@ class AccountStore:
         """The login lookup: an active key of an enabled account, or None."""
         with self.engine.connect() as conn:
             row = conn.execute(_IDENTITY_FOR_KEY, {"key_fp": fingerprint}).first()
-        if row is None:
-            return None
-        return Identity(
-            account_id=row.id, account_name=row.name, email=row.email, exempt=row.exempt,
-            fingerprint=row.fingerprint, key_comment=row.comment,
-            token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects),
-            key_type=row.algorithm)
+        return _identity(row) if row is not None else None
+
+    def identities_for_keys(self, fingerprints: Collection[str]) -> dict[str, Identity]:
+        """`identity_for_key` for many keys at once (the re-check of open connections): the
+        active ones, by fingerprint; revoked and unknown keys are absent."""
+        wanted = sorted(set(fingerprints))
+        found: dict[str, Identity] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), KEYS_PER_QUERY):
+                rows = conn.execute(_IDENTITIES_FOR_KEYS, {"key_fps": wanted[start:start + KEYS_PER_QUERY]})
+                found.update((row.fingerprint, _identity(row)) for row in rows)
+        return found
+
+
+def _identity(row: Any) -> Identity:
+    return Identity(
+        account_id=row.id, account_name=row.name, email=row.email, exempt=row.exempt,
+        fingerprint=row.fingerprint, key_comment=row.comment,
+        token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects),
+        key_type=row.algorithm)

@@ -113,7 +113,9 @@ upload_events = Table(
     Column("sha256", String(64)),
     Column("upstream_status", Integer),
     # forwarded | refused_upstream | refused_schedule | bad_request | client_aborted |
-    # upstream_error | no_credential | local (answered by the gateway itself)
+    # upstream_error | no_credential | refused_policy | internal_error | busy |
+    # local (answered by the gateway itself) | forwarding (being forwarded; left so by a replica
+    # that died while forwarding: the outcome is unknown)
     Column("outcome", String(32), nullable=False),
     Column("duration_ms", Integer),
     Column("error", Text),

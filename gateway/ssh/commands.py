@@ -45,7 +45,7 @@ async def run_command(command: str, identity: Identity, services: Services) -> C
             identity.account_name, identity.email, identity.fingerprint, identity.key_comment,
             identity.token_ciphertext is not None, identity.exempt))
     elif name == "guide":
-        text = await services.run(guide_text, services.registry, services.settings, identity, services.clock())
+        text = await services.run_registry(guide_text, services.registry, services.settings, identity, services.clock())
         result = CommandResult(text)
     else:
         result = CommandResult(stderr=messages.unknown_command(command), status=2)

@@ -1,14 +1,16 @@
 """Who a key belongs to: registry lookups with a short per-replica cache.
 
 Revocation must reach every replica quickly, so entries live `key_cache_seconds` at most (a few
-seconds); unknown keys are cached too, which keeps a flood of random keys off the database.
+seconds); unknown keys are cached too, which keeps a flood of random keys off the database. The
+keys of connections already logged in are looked up again together (`refresh`, one query for all
+of them) every `key_cache_seconds`, which also keeps their entries fresh for the next login.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Collection
 
 import asyncssh
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,11 +39,17 @@ class KeyCache:
     """`lookup` (the registry's `identity_for_key`) behind a cache of `ttl` seconds per fingerprint."""
 
     def __init__(self, lookup: Callable[[str], Identity | None], ttl: float, *,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 lookup_many: Callable[[Collection[str]], dict[str, Identity]] | None = None):
         self._lookup_in_registry = lookup
+        self._lookup_many = lookup_many
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, Identity | None]] = {}
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl
 
     def identity(self, fingerprint: str) -> Identity | None:
         """Blocking: call from a worker thread. Raises RegistryUnavailable when the database fails."""
@@ -64,16 +72,36 @@ class KeyCache:
             metrics.UNKNOWN_KEYS.inc()
         return True, hit[1]
 
+    def refresh(self, fingerprints: Collection[str]) -> dict[str, Identity | None]:
+        """Blocking: look `fingerprints` up in the registry now, whatever the cache holds, and
+        cache the answers. Raises RegistryUnavailable when the database fails."""
+        now = self._clock()
+        try:
+            if self._lookup_many is not None:
+                found: dict[str, Identity | None] = dict(self._lookup_many(fingerprints))
+            else:
+                found = {fp: self._lookup_in_registry(fp) for fp in fingerprints}
+        except SQLAlchemyError as exc:
+            log.warning("key lookup failed, the registry is unavailable: %s", type(exc).__name__)
+            raise RegistryUnavailable() from None
+        answers = {fp: found.get(fp) for fp in fingerprints}
+        for fp, identity in answers.items():
+            self._store(fp, identity, now)
+        return answers
+
     def _lookup(self, fingerprint: str) -> Identity | None:
         now = self._clock()
         hit = self._cache.get(fingerprint)
         if hit is not None and hit[0] > now:
             return hit[1]
         identity = self._lookup_in_registry(fingerprint)
+        self._store(fingerprint, identity, now)
+        return identity
+
+    def _store(self, fingerprint: str, identity: Identity | None, now: float) -> None:
         if len(self._cache) >= MAX_ENTRIES:
             self._cache = {fp: entry for fp, entry in self._cache.items() if entry[0] > now}
             if len(self._cache) >= MAX_ENTRIES:
                 self._cache.clear()
         if self._ttl > 0:
             self._cache[fingerprint] = (now + self._ttl, identity)
-        return identity

@@ -1,9 +1,9 @@
 """What one replica lets clients hold before and after they log in.
 
 A public SSH port is probed from the first minute: connections that never log in, addresses that
-try key after key, one account opening session after session. These counters decide; the SSH
-server (`server.GatewayServer`) asks them at each step of a login and turns a refusal into an
-SSH disconnect with the reason. They are pure (no sockets, an injectable clock) and live on the
+try key after key, one account opening connection after connection and session after session.
+These counters decide; the SSH server (`server.GatewayServer`) asks them at each step of a login
+and turns a refusal into an SSH disconnect with the reason. They are pure (no sockets, an injectable clock) and live on the
 event loop's thread, so they need no locks. Each replica counts for itself.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from gateway import messages
@@ -80,10 +80,10 @@ class PenaltyBox:
 
     Each failed login adds 1 to the address's score; the score halves every `half_life` seconds.
     Once `threshold` failures come in quick succession (the score reaches threshold - 0.5, which
-    leaves room for the decay between them) new connections from the address are refused until
-    the score decays below that bar: an address that keeps failing gets about one attempt per
-    `half_life * log2((threshold + 0.5) / (threshold - 0.5))` seconds (some 20 s with the
-    defaults), while a user who fumbles a few keys never notices.
+    leaves room for the decay between them) keys that are not registered are refused from the
+    address at once, ending the connection, until the score decays below that bar, while a user
+    who fumbles a few keys never notices. A registered key is never refused here: an address can
+    be a NAT or a proxy shared with whoever keeps failing, and a valid key proves it is not them.
     """
 
     def __init__(self, threshold: int, half_life: float, *, clock: Callable[[], float] = time.monotonic):
@@ -146,6 +146,60 @@ class SessionCounter:
             self._held[account] -= 1
 
 
+@dataclass(frozen=True)
+class Login:
+    """Who a logged-in connection is: the account and the key it logged in with."""
+
+    account_id: int
+    account: str
+    fingerprint: str
+
+
+class AccountConnections:
+    """Logged-in connections per account: one key cannot hold a replica's every file descriptor.
+    It also knows which key each connection logged in with, for the revocation check."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._logins: dict[Hashable, Login] = {}
+        self._held: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._logins)
+
+    def held(self, account: str) -> int:
+        return self._held[account]
+
+    def full(self, account: str) -> bool:
+        return self.limit > 0 and self._held[account] >= self.limit
+
+    def admit(self, conn: Hashable, login: Login) -> bool:
+        if conn in self._logins:
+            return True
+        if self.full(login.account):
+            return False
+        self._logins[conn] = login
+        self._held[login.account] += 1
+        return True
+
+    def release(self, conn: Hashable) -> None:
+        """The connection closed: it no longer counts. Idempotent."""
+        login = self._logins.pop(conn, None)
+        if login is None:
+            return
+        if self._held[login.account] <= 1:
+            self._held.pop(login.account, None)
+        else:
+            self._held[login.account] -= 1
+
+    def fingerprints(self) -> set[str]:
+        """The distinct keys of the logged-in connections."""
+        return {login.fingerprint for login in self._logins.values()}
+
+    def logins(self) -> list[tuple[Hashable, Login]]:
+        return list(self._logins.items())
+
+
 @dataclass
 class Limits:
     """The limits of one replica, built from the settings."""
@@ -154,6 +208,7 @@ class Limits:
     penalties: PenaltyBox
     sessions: SessionCounter
     max_auth_tries: int
+    connections: AccountConnections = field(default_factory=lambda: AccountConnections(0))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> "Limits":
@@ -162,4 +217,5 @@ class Limits:
             penalties=PenaltyBox(settings.failed_login_limit, settings.failed_login_half_life, clock=clock),
             sessions=SessionCounter(settings.max_sessions_per_account),
             max_auth_tries=settings.max_auth_tries,
+            connections=AccountConnections(settings.max_connections_per_account),
         )

@@ -7,16 +7,22 @@ receive exactly that many bytes, so the client's first SSH bytes stay in the ker
 
 Each process binds the port itself with SO_REUSEPORT, so `serve --workers N` runs N independent
 accept loops and the kernel spreads connections across them.
+
+When the process runs out of file descriptors, accept fails for every connection waiting in the
+backlog; the loop backs off (longer each time, up to a second) instead of spinning, and says so
+in the log once per `ACCEPT_LOG_INTERVAL`, with the count, instead of once per failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Coroutine, Iterable
 
 import asyncssh
 
@@ -33,6 +39,12 @@ HEADER_TIMEOUT = 5.0
 # After drain_seconds, connections still open are told to reconnect and given this long to close.
 DISCONNECT_GRACE = 2.0
 BACKLOG = 1024
+# Failed accepts are logged at most once per this many seconds (with how many there were).
+ACCEPT_LOG_INTERVAL = 10.0
+# Pauses after a failed accept: the first, and the most a run of failures grows it to.
+ACCEPT_BACKOFF = 0.05
+ACCEPT_BACKOFF_MAX = 1.0
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class ProxyRefused(Exception):
@@ -119,6 +131,33 @@ async def read_proxy_header(sock: socket.socket) -> proxyproto.ProxyHeader | Non
             return proxyproto.parse(taken)
 
 
+class AcceptBackoff:
+    """How long to pause after failed accepts, and when to say so in the log (pure: the clock is
+    passed in). `failed` returns the pause and whether to log now; `succeeded` resets the pause."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, interval: float = ACCEPT_LOG_INTERVAL):
+        self._clock = clock
+        self._interval = interval
+        self._pause = 0.0
+        self._last_logged: float | None = None
+        self.unlogged = 0  # failures since the last log line
+
+    def failed(self) -> tuple[float, bool]:
+        self._pause = min(ACCEPT_BACKOFF_MAX, self._pause * 2 if self._pause else ACCEPT_BACKOFF)
+        self.unlogged += 1
+        now = self._clock()
+        if self._last_logged is not None and now - self._last_logged < self._interval:
+            return self._pause, False
+        self._last_logged = now
+        return self._pause, True
+
+    def logged(self) -> None:
+        self.unlogged = 0
+
+    def succeeded(self) -> None:
+        self._pause = 0.0
+
+
 @dataclass(eq=False)
 class _Connection:
     task: asyncio.Task | None = None
@@ -144,12 +183,23 @@ class GatewayListener:
         self._proxy = proxy or ProxySettings()
         self._connections: set[_Connection] = set()
         self._accepting: asyncio.Task | None = None
+        self._companions: set[asyncio.Task] = set()
         self.sockets = [sock]
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "GatewayListener":
         self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
         return self
+
+    def alongside(self, work: Coroutine) -> None:
+        """Run `work` (a periodic check of the open connections) while there are connections:
+        until the drain ends or `wait_closed`."""
+        self._companions.add(asyncio.get_running_loop().create_task(work))
+
+    def _stop_companions(self) -> None:
+        for task in self._companions:
+            task.cancel()
+        self._companions.clear()
 
     def get_port(self) -> int:
         return self._sock.getsockname()[1]
@@ -166,6 +216,10 @@ class GatewayListener:
             self._sock.close()
 
     async def wait_closed(self) -> None:
+        companions = list(self._companions)
+        self._stop_companions()
+        if companions:
+            await asyncio.wait(companions)
         if self._accepting is not None:
             try:
                 await self._accepting
@@ -188,20 +242,31 @@ class GatewayListener:
                 entry.task.cancel()
         if left:
             await asyncio.wait([c.task for c in left if c.task is not None], timeout=DISCONNECT_GRACE)
+        self._stop_companions()
         return len(left)
 
     # -- accepting ------------------------------------------------------------------------------
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        backoff = AcceptBackoff()
         while True:
             try:
                 sock, address = await loop.sock_accept(self._sock)
             except asyncio.CancelledError:
                 raise
             except OSError as exc:  # out of file descriptors, or a connection reset while queued
-                log.warning("accept failed: %s", exc)
-                await asyncio.sleep(0.1)
+                metrics.ACCEPT_ERRORS.inc()
+                if exc.errno not in OUT_OF_DESCRIPTORS:
+                    log.debug("accept failed: %s", exc)
+                    continue
+                pause, tell = backoff.failed()
+                if tell:
+                    log.warning("accept failed: %s (%d failed accepts since the last such line); pausing "
+                                "accepts, connections wait in the backlog", exc, backoff.unlogged)
+                    backoff.logged()
+                await asyncio.sleep(pause)
                 continue
+            backoff.succeeded()
             sock.setblocking(False)
             entry = _Connection()
             self._connections.add(entry)

@@ -1,8 +1,11 @@
 """The asyncssh front end: public-key logins for `ssh_user`, one exchange or command per session.
 
 The server object (`GatewayServer`, one per connection) decides authentication and applies the
-limits before and after login; `session.GatewaySession` does the work of each channel.
-`start_server` listens with the gateway's algorithms and host keys.
+limits before and after login: per address before it (`limits.py`), per account after it
+(connections, sessions), and for the connection's whole life (an idle connection is closed, and
+one whose key is revoked or account disabled is refused new sessions and closed once idle, see
+`revocation.py`). `session.GatewaySession` does the work of each channel. `start_server` listens
+with the gateway's algorithms and host keys.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import asyncssh
 
 from gateway import messages
 from gateway.lifecycle import notices
-from gateway.ops import sessionlog
+from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
-from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener
+from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation
+from gateway.ssh.limits import Login
 from gateway.ssh.listener import GatewayListener
-from gateway.ssh.session import GatewaySession, RefusedSession
+from gateway.ssh.session import GatewaySession, RefusedSession, TimedChannel
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,11 @@ class GatewayServer(asyncssh.SSHServer):
         self._authenticated = False
         self._closed = False
         self._user_signature: str | None = None
+        # Set once logged in and counted against the account's connections.
+        self._login: Login | None = None
+        self._channels = 0  # session channels open now
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._revoked = False
         # This connection's line in the log (gateway/ops/sessionlog.py), written when it ends.
         self.record = services.sessionlog.connection(None)
 
@@ -51,11 +60,6 @@ class GatewayServer(asyncssh.SSHServer):
         self._conn = conn
         self._source = self.record.client_addr = _client_address(conn)
         limits = self._services.limits
-        wait = limits.penalties.blocked_for(self._source)
-        if wait:
-            self.record.refusal = sessionlog.PENALIZED
-            self._refuse(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT, messages.login_penalty(self._source, wait))
-            return
         admission = limits.startups.admit(self, self._source)
         if not admission.admitted:
             self.record.refusal = sessionlog.TOO_MANY_STARTUPS
@@ -72,7 +76,10 @@ class GatewayServer(asyncssh.SSHServer):
             if self._conn is None or self._closed:
                 return
             transport_socket = self._conn.get_extra_info("socket")
-            kept = transport_socket.dup() if transport_socket is not None else None
+            try:
+                kept = transport_socket.dup() if transport_socket is not None else None
+            except OSError:  # out of file descriptors: close at once, the reason may be lost
+                kept = None
             self._conn.disconnect(code, reason)
             if kept is not None:
                 loop.create_task(_linger_close(kept))
@@ -81,11 +88,21 @@ class GatewayServer(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
-        if self._identity is not None:
-            self.record.logged_in(self._identity)
-        self._services.limits.startups.release(self)
+        limits = self._services.limits
+        limits.startups.release(self)
+        identity = self._identity
+        assert identity is not None
+        login = Login(identity.account_id, identity.account_name, identity.fingerprint)
+        if not limits.connections.admit(self, login):
+            self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
+            self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS,
+                         messages.too_many_connections(login.account, limits.connections.limit))
+            return
+        self._login = login
+        self.record.logged_in(identity)
         if self._conn is not None:
             self._conn.set_extra_info(legacy_crypto=self._legacy_crypto())
+        self._arm_idle_timer()
 
     def _legacy_crypto(self) -> bool:
         assert self._conn is not None
@@ -100,13 +117,66 @@ class GatewayServer(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._disarm_idle_timer()
         limits = self._services.limits
         limits.startups.release(self)
+        limits.connections.release(self)
         if not self._authenticated and self._failures:
             limits.penalties.record_failure(self._source)
         if self._conn is not None:
             self.record.ssh_client_version = self._conn.get_extra_info("client_version")
         self._services.sessionlog.connection_closed(self.record)
+
+    # -- a logged-in connection's life ----------------------------------------------------------
+    def revoke(self) -> None:
+        """The key was revoked or the account disabled: refuse new sessions, and close the
+        connection now if it is idle, else when its last session ends (an upload already being
+        forwarded finishes; one not yet forwarded is refused before it is)."""
+        if self._revoked or self._closed or self._login is None:
+            return
+        self._revoked = True
+        log.info("key %s of account %s is no longer active: refusing new sessions of its connection from %s",
+                 self._login.fingerprint, self._login.account, self._source)
+        if self._channels == 0:
+            self._close_revoked()
+
+    def _close_revoked(self) -> None:
+        assert self._login is not None
+        metrics.CLOSED_BY_GATEWAY.labels(reason="revoked").inc()
+        self._refuse(asyncssh.DISC_BY_APPLICATION, messages.key_inactive(self._login.account, self._login.fingerprint))
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self._services.settings.idle_timeout
+        if timeout > 0 and self._channels == 0 and self._idle_timer is None and not self._closed:
+            self._idle_timer = asyncio.get_running_loop().call_later(timeout, self._idle)
+
+    def _disarm_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if self._channels or self._closed or self._login is None:
+            return
+        timeout = self._services.settings.idle_timeout
+        log.info("closed the connection of account %s from %s: no session for %.0f s", self._login.account,
+                 self._source, timeout)
+        metrics.CLOSED_BY_GATEWAY.labels(reason="idle").inc()
+        self._refuse(asyncssh.DISC_BY_APPLICATION, messages.idle_disconnect(self._login.account, timeout))
+
+    def _channel_opened(self) -> None:
+        self._channels += 1
+        self._disarm_idle_timer()
+
+    def _channel_closed(self) -> None:
+        self._channels -= 1
+        if self._channels:
+            return
+        if self._revoked:
+            self._close_revoked()
+        else:
+            self._arm_idle_timer()
 
     async def begin_auth(self, username: str) -> bool:
         self.record.username = username
@@ -135,19 +205,38 @@ class GatewayServer(asyncssh.SSHServer):
             if fingerprint not in self._looked_up:
                 hit, identity = self._services.keys.cached(fingerprint)
                 if not hit:
-                    identity = await self._services.run(self._services.keys.identity, fingerprint)
+                    identity = await self._services.run_registry(self._services.keys.identity, fingerprint)
                 self._looked_up[fingerprint] = identity
             self._identity = self._looked_up[fingerprint]
         if self._identity is None:
-            self._failures += 1
             wrong_user = username != self._services.settings.ssh_user
             self.record.refusal = sessionlog.WRONG_USER if wrong_user else sessionlog.UNKNOWN_KEY
-            if self._failures >= self._services.limits.max_auth_tries > 0:
-                self.record.refusal = sessionlog.TOO_MANY_AUTH_TRIES
-                raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
+            self._refuse_key(fingerprint)
             return False
+        account = self._identity.account_name
+        connections = self._services.limits.connections
+        if connections.full(account):
+            self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
+            raise asyncssh.DisconnectError(asyncssh.DISC_TOO_MANY_CONNECTIONS,
+                                           messages.too_many_connections(account, connections.limit))
         self._watch_signature(key, fingerprint)
         return True
+
+    def _refuse_key(self, fingerprint: str) -> None:
+        """A key that is not registered (or not for `ssh_user`). From an address in the penalty
+        box that ends the connection, with how long such keys stay refused; a registered key
+        from the same address is not affected, so a user behind a busy NAT still logs in."""
+        self._failures += 1
+        limits = self._services.limits
+        wait = limits.penalties.blocked_for(self._source)
+        if wait:
+            self.record.refusal = sessionlog.PENALIZED
+            self.record.detail = messages.penalty_detail(wait)  # the time the client is told
+            raise asyncssh.DisconnectError(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
+                                           messages.login_penalty(self._source, wait))
+        if self._failures >= limits.max_auth_tries > 0:
+            self.record.refusal = sessionlog.TOO_MANY_AUTH_TRIES
+            raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
 
     def _watch_signature(self, key: asyncssh.SSHKey, fingerprint: str) -> None:
         """Refuse a SHA-1 `ssh-rsa` signature (unless legacy_algorithms) and remember which
@@ -172,16 +261,34 @@ class GatewayServer(asyncssh.SSHServer):
                                         messages.forwarding_refused("forwarding"))
 
     def session_requested(self):
-        if self._identity is None or self._conn is None:
+        if self._identity is None or self._conn is None or self._login is None:
             return False
         account = self._identity.account_name
+        timeout = self._services.settings.channel_request_timeout
         sessions = self._services.limits.sessions
+        if self._revoked:
+            log.info("refused a session of account %s: key %s is no longer active", account, self._login.fingerprint)
+            self._services.sessionlog.session_refused(self.record, sessionlog.KEY_REVOKED)
+            return self._channel(RefusedSession(403, messages.key_inactive(account, self._login.fingerprint),
+                                                account=account, request_timeout=timeout,
+                                                on_close=self._channel_closed))
         if not sessions.acquire(account):
             log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
             self._services.sessionlog.session_refused(self.record, sessionlog.TOO_MANY_SESSIONS)
-            return RefusedSession(429, messages.too_many_sessions(account, sessions.limit))
-        return GatewaySession(self._services, self._identity, self._conn,
-                              on_close=lambda: sessions.release(account), record=self.record)
+            return self._channel(RefusedSession(429, messages.too_many_sessions(account, sessions.limit),
+                                                account=account, request_timeout=timeout,
+                                                on_close=self._channel_closed))
+
+        def closed() -> None:
+            sessions.release(account)
+            self._channel_closed()
+
+        return self._channel(GatewaySession(self._services, self._identity, self._conn, on_close=closed,
+                                            on_revoked=self.revoke, record=self.record))
+
+    def _channel(self, session: TimedChannel) -> TimedChannel:
+        self._channel_opened()
+        return session
 
 
 async def _linger_close(sock: socket.socket) -> None:
@@ -256,4 +363,6 @@ async def start_server(services: Services, *, host: str | None = None, port: int
         sock = listener.bind(host if host is not None else settings.listen_host,
                              port if port is not None else settings.listen_port)
     proxy = listener.ProxySettings(settings.proxy_protocol, listener.networks(settings.proxy_allowed))
-    return listener.GatewayListener(sock, options, proxy).start()
+    started = listener.GatewayListener(sock, options, proxy).start()
+    started.alongside(revocation.watch_logins(services))
+    return started

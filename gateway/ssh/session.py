@@ -3,6 +3,12 @@ stdout (the HTTP answer), stderr (notices) and the exit status.
 
 `GatewaySession` runs one channel of a logged-in connection; `RefusedSession` answers a channel
 that a limit refused; `ChannelReader` hands the channel's bytes to the exchange with back-pressure.
+Both sessions are `TimedChannel`s: a channel that never asks for a command or a shell is closed
+after `channel_request_timeout`, and the server hears when each channel closes.
+
+A client may close its channel at any moment, also while the answer is being written (a killed
+`ssh`, a ControlMaster's client that went away): the answer then has nowhere to go, which is
+logged as such, never as a failure.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Callable
 import asyncssh
 
 from gateway import messages
-from gateway.ops import sessionlog
+from gateway.errors import GatewayError, KeyInactive
+from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh.asyncssh_seams import ServerConnection
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Input is buffered up to this much before the client is stopped (flow control).
 HIGH_WATER = 1024 * 1024
+# Writing to a channel the client has closed raises one of these.
+CHANNEL_GONE = (BrokenPipeError, ConnectionError, asyncssh.Error)
 
 
 class ChannelReader:
@@ -93,26 +102,77 @@ class ChannelReader:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-class GatewaySession(asyncssh.SSHServerSession):
-    def __init__(self, services: Services, identity: Identity, conn: asyncssh.SSHServerConnection,
-                 on_close: Callable[[], None] | None = None, record: sessionlog.Connection | None = None):
-        self._services = services
-        self._record = record  # the connection's log line: told what this session did
-        self._outcome: sessionlog.SessionOutcome | None = None
-        self._identity = identity
-        self._conn = conn
+class TimedChannel(asyncssh.SSHServerSession):
+    """A session channel of a logged-in connection: closed if it sends no exec or shell request
+    within `request_timeout` (0: no limit), and `on_close` called once when it closes."""
+
+    def __init__(self, *, account: str = "", request_timeout: float = 0.0,
+                 on_close: Callable[[], None] | None = None):
+        self._account = account
+        self._request_timeout = request_timeout
         self._on_close = on_close
         self._chan: asyncssh.SSHServerChannel | None = None
+        self._request_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
+        self._chan = chan
+        if self._request_timeout > 0:
+            self._request_timer = asyncio.get_running_loop().call_later(self._request_timeout, self._no_request)
+
+    def pty_requested(self, term_type, term_size, term_modes) -> bool:
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return False
+
+    def session_started(self) -> None:
+        self._stop_request_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_request_timer()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    def _stop_request_timer(self) -> None:
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
+
+    def _no_request(self) -> None:
+        self._request_timer = None
+        if self._chan is None:
+            return
+        log.info("closed a session channel of account %s: no exec or shell request within %.0f s",
+                 self._account, self._request_timeout)
+        metrics.CLOSED_BY_GATEWAY.labels(reason="no_request").inc()
+        try:
+            self._chan.write_stderr(
+                f"{messages.PROGRAM}: {messages.channel_without_request(self._account, self._request_timeout)}\n".encode())
+        except CHANNEL_GONE:
+            pass
+        self._chan.close()
+
+
+class GatewaySession(TimedChannel):
+    def __init__(self, services: Services, identity: Identity, conn: asyncssh.SSHServerConnection,
+                 on_close: Callable[[], None] | None = None, *, on_revoked: Callable[[], None] | None = None,
+                 record: sessionlog.Connection | None = None):
+        super().__init__(account=identity.account_name,
+                         request_timeout=services.settings.channel_request_timeout, on_close=on_close)
+        self._services = services
+        self._identity = identity
+        self._conn = conn
+        self._on_revoked = on_revoked
+        self._record = record  # the connection's log line: told what this session did
+        self._outcome: sessionlog.SessionOutcome | None = None
         self._reader: ChannelReader | None = None
         self._command: str | None = None
         self._task: asyncio.Task | None = None
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
-        self._chan = chan
+        super().connection_made(chan)
         self._reader = ChannelReader(chan, self._conn)
-
-    def pty_requested(self, term_type, term_size, term_modes) -> bool:
-        return False
 
     def shell_requested(self) -> bool:
         return True
@@ -121,10 +181,8 @@ class GatewaySession(asyncssh.SSHServerSession):
         self._command = command.strip()
         return True
 
-    def subsystem_requested(self, subsystem: str) -> bool:
-        return False
-
     def session_started(self) -> None:
+        super().session_started()
         if self._record is not None:
             self._services.sessionlog.session_started(self._record)
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -141,30 +199,51 @@ class GatewaySession(asyncssh.SSHServerSession):
     def connection_lost(self, exc) -> None:
         if self._reader is not None:
             self._reader.feed_eof()
-        if self._on_close is not None:
-            self._on_close()
-            self._on_close = None
+        super().connection_lost(exc)
 
     async def _run(self) -> None:
         chan = self._chan
         assert chan is not None and self._reader is not None
         status = 1
         try:
-            if self._command:
-                status = await self._run_command(self._command)
-            else:
-                status = await self._run_exchange()
+            if await self._still_active():
+                if self._command:
+                    status = await self._run_command(self._command)
+                else:
+                    status = await self._run_exchange()
+        except CHANNEL_GONE as exc:
+            log.info("account %s closed the session before its answer was written (%s)",
+                     self._identity.account_name, type(exc).__name__)
         except Exception:
             log.exception("session failed")
-            chan.write_stderr(messages.session_failed().encode())
+            _write(chan, stderr=messages.session_failed())
         finally:
             self._reader.stop()
             try:
                 chan.exit(status)
-            except (OSError, asyncssh.Error):
+            except CHANNEL_GONE:
                 pass
             if self._record is not None:
                 self._services.sessionlog.session_ended(self._record, self._outcome or sessionlog.FAILED)
+
+    async def _still_active(self) -> bool:
+        """The key and account are still active (as of at most key_cache_seconds ago); else the
+        session is refused and the connection is told it is revoked."""
+        assert self._chan is not None
+        try:
+            current = await self._services.current_identity(self._identity)
+            if current is None:
+                raise KeyInactive(messages.key_inactive(self._identity.account_name, self._identity.fingerprint))
+        except GatewayError as exc:
+            self._outcome = sessionlog.SessionOutcome(
+                sessionlog.KEY_REVOKED if isinstance(exc, KeyInactive) else exc.outcome, error=exc.reason)
+            if isinstance(exc, KeyInactive) and self._on_revoked is not None:
+                self._on_revoked()
+            reply = Reply(exc.status, exc.reason, exc.reason + "\n")
+            _write(self._chan, stdout=reply.to_bytes(), stderr=messages.refusal_line(exc.status, exc.reason))
+            return False
+        self._identity = current
+        return True
 
     def _peer(self) -> Peer:
         addr = self._conn.get_extra_info("peername")
@@ -199,19 +278,15 @@ class GatewaySession(asyncssh.SSHServerSession):
         return result.status
 
 
-class RefusedSession(asyncssh.SSHServerSession):
+class RefusedSession(TimedChannel):
     """A session refused by a limit after login: the answer is written at once, without reading
     the request. The legacy client prints the HTTP reason; stderr reaches any client's terminal
     (a refused channel open is shown by OpenSSH only at LogLevel INFO and above)."""
 
-    def __init__(self, status: int, reason: str):
+    def __init__(self, status: int, reason: str, *, account: str = "", request_timeout: float = 0.0,
+                 on_close: Callable[[], None] | None = None):
+        super().__init__(account=account, request_timeout=request_timeout, on_close=on_close)
         self._reply = Reply(status, reason, reason + "\n")
-
-    def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
-        self._chan = chan
-
-    def pty_requested(self, term_type, term_size, term_modes) -> bool:
-        return False
 
     def shell_requested(self) -> bool:
         return True
@@ -220,6 +295,20 @@ class RefusedSession(asyncssh.SSHServerSession):
         return True
 
     def session_started(self) -> None:
-        self._chan.write_stderr(messages.refusal_line(self._reply.status, self._reply.reason).encode())
-        self._chan.write(self._reply.to_bytes())
-        self._chan.exit(self._reply.exit_status)
+        super().session_started()
+        assert self._chan is not None
+        if _write(self._chan, stdout=self._reply.to_bytes(),
+                  stderr=messages.refusal_line(self._reply.status, self._reply.reason)):
+            self._chan.exit(self._reply.exit_status)
+
+
+def _write(chan: asyncssh.SSHServerChannel, *, stdout: bytes = b"", stderr: str = "") -> bool:
+    """Write to the client if it is still there; False when it had closed the channel."""
+    try:
+        if stderr:
+            chan.write_stderr(stderr.encode())
+        if stdout:
+            chan.write(stdout)
+    except CHANNEL_GONE:
+        return False
+    return True

@@ -245,7 +245,7 @@ class ShimServer:
         hit, identity = keys.cached(fingerprint)
         if not hit:
             try:
-                identity = await self._services.run(keys.identity, fingerprint)
+                identity = await self._services.run_registry(keys.identity, fingerprint)
             except RegistryUnavailable:
                 writer.write(shimwire.frame(shimwire.UNAVAILABLE))
                 return await writer.drain()
@@ -263,7 +263,8 @@ class ShimServer:
         started = time.monotonic()
         done = sessionlog.FAILED
         try:
-            identity = await services.run(find_identity, services.registry, header.account, header.fingerprint or None)
+            identity = await services.run_registry(find_identity, services.registry, header.account,
+                                                   header.fingerprint or None)
         except Exception as exc:
             log.warning("shim session of %s: registry unavailable (%s)", header.account, type(exc).__name__)
             self._refused(header, sessionlog.REGISTRY_UNAVAILABLE)

@@ -26,6 +26,7 @@ from gateway.errors import (
     ClientTimeout,
     CredentialError,
     GatewayError,
+    KeyInactive,
     PolicyRefusal,
     RequestTooLarge,
 )
@@ -152,7 +153,7 @@ class Exchange:
         self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
         metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
-            await self.services.run(self.services.registry.events.record, self.event)
+            await self.services.run_registry(self.services.registry.events.record, self.event)
         except Exception:  # the answer matters more than the record; the log keeps the failure
             log.exception("could not record the upload event")
         identity = self.peer.identity
@@ -257,9 +258,11 @@ class Exchange:
         self.event.version = found.version
         self.event.filename = found.upload_filename
         self._check_form_matches(form, found)
+        await self._check_still_active()
         self._check_project_allowed(found.project)
         token = self._credential(request)
         body = MultipartBody(rebuild(form, found, digests), spool.file, digests.size)
+        await self._record_forwarding()
         uploaded = self.forwarded = UploadedFile(found.project, found.upload_filename, digests.sha256)
         response = await self.services.run(self.services.upstream.forward_upload, body, token, uploaded)
         self.event.upstream_status = response.status
@@ -272,6 +275,27 @@ class Exchange:
         self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
         self.event.error = response.reason
         return Reply(response.status, response.reason, response.reason + "\n")
+
+    async def _check_still_active(self) -> None:
+        """The key may have been revoked, or its account disabled, while the request arrived:
+        look again (through the key cache) before anything is forwarded."""
+        identity = self.peer.identity
+        current = await self.services.current_identity(identity)
+        if current is None:
+            raise KeyInactive(messages.key_inactive(identity.account_name, identity.fingerprint))
+        self.peer.identity = current
+
+    async def _record_forwarding(self) -> None:
+        """Write the event as "forwarding" before the upload server sees the upload, so that even a
+        replica killed while forwarding leaves a row (the report counts it as unknown); `run`
+        completes the same row. Without that row nothing is forwarded."""
+        self.event.outcome = "forwarding"
+        try:
+            await self.services.run_registry(self.services.registry.events.record, self.event)
+        except Exception:
+            log.exception("could not record the upload of account %s before forwarding it",
+                          self.peer.identity.account_name)
+            raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
 
     def _check_schedule(self) -> None:
         """Brownout, sunset or pause: refuse before anything is forwarded (exempt accounts pass

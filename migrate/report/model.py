@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 # Report category -> the upload-event outcomes it counts. Everything else the gateway records
 # (answered locally, no credential, refused by a key's project policy, internal errors) is "other".
+# "forwarding" is written before an upload is handed to the upload server and replaced by the
+# outcome afterwards; a row still "forwarding" is one whose replica died meanwhile (or that is in
+# flight right now): it may or may not have been published.
 OUTCOME_CATEGORIES: dict[str, tuple[str, ...]] = {
     "forwarded": ("forwarded",),
     "refused_upstream": ("refused_upstream",),
@@ -17,6 +20,7 @@ OUTCOME_CATEGORIES: dict[str, tuple[str, ...]] = {
     "bad_request": ("bad_request",),
     "client_aborted": ("client_aborted",),
     "upstream_error": ("upstream_error",),
+    "unknown": ("forwarding",),
 }
 OTHER = "other"
 CATEGORIES: tuple[str, ...] = (*OUTCOME_CATEGORIES, OTHER)
@@ -27,6 +31,7 @@ CATEGORY_LABELS = {
     "bad_request": "bad request",
     "client_aborted": "client aborted",
     "upstream_error": "upstream error",
+    "unknown": "outcome unknown",
     OTHER: "other",
 }
 _CATEGORY_OF = {outcome: name for name, outcomes in OUTCOME_CATEGORIES.items() for outcome in outcomes}

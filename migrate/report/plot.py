@@ -19,6 +19,7 @@ COLORS = {
     "bad_request": "#8e44ad",
     "client_aborted": "#7f8c8d",
     "upstream_error": "#2c3e50",
+    "unknown": "#f1c40f",
     "other": "#bdc3c7",
 }
 ACCOUNTS_COLOR = "#111111"

@@ -20,6 +20,7 @@ BAR_STYLES = {
     "bad_request": "magenta",
     "client_aborted": "grey50",
     "upstream_error": "blue",
+    "unknown": "yellow",
     "other": "grey70",
 }
 SHORT_LABELS = {
@@ -29,6 +30,7 @@ SHORT_LABELS = {
     "bad_request": "bad\nrequest",
     "client_aborted": "client\naborted",
     "upstream_error": "upstream\nerror",
+    "unknown": "outcome\nunknown",
     "other": "other",
 }
 

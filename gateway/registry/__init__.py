@@ -6,6 +6,7 @@
     registry.events     one upload event per SSH session, and what is read back from them
     registry.outbox     notification emails: campaigns and per-use reminders
     registry.reports    the report's aggregates (read-only: may run against a standby)
+    registry.audit      the admin journal: every change made through the command-line tools
 
 Only the modules of this package write SQL. Importing the package itself costs nothing: the
 stores (and SQLAlchemy) load on first use of a name, so `keyline`, the one stdlib-only module
@@ -22,18 +23,20 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
+    from gateway.registry.audit import Actor, AuditEntry, AuditStore
     from gateway.registry.engine import RegistryError, make_engine, utcnow
     from gateway.registry.events import EventStore, UploadEvent
     from gateway.registry.outbox import NotificationSend, Outbox
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore
 
-__all__ = ["Account", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
+__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
            "make_engine", "utcnow"]
 
 # name -> the module of this package that defines it, imported on first use.
 _LAZY = {
     "Account": "accounts", "AccountStore": "accounts", "Identity": "accounts", "KeyRecord": "accounts",
+    "Actor": "audit", "AuditEntry": "audit", "AuditStore": "audit",
     "RegistryError": "engine", "make_engine": "engine", "utcnow": "engine",
     "EventStore": "events", "UploadEvent": "events",
     "NotificationSend": "outbox", "Outbox": "outbox",
@@ -59,18 +62,20 @@ class Registry:
     events: EventStore
     outbox: Outbox
     reports: ReportQueries
+    audit: AuditStore
 
     @classmethod
     def on(cls, engine: Engine) -> "Registry":
         """Every store on one engine (one connection pool)."""
         from gateway.registry.accounts import AccountStore
+        from gateway.registry.audit import AuditStore
         from gateway.registry.events import EventStore
         from gateway.registry.outbox import Outbox
         from gateway.registry.reports import ReportQueries
         from gateway.registry.schedule import ScheduleStore
 
         return cls(engine, AccountStore(engine), ScheduleStore(engine), EventStore(engine), Outbox(engine),
-                   ReportQueries(engine))
+                   ReportQueries(engine), AuditStore(engine))
 
     @classmethod
     def from_url(cls, url: str) -> "Registry":

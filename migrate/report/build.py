@@ -6,7 +6,7 @@ import datetime as dt
 
 from gateway import messages
 from gateway.lifecycle.schedule import Schedule
-from gateway.registry import Registry
+from gateway.registry import Registry, audit
 from migrate.report import logic
 from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 
@@ -43,6 +43,8 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
         totals=logic.totals(weeks),
         unattributed_sessions=logic.unattributed_sessions(uses, {a.id for a in overview}),
         database=database,
+        changes=logic.changes(registry.audit.entries(since=period.since, until=period.until,
+                                                     kinds=(audit.SCHEDULE, audit.CAMPAIGN))),
     )
 
 

@@ -156,6 +156,18 @@ class Marker:
 
 
 @dataclass(frozen=True)
+class Change:
+    """An admin's change from the journal (a schedule change or a notify run), at the time it was
+    made, with who made it and why."""
+
+    at: dt.datetime
+    kind: str  # schedule | campaign
+    label: str
+    actor: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Trend:
     """Mean weekly usage in the whole weeks before a marker against as many whole weeks after it
     (after its end, for a brownout): sessions and distinct accounts per week."""
@@ -197,6 +209,7 @@ class Report:
     totals: Counts
     unattributed_sessions: int = 0  # events whose account was deleted since
     database: str = ""  # the registry it was read from (URL, password masked)
+    changes: tuple[Change, ...] = ()  # schedule changes and notify runs in the period, from the journal
 
     def status_counts(self) -> dict[str, int]:
         found = {status: 0 for status in STATUSES}

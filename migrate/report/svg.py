@@ -77,6 +77,21 @@ class MarkerShape:
 
 
 @dataclass(frozen=True)
+class ChangeMark:
+    """An admin change from the journal: a small triangle above the plot, with a faint line down."""
+
+    kind: str
+    label: str  # what, when, who and why (the mark's tooltip)
+    date: str
+    x: float
+    color: str
+
+    @property
+    def triangle(self) -> str:
+        return f"{self.x - 5},{PLOT_TOP - 12} {self.x + 5},{PLOT_TOP - 12} {self.x},{PLOT_TOP - 3}"
+
+
+@dataclass(frozen=True)
 class Tick:
     position: float
     label: str
@@ -86,7 +101,7 @@ class Tick:
 class LegendEntry:
     label: str
     color: str
-    shape: str  # box | line | band | point
+    shape: str  # box | line | band | point | triangle
     dash: str
     x: float
     y: float
@@ -109,6 +124,7 @@ class SvgChart:
     account_ticks: tuple[Tick, ...]
     legend: tuple[LegendEntry, ...]
     after_period: tuple[float, float] | None  # x and width of the shaded span after the period
+    changes: tuple[ChangeMark, ...] = ()
     accounts_color: str = plot.ACCOUNTS_COLOR
     after_period_color: str = plot.AFTER_PERIOD_COLOR
 
@@ -176,6 +192,10 @@ def layout(report: Report) -> SvgChart:
         markers.append(MarkerShape(placed.marker.kind, placed.label, f"{placed.start:%Y-%m-%d}", _px(left),
                                    _px(width), placed.color, DASHES.get(placed.style, "")))
 
+    changes = tuple(ChangeMark(c.kind, _change_title(c), f"{c.at:%Y-%m-%d}", _px(at(plot.naive(c.at))),
+                               plot.CHANGE_COLORS.get(c.kind, plot.DEFAULT_MARKER_STYLE[0]))
+                    for c in report.changes if axis.contains(plot.naive(c.at)))
+
     after_period = None
     if axis.right > axis.until:
         after_period = (_px(at(axis.until)), _px(PLOT_RIGHT - at(axis.until)))
@@ -184,6 +204,8 @@ def layout(report: Report) -> SvgChart:
                if any(w.counts[name] for w in report.weeks)]
     entries += [(m.label, m.color, "band" if m.width else "line", m.dash) for m in markers]
     entries += [(p.label, p.color, "line", DASHES.get(p.style, "")) for p in outside]
+    entries += [(plot.CHANGE_LEGEND[kind], plot.CHANGE_COLORS[kind], "triangle", "") for kind in plot.CHANGE_LEGEND
+                if any(c.kind == kind for c in changes)]
     entries.append(("active accounts", plot.ACCOUNTS_COLOR, "point", ""))
     legend = tuple(_legend_entry(index, *entry) for index, entry in enumerate(entries))
     rows = math.ceil(len(legend) / LEGEND_COLUMNS)
@@ -201,7 +223,13 @@ def layout(report: Report) -> SvgChart:
         account_ticks=tuple(Tick(_px(accounts(v)), str(v)) for v in account_values),
         legend=legend,
         after_period=after_period,
+        changes=changes,
     )
+
+
+def _change_title(change) -> str:
+    why = f" ({change.reason})" if change.reason else ""
+    return f"{change.at:%Y-%m-%d %H:%M} UTC: {change.label}, by {change.actor}{why}"
 
 
 def _legend_entry(index: int, label: str, color: str, shape: str, dash: str) -> LegendEntry:

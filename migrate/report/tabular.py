@@ -9,6 +9,7 @@ CSV layout. Each section is one table with its own header row:
     accounts     one row per account
     projects     one row per project uploaded over SSH in the period
     markers      the retirement's dates
+    changes      schedule changes and notify runs in the period, from the admin journal
 
 With `--output DIR` each section is written to `DIR/<section>.csv`. On standard output the
 sections follow each other, each starting with its header row whose first cell is `section`, every
@@ -29,7 +30,7 @@ from typing import Any
 
 from migrate.report.model import CATEGORIES, STATUS_HELP, STATUSES, AccountReport, Report, Trend
 
-SECTIONS = ("summary", "would_break", "trend", "weeks", "accounts", "projects", "markers")
+SECTIONS = ("summary", "would_break", "trend", "weeks", "accounts", "projects", "markers", "changes")
 LIST_SEPARATOR = " | "
 
 
@@ -120,6 +121,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         } for p in report.projects],
         "markers": [{"kind": m.kind, "label": m.label, "starts_at": stamp(m.starts_at),
                      "ends_at": stamp(m.ends_at)} for m in report.markers],
+        "changes": [{"at": stamp(c.at), "kind": c.kind, "label": c.label, "actor": c.actor, "reason": c.reason}
+                    for c in report.changes],
         "statuses": dict(STATUS_HELP),
     }
 
@@ -142,6 +145,7 @@ COLUMNS = {
     "accounts": ACCOUNT_COLUMNS,
     "projects": ["project", "sessions", "forwarded", "last_upload", "last_attempt", "accounts"],
     "markers": ["kind", "label", "starts_at", "ends_at"],
+    "changes": ["at", "kind", "label", "actor", "reason"],
 }
 
 
@@ -167,6 +171,7 @@ def section_rows(report: Report) -> dict[str, list[list[str]]]:
         "accounts": data["accounts"],
         "projects": data["projects"],
         "markers": data["markers"],
+        "changes": data["changes"],
     }
     return {name: [[_cell(record[c]) for c in COLUMNS[name]] for record in records[name]] for name in SECTIONS}
 

@@ -152,6 +152,14 @@ def projects_table(report: Report) -> Table:
     return table
 
 
+def changes_table(report: Report) -> Table:
+    table = _table("Schedule changes and notify runs in the period (admin journal)",
+                   ["when", "what", "by", "reason"])
+    for change in report.changes:
+        table.add_row(when(change.at), change.label, change.actor, change.reason or "-")
+    return table
+
+
 def statuses_table(report: Report) -> Table:
     counts = report.status_counts()
     table = _table("Account statuses", ["status", "accounts", "meaning"], right=("accounts",))
@@ -175,6 +183,8 @@ def render(report: Report, console: Console) -> None:
         parts.append(trend_table(report))
     parts += [weeks_table(report), bar_legend(), accounts_table(report), statuses_table(report),
               projects_table(report)]
+    if report.changes:
+        parts.append(changes_table(report))
     if report.unattributed_sessions:
         parts.append(Text(f"{report.unattributed_sessions} session(s) in the period belong to accounts "
                           "deleted since; they are counted in the weeks but not under any account."))

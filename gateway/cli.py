@@ -17,6 +17,7 @@ from gateway.cliutil import (
     database_name,
     global_options,
     pass_context,
+    reason_option,
     require_registry,
     run,
     setup_logging,
@@ -28,7 +29,7 @@ from gateway.settings import Settings, insecure_upstream
 from gateway.ssh import hostkeys
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("pypissh-gateway", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pypissh-gateway")
 @global_options
 def cli() -> None:
@@ -57,7 +58,7 @@ def serve(obj: Context, listen, upstream_url, database_url, health_listen, worke
     """
     settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url,
                             health_listen=health_listen, workers=workers)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format, settings.log_file)
     refuse_to_serve(settings)
     try:
         _serve(obj, settings, worker_index, upstream_url, database_url)
@@ -116,6 +117,7 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
 @click.option("--promote", is_flag=True,
               help="Rotation step 2: make the next keys current; the old ones become *.retired.")
 @yes_option
+@reason_option
 @pass_context
 def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool) -> None:
     """Create the host keys (ed25519, and RSA for old clients) in host_key_dir, and the secret key
@@ -126,19 +128,26 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
 
     Rotation: `keygen --next`, copy the folder to every replica and restart them one by one; wait
     while clients with UpdateHostKeys learn the new keys; then `keygen --promote`, copy, restart.
+
+    --force, --next and --promote are recorded in the admin journal (`pypissh-migrate audit`)
+    when the registry exists; without one they are done all the same, and say so.
     """
     settings = obj.settings()
     if next_keys and promote:
         raise click.UsageError("--next and --promote are separate steps of a rotation; run one at a time")
     try:
         if promote:
-            _promote(settings)
+            changed = _promote(settings)
         else:
             secret = None if next_keys else _secret_key_to_create(settings)  # refused before anything is written
-            _generate_host_keys(settings, force=force, next_keys=next_keys, yes=yes)
+            changed = _generate_host_keys(settings, force=force, next_keys=next_keys, yes=yes)
             _create_secret_key(secret)
-        for line in hostkeys.fingerprints(settings.host_key_dir):
+        current = hostkeys.fingerprints(settings.host_key_dir)
+        for line in current:
             click.echo(f"  {line}")
+        if changed and (promote or next_keys or force):
+            step = "promote" if promote else ("next" if next_keys else "replace")
+            _journal_host_keys(obj, settings, {"step": step, "files": changed, "fingerprints": current})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -146,15 +155,41 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
                                                          "host_key_dir and secret_key_file")) from None
 
 
-def _promote(settings: Settings) -> None:
+def _promote(settings: Settings) -> list[str]:
+    """Promote the next keys; returns the renames done, as `old -> new` file names."""
     moves = hostkeys.promote(settings.host_key_dir)
     for old, new in moves:
         click.echo(f"moved {old} -> {new}")
     if not moves:
         click.echo(f"no next keys in {settings.host_key_dir}/; run `pypissh-gateway keygen --next` first")
+    return [f"{Path(old).name} -> {Path(new).name}" for old, new in moves]
 
 
-def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes: bool) -> None:
+def _journal_host_keys(obj: Context, settings: Settings, change: dict) -> None:
+    """Record a host-key change in the admin journal, after it (it is a change of files, not of
+    the registry). Without a registry of the current schema it is still done, and says so."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.registry import Registry
+    from gateway.registry.audit import HOST_KEYS
+    from gateway.registry.migrate_db import CURRENT, schema_state
+
+    try:
+        current = schema_state(settings.database_url)[0] == CURRENT
+    except SQLAlchemyError:
+        current = False
+    if not current:
+        click.echo(messages.journal_needs_registry(database_name(settings)))
+        return
+    registry = Registry.from_url(settings.database_url)
+    try:
+        registry.audit.record(obj.actor(), target_kind=HOST_KEYS, target=settings.host_key_dir, after=change)
+    finally:
+        registry.close()
+
+
+def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes: bool) -> list[str]:
+    """Write the host keys; returns the names of the files written."""
     folder = settings.host_key_dir
     if force and not next_keys and hostkeys.existing(folder):
         confirm_irreversible(messages.confirm_replace_host_keys(folder), "replacing the host keys", yes)
@@ -166,6 +201,7 @@ def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes
         click.echo(messages.wrote_file(path, "host key, mode 0600"))
     if not written:
         click.echo(messages.host_keys_exist(folder))
+    return [Path(path).name for path in written]
 
 
 def _secret_key_to_create(settings: Settings) -> Path | None:
@@ -218,22 +254,25 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@reason_option
 @pass_context
 def db_upgrade(obj: Context) -> None:
     """Create or migrate the registry's tables to the current schema.
 
-    A new SQLite registry is made 0600, its folder (home, by default) 0700 when missing.
+    A new SQLite registry is made 0600, its folder (home, by default) 0700 when missing. A change
+    of schema is recorded in the admin journal.
     """
     settings = obj.settings()
-    _upgrade(settings)
+    _upgrade(settings, obj)
 
 
-def _upgrade(settings: Settings) -> None:
+def _upgrade(settings: Settings, obj: Context) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gateway.registry.migrate_db import head_revision, upgrade
+    from gateway.registry.migrate_db import head_revision, schema_state, upgrade
 
     try:
+        before = schema_state(settings.database_url)[1]
         upgrade(settings.database_url)  # a SQLite file's folder (home, by default) is made 0700
     except SQLAlchemyError as exc:
         raise click.ClickException(messages.registry_unreachable(database_name(settings),
@@ -241,7 +280,23 @@ def _upgrade(settings: Settings) -> None:
     except OSError as exc:
         raise click.ClickException(messages.registry_unreachable(
             database_name(settings), f"{exc.strerror} ({exc.filename})")) from None
+    if before != head_revision():
+        _journal_schema(obj, settings, before, head_revision())
     click.echo(f"database at revision {head_revision()}: {database_name(settings)}")
+
+
+def _journal_schema(obj: Context, settings: Settings, before: str | None, after: str | None) -> None:
+    """Record a created or migrated schema, right after the migration (Alembic runs its own
+    transactions)."""
+    from gateway.registry import Registry
+    from gateway.registry.audit import SCHEMA
+
+    registry = Registry.from_url(settings.database_url)
+    try:
+        registry.audit.record(obj.actor(), target_kind=SCHEMA, target=database_name(settings),
+                              before={"revision": before} if before else None, after={"revision": after})
+    finally:
+        registry.close()
 
 
 def _make_home(settings: Settings) -> None:
@@ -256,6 +311,7 @@ def _make_home(settings: Settings) -> None:
 
 
 @cli.command()
+@reason_option
 @pass_context
 def init(obj: Context) -> None:
     """Set up a new gateway: create home, the host keys, the secret key and the registry.
@@ -272,7 +328,7 @@ def init(obj: Context) -> None:
     except OSError as exc:
         raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
                                                          "host_key_dir and secret_key_file")) from None
-    _upgrade(settings)
+    _upgrade(settings, obj)
     click.echo(messages.init_done(database_name(settings)))
 
 
@@ -326,6 +382,7 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     settings = obj.settings()
     if not settings.stdio_in_process:
         sys.exit(stdio_command(settings, account, fingerprint))
+    setup_syslog("WARNING", settings.log_format, settings.log_file)
     try:
         status = run_stdio(settings, account, fingerprint)
     except ConfigError as exc:  # e.g. no secret key: the operator's to fix, the user only learns it failed

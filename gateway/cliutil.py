@@ -25,6 +25,8 @@ class Context:
         self._clock: Callable[[], dt.datetime] | None = None
         self._loaded: dict[Any, Loaded] = {}
         self._warned = False
+        # Why the change is made (--reason), recorded with it in the admin journal.
+        self.reason: str | None = None
         # Where warnings about the environment go: stderr, except where stderr is a user's terminal.
         self.warn: Callable[[str], None] = lambda line: click.echo(line, err=True)
 
@@ -80,6 +82,28 @@ class Context:
             require_registry(settings)
             self._registry = Registry.from_url(settings.database_url)
         return self._registry
+
+    def actor(self):
+        """Who is making this command's changes, for the admin journal (gateway/registry/audit.py):
+        the OS user of the effective uid (and the user sudo ran it for, when it did), the machine,
+        the command, --reason, and the command's clock."""
+        import os
+        import pwd
+        import socket
+
+        from gateway.registry.audit import Actor
+
+        uid = os.geteuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = f"uid {uid}"
+        sudo = os.environ.get("SUDO_USER")  # set by sudo: whose command this was
+        if sudo and sudo != user:
+            user = f"{user} (sudo by {sudo})"
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command_path if ctx is not None else "?"
+        return Actor(user=user, host=socket.gethostname(), command=command, reason=self.reason, at=self.now())
 
     def global_args(self) -> list[str]:
         """The global options again, for a child process of ours (workers, OpenSSH's command=)."""
@@ -154,6 +178,24 @@ def confirm_irreversible(prompt: str, action: str, yes: bool) -> None:
 yes_option = click.option("--yes", is_flag=True, help="Do it without asking (for scripts).")
 
 
+def _take_reason(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    from gateway.errors import one_line
+
+    reason = one_line(value, 500)
+    if not reason:
+        raise click.BadParameter(messages.reason_empty(), ctx=ctx, param_hint="--reason")
+    obj = ctx.find_object(Context)
+    if obj is not None:
+        obj.reason = reason
+
+
+reason_option = click.option(
+    "--reason", metavar="TEXT", expose_value=False, callback=_take_reason,
+    help="Why: recorded with the change in the admin journal (`pypissh-migrate audit`).")
+
+
 def run(group: click.Group, prog_name: str) -> None:
     """Run a command-line tool: every error is one line on stderr, and a non-zero exit."""
     try:
@@ -179,28 +221,22 @@ def run(group: click.Group, prog_name: str) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+def setup_logging(level: str, log_format: str = "text", log_file: str | None = None) -> None:
+    """The log of a long-running command: `log_file` when set, else stderr; in `log_format`."""
+    from gateway.ops import logformat
+
+    try:
+        logformat.configure(level, log_format, log_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def setup_syslog(level: str) -> None:
-    """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to syslog
-    when the machine has one, else nowhere."""
-    import logging.handlers
-    import os
+def setup_syslog(level: str, log_format: str = "text", log_file: str | None = None) -> None:
+    """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to
+    `log_file` when set, else to syslog when the machine has one, else nowhere. The one-line
+    records of its sessions are written at INFO whatever `level` says."""
+    from gateway.ops import logformat
 
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    # A failing handler must not print its traceback on the user's terminal either.
-    logging.raiseExceptions = False
-    handler: logging.Handler = logging.NullHandler()
-    if os.path.exists("/dev/log"):  # SysLogHandler would accept a missing socket and fail on each line
-        try:
-            handler = logging.handlers.SysLogHandler(address="/dev/log")
-            handler.setFormatter(logging.Formatter("pypissh-gateway[%(process)d]: %(levelname)s %(name)s: %(message)s"))
-        except OSError:
-            pass
-    root.addHandler(handler)
+    logformat.configure_for_terminal_session(level, log_format, log_file)

@@ -1035,6 +1035,52 @@ def host_keys_ok(lines: list[str]) -> str:
     return "host keys: " + ", ".join(lines)
 
 
+# -- the log and the admin journal (gateway/ops/logformat.py, sessionlog.py, registry/audit.py) ---
+def log_file_unusable(path: str, detail: str) -> str:
+    return f"cannot append to log_file {path}: {detail}; fix its folder's permissions or choose another log_file"
+
+
+def reason_empty() -> str:
+    return "give a reason in words, e.g. --reason 'key lost with a laptop, ticket 4711'"
+
+
+def journal_needs_registry(where: str) -> str:
+    return (f"done, but not recorded in the admin journal: no registry of the current schema at {where} "
+            "(`pypissh-gateway db upgrade` creates or upgrades it)")
+
+
+def audit_empty(since: str, account: str | None) -> str:
+    whose = f" for account '{account}'" if account else ""
+    return f"no change recorded{whose} since {since}; --since 365d (or a date) looks further back"
+
+
+def prune_dry_run(count: int, before: str, kept: int) -> str:
+    return (f"dry run: {count} upload event(s) recorded before {before} would be deleted; {kept} older one(s) "
+            "kept as their account's latest; nothing was deleted")
+
+
+def prune_nothing(before: str, kept: int) -> str:
+    return f"no upload event before {before} to delete ({kept} kept as their account's latest)"
+
+
+def confirm_prune(count: int, before: str) -> str:
+    return f"Delete {count} upload event(s) recorded before {before}? This cannot be undone."
+
+
+def prune_done(deleted: int, before: str, batches: int, kept: int, remaining: int) -> str:
+    return (f"deleted {deleted} upload event(s) recorded before {before} in {batches} batch(es); kept {kept} "
+            f"older one(s) as their account's latest; {remaining} event(s) remain")
+
+
+def prune_cut_off_future(text: str) -> str:
+    return f"{text} is in the future; give a past date (YYYY-MM-DD, UTC) or a span such as 400d"
+
+
+def penalty_detail(seconds: float) -> str:
+    """The log's note on a key refused from a penalised address (the client is told the same wait)."""
+    return f"too many failed logins from the address ({wait_phrase(seconds)} left)"
+
+
 # -- the index's evidence (pypissh-migrate evidence refresh) ---------------------------------------
 def evidence_project_failed(project: str, reason: str) -> str:
     """One line per project whose page a refresh could not read."""

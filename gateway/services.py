@@ -19,6 +19,7 @@ from gateway import messages
 from gateway.errors import GatewayError, ServiceBusy
 from gateway.lifecycle.schedule import Schedule, ScheduleCache
 from gateway.ops.pools import PoolFull, WorkerPool
+from gateway.ops.sessionlog import SessionLog
 from gateway.registry import Identity, Registry, utcnow
 from gateway.settings import Settings
 from gateway.ssh.keycache import KeyCache, RegistryUnavailable
@@ -43,6 +44,8 @@ class Services:
     schedules: ScheduleCache  # the deprecation schedule, re-read every schedule_cache_seconds
     clock: Callable[[], dt.datetime]  # the wall clock (aware UTC) of schedules, notices and events
     replica: str  # "host:pid", recorded with every event
+    # The log's line per connection, session and refused login (floods summarised).
+    sessionlog: SessionLog = field(default_factory=SessionLog)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Callable[[], dt.datetime] = utcnow,
@@ -65,6 +68,7 @@ class Services:
             schedules=ScheduleCache(registry.schedule.current, settings.schedule_cache_seconds, clock=ticks),
             clock=clock,
             replica=f"{socket.gethostname()}:{os.getpid()}",
+            sessionlog=SessionLog(clock=ticks),
         )
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:

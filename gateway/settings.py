@@ -41,7 +41,7 @@ OTHER_VARIABLES = frozenset({CONFIG_ENV, "PYPISSH_SSH", "PYPISSH_HOST", "PYPISSH
 
 # Settings holding a file or folder: a relative value resolves against the config file's folder
 # (when written there) or against `home` (otherwise). A relative SQLite path in database_url too.
-PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir", "shim_socket")
+PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir", "shim_socket", "log_file")
 SECRET_SETTINGS = ("secret_key",)
 # URLs that may carry a password (user:password@host, or ?password=): masked when shown.
 URL_SETTINGS = ("database_url", "smtp_url", "upstream_url")
@@ -52,6 +52,7 @@ _POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg")
 SMTP_SCHEMES = ("smtp", "smtps", "smtp+starttls")
 UPSTREAM_SCHEMES = ("https", "http")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 # Numbers: every numeric setting must be finite and not negative (0 turns a limit off where the
 # README says so). These must be larger still; anything else is an impossible value.
@@ -127,6 +128,11 @@ class Settings:
     help_url: str = "https://packaging.python.org/en/latest/guides/distributing-packages-using-setuptools/#uploading-your-project-to-pypi"
     token_url: str = "https://pypi.org/manage/account/token/"
     log_level: str = "INFO"
+    # How log lines look: `text` (a message, then key=value fields) or `json` (one object a line).
+    log_format: str = "text"
+    # Append the log to this file instead of stderr (`serve`) or syslog (`stdio`, whose stderr is
+    # the user's terminal). Unset: stderr, and syslog for `stdio`.
+    log_file: str | None = None
     workers: int = 1
     drain_seconds: float = 60.0
     # The state directory: relative paths from defaults, environment and flags resolve against it.
@@ -294,6 +300,8 @@ def problems(settings: Settings) -> list[Problem]:
             add("proxy_allowed", messages.not_a_network("proxy_allowed", cidr))
     if settings.log_level.upper() not in LOG_LEVELS:
         add("log_level", messages.setting_not_one_of("log_level", LOG_LEVELS, settings.log_level))
+    if settings.log_format not in LOG_FORMATS:
+        add("log_format", messages.setting_not_one_of("log_format", LOG_FORMATS, settings.log_format))
     _check_addresses(settings, add)
     _check_urls(settings, add)
     if settings.home and not os.path.isabs(settings.home):

@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import click
 
+from gateway import messages
 from gateway.cliutil import global_options, run
+from gateway.errors import one_line
 from gateway.lifecycle.schedule import ScheduleError, parse_utc
 from migrate.commands import accounts, keys
-from migrate.commands import guide, import_legacy, scan, secret
+from migrate.commands import audit, guide, import_legacy, prune, scan, secret
 from migrate.commands import evidence, report
 from migrate.commands.notify import notify
 from migrate.commands.schedule import schedule
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("pypissh-migrate", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pypissh-gateway")
 @global_options
 # Hidden: the test suite pins "now" with it so that nothing it checks depends on the date or the
 # time of day it runs at. Admins rehearse dates with `schedule show --at` instead.
 @click.option("--now", "fixed_now", metavar="TIME", hidden=True, help="Treat TIME (UTC) as the current time.")
-def cli(fixed_now: str | None) -> None:
+@click.option("--reason", metavar="TEXT",
+              help="Why: recorded with every change this command makes in the admin journal (also an option "
+                   "of each command that changes something).")
+def cli(fixed_now: str | None, reason: str | None) -> None:
     """Administer the SSH gateway's accounts and keys and run its retirement.
 
     Settings come from flags, PYPISSH_<NAME> environment variables, the TOML file and built-in
-    defaults, in that order.
+    defaults, in that order. Every change is recorded in the admin journal (`audit`) with the OS
+    user who made it and the --reason given.
     """
+    obj = click.get_current_context().obj
+    if reason is not None:
+        obj.reason = one_line(reason, 500) or None
+        if obj.reason is None:
+            raise click.BadParameter(messages.reason_empty(), param_hint="--reason")
     if fixed_now is not None:
-        obj = click.get_current_context().obj
         try:
             obj.fix_clock(parse_utc(fixed_now, obj.now()))
         except ScheduleError as exc:
@@ -43,6 +53,8 @@ cli.add_command(guide.guide)
 cli.add_command(scan.scan)
 cli.add_command(report.report)
 cli.add_command(evidence.evidence)
+cli.add_command(audit.audit)
+cli.add_command(prune.prune)
 
 
 def main() -> None:

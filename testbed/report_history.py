@@ -4,7 +4,9 @@ in `tests/test_report.py`.
 The period is the eight ISO weeks 2026-W02 to 2026-W09 (`--since 2026-01-05 --until 2026-03-01`).
 The notice phase starts on Monday 19 January; campaign `first-notice` reaches alice, bob and
 carol on 20 January (dave's message failed, erin's was skipped); a brownout runs on 9 February
-10:00-22:00; a second brownout was cancelled; the sunset is set for 1 April.
+10:00-22:00; a second brownout was cancelled; the sunset is set for 1 April. The admin journal
+says who set them up: the notice and the sunset on 12 January, the brownouts on 2 February (the
+second cancelled on 10 February), and the notify run of `first-notice` on 20 January.
 
     alice  uploads `alpha` every Monday, notified, still using (one refusal by the upstream,
            one by the brownout); the index's only other `alpha` file is older than all that
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from gateway.registry import Registry, UploadEvent
+from gateway.registry import Actor, Registry, UploadEvent, audit
 from gateway.ssh.sshkeys import PublicKey, from_asyncssh
 from gateway.upload.index import IndexFile
 
@@ -80,11 +82,16 @@ def seed(registry: Registry) -> History:
         registry.accounts.add_key(label.split("-")[0], key)
     registry.accounts.update_account("gina", disabled=True)
 
-    registry.schedule.add_window("notice", at(1, 19))
-    registry.schedule.add_window("brownout", at(2, 9, 10), at(2, 9, 22), note="first brownout")
-    cancelled = registry.schedule.add_window("brownout", at(2, 16, 10), at(2, 16, 22))
-    registry.schedule.cancel_window(cancelled)
-    registry.schedule.add_window("sunset", at(4, 1))
+    def admin(command: str, when: dt.datetime, reason: str | None = None) -> Actor:
+        return Actor(user="ops", host="admin1", command=f"pypissh-migrate schedule {command}", reason=reason, at=when)
+
+    registry.schedule.add_window("notice", at(1, 19), audit=admin("set-notice", at(1, 12, 9), "announced on the blog"))
+    registry.schedule.add_window("brownout", at(2, 9, 10), at(2, 9, 22), note="first brownout",
+                                 audit=admin("add-brownout", at(2, 2, 9)))
+    cancelled = registry.schedule.add_window("brownout", at(2, 16, 10), at(2, 16, 22),
+                                             audit=admin("add-brownout", at(2, 2, 9)))
+    registry.schedule.cancel_window(cancelled, audit=admin("cancel-brownout", at(2, 10, 11), "one is enough"))
+    registry.schedule.add_window("sunset", at(4, 1), audit=admin("set-sunset", at(1, 12, 9)))
 
     # The notification history as `pypissh-migrate notify` leaves it: each message claimed, then
     # finished as sent, failed or skipped.
@@ -99,6 +106,10 @@ def seed(registry: Registry) -> History:
     sent("first-notice", "dave", at(1, 20, 10), "failed")
     sent("first-notice", "erin", at(1, 20, 10), "skipped")
     sent("reminder", "dave", at(2, 25, 15))
+    registry.audit.record(Actor(user="ops", host="admin1", command="pypissh-migrate notify", at=at(1, 20, 10)),
+                          target_kind=audit.CAMPAIGN, target="first-notice",
+                          after={"audience": "all accounts", "planned": 4, "sent": 3, "failed": 1, "maybe_sent": 0,
+                                 "skipped": {"no email": 1}, "stopped": None})
 
     def use(name: str, when: dt.datetime, outcome: str, project: str | None, *, key: str | None = None,
             ssh: str, agent: str | None, action: str = "file_upload") -> None:

@@ -26,6 +26,9 @@ from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
 from tests.helpers import register_account
 
+# The hidden --now of the `admin` fixture's commands.
+ADMIN_NOW = "2027-03-01 10:00"
+
 SSH = shutil.which("ssh")
 
 
@@ -253,3 +256,29 @@ def legacy_project(tmp_path, project_name):
         return make_legacy_project(folder, name=name or project_name, version=version, **options)
 
     return _make
+
+
+@pytest.fixture
+def admin(tmp_path, monkeypatch):
+    """pypissh-migrate against a fresh registry, its clock pinned to ADMIN_NOW (or `now=`), not run
+    by sudo; returns (invoke, registry). `invoke.sets` are its --set options, `invoke.tmp` its folder."""
+    from click.testing import CliRunner
+
+    from gateway.registry.migrate_db import upgrade
+    from migrate.cli import cli as migrate_cli
+
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    upgrade(url)
+    create_key_file(tmp_path / "secret.key")
+    registry = Registry.from_url(url)
+    sets = ["--set", f"database_url={url}", "--set", f"secret_key_file={tmp_path / 'secret.key'}",
+            "--set", f"host_key_dir={tmp_path / 'keys'}"]
+
+    def invoke(*args: str, input: str | None = None, now: str = ADMIN_NOW):
+        return CliRunner().invoke(migrate_cli, [*sets, "--now", now, *args], input=input)
+
+    invoke.sets = sets
+    invoke.tmp = tmp_path
+    yield invoke, registry
+    registry.engine.dispose()

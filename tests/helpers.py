@@ -69,3 +69,12 @@ def serve_process(folder: Path, upstream, host_key_dir: Path, keys: dict[str, "U
         registry.accounts.set_token_ciphertext(name, box.seal(upstream.token))
     registry.close()
     return GatewayProcess(settings, folder / "gateway.log", preexec=preexec).start()
+
+
+# Characters of rich's box drawing, which piped tables must not contain.
+BOX_DRAWING = frozenset(chr(code) for code in range(0x2500, 0x2580))
+
+
+def ok(result) -> None:
+    """A click command run by CliRunner succeeded (its output shown when not)."""
+    assert result.exit_code == 0, result.output

@@ -279,7 +279,7 @@ def test_migrated_accounts_are_skipped_unless_included(people, smtp):
     result = run_notify(people, smtp, "--campaign", "announce", "--active-since", "90d")
     assert result.exit_code == 0, result.output
     assert sorted(smtp.mailbox.recipients()) == ["frank@example.org", "gina@example.org"]
-    assert re.search(re.escape(MIGRATED_SKIP) + r"\s*│\s*1\s*│", result.output)
+    assert re.search(re.escape(MIGRATED_SKIP) + r"[\s│]+1\s", result.output)  # counted once
     included = run_notify(people, smtp, "--campaign", "announce", "--active-since", "90d", "--include-migrated")
     assert included.exit_code == 0, included.output
     assert smtp.mailbox.recipients()[2:] == ["alice@example.org"] and MIGRATED_SKIP not in included.output

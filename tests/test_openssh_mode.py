@@ -163,6 +163,23 @@ def test_user_commands_arrive_through_ssh_original_command(sshd, user_keys):
     assert user_keys["alice"].fingerprint in result.stdout
 
 
+def test_replica_logs_one_line_per_shim_session(sshd, user_keys):
+    """A session handed over by the shim is one 'session ended' line in the replica's log, with the
+    client's address from sshd, the key and the command."""
+    result = subprocess.run([*ssh_command(sshd, user_keys["alice"]), "-T", "-l", "submit", "127.0.0.1", "guide"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    log_file = sshd["replica"].log_file
+
+    def guide_line() -> list[str]:
+        return [line for line in log_file.read_text().splitlines()
+                if "gateway.sessions: session ended" in line and "command=guide" in line]
+
+    (line,) = wait_until(guide_line, what="the session's line in the replica's log")
+    assert f"key_fingerprint={user_keys['alice'].fingerprint}" in line
+    assert "client_addr=127.0.0.1 " in line and "account_name=alice " in line and "outcome=command " in line
+
+
 def test_unknown_key_is_refused_by_sshd(sshd, user_keys):
     """A key the registry does not know gets no authorized_keys line: sshd refuses the login."""
     result = subprocess.run([*ssh_command(sshd, user_keys["mallory"]), "-T", "-l", "submit", "127.0.0.1", "whoami"],

@@ -191,6 +191,31 @@ def test_trend_around_notice_campaign_and_brownout(report):
         ("notice", at(1, 19)), ("campaign", at(1, 20, 10)), ("brownout", at(2, 9, 10)), ("sunset", at(4, 1))]
 
 
+def test_changes_come_from_the_journal(report):
+    """The schedule changes and the notify run of the period, from the admin journal, on both databases."""
+    assert [(c.at, c.kind, c.label, c.reason) for c in report.changes] == [
+        (at(1, 12, 9), "schedule", "notice set: 2026-01-19 00:00", "announced on the blog"),
+        (at(1, 12, 9), "schedule", "sunset set: 2026-04-01 00:00", None),
+        (at(1, 20, 10), "campaign", "notify 'first-notice': 3 sent, 1 failed", None),
+        (at(2, 2, 9), "schedule", "brownout 2 set: 2026-02-09 10:00 to 2026-02-09 22:00", None),
+        (at(2, 2, 9), "schedule", "brownout 3 set: 2026-02-16 10:00 to 2026-02-16 22:00", None),
+        (at(2, 10, 11), "schedule", "brownout 3 cancelled (was 2026-02-16 10:00 to 2026-02-16 22:00)",
+         "one is enough")]
+    assert {c.actor for c in report.changes} == {"ops"}
+
+
+def test_json_and_table_list_the_changes(sqlite_url):
+    """`report --format json` has the changes with who and why; the table prints them in a section."""
+    data = json.loads(invoke(sqlite_url, "--format", "json").stdout)
+    assert data["changes"][0] == {"at": "2026-01-12T09:00:00Z", "kind": "schedule",
+                                  "label": "notice set: 2026-01-19 00:00", "actor": "ops",
+                                  "reason": "announced on the blog"}
+    assert [c["kind"] for c in data["changes"]].count("campaign") == 1
+    table = invoke(sqlite_url).stdout
+    section = table.split("Schedule changes and notify runs in the period (admin journal)")[1]
+    assert "brownout 3 cancelled" in section and "one is enough" in section
+
+
 def test_verdict_names_who_would_break_at_sunset(report):
     """alice (notified, still using) and dave (never reached, mixed use) would break; exempt carol,
     disabled gina and migrated bob would not; so it is not yet safe to switch off."""

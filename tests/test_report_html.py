@@ -203,14 +203,46 @@ def test_svg_marks_notice_campaign_brownout_and_sunset(written):
     assert "forwarded" in labels and "active accounts" in labels
 
 
+def test_svg_marks_the_journals_schedule_changes_and_notify_runs(written):
+    """Each schedule change and notify run of the journal is a mark above the chart at the time it
+    was made, titled with what changed, who did it and why, and named in the legend."""
+    svg = _svg(written[0].read_text())
+    days = _ticks(svg, "x-ticks", "x")
+    week = days["2026-01-26"] - days["2026-01-19"]
+    changes = list(svg.find(f"{SVG}g[@class='changes']"))
+    assert [(c.get("data-kind"), c.get("data-date")) for c in changes] == [
+        ("schedule", "2026-01-12"), ("schedule", "2026-01-12"), ("campaign", "2026-01-20"),
+        ("schedule", "2026-02-02"), ("schedule", "2026-02-02"), ("schedule", "2026-02-10")]
+    titles = [c.find(f"{SVG}title").text for c in changes]
+    assert titles[0] == ("2026-01-12 09:00 UTC: notice set: 2026-01-19 00:00, by ops (announced on the blog)")
+    assert titles[2] == "2026-01-20 10:00 UTC: notify 'first-notice': 3 sent, 1 failed, by ops"
+    assert titles[5] == ("2026-02-10 11:00 UTC: brownout 3 cancelled (was 2026-02-16 10:00 to 2026-02-16 22:00), "
+                         "by ops (one is enough)")
+    tip = changes[5].find(f"{SVG}polygon").get("points").split()[-1]
+    assert float(tip.split(",")[0]) == pytest.approx(days["2026-02-09"] + (1 + 11 / 24) / 7 * week, abs=0.2)
+    labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "legend-label"]
+    assert "schedule changed (admin journal)" in labels and "notify run (admin journal)" in labels
+
+
+def test_html_lists_the_journals_changes(written):
+    """The page's table of changes names each one with its time, who made it and why."""
+    page = written[0].read_text()
+    table = page.split('<table id="changes">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr data-kind=\"(\w+)\"><td class=\"t\">([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>"
+                      r"<td>([^<]+)</td></tr>", table)
+    assert len(rows) == 6
+    assert rows[4] == ("schedule", "2026-02-02 09:00", "brownout 3 set: 2026-02-16 10:00 to 2026-02-16 22:00",
+                       "ops", "-")
+
+
 def test_svg_marks_migrations_per_week(written):
-    """A triangle with the count stands over each week in which accounts migrated, named in the legend."""
+    """A diamond with the count stands over each week in which accounts migrated, named in the legend."""
     svg = _svg(written[0].read_text())
     days = _ticks(svg, "x-ticks", "x")
     (mark,) = svg.find(f"{SVG}g[@class='migrations']").iter(f"{SVG}polygon")
     assert (mark.get("data-week"), mark.get("data-count")) == ("2026-W06", "1")
     xs = [float(point.split(",")[0]) for point in mark.get("points").split()]
-    assert xs[2] == pytest.approx((days["2026-02-02"] + days["2026-02-09"]) / 2, abs=0.2)
+    assert (min(xs) + max(xs)) / 2 == pytest.approx((days["2026-02-02"] + days["2026-02-09"]) / 2, abs=0.2)
     labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "legend-label"]
     assert "accounts migrated that week (evidence on the index)" in labels
 

@@ -9,6 +9,8 @@ memory. Either way there is one scrape target per machine.
 from __future__ import annotations
 
 import os
+import platform
+from importlib import metadata
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -58,8 +60,34 @@ SHIM_REFUSED = Counter(
     "pypissh_shim_refused",
     "Connections to shim_socket refused by peer credentials (not shim_user, root or the replica's user).")
 UPSTREAM_SECONDS = Histogram(
-    "pypissh_upstream_latency_seconds", "Time of each request to the upstream upload API.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+    "pypissh_upstream_latency_seconds",
+    "Time to forward one upload to the upstream upload API: every attempt, backoff pause and index check.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600))
+UPSTREAM_ATTEMPTS = Counter(
+    "pypissh_upstream_attempts",
+    "Requests sent to the upstream upload API, by result: the status class (2xx ... 5xx) or no_answer.",
+    ["result"])
+BUILD_INFO = Gauge(
+    "pypissh_build_info", "Always 1; the labels name the gateway's version, Python's and asyncssh's.",
+    ["version", "python", "asyncssh"], multiprocess_mode="max")
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def publish_build_info() -> None:
+    """Set pypissh_build_info (each process that serves does, so the supervisor's sum has it)."""
+    BUILD_INFO.labels(version=_version("pypissh-gateway"), python=platform.python_version(),
+                      asyncssh=_version("asyncssh")).set(1)
+
+
+def attempt_result(status: int | None) -> str:
+    """The label of one upstream attempt: its status class, or no_answer."""
+    return f"{status // 100}xx" if status else "no_answer"
 
 
 def exchange_finished(outcome: str, size: int | None, seconds: float) -> None:

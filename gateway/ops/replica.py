@@ -26,6 +26,8 @@ log = logging.getLogger("gateway")
 # How often a worker checks that its supervisor is still alive (a SIGKILLed supervisor cannot
 # tell its workers to stop; they drain on their own instead of serving unsupervised forever).
 PARENT_CHECK_SECONDS = 1.0
+# How often the summaries of refused-login floods that are due get written.
+LOG_FLUSH_SECONDS = 10.0
 
 
 async def run_replica(settings: Settings, *, serve_health: bool = True, supervised: bool = False) -> None:
@@ -36,11 +38,13 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     health: HealthServer | None = None
     server = None
     shim: ShimServer | None = None
+    flushing = asyncio.get_running_loop().create_task(_flush_log(services))
     try:
         server = await _listening(settings.listen, start_server(services))
         if settings.openssh_mode:
             shim = await _shim_server(services, supervised)
         metrics.LISTENING.set(1)
+        metrics.publish_build_info()
         if serve_health:
             health = await _listening(settings.health_listen, HealthServer(
                 settings.health_host, settings.health_port,
@@ -65,6 +69,8 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
         else:
             log.info("drained")
     finally:
+        flushing.cancel()
+        services.sessionlog.flush(everything=True)
         if server is not None:
             server.close()
         if shim is not None:
@@ -85,6 +91,13 @@ async def _shim_server(services: Services, supervised: bool) -> ShimServer:
     log.info("serving the OpenSSH mode's sessions of user %s on %s", services.settings.shim_user,
              services.settings.shim_socket)
     return shim
+
+
+async def _flush_log(services: Services) -> None:
+    """Write the refused-login flood summaries that fall due when no new refusal comes."""
+    while True:
+        await asyncio.sleep(LOG_FLUSH_SECONDS)
+        services.sessionlog.flush()
 
 
 async def _listening(address: str, starting):

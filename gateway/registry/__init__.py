@@ -7,6 +7,7 @@
     registry.outbox     notification emails: campaigns and per-use reminders
     registry.reports    the report's aggregates (read-only: may run against a standby)
     registry.evidence   what the index lists for projects uploaded over SSH: who has switched
+    registry.audit      the admin journal: every change made through the command-line tools
 
 Only the modules of this package write SQL. Importing the package itself costs nothing: the
 stores (and SQLAlchemy) load on first use of a name, so `keyline`, the one stdlib-only module
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
+    from gateway.registry.audit import Actor, AuditEntry, AuditStore
     from gateway.registry.engine import RegistryError, make_engine, utcnow
     from gateway.registry.events import EventStore, UploadEvent
     from gateway.registry.evidence import EvidenceStore
@@ -30,12 +32,13 @@ if TYPE_CHECKING:
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore
 
-__all__ = ["Account", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
+__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
            "make_engine", "utcnow"]
 
 # name -> the module of this package that defines it, imported on first use.
 _LAZY = {
     "Account": "accounts", "AccountStore": "accounts", "Identity": "accounts", "KeyRecord": "accounts",
+    "Actor": "audit", "AuditEntry": "audit", "AuditStore": "audit",
     "RegistryError": "engine", "make_engine": "engine", "utcnow": "engine",
     "EventStore": "events", "UploadEvent": "events",
     "EvidenceStore": "evidence",
@@ -63,11 +66,13 @@ class Registry:
     outbox: Outbox
     reports: ReportQueries
     evidence: EvidenceStore
+    audit: AuditStore
 
     @classmethod
     def on(cls, engine: Engine) -> "Registry":
         """Every store on one engine (one connection pool)."""
         from gateway.registry.accounts import AccountStore
+        from gateway.registry.audit import AuditStore
         from gateway.registry.events import EventStore
         from gateway.registry.evidence import EvidenceStore
         from gateway.registry.outbox import Outbox
@@ -75,7 +80,7 @@ class Registry:
         from gateway.registry.schedule import ScheduleStore
 
         return cls(engine, AccountStore(engine), ScheduleStore(engine), EventStore(engine), Outbox(engine),
-                   ReportQueries(engine), EvidenceStore(engine))
+                   ReportQueries(engine), EvidenceStore(engine), AuditStore(engine))
 
     @classmethod
     def from_url(cls, url: str) -> "Registry":

@@ -6,11 +6,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Sequence
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import messages
 from gateway.emails import EmailError, normalised_email
+from gateway.registry import audit as journal
+from gateway.registry.audit import Actor
 from gateway.registry.engine import RegistryError, utcnow
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.ssh.sshkeys import PublicKey
@@ -59,13 +61,14 @@ class Identity:
     key_comment: str | None
     token_ciphertext: str | None
     allowed_projects: tuple[str, ...] | None
+    key_type: str | None = None  # e.g. ssh-ed25519, for the session's log line
 
 
 # The per-login statement is built once, with its value bound at execution (see EventStore.record).
 _ACTIVE_KEYS = (
     select(accounts.c.id, accounts.c.name, accounts.c.email, accounts.c.exempt,
            accounts.c.token_ciphertext, ssh_keys.c.fingerprint, ssh_keys.c.comment,
-           ssh_keys.c.allowed_projects)
+           ssh_keys.c.allowed_projects, ssh_keys.c.algorithm)
     .join(accounts, accounts.c.id == ssh_keys.c.account_id)
     .where(ssh_keys.c.revoked_at.is_(None), accounts.c.disabled.is_(False))
 )
@@ -77,6 +80,28 @@ KEYS_PER_QUERY = 500
 
 def _projects(text: str | None) -> tuple[str, ...] | None:
     return tuple(text.split()) if text else None
+
+
+def _account_values(conn: Connection, name: str) -> dict[str, Any] | None:
+    """An account as the admin journal records it: never the token, only whether one is stored."""
+    row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
+    if row is None:
+        return None
+    return {"email": row.email, "disabled": row.disabled, "exempt": row.exempt, "note": row.note,
+            "token": "stored" if row.token_ciphertext else "none"}
+
+
+def _key_values(conn: Connection, fingerprint: str) -> tuple[str | None, dict[str, Any] | None]:
+    """(account name, the key as the admin journal records it)."""
+    row = conn.execute(select(ssh_keys, accounts.c.name.label("account_name"))
+                       .join(accounts, accounts.c.id == ssh_keys.c.account_id)
+                       .where(ssh_keys.c.fingerprint == fingerprint)).first()
+    if row is None:
+        return None, None
+    return row.account_name, {
+        "account": row.account_name, "algorithm": row.algorithm, "bits": row.bits, "comment": row.comment,
+        "projects": row.allowed_projects, "weak": row.weak, "source": row.source,
+        "state": "revoked" if row.revoked_at else "active"}
 
 
 def checked_email(address: str | None) -> str | None:
@@ -98,7 +123,7 @@ class AccountStore:
 
     # -- accounts -------------------------------------------------------------------------------
     def add_account(self, name: str, *, email: str | None = None, exempt: bool = False,
-                    note: str | None = None) -> Account:
+                    note: str | None = None, audit: Actor | None = None) -> Account:
         name = name.strip()
         if not name:
             raise RegistryError("an account needs a name (the user's name on the index)")
@@ -108,6 +133,9 @@ class AccountStore:
                 conn.execute(insert(accounts).values(
                     name=name, email=email, exempt=exempt, disabled=False, note=note,
                     created_at=utcnow()))
+                if audit is not None:
+                    journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
+                                    after=_account_values(conn, name))
         except IntegrityError:
             raise RegistryError(f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`") from None
         return self.get_account(name)
@@ -134,7 +162,7 @@ class AccountStore:
             rows = conn.execute(select(accounts).order_by(accounts.c.name)).all()
         return [self._account_from_row(row) for row in rows]
 
-    def update_account(self, name: str, **values: Any) -> Account:
+    def update_account(self, name: str, *, audit: Actor | None = None, **values: Any) -> Account:
         allowed = {"email", "disabled", "exempt", "note"}
         unknown = set(values) - allowed
         if unknown:
@@ -142,15 +170,24 @@ class AccountStore:
         if "email" in values:
             values["email"] = checked_email(values["email"])
         with self.engine.begin() as conn:
+            before = _account_values(conn, name) if audit is not None else None
             done = conn.execute(update(accounts).where(accounts.c.name == name).values(**values))
+            if done.rowcount and audit is not None:
+                journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
+                                before=before, after=_account_values(conn, name))
         if done.rowcount == 0:
             raise RegistryError(f"no account named '{name}'")
         return self.get_account(name)
 
-    def set_token_ciphertext(self, name: str, ciphertext: str | None) -> None:
+    def set_token_ciphertext(self, name: str, ciphertext: str | None, *, audit: Actor | None = None) -> None:
         with self.engine.begin() as conn:
+            before = _account_values(conn, name) if audit is not None else None
             done = conn.execute(update(accounts).where(accounts.c.name == name).values(
                 token_ciphertext=ciphertext, token_set_at=utcnow() if ciphertext else None))
+            if done.rowcount and audit is not None:  # that a token was set, never the token
+                journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
+                                before={"token": before["token"]} if before else None,
+                                after={"token": "set" if ciphertext else "none"})
         if done.rowcount == 0:
             raise RegistryError(f"no account named '{name}'")
 
@@ -175,7 +212,7 @@ class AccountStore:
 
     # -- keys -----------------------------------------------------------------------------------
     def add_key(self, account_name: str, key: PublicKey, *, source: str = "admin",
-                allowed_projects: Sequence[str] | None = None) -> KeyRecord:
+                allowed_projects: Sequence[str] | None = None, audit: Actor | None = None) -> KeyRecord:
         account = self.get_account(account_name)
         try:
             with self.engine.begin() as conn:
@@ -184,12 +221,15 @@ class AccountStore:
                     bits=key.bits, public_key=key.openssh, comment=key.comment or None,
                     weak=key.weak, source=source, created_at=utcnow(),
                     allowed_projects=" ".join(allowed_projects) if allowed_projects else None))
+                if audit is not None:
+                    journal.journal(conn, audit, target_kind=journal.KEY, target=key.fingerprint,
+                                    account_name=account.name, after=_key_values(conn, key.fingerprint)[1])
         except IntegrityError:
             owner = self.find_key(key.fingerprint)
             if owner is not None and owner.revoked_at is not None:
                 if owner.account_id != account.id:
                     raise RegistryError(messages.key_revoked_elsewhere(key.fingerprint, owner.account_name)) from None
-                return self.restore_key(key.fingerprint)  # the admin gives it back: a mistaken revoke is not final
+                return self.restore_key(key.fingerprint, audit=audit)  # the admin gives it back: a mistaken revoke is not final
             whose = f"account '{owner.account_name}'" if owner else "another account"
             raise RegistryError(f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
         found = self.find_key(key.fingerprint)
@@ -223,11 +263,13 @@ class AccountStore:
         with self.engine.connect() as conn:
             return [self._key_from_row(row) for row in conn.execute(query)]
 
-    def revoke_key(self, fingerprint: str) -> KeyRecord:
+    def revoke_key(self, fingerprint: str, *, audit: Actor | None = None) -> KeyRecord:
         with self.engine.begin() as conn:
             done = conn.execute(update(ssh_keys).where(
                 ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_(None)
             ).values(revoked_at=utcnow()))
+            if done.rowcount and audit is not None:
+                self._journal_key_state(conn, audit, fingerprint, "active")
         key = self.find_key(fingerprint)
         if key is None:
             raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them")
@@ -235,18 +277,26 @@ class AccountStore:
             raise RegistryError(f"key {fingerprint} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
         return key
 
-    def restore_key(self, fingerprint: str) -> KeyRecord:
+    def restore_key(self, fingerprint: str, *, audit: Actor | None = None) -> KeyRecord:
         """Undo a revocation: the key logs in again as its account."""
         with self.engine.begin() as conn:
             done = conn.execute(update(ssh_keys).where(
                 ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_not(None)
             ).values(revoked_at=None))
+            if done.rowcount and audit is not None:
+                self._journal_key_state(conn, audit, fingerprint, "revoked")
         key = self.find_key(fingerprint)
         if key is None:
             raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list --all` shows them")
         if done.rowcount == 0:
             raise RegistryError(messages.key_not_revoked(fingerprint, key.account_name))
         return key
+
+    @staticmethod
+    def _journal_key_state(conn: Connection, audit: Actor, fingerprint: str, was: str) -> None:
+        owner, values = _key_values(conn, fingerprint)
+        journal.journal(conn, audit, target_kind=journal.KEY, target=fingerprint, account_name=owner,
+                        before={"state": was}, after={"state": values["state"]} if values else None)
 
     def identity_for_key(self, fingerprint: str) -> Identity | None:
         """The login lookup: an active key of an enabled account, or None."""
@@ -270,4 +320,5 @@ def _identity(row: Any) -> Identity:
     return Identity(
         account_id=row.id, account_name=row.name, email=row.email, exempt=row.exempt,
         fingerprint=row.fingerprint, key_comment=row.comment,
-        token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects))
+        token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects),
+        key_type=row.algorithm)

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, exists, func, insert, or_, select, update
 
 from gateway.registry.engine import aware
 from gateway.registry.schema import ssh_keys, upload_events
@@ -50,9 +50,46 @@ _TOUCH_KEY = (update(ssh_keys).where(ssh_keys.c.fingerprint == bindparam("key_fp
               .values(last_used_at=bindparam("used_at")))
 
 
+def _has_later_event() -> ColumnElement[bool]:
+    """True for an event whose account has a later one (by time, then id): not its latest."""
+    later = upload_events.alias("later")
+    return exists().where(later.c.account_id == upload_events.c.account_id,
+                          or_(later.c.at > upload_events.c.at,
+                              and_(later.c.at == upload_events.c.at, later.c.id > upload_events.c.id)))
+
+
+def _prunable(before: dt.datetime) -> ColumnElement[bool]:
+    """Events older than `before`, except each account's latest (its last use stays known)."""
+    return and_(upload_events.c.at < before,
+                or_(upload_events.c.account_id.is_(None), _has_later_event()))
+
+
 class EventStore:
     def __init__(self, engine: Engine):
         self.engine = engine
+
+    # -- retention (`pypissh-migrate prune`) ----------------------------------------------------
+    def prune_counts(self, before: dt.datetime) -> tuple[int, int]:
+        """(events older than `before` that pruning deletes, those it keeps as accounts' latest)."""
+        with self.engine.connect() as conn:
+            prunable = conn.execute(select(func.count()).select_from(upload_events)
+                                    .where(_prunable(before))).scalar_one()
+            older = conn.execute(select(func.count()).select_from(upload_events)
+                                 .where(upload_events.c.at < before)).scalar_one()
+        return prunable, older - prunable
+
+    def prune_batch(self, before: dt.datetime, batch: int) -> int:
+        """Delete at most `batch` prunable events, oldest first, in one transaction; how many went."""
+        with self.engine.begin() as conn:
+            ids = conn.execute(select(upload_events.c.id).where(_prunable(before))
+                               .order_by(upload_events.c.id).limit(batch)).scalars().all()
+            if ids:
+                conn.execute(delete(upload_events).where(upload_events.c.id.in_(ids)))
+        return len(ids)
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(upload_events)).scalar_one()
 
     def record(self, event_: UploadEvent) -> None:
         """Store one session's event and mark its key as used; an event written before (its `id`

@@ -162,6 +162,30 @@ notification_sends = Table(
     Index("ix_notification_sends_campaign_account", "campaign", "account_id"),
 )
 
+# The admin journal: one row per change made through either command-line tool (accounts, keys,
+# schedule, campaigns, secret and host-key rotations, imports, pruning). Never a token or a key.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    # The OS user the command ran as (its effective uid), and the machine.
+    Column("actor", String(100), nullable=False),
+    Column("actor_host", String(255)),
+    Column("reason", Text),
+    Column("command", String(200), nullable=False),
+    # account | key | schedule | campaign | import | secret_key | host_keys | events | schema
+    Column("target_kind", String(32), nullable=False),
+    Column("target", String(255)),
+    # The account concerned, if any (`pypissh-migrate audit --account NAME`).
+    Column("account_name", String(100)),
+    # JSON objects: the target's values before and after, where they mean something.
+    Column("before", Text),
+    Column("after", Text),
+    Index("ix_audit_events_at", "at"),
+    Index("ix_audit_events_account_at", "account_name", "at"),
+)
+
 # What the index's simple API showed for each project ever uploaded over SSH
 # (`pypissh-migrate evidence refresh`): when its page was read, and every file on it that the gateway
 # did not forward. Project names are canonical (PEP 503), as in upload_events.

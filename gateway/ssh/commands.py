@@ -13,7 +13,7 @@ from gateway import messages
 from gateway.lifecycle import notices
 from gateway.lifecycle.guide import guide_text
 from gateway.ops import metrics
-from gateway.registry import Identity
+from gateway.registry import Identity, UploadEvent
 from gateway.services import Services
 from gateway.upload.exchange import ByteSource, Exchange, Peer
 
@@ -30,6 +30,7 @@ class ExchangeResult:
     stdout: bytes
     stderr: str
     status: int
+    event: UploadEvent | None = None  # what was recorded (for the session's log line)
 
 
 async def run_command(command: str, identity: Identity, services: Services) -> CommandResult:
@@ -65,4 +66,4 @@ async def run_exchange(source: ByteSource, peer: Peer, services: Services) -> Ex
     if reply.exit_status:
         # stderr reaches the user's terminal even when the client stopped reading stdout.
         stderr += messages.refusal_line(reply.status, reply.reason)
-    return ExchangeResult(reply.to_bytes(), stderr, reply.exit_status)
+    return ExchangeResult(reply.to_bytes(), stderr, reply.exit_status, exchange.event)

@@ -18,7 +18,7 @@ import asyncssh
 
 from gateway import messages
 from gateway.lifecycle import notices
-from gateway.ops import metrics
+from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation
@@ -53,17 +53,19 @@ class GatewayServer(asyncssh.SSHServer):
         self._channels = 0  # session channels open now
         self._idle_timer: asyncio.TimerHandle | None = None
         self._revoked = False
+        # This connection's line in the log (gateway/ops/sessionlog.py), written when it ends.
+        self.record = services.sessionlog.connection(None)
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        self._source = _client_address(conn)
+        self._source = self.record.client_addr = _client_address(conn)
         limits = self._services.limits
         admission = limits.startups.admit(self, self._source)
         if not admission.admitted:
-            log.info("refused %s: too many unauthenticated connections from it", self._source)
+            self.record.refusal = sessionlog.TOO_MANY_STARTUPS
             self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, admission.reason or "")
         elif isinstance(admission.evict, GatewayServer):
-            log.info("evicted the oldest unauthenticated connection, from %s", admission.evict._source)
+            admission.evict.record.refusal = sessionlog.EVICTED
             admission.evict._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, messages.evicted_startup())
 
     def _refuse(self, code: int, reason: str) -> None:
@@ -92,12 +94,12 @@ class GatewayServer(asyncssh.SSHServer):
         assert identity is not None
         login = Login(identity.account_id, identity.account_name, identity.fingerprint)
         if not limits.connections.admit(self, login):
-            log.info("refused a connection of account %s from %s: %d logged in already", login.account,
-                     self._source, limits.connections.held(login.account))
+            self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
             self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS,
                          messages.too_many_connections(login.account, limits.connections.limit))
             return
         self._login = login
+        self.record.logged_in(identity)
         if self._conn is not None:
             self._conn.set_extra_info(legacy_crypto=self._legacy_crypto())
         self._arm_idle_timer()
@@ -121,6 +123,9 @@ class GatewayServer(asyncssh.SSHServer):
         limits.connections.release(self)
         if not self._authenticated and self._failures:
             limits.penalties.record_failure(self._source)
+        if self._conn is not None:
+            self.record.ssh_client_version = self._conn.get_extra_info("client_version")
+        self._services.sessionlog.connection_closed(self.record)
 
     # -- a logged-in connection's life ----------------------------------------------------------
     def revoke(self) -> None:
@@ -174,6 +179,7 @@ class GatewayServer(asyncssh.SSHServer):
             self._arm_idle_timer()
 
     async def begin_auth(self, username: str) -> bool:
+        self.record.username = username
         banner = await notices.auth_banner(self._services)
         if banner and self._conn is not None:
             self._conn.send_auth_banner(banner)
@@ -194,6 +200,7 @@ class GatewayServer(asyncssh.SSHServer):
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self._identity = None
         fingerprint = key.get_fingerprint("sha256")
+        self.record.key_fingerprint, self.record.key_type = fingerprint, key.get_algorithm()
         if username == self._services.settings.ssh_user:
             if fingerprint not in self._looked_up:
                 hit, identity = self._services.keys.cached(fingerprint)
@@ -202,13 +209,14 @@ class GatewayServer(asyncssh.SSHServer):
                 self._looked_up[fingerprint] = identity
             self._identity = self._looked_up[fingerprint]
         if self._identity is None:
+            wrong_user = username != self._services.settings.ssh_user
+            self.record.refusal = sessionlog.WRONG_USER if wrong_user else sessionlog.UNKNOWN_KEY
             self._refuse_key(fingerprint)
             return False
         account = self._identity.account_name
         connections = self._services.limits.connections
         if connections.full(account):
-            log.info("refused a connection of account %s from %s: %d logged in already", account, self._source,
-                     connections.held(account))
+            self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
             raise asyncssh.DisconnectError(asyncssh.DISC_TOO_MANY_CONNECTIONS,
                                            messages.too_many_connections(account, connections.limit))
         self._watch_signature(key, fingerprint)
@@ -222,12 +230,12 @@ class GatewayServer(asyncssh.SSHServer):
         limits = self._services.limits
         wait = limits.penalties.blocked_for(self._source)
         if wait:
-            log.info("refused key %s from %s: too many failed logins from the address (%s left)", fingerprint,
-                     self._source, messages.wait_phrase(wait))
+            self.record.refusal = sessionlog.PENALIZED
+            self.record.detail = messages.penalty_detail(wait)  # the time the client is told
             raise asyncssh.DisconnectError(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
                                            messages.login_penalty(self._source, wait))
         if self._failures >= limits.max_auth_tries > 0:
-            log.info("disconnected %s after %d failed keys", self._source, self._failures)
+            self.record.refusal = sessionlog.TOO_MANY_AUTH_TRIES
             raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
 
     def _watch_signature(self, key: asyncssh.SSHKey, fingerprint: str) -> None:
@@ -239,7 +247,7 @@ class GatewayServer(asyncssh.SSHServer):
             algorithm = algorithms.signature_algorithm(signature)
             if algorithm in algorithms.LEGACY and not legacy:
                 self._failures += 1
-                log.info("refused %s: key %s signed with %s", self._source, fingerprint, algorithm)
+                self.record.refusal = sessionlog.SHA1_SIGNATURE
                 raise asyncssh.PermissionDenied(messages.sha1_signature_refused(fingerprint))
             self._user_signature = algorithm
 
@@ -260,11 +268,13 @@ class GatewayServer(asyncssh.SSHServer):
         sessions = self._services.limits.sessions
         if self._revoked:
             log.info("refused a session of account %s: key %s is no longer active", account, self._login.fingerprint)
+            self._services.sessionlog.session_refused(self.record, sessionlog.KEY_REVOKED)
             return self._channel(RefusedSession(403, messages.key_inactive(account, self._login.fingerprint),
                                                 account=account, request_timeout=timeout,
                                                 on_close=self._channel_closed))
         if not sessions.acquire(account):
             log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
+            self._services.sessionlog.session_refused(self.record, sessionlog.TOO_MANY_SESSIONS)
             return self._channel(RefusedSession(429, messages.too_many_sessions(account, sessions.limit),
                                                 account=account, request_timeout=timeout,
                                                 on_close=self._channel_closed))
@@ -274,7 +284,7 @@ class GatewayServer(asyncssh.SSHServer):
             self._channel_closed()
 
         return self._channel(GatewaySession(self._services, self._identity, self._conn, on_close=closed,
-                                            on_revoked=self.revoke))
+                                            on_revoked=self.revoke, record=self.record))
 
     def _channel(self, session: TimedChannel) -> TimedChannel:
         self._channel_opened()

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Callable
 
 import asyncssh
 
 from gateway import messages
 from gateway.errors import GatewayError, KeyInactive
-from gateway.ops import metrics
+from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh.asyncssh_seams import ServerConnection
@@ -155,13 +156,16 @@ class TimedChannel(asyncssh.SSHServerSession):
 
 class GatewaySession(TimedChannel):
     def __init__(self, services: Services, identity: Identity, conn: asyncssh.SSHServerConnection,
-                 on_close: Callable[[], None] | None = None, *, on_revoked: Callable[[], None] | None = None):
+                 on_close: Callable[[], None] | None = None, *, on_revoked: Callable[[], None] | None = None,
+                 record: sessionlog.Connection | None = None):
         super().__init__(account=identity.account_name,
                          request_timeout=services.settings.channel_request_timeout, on_close=on_close)
         self._services = services
         self._identity = identity
         self._conn = conn
         self._on_revoked = on_revoked
+        self._record = record  # the connection's log line: told what this session did
+        self._outcome: sessionlog.SessionOutcome | None = None
         self._reader: ChannelReader | None = None
         self._command: str | None = None
         self._task: asyncio.Task | None = None
@@ -179,6 +183,8 @@ class GatewaySession(TimedChannel):
 
     def session_started(self) -> None:
         super().session_started()
+        if self._record is not None:
+            self._services.sessionlog.session_started(self._record)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes, datatype) -> None:
@@ -217,6 +223,8 @@ class GatewaySession(TimedChannel):
                 chan.exit(status)
             except CHANNEL_GONE:
                 pass
+            if self._record is not None:
+                self._services.sessionlog.session_ended(self._record, self._outcome or sessionlog.FAILED)
 
     async def _still_active(self) -> bool:
         """The key and account are still active (as of at most key_cache_seconds ago); else the
@@ -227,6 +235,8 @@ class GatewaySession(TimedChannel):
             if current is None:
                 raise KeyInactive(messages.key_inactive(self._identity.account_name, self._identity.fingerprint))
         except GatewayError as exc:
+            self._outcome = sessionlog.SessionOutcome(
+                sessionlog.KEY_REVOKED if isinstance(exc, KeyInactive) else exc.outcome, error=exc.reason)
             if isinstance(exc, KeyInactive) and self._on_revoked is not None:
                 self._on_revoked()
             reply = Reply(exc.status, exc.reason, exc.reason + "\n")
@@ -248,6 +258,8 @@ class GatewaySession(TimedChannel):
         chan = self._chan
         assert chan is not None and self._reader is not None
         result = await run_exchange(self._reader, self._peer(), self._services)
+        if result.event is not None:
+            self._outcome = sessionlog.SessionOutcome.of_exchange(result.event)
         if result.stderr:
             chan.write_stderr(result.stderr.encode())
         chan.write(result.stdout)
@@ -256,7 +268,9 @@ class GatewaySession(TimedChannel):
     async def _run_command(self, command: str) -> int:
         chan = self._chan
         assert chan is not None
+        started = time.monotonic()
         result = await run_command(command, self._identity, self._services)
+        self._outcome = sessionlog.SessionOutcome.of_command(command, result.status, started, time.monotonic())
         if result.stdout:
             chan.write(result.stdout.encode())
         if result.stderr:

@@ -25,11 +25,12 @@ import pwd
 import socket
 import stat
 import struct
+import time
 from typing import Mapping
 
 from gateway import messages
 from gateway.errors import ConfigError
-from gateway.ops import metrics
+from gateway.ops import metrics, sessionlog
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh import keycommand, shimwire
@@ -259,27 +260,35 @@ class ShimServer:
             log.warning("refused a shim session: %s", exc)
             return await _finish(writer, stderr=f"{messages.PROGRAM}: {messages.shim_version_mismatch()}\n", status=1)
         services = self._services
+        started = time.monotonic()
+        done = sessionlog.FAILED
         try:
             identity = await services.run_registry(find_identity, services.registry, header.account,
                                                    header.fingerprint or None)
         except Exception as exc:
             log.warning("shim session of %s: registry unavailable (%s)", header.account, type(exc).__name__)
+            self._refused(header, sessionlog.REGISTRY_UNAVAILABLE)
             return await _finish(writer, stderr=messages.registry_unavailable_line(), status=1)
         if identity is None:
+            self._refused(header, sessionlog.KEY_NOT_ACTIVE)
             return await _finish(writer, stderr=messages.no_active_key(header.account, header.fingerprint or None),
                                  status=1)
         sessions = services.limits.sessions
         if not sessions.acquire(identity.account_name):
             reason = messages.too_many_sessions(identity.account_name, sessions.limit)
+            services.sessionlog.session(client_addr=header.client, identity=identity, started=started,
+                                        outcome=sessionlog.SessionOutcome(sessionlog.TOO_MANY_SESSIONS))
             return await _finish(writer, stderr=messages.refusal_line(429, reason),
                                  stdout=Reply(429, reason, reason + "\n").to_bytes(), status=1)
         try:
             if header.command:
                 result = await run_command(header.command, identity, services)
+                done = sessionlog.SessionOutcome.of_command(header.command, result.status, started, time.monotonic())
                 await _finish(writer, stderr=result.stderr, stdout=result.stdout.encode(), status=result.status)
             else:
                 peer = Peer(identity=identity, client_addr=header.client or None)
                 answer = await run_exchange(FrameSource(reader), peer, services)
+                done = sessionlog.SessionOutcome.of_exchange(answer.event) if answer.event else done
                 await _finish(writer, stderr=answer.stderr, stdout=answer.stdout, status=answer.status)
         except (OSError, asyncio.CancelledError):
             raise
@@ -288,6 +297,12 @@ class ShimServer:
             await _finish(writer, stderr=messages.session_failed(), status=1)
         finally:
             sessions.release(identity.account_name)
+            services.sessionlog.session(client_addr=header.client, identity=identity, outcome=done, started=started)
+
+    def _refused(self, header: shimwire.SessionHeader, reason: str) -> None:
+        """sshd let the key in, but it is no longer active (or cannot be checked): a refused login."""
+        self._services.sessionlog.refused(client_addr=header.client or None, username=self._shim_user,
+                                          key_fingerprint=header.fingerprint or None, reason=reason)
 
 
 async def _finish(writer: asyncio.StreamWriter, *, stderr: str = "", stdout: bytes = b"", status: int) -> None:

@@ -16,9 +16,11 @@ import asyncio
 import os
 import sys
 import threading
+import time
 from typing import Mapping
 
 from gateway import messages
+from gateway.ops import sessionlog
 from gateway.registry import Identity, Registry
 from gateway.services import Services
 from gateway.settings import Settings
@@ -71,21 +73,34 @@ def client_address(environ: Mapping[str, str]) -> str | None:
 
 
 async def _session(services: Services, identity: Identity, command: str) -> int:
+    started = time.monotonic()
+    done = sessionlog.FAILED
+    try:
+        status, done = await _run(services, identity, command)
+        return status
+    finally:
+        services.sessionlog.session(client_addr=client_address(os.environ), identity=identity, outcome=done,
+                                    started=started)
+
+
+async def _run(services: Services, identity: Identity, command: str) -> tuple[int, sessionlog.SessionOutcome]:
+    """The session's exit status, and what it did (for its log line)."""
     out = sys.stdout.buffer
     if command:
+        started = time.monotonic()
         result = await run_command(command, identity, services)
         out.write(result.stdout.encode())
         out.flush()
         sys.stderr.write(result.stderr)
         sys.stderr.flush()
-        return result.status
+        return result.status, sessionlog.SessionOutcome.of_command(command, result.status, started, time.monotonic())
     peer = Peer(identity=identity, client_addr=client_address(os.environ))
-    result = await run_exchange(StdinSource(sys.stdin.fileno()), peer, services)
-    sys.stderr.write(result.stderr)
+    answer = await run_exchange(StdinSource(sys.stdin.fileno()), peer, services)
+    sys.stderr.write(answer.stderr)
     sys.stderr.flush()
-    out.write(result.stdout)
+    out.write(answer.stdout)
     out.flush()
-    return result.status
+    return answer.status, sessionlog.SessionOutcome.of_exchange(answer.event) if answer.event else sessionlog.FAILED
 
 
 def run_stdio(settings: Settings, account: str, fingerprint: str | None) -> int:
@@ -94,12 +109,20 @@ def run_stdio(settings: Settings, account: str, fingerprint: str | None) -> int:
         try:
             identity = find_identity(services.registry, account, fingerprint)
         except Exception:
+            _refused(services, fingerprint, sessionlog.REGISTRY_UNAVAILABLE)
             sys.stderr.write(messages.registry_unavailable_line())
             return 1
         if identity is None:
+            _refused(services, fingerprint, sessionlog.KEY_NOT_ACTIVE)
             sys.stderr.write(messages.no_active_key(account, fingerprint))
             return 1
         command = (os.environ.get("SSH_ORIGINAL_COMMAND") or "").strip()
         return asyncio.run(_session(services, identity, command))
     finally:
         services.close()
+
+
+def _refused(services: Services, fingerprint: str | None, reason: str) -> None:
+    """sshd let the key in, but it is no longer active (or cannot be checked): a refused login."""
+    services.sessionlog.refused(client_addr=client_address(os.environ), username=services.settings.ssh_user,
+                                key_fingerprint=fingerprint, reason=reason)

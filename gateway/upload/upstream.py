@@ -141,7 +141,8 @@ class UpstreamClient:
             "Content-Length": str(len(body)),
             "User-Agent": USER_AGENT,
         }
-        with Deadline(self.deadline_seconds) as deadline:
+        # One observation per upload, every attempt included; the attempts are counted apart.
+        with Deadline(self.deadline_seconds) as deadline, metrics.UPSTREAM_SECONDS.time():
             return _Forwarding(self, body, headers, upload, deadline).run()
 
 
@@ -178,8 +179,10 @@ class _Forwarding:
             try:
                 answer = self._send(attempt)
             except TRANSPORT_ERRORS as exc:
+                metrics.UPSTREAM_ATTEMPTS.labels(result=metrics.attempt_result(None)).inc()
                 self._after_failure(attempt, classify(exc))
                 continue
+            metrics.UPSTREAM_ATTEMPTS.labels(result=metrics.attempt_result(answer.status)).inc()
             if attempt.answer_cut_short:
                 raise self._deadline_passed(sent=attempt.request_sent)
             if 300 <= answer.status < 400:
@@ -196,7 +199,7 @@ class _Forwarding:
     def _send(self, attempt: Attempt) -> _Answer:
         remaining = self.deadline.remaining()
         timeout = (min(CONNECT_TIMEOUT, remaining), min(self.client.read_timeout, remaining))
-        with self.deadline.watch(attempt), metrics.UPSTREAM_SECONDS.time():
+        with self.deadline.watch(attempt):
             response = self.client.session.post(self.client.url, data=self.body, headers=self.headers,
                                                 timeout=timeout, allow_redirects=False, stream=True)
             status, raw_reason = response.status_code, response.reason or ""

@@ -7,11 +7,11 @@ from typing import IO
 
 import click
 
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
 from gateway.registry import RegistryError
 from gateway.tokens import TokenBox, check_token_shape
-from migrate.output import console, print_table, table, when
+from migrate.output import TEXT_FORMATS, console, emit_csv, emit_json, format_option, print_table, table, when
 
 TOKEN_HELP = "File holding the upstream API token; '-' reads standard input."
 
@@ -51,6 +51,7 @@ def read_token(source: IO[str]) -> str:
 @click.option("--note", help="Free text for admins.")
 @click.option("--token-file", type=click.File("r"), help=TOKEN_HELP + " Optional.")
 @token_argument_guard
+@reason_option
 @pass_context
 def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | None, token_file) -> None:
     """Add account NAME (the user's name on the index), optionally with its API token."""
@@ -59,9 +60,10 @@ def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | No
         sealed = None
         if token_file is not None:
             sealed = TokenBox.from_settings(obj.settings()).seal(read_token(token_file))
-        account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note)
+        actor = obj.actor()
+        account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note, audit=actor)
         if sealed is not None:
-            registry.accounts.set_token_ciphertext(account.name, sealed)
+            registry.accounts.set_token_ciphertext(account.name, sealed, audit=actor)
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"added account '{account.name}'" + (" (exempt)" if account.exempt else "")
@@ -76,25 +78,37 @@ def _status(account) -> str:
     return "disabled" if account.disabled else ("exempt" if account.exempt else "active")
 
 
+ACCOUNT_COLUMNS = ["account", "email", "keys", "token", "status", "exempt", "disabled", "created"]
+
+
 @accounts.command("list")
+@format_option()
 @pass_context
-def list_(obj: Context) -> None:
+def list_(obj: Context, fmt: str) -> None:
     """List accounts with their key count and token state."""
     registry = obj.registry()
     keys_by_account: dict[int, int] = {}
     for key in registry.accounts.list_keys(include_revoked=False):
         keys_by_account[key.account_id] = keys_by_account.get(key.account_id, 0) + 1
+    rows = [{"account": a.name, "email": a.email, "keys": keys_by_account.get(a.id, 0),
+             "token": "stored" if a.has_token else None, "status": _status(a), "exempt": a.exempt,
+             "disabled": a.disabled, "created": a.created_at} for a in registry.accounts.list_accounts()]
+    if fmt == "json":
+        return emit_json(rows)
+    if fmt == "csv":
+        return emit_csv(ACCOUNT_COLUMNS, rows)
     out = table(None, ["account", "email", "keys", "token", "status", "created"])
-    for account in registry.accounts.list_accounts():
-        out.add_row(account.name, account.email or "-", str(keys_by_account.get(account.id, 0)),
-                    "stored" if account.has_token else "-", _status(account), when(account.created_at))
+    for row in rows:
+        out.add_row(row["account"], row["email"] or "-", str(row["keys"]), row["token"] or "-", row["status"],
+                    when(row["created"]))
     print_table(out, whole=("account", "email"))
 
 
 @accounts.command("show")
 @click.argument("name")
+@format_option(TEXT_FORMATS)
 @pass_context
-def show(obj: Context, name: str) -> None:
+def show(obj: Context, name: str, fmt: str) -> None:
     """Show account NAME: keys, token state, last use, projects uploaded through the gateway."""
     registry = obj.registry()
     try:
@@ -102,6 +116,8 @@ def show(obj: Context, name: str) -> None:
     except RegistryError as exc:
         _fail(exc)
     activity = registry.events.account_activity(account.id)
+    if fmt == "json":
+        return emit_json(_account_data(account, activity, registry.accounts.list_keys(account.name)))
     console.print(f"[bold]{account.name}[/bold]  email: {account.email or '-'}")
     console.print(f"status: {'disabled' if account.disabled else 'active'}"
                   + (", exempt from brownouts and sunset" if account.exempt else ""))
@@ -121,11 +137,27 @@ def show(obj: Context, name: str) -> None:
     print_table(projects, whole=("project",))
 
 
+def _account_data(account, activity: dict, keys: list) -> dict:
+    """`accounts show --format json`: the account, its keys and its use (never the token)."""
+    from migrate.commands.keys import key_data
+
+    return {
+        "account": account.name, "email": account.email, "status": _status(account), "exempt": account.exempt,
+        "disabled": account.disabled, "token": "stored" if account.has_token else None,
+        "token_set_at": account.token_set_at, "created": account.created_at, "note": account.note,
+        "last_use": activity["last_use"],
+        "keys": [key_data(key) for key in keys],
+        "projects": [{"project": p["name"], "uploads": p["uploads"], "last": p["last"]}
+                     for p in activity["projects"]],
+    }
+
+
 @accounts.command("update")
 @click.argument("name")
 @click.option("--email", help="New email address.")
 @click.option("--exempt/--no-exempt", default=None, help="Exempt from brownouts and the sunset, or not.")
 @click.option("--note", help="Free text for admins.")
+@reason_option
 @pass_context
 def update(obj: Context, name: str, email: str | None, exempt: bool | None, note: str | None) -> None:
     """Change account NAME's email, exemption or note."""
@@ -133,7 +165,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
     if not values:
         raise click.UsageError("nothing to change: give --email, --exempt/--no-exempt or --note")
     try:
-        account = obj.registry().accounts.update_account(name, **values)
+        account = obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
     except RegistryError as exc:
         _fail(exc)
     click.echo(f"account '{account.name}' updated: email {account.email or '-'}, "
@@ -142,13 +174,14 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
 
 def _set_flag(obj: Context, name: str, **values) -> None:
     try:
-        obj.registry().accounts.update_account(name, **values)
+        obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
     except RegistryError as exc:
         _fail(exc)
 
 
 @accounts.command("disable")
 @click.argument("name")
+@reason_option
 @pass_context
 def disable(obj: Context, name: str) -> None:
     """Refuse every key of account NAME from now on."""
@@ -159,6 +192,7 @@ def disable(obj: Context, name: str) -> None:
 
 @accounts.command("enable")
 @click.argument("name")
+@reason_option
 @pass_context
 def enable(obj: Context, name: str) -> None:
     """Accept account NAME's keys again."""
@@ -172,18 +206,20 @@ def enable(obj: Context, name: str) -> None:
               help=TOKEN_HELP + " Never pass a token as an argument.")
 @click.option("--clear", is_flag=True, help="Forget the stored token.")
 @token_argument_guard
+@reason_option
 @pass_context
 def set_token(obj: Context, name: str, token_file, clear: bool) -> None:
     """Store account NAME's upstream API token, encrypted with the secret key."""
     registry = obj.registry()
     try:
         if clear:
-            registry.accounts.set_token_ciphertext(name, None)
+            registry.accounts.set_token_ciphertext(name, None, audit=obj.actor())
             click.echo(f"token for '{name}' removed; uploads now need __token__ credentials from the client")
             return
         registry.accounts.get_account(name)
         token = read_token(token_file)
-        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings()).seal(token))
+        registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings()).seal(token),
+                                               audit=obj.actor())
     except (RegistryError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"token stored for '{name}' (encrypted); uploads through the gateway use it from now on")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway import messages
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, pass_context, reason_option
+from gateway.registry import audit
 from gateway.ssh.sshkeys import looks_like_private_key
 from gateway.registry import Registry, RegistryError
 from migrate.legacy_import import (
@@ -82,10 +85,10 @@ class Failed:
     keys: list[Rejected] = field(default_factory=list)
 
 
-def apply_plan(registry: Registry, plan: ImportPlan) -> Failed:
+def apply_plan(registry: Registry, plan: ImportPlan, *, show_progress: bool = True) -> Failed:
     failed = Failed()
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not show_progress) as progress:
         task = progress.add_task("", total=plan.changes)
         for account in plan.accounts:
             progress.update(task, description=f"account {account.name}")
@@ -109,11 +112,31 @@ def apply_plan(registry: Registry, plan: ImportPlan) -> Failed:
     return failed
 
 
+def _skipped(plan: ImportPlan, failed: Failed) -> list[Rejected]:
+    return sorted([*plan.skipped, *failed.accounts, *failed.keys], key=lambda r: (r.where.source, r.where.line))
+
+
+def summary_data(plan: ImportPlan, failed: Failed, *, dry_run: bool) -> dict[str, Any]:
+    """The summary for scripts (`--format json`) and the admin journal; on a dry run, the counts
+    are what would be done."""
+    return {
+        "dry_run": dry_run,
+        "accounts_created": len(plan.accounts) - len(failed.accounts),
+        "accounts_present": plan.accounts_present,
+        "emails_filled_in": len(plan.emails),
+        "keys_added": len(plan.keys) - len(failed.keys),
+        "keys_present": plan.keys_present,
+        "weak_keys": [{"account": k.account, "fingerprint": k.key.fingerprint} for k in plan.weak_keys],
+        "accounts_without_email": plan.accounts_without_email,
+        "skipped": [{"file": r.where.source, "line": r.where.line, "reason": r.reason} for r in _skipped(plan, failed)],
+    }
+
+
 def summary_lines(plan: ImportPlan, failed: Failed, *, dry_run: bool) -> list[str]:
     def verb(done: str, would: str) -> str:
         return would if dry_run else done
 
-    skipped = sorted([*plan.skipped, *failed.accounts, *failed.keys], key=lambda r: (r.where.source, r.where.line))
+    skipped = _skipped(plan, failed)
     lines = [
         f"accounts: {len(plan.accounts) - len(failed.accounts)} {verb('created', 'to create')}, "
         f"{plan.accounts_present} already present",
@@ -143,9 +166,12 @@ def summary_lines(plan: ImportPlan, failed: Failed, *, dry_run: bool) -> list[st
 @click.option("--keys", "keys_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV dump of keys: name,key (a header row is optional).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True,
+              help="text for people; json for scripts (the summary as one object, no progress bar).")
+@reason_option
 @pass_context
 def import_legacy(obj: Context, authorized_keys: Path | None, users: Path | None, keys_csv: Path | None,
-                  dry_run: bool) -> None:
+                  dry_run: bool, fmt: str) -> None:
     """Import the old service's users and keys; running it again changes nothing.
 
     Lines that cannot be imported (malformed, weak keys, a key already owned by another account)
@@ -158,7 +184,17 @@ def import_legacy(obj: Context, authorized_keys: Path | None, users: Path | None
     registry = obj.registry()
     rows, lines, rejected = _read_sources(authorized_keys, users, keys_csv)
     plan = make_plan(registry, rows, lines, rejected, allow_weak_keys=settings.allow_weak_keys)
-    failed = Failed() if dry_run or not plan.changes else apply_plan(registry, plan)
+    failed = Failed() if dry_run or not plan.changes else apply_plan(registry, plan, show_progress=fmt == "text")
+    summary = summary_data(plan, failed, dry_run=dry_run)
+    if not dry_run and plan.changes:  # one summary row, right after the import's many transactions
+        sources = [path.name for path in (authorized_keys, users, keys_csv) if path is not None]
+        journalled = {k: v for k, v in summary.items() if k not in ("dry_run", "weak_keys", "skipped")}
+        registry.audit.record(obj.actor(), target_kind=audit.IMPORT, target=", ".join(sources),
+                              after={**journalled, "skipped": len(summary["skipped"]),
+                                     "weak_keys": len(summary["weak_keys"])})
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
     for line in summary_lines(plan, failed, dry_run=dry_run):
         click.echo(line)
 

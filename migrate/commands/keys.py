@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, pass_context, reason_option
 from gateway.registry import RegistryError
 from gateway import messages
 from gateway.ssh.sshkeys import KeyFormatError, PublicKey, looks_like_private_key, parse_public_key, weakness
 from migrate.legacy_import import OptionsError, split_options
-from migrate.output import print_table, table, when
+from migrate.output import emit_csv, emit_json, format_option, print_table, table, when
 
 
 @click.group()
@@ -36,6 +36,7 @@ def read_key_line(text: str, *, allow_weak: bool) -> PublicKey:
 @click.argument("key_file", type=click.File("r"))
 @click.option("--project", "projects", multiple=True,
               help="Restrict the keys to this project (repeatable); default: any project.")
+@reason_option
 @pass_context
 def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None:
     """Add the OpenSSH public keys in KEY_FILE ('-' for stdin) to ACCOUNT, one per line.
@@ -55,6 +56,7 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     allowed = [canonicalize_name(p) for p in projects] or None
+    actor = obj.actor()
     added = refused = 0
     for number, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
@@ -63,7 +65,7 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
         try:
             key = read_key_line(entry, allow_weak=settings.allow_weak_keys)
             before = registry.accounts.find_key(key.fingerprint)
-            registry.accounts.add_key(account, key, allowed_projects=allowed)
+            registry.accounts.add_key(account, key, allowed_projects=allowed, audit=actor)
         except (KeyFormatError, RegistryError) as exc:
             refused += 1  # by line number and reason only: the line itself is never repeated
             click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
@@ -91,19 +93,40 @@ def _read_key_file(key_file) -> str:
     return text
 
 
+KEY_COLUMNS = ["account", "fingerprint", "type", "bits", "comment", "projects", "weak", "source", "added",
+               "last_used", "revoked", "state"]
+
+
+def key_state(key) -> str:
+    return "revoked" if key.revoked_at else ("weak" if key.weak else "active")
+
+
+def key_data(key) -> dict:
+    """One key for scripts (`keys list`, `accounts show` as JSON); its fingerprint, not its content."""
+    return {"account": key.account_name, "fingerprint": key.fingerprint, "type": key.algorithm, "bits": key.bits,
+            "comment": key.comment, "projects": list(key.allowed_projects) if key.allowed_projects else None,
+            "weak": key.weak, "source": key.source, "added": key.created_at, "last_used": key.last_used_at,
+            "revoked": key.revoked_at, "state": key_state(key)}
+
+
 @keys.command("list")
 @click.argument("account", required=False)
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@format_option()
 @pass_context
-def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
+def list_(obj: Context, account: str | None, include_revoked: bool, fmt: str) -> None:
     """List keys, of ACCOUNT or of everyone."""
     try:
         found = obj.registry().accounts.list_keys(account, include_revoked=include_revoked)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
+    if fmt == "json":
+        return emit_json([key_data(key) for key in found])
+    if fmt == "csv":
+        return emit_csv(KEY_COLUMNS, [key_data(key) for key in found])
     out = table(None, ["account", "fingerprint", "type", "comment", "projects", "last used", "state"])
     for key in found:
-        state = "revoked" if key.revoked_at else ("weak" if key.weak else "active")
+        state = key_state(key)
         out.add_row(key.account_name, key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(),
                     key.comment or "-", " ".join(key.allowed_projects or ("any",)),
                     when(key.last_used_at), state)
@@ -112,11 +135,12 @@ def list_(obj: Context, account: str | None, include_revoked: bool) -> None:
 
 @keys.command("revoke")
 @click.argument("fingerprint")
+@reason_option
 @pass_context
 def revoke(obj: Context, fingerprint: str) -> None:
     """Revoke the key with FINGERPRINT (as `keys list` shows it, SHA256:...)."""
     try:
-        key = obj.registry().accounts.revoke_key(fingerprint)
+        key = obj.registry().accounts.revoke_key(fingerprint, audit=obj.actor())
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked {key.fingerprint} of '{key.account_name}'; every replica refuses it within "
@@ -125,6 +149,7 @@ def revoke(obj: Context, fingerprint: str) -> None:
 
 @keys.command("restore")
 @click.argument("fingerprint")
+@reason_option
 @pass_context
 def restore(obj: Context, fingerprint: str) -> None:
     """Undo `keys revoke FINGERPRINT`: the key logs in as its account again.
@@ -132,7 +157,7 @@ def restore(obj: Context, fingerprint: str) -> None:
     Adding the same public key to the same account again restores it too.
     """
     try:
-        key = obj.registry().accounts.restore_key(fingerprint)
+        key = obj.registry().accounts.restore_key(fingerprint, audit=obj.actor())
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(messages.key_restored(key.fingerprint, key.account_name, obj.settings().key_cache_seconds))

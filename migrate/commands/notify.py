@@ -18,7 +18,8 @@ from typing import Callable
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, pass_context, reason_option
+from gateway.registry import audit
 from gateway.errors import ConfigError
 from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
@@ -81,6 +82,7 @@ def _option_value(parse, text: str | None, option: str):
 @click.option("--include-migrated", is_flag=True,
               help="Also mail accounts the index shows have migrated (skipped by default; see "
                    "`pypissh-migrate evidence refresh`).")
+@reason_option
 @pass_context
 def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, active_since: str | None,
            names: tuple[str, ...], repeat_after: str | None, dry_run: Path | None, rate: str | None,
@@ -145,8 +147,34 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
     else:
         tally = _send_all(plan, composer, registry, settings, per_second, repeat, obj.now)
     _summary(name, plan, tally, dry_run)
+    if dry_run is None:  # one row for the run, right after it (each message has its own transactions)
+        _journal(obj, registry, name, plan, tally, audience=_audience(reminders, everyone, active_since, names))
     if tally.failed or tally.uncertain or tally.aborted:
         raise SystemExit(1)
+
+
+def _audience(reminders: bool, everyone: bool, active_since: str | None, names: tuple[str, ...]) -> str:
+    if reminders:
+        return "queued reminders"
+    if everyone:
+        return "all accounts"
+    if active_since:
+        return f"accounts active in the last {active_since}"
+    return "accounts " + ", ".join(names)
+
+
+def _journal(obj: Context, registry: Registry, campaign: str, plan: CampaignPlan, tally: Tally, *,
+             audience: str) -> None:
+    skipped = dict(plan.skipped)
+    if tally.raced:
+        skipped[ALREADY_SENT] = skipped.get(ALREADY_SENT, 0) + tally.raced
+    names = {planned.account.name for planned in plan.send}
+    registry.audit.record(obj.actor(), target_kind=audit.CAMPAIGN, target=campaign,
+                          account_name=next(iter(names)) if len(names) == 1 else None,
+                          after={"audience": audience, "planned": len(plan.send), "sent": tally.sent,
+                                 "failed": len(tally.failed), "maybe_sent": len(tally.uncertain),
+                                 "skipped": {reason: count for reason, count in skipped.items() if count},
+                                 "stopped": tally.aborted})
 
 
 class Composer:

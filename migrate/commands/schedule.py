@@ -11,7 +11,7 @@ import datetime as dt
 import click
 
 from gateway import messages
-from gateway.cliutil import Context, confirm_irreversible, pass_context, yes_option
+from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
 from gateway.lifecycle.schedule import (
     ScheduleError,
     check_brownout,
@@ -26,7 +26,7 @@ from gateway.lifecycle.schedule import (
     timeline,
 )
 from gateway.registry import RegistryError
-from migrate.output import console, print_table, table
+from migrate.output import console, emit_csv, emit_json, format_option, print_table, table
 
 STATE_STYLE = {"past": "dim", "in force": "bold red", "now": "bold", "next": "bold yellow", "later": ""}
 
@@ -67,11 +67,18 @@ def schedule() -> None:
 @schedule.command("show")
 @click.option("--at", "at", metavar="TIME", help="Show the state at this UTC time instead of now.")
 @click.option("--preview", is_flag=True, help="Also print the notice and banner users see at that time.")
+@format_option()
 @pass_context
-def show(obj: Context, at: str | None, preview: bool) -> None:
-    """List what happens when, with 'now' in its place."""
+def show(obj: Context, at: str | None, preview: bool, fmt: str) -> None:
+    """List what happens when, with 'now' in its place.
+
+    As json: now, what it means, the sunset and the timeline (with --preview, what users see); as
+    csv: the timeline.
+    """
     now = _time(at, obj.now()) if at else obj.now()
     current = obj.registry().schedule.current()
+    if fmt != "table":
+        return _show_data(obj, current, now, preview, fmt)
     console.print(f"[bold]now[/bold] ({format_utc(now)}): {describe_now(current, now)}")
     out = table(None, ["when (UTC)", "until", "id", "what", "state"])
     for entry in timeline(current, now):
@@ -97,11 +104,30 @@ def show(obj: Context, at: str | None, preview: bool) -> None:
             console.print(notices.refusal_reason(notice), markup=False)
 
 
+TIMELINE_COLUMNS = ["when", "until", "id", "kind", "what", "state"]
+
+
+def _show_data(obj: Context, current, now: dt.datetime, preview: bool, fmt: str) -> None:
+    rows = [{"when": entry.when, "until": entry.until, "id": entry.window_id, "kind": entry.kind,
+             "what": entry.what, "state": entry.state} for entry in timeline(current, now)]
+    if fmt == "csv":
+        return emit_csv(TIMELINE_COLUMNS, rows)
+    data = {"now": now, "phase": describe_now(current, now), "sunset": current.sunset, "timeline": rows}
+    if preview:
+        from gateway.lifecycle import notices
+
+        notice = notices.build_notice(obj.settings(), current, now)
+        data["preview"] = {"banner": notices.banner_text(notice) or None,
+                           "headers": dict(notices.header_lines(notice)),
+                           "refusal": None if notice.allowed else notices.refusal_reason(notice)}
+    emit_json(data)
+
+
 def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: str | None,
                 yes: bool = False) -> None:
     registry = obj.registry()
     if clear:
-        registry.schedule.replace_window(kind, None)
+        registry.schedule.replace_window(kind, None, audit=obj.actor())
         click.echo(f"{kind} removed; {_obeyed(obj)}")
         return
     if when is None:
@@ -116,7 +142,7 @@ def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: st
     if kind == "sunset" and current.sunset is not None and start < current.sunset:
         confirm_irreversible(messages.confirm_sunset_earlier(format_utc(current.sunset), format_utc(start)),
                              "moving the sunset earlier", yes)
-    registry.schedule.replace_window(kind, start, note)
+    registry.schedule.replace_window(kind, start, note, audit=obj.actor())
     _warn(warnings)
     click.echo(f"{kind} set to {format_utc(start)}; {_obeyed(obj)}")
 
@@ -125,6 +151,7 @@ def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: st
 @click.argument("when", required=False)
 @click.option("--clear", is_flag=True, help="Remove the notice start.")
 @click.option("--note", help="Free text for admins (e.g. where it was announced).")
+@reason_option
 @pass_context
 def set_notice(obj: Context, when: str | None, clear: bool, note: str | None) -> None:
     """From WHEN (UTC, or 'now') on, sessions, the login banner and replies carry the dates."""
@@ -136,6 +163,7 @@ def set_notice(obj: Context, when: str | None, clear: bool, note: str | None) ->
 @click.option("--clear", is_flag=True, help="Remove the sunset.")
 @click.option("--note", help="Free text for admins.")
 @yes_option
+@reason_option
 @pass_context
 def set_sunset(obj: Context, when: str | None, clear: bool, note: str | None, yes: bool) -> None:
     """From WHEN (UTC) on, uploads are refused with 410 for good (exempt accounts pass).
@@ -150,6 +178,7 @@ def set_sunset(obj: Context, when: str | None, clear: bool, note: str | None, ye
 @click.argument("end", required=False)
 @click.option("--for", "length", metavar="DURATION", help="Length instead of END, e.g. 2h or 30min.")
 @click.option("--note", help="Free text shown in the listing (e.g. why this time of day).")
+@reason_option
 @pass_context
 def add_brownout(obj: Context, start: str, end: str | None, length: str | None, note: str | None) -> None:
     """Refuse uploads from START to END (UTC; or START --for 2h); exempt accounts pass.
@@ -167,7 +196,7 @@ def add_brownout(obj: Context, start: str, end: str | None, length: str | None, 
         warnings = check_brownout(registry.schedule.current(), begins, ends, now)
     except ScheduleError as exc:
         _fail(exc)
-    window_id = registry.schedule.add_window("brownout", begins, ends, note)
+    window_id = registry.schedule.add_window("brownout", begins, ends, note, audit=obj.actor())
     _warn(warnings)
     click.echo(f"brownout {window_id} added: {format_utc(begins)} to {format_utc(ends)} "
                f"({format_duration(ends - begins)}); {_obeyed(obj)}")
@@ -175,6 +204,7 @@ def add_brownout(obj: Context, start: str, end: str | None, length: str | None, 
 
 @schedule.command("cancel-brownout")
 @click.argument("window_id", metavar="ID", type=int)
+@reason_option
 @pass_context
 def cancel_brownout(obj: Context, window_id: int) -> None:
     """Cancel brownout ID (see `schedule show`); one in force ends now."""
@@ -188,10 +218,10 @@ def cancel_brownout(obj: Context, window_id: int) -> None:
         _fail(ScheduleError(f"brownout {window_id} is already over (it ended {format_utc(window.ends_at)})"))
     try:
         if window.starts_at <= now:
-            registry.schedule.end_window(window_id, now)
+            registry.schedule.end_window(window_id, now, audit=obj.actor())
             click.echo(f"brownout {window_id} ended now ({format_utc(now)}); {_obeyed(obj)}")
         else:
-            registry.schedule.cancel_window(window_id)
+            registry.schedule.cancel_window(window_id, audit=obj.actor())
             click.echo(f"brownout {window_id} cancelled; {_obeyed(obj)}")
     except RegistryError as exc:
         _fail(exc)
@@ -200,6 +230,7 @@ def cancel_brownout(obj: Context, window_id: int) -> None:
 @schedule.command("pause")
 @click.option("--note", help="Why: shown to users in the refusal (e.g. 'incident, see status page').")
 @yes_option
+@reason_option
 @pass_context
 def pause(obj: Context, note: str | None, yes: bool) -> None:
     """Refuse every upload now, exempt accounts too, until `schedule resume`.
@@ -213,12 +244,13 @@ def pause(obj: Context, note: str | None, yes: bool) -> None:
         _fail(exc)
     confirm_irreversible(messages.confirm_pause(), "pausing every upload", yes)
     now = obj.now()
-    registry.schedule.add_window("pause", now, None, note)
+    registry.schedule.add_window("pause", now, None, note, audit=obj.actor())
     click.echo(f"uploads paused since {format_utc(now)}; {_obeyed(obj)}; "
                "`pypissh-migrate schedule resume` ends the pause")
 
 
 @schedule.command("resume")
+@reason_option
 @pass_context
 def resume(obj: Context) -> None:
     """End the pause: uploads follow the schedule again."""
@@ -229,5 +261,5 @@ def resume(obj: Context) -> None:
     now = obj.now()
     for window in current.windows:  # every open pause, should two admins have paused at once
         if window.kind == "pause" and window.ends_at is None:
-            registry.schedule.end_window(window.id, now)
+            registry.schedule.end_window(window.id, now, audit=obj.actor())
     click.echo(f"pause ended at {format_utc(now)}; now: {describe_now(registry.schedule.current(), now)}")

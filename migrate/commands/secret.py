@@ -26,7 +26,8 @@ import click
 from cryptography.fernet import InvalidToken
 
 from gateway import messages
-from gateway.cliutil import Context, confirm_irreversible, pass_context, yes_option
+from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
+from gateway.registry import audit
 from gateway.errors import ConfigError
 from gateway.registry import Registry
 from gateway.settings import Settings
@@ -134,6 +135,7 @@ def verify(registry: Registry, box: TokenBox) -> int:
               help="Last step: re-encrypt stragglers, then drop every key but the first from the key file.")
 @click.option("--dry-run", is_flag=True, help="Check that every token decrypts and count them; change nothing.")
 @yes_option
+@reason_option
 @pass_context
 def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_old: bool, dry_run: bool,
                   yes: bool) -> None:
@@ -158,40 +160,47 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
         if retire_old:
             if not dry_run and len(current) > 1:
                 confirm_irreversible(messages.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
-            _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
+            done = _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
         elif stage:
-            _stage(current, new_key_from(new_key_file, dry_run=dry_run), key_file, inline=inline, dry_run=dry_run)
+            done = _stage(current, new_key_from(new_key_file, dry_run=dry_run), key_file, inline=inline,
+                          dry_run=dry_run)
         else:
-            _rotate(registry, current, new_key_from(new_key_file, dry_run=dry_run), key_file,
-                    inline=inline, dry_run=dry_run)
+            done = _rotate(registry, current, new_key_from(new_key_file, dry_run=dry_run), key_file,
+                           inline=inline, dry_run=dry_run)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if done is not None:  # recorded right after the step: it spans the key file and many rows
+        registry.audit.record(obj.actor(), target_kind=audit.SECRET_KEY,
+                              target="secret_key" if inline else str(key_file), after=done)
 
 
-def _stage(current: list[str], new: str, key_file: Path, *, inline: bool, dry_run: bool) -> None:
+def _stage(current: list[str], new: str, key_file: Path, *, inline: bool, dry_run: bool) -> dict | None:
+    """Step 1; returns what changed, for the admin journal (None: nothing)."""
     if new in current:
         click.echo("the new key is already in the key list; next: restart the replicas, then step 2")
-        return
+        return None
     if inline:
         click.echo("secret_key is set inline, so this command cannot change it: append the key from "
                    "--new-key-file to secret_key after a comma, restart the replicas, then run step 2")
-        return
+        return None
     if dry_run:
         click.echo(f"dry run: would add the new key at the end of {key_file}")
-        return
+        return None
     write_key_file(key_file, ordered(current, [new]))
     click.echo(f"added the new key at the end of {key_file}: accepted, not yet used. Next: restart every "
                "replica, then run `pypissh-migrate rotate-secret --new-key-file FILE` with the same file")
+    return {"step": "stage", "keys_accepted": len(ordered(current, [new]))}
 
 
 def _rotate(registry: Registry, current: list[str], new: str, key_file: Path, *, inline: bool,
-            dry_run: bool) -> None:
+            dry_run: bool) -> dict | None:
+    """Step 2; returns what changed, for the admin journal (None: nothing)."""
     entries = ordered([new], current)
     box = TokenBox(parse_keys("\n".join(entries)))
     if dry_run:
         count, _ = reseal_all(registry, box, dry_run=True)
         click.echo(f"dry run: {count} stored token(s) decrypt and would be re-encrypted under the new key")
-        return
+        return None
     reseal_all(registry, box, dry_run=True)  # every token must open before anything is written
     # The key file first: if we stop half-way, every token still opens with the keys it lists.
     if not inline:
@@ -208,9 +217,11 @@ def _rotate(registry: Registry, current: list[str], new: str, key_file: Path, *,
         click.echo(f"{key_file} now lists the new key first and {len(entries) - 1} old key(s) after it (still accepted)")
     click.echo("next: restart every replica and admin host; when all use the new key, run "
                "`pypissh-migrate rotate-secret --retire-old`")
+    return {"step": "rotate", "tokens_resealed": count, "keys_accepted": len(entries)}
 
 
-def _retire(registry: Registry, current: list[str], key_file: Path, *, inline: bool, dry_run: bool) -> None:
+def _retire(registry: Registry, current: list[str], key_file: Path, *, inline: bool, dry_run: bool) -> dict | None:
+    """Step 3; returns what changed, for the admin journal (None: nothing)."""
     if not current:
         raise click.ClickException("no secret key is configured; nothing to retire")
     first = TokenBox(parse_keys(current[0]))
@@ -218,14 +229,15 @@ def _retire(registry: Registry, current: list[str], key_file: Path, *, inline: b
     count, _ = reseal_all(registry, everything, keep=first, dry_run=dry_run)
     if dry_run:
         click.echo(f"dry run: {count} token(s) would be re-encrypted, then {len(current) - 1} old key(s) dropped")
-        return
+        return None
     failing = verify(registry, first)
     if failing:
         raise click.ClickException(f"{failing} token(s) do not open with the first key; nothing was dropped")
     if inline:
         click.echo(f"re-encrypted {count} straggler token(s); every token opens with the first key of secret_key: "
                    "remove the other keys from secret_key and restart the replicas")
-        return
+        return {"step": "retire-old", "tokens_resealed": count, "keys_dropped": 0}
     write_key_file(key_file, current[:1])
     click.echo(f"re-encrypted {count} straggler token(s); dropped {len(current) - 1} old key(s) from {key_file}. "
                "Restart the replicas; the old key can now be destroyed")
+    return {"step": "retire-old", "tokens_resealed": count, "keys_dropped": len(current) - 1}

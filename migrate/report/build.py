@@ -6,7 +6,7 @@ import datetime as dt
 
 from gateway import messages
 from gateway.lifecycle.schedule import Schedule
-from gateway.registry import Registry
+from gateway.registry import Registry, audit
 from migrate.report import logic
 from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 
@@ -46,6 +46,8 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
         unattributed_sessions=logic.unattributed_sessions(uses, {a.id for a in overview}),
         evidence_read_at=registry.evidence.last_read(),
         database=database,
+        changes=logic.changes(registry.audit.entries(since=period.since, until=period.until,
+                                                     kinds=(audit.SCHEDULE, audit.CAMPAIGN))),
     )
 
 

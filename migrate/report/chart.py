@@ -46,7 +46,7 @@ def figure(report: Report) -> Figure:
     migrated = plot.migration_weeks(report)
     if migrated:
         top = ax.get_ylim()[1]
-        ax.scatter([x for _, x in migrated], [top * 0.95] * len(migrated), marker="v", s=60,
+        ax.scatter([x for _, x in migrated], [top * 0.95] * len(migrated), marker="D", s=40,
                    color=plot.MIGRATIONS_COLOR, label=plot.MIGRATIONS_LABEL, zorder=3)
         for week, x in migrated:
             ax.annotate(str(week.migrations), (x, top * 0.95), xytext=(7, -4), textcoords="offset points",

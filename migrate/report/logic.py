@@ -13,6 +13,7 @@ from typing import Iterable, Mapping, Sequence
 
 from gateway.lifecycle.migration import NO_EVIDENCE, MigrationState
 from gateway.lifecycle.schedule import Window
+from gateway.registry.audit import AuditEntry
 from gateway.registry.reports import (
     AccountClient,
     AccountOverview,
@@ -34,6 +35,7 @@ from migrate.report.model import (
     STILL_USING,
     USING,
     AccountReport,
+    Change,
     Counts,
     Marker,
     NoticeDelivery,
@@ -392,3 +394,46 @@ def empty_verdict(headline: str, week_rows: Sequence[Week]) -> Verdict:
     """The verdict on a registry with no accounts or no keys: nothing to judge, so never safe."""
     return Verdict(safe=False, headline=headline, would_break=(), exempt_still_using=(), trend=(),
                    overall=overall_trend(week_rows), empty=True)
+
+
+# -- the admin journal ----------------------------------------------------------------------------
+def _journal_time(value: str | None) -> str:
+    """A time as the journal stores it (2027-09-01T00:00:00Z) as the report writes it."""
+    if not value:
+        return "-"
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M")
+
+
+def _window_span(values: dict) -> str:
+    span = _journal_time(values.get("starts_at"))
+    return span + (f" to {_journal_time(values['ends_at'])}" if values.get("ends_at") else "")
+
+
+def change_label(entry: AuditEntry) -> str:
+    """One line for a journal entry on the report's timeline: what changed in the schedule, or
+    what a notify run sent."""
+    if entry.target_kind == "campaign":
+        after = entry.after or {}
+        failed = f", {after['failed']} failed" if after.get("failed") else ""
+        return f"notify '{entry.target}': {after.get('sent', 0)} sent{failed}"
+    what, before, after = entry.target or "schedule", entry.before, entry.after
+    if before is None and after is not None:
+        return f"{what} set: {_window_span(after)}"
+    if after is None and before is not None:
+        return f"{what} removed (was {_window_span(before)})"
+    if before is None or after is None:
+        return f"{what} changed"
+    if after.get("state") == "cancelled" and before.get("state") != "cancelled":
+        return f"{what} cancelled (was {_window_span(before)})"
+    if before.get("starts_at") != after.get("starts_at"):
+        return f"{what} moved: {_journal_time(before.get('starts_at'))} -> {_journal_time(after.get('starts_at'))}"
+    if before.get("ends_at") != after.get("ends_at"):
+        return f"{what} ends {_journal_time(after.get('ends_at'))}"
+    return f"{what} changed"
+
+
+def changes(entries: Sequence[AuditEntry]) -> tuple[Change, ...]:
+    """The schedule changes and notify runs of the journal, oldest first."""
+    return tuple(Change(at=entry.at, kind=entry.target_kind, label=change_label(entry), actor=entry.actor,
+                        reason=entry.reason)
+                 for entry in entries if entry.target_kind in ("schedule", "campaign"))

@@ -176,6 +176,18 @@ class Marker:
 
 
 @dataclass(frozen=True)
+class Change:
+    """An admin's change from the journal (a schedule change or a notify run), at the time it was
+    made, with who made it and why."""
+
+    at: dt.datetime
+    kind: str  # schedule | campaign
+    label: str
+    actor: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Trend:
     """Mean weekly usage in the whole weeks before a marker against as many whole weeks after it
     (after its end, for a brownout): sessions and distinct accounts per week."""
@@ -219,6 +231,7 @@ class Report:
     unattributed_sessions: int = 0  # events whose account was deleted since
     evidence_read_at: dt.datetime | None = None  # the index's last read (None: never read)
     database: str = ""  # the registry it was read from (URL, password masked)
+    changes: tuple[Change, ...] = ()  # schedule changes and notify runs in the period, from the journal
 
     def status_counts(self) -> dict[str, int]:
         found = {status: 0 for status in STATUSES}

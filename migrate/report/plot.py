@@ -34,6 +34,9 @@ MARKER_STYLES = {  # kind -> (color, line style: "--" dashed, ":" dotted, "-" so
     "sunset": ("#b03a2e", "-"),
 }
 DEFAULT_MARKER_STYLE = ("#333333", "-")
+# Admin changes from the journal, drawn as small marks above the plot at the time they were made.
+CHANGE_COLORS = {"schedule": "#1d6f6f", "campaign": "#7d3c98"}
+CHANGE_LEGEND = {"schedule": "schedule changed (admin journal)", "campaign": "notify run (admin journal)"}
 BAR_DAYS = 6  # of the week's 7, so neighbouring weeks stay apart
 MIN_BAND = dt.timedelta(days=1)  # a brownout of hours would be invisible at a scale of weeks
 MAX_TICKS = 12

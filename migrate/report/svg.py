@@ -65,7 +65,7 @@ class Point:
 
 @dataclass(frozen=True)
 class MigrationMark:
-    """Accounts that migrated in one week: a triangle near the top of the plot, with the count."""
+    """Accounts that migrated in one week: a diamond near the top of the plot, with the count."""
 
     week: str
     count: int
@@ -73,8 +73,8 @@ class MigrationMark:
     y: float
 
     @property
-    def triangle(self) -> str:
-        return f"{self.x - 6},{self.y - 5} {self.x + 6},{self.y - 5} {self.x},{self.y + 5}"
+    def diamond(self) -> str:
+        return f"{self.x},{self.y - 6} {self.x + 6},{self.y} {self.x},{self.y + 6} {self.x - 6},{self.y}"
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,21 @@ class MarkerShape:
     width: float
     color: str
     dash: str
+
+
+@dataclass(frozen=True)
+class ChangeMark:
+    """An admin change from the journal: a small triangle above the plot, with a faint line down."""
+
+    kind: str
+    label: str  # what, when, who and why (the mark's tooltip)
+    date: str
+    x: float
+    color: str
+
+    @property
+    def triangle(self) -> str:
+        return f"{self.x - 5},{PLOT_TOP - 12} {self.x + 5},{PLOT_TOP - 12} {self.x},{PLOT_TOP - 3}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,7 @@ class SvgChart:
     account_ticks: tuple[Tick, ...]
     legend: tuple[LegendEntry, ...]
     after_period: tuple[float, float] | None  # x and width of the shaded span after the period
+    changes: tuple[ChangeMark, ...] = ()
     migrations: tuple[MigrationMark, ...] = ()
     accounts_color: str = plot.ACCOUNTS_COLOR
     migrations_color: str = plot.MIGRATIONS_COLOR
@@ -192,6 +208,9 @@ def layout(report: Report) -> SvgChart:
         markers.append(MarkerShape(placed.marker.kind, placed.label, f"{placed.start:%Y-%m-%d}", _px(left),
                                    _px(width), placed.color, DASHES.get(placed.style, "")))
 
+    changes = tuple(ChangeMark(c.kind, _change_title(c), f"{c.at:%Y-%m-%d}", _px(at(plot.naive(c.at))),
+                               plot.CHANGE_COLORS.get(c.kind, plot.DEFAULT_MARKER_STYLE[0]))
+                    for c in report.changes if axis.contains(plot.naive(c.at)))
     migrations = tuple(MigrationMark(week.label, week.migrations, _px(at(centre)), PLOT_TOP + 12)
                        for week, centre in plot.migration_weeks(report))
 
@@ -203,9 +222,11 @@ def layout(report: Report) -> SvgChart:
                if any(w.counts[name] for w in report.weeks)]
     entries += [(m.label, m.color, "band" if m.width else "line", m.dash) for m in markers]
     entries += [(p.label, p.color, "line", DASHES.get(p.style, "")) for p in outside]
+    entries += [(plot.CHANGE_LEGEND[kind], plot.CHANGE_COLORS[kind], "triangle", "") for kind in plot.CHANGE_LEGEND
+                if any(c.kind == kind for c in changes)]
     entries.append(("active accounts", plot.ACCOUNTS_COLOR, "point", ""))
     if migrations:
-        entries.append((plot.MIGRATIONS_LABEL, plot.MIGRATIONS_COLOR, "triangle", ""))
+        entries.append((plot.MIGRATIONS_LABEL, plot.MIGRATIONS_COLOR, "diamond", ""))
     legend = tuple(_legend_entry(index, *entry) for index, entry in enumerate(entries))
     rows = math.ceil(len(legend) / LEGEND_COLUMNS)
 
@@ -222,8 +243,14 @@ def layout(report: Report) -> SvgChart:
         account_ticks=tuple(Tick(_px(accounts(v)), str(v)) for v in account_values),
         legend=legend,
         after_period=after_period,
+        changes=changes,
         migrations=migrations,
     )
+
+
+def _change_title(change) -> str:
+    why = f" ({change.reason})" if change.reason else ""
+    return f"{change.at:%Y-%m-%d %H:%M} UTC: {change.label}, by {change.actor}{why}"
 
 
 def _legend_entry(index: int, label: str, color: str, shape: str, dash: str) -> LegendEntry:

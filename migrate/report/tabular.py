@@ -9,6 +9,7 @@ CSV layout. Each section is one table with its own header row:
     accounts     one row per account
     projects     one row per project uploaded over SSH in the period
     markers      the retirement's dates
+    changes      schedule changes and notify runs in the period, from the admin journal
     evidence     per account, each release on the index made another way after its SSH uploads
 
 With `--output DIR` each section is written to `DIR/<section>.csv`. On standard output the
@@ -32,7 +33,8 @@ from typing import Any
 from gateway.lifecycle.migration import Evidence
 from migrate.report.model import CATEGORIES, KNOWN_FROM, STATUS_HELP, STATUSES, AccountReport, Report, Trend
 
-SECTIONS = ("summary", "would_break", "trend", "weeks", "accounts", "projects", "markers", "evidence")
+SECTIONS = ("summary", "would_break", "trend", "weeks", "accounts", "projects", "markers", "changes",
+            "evidence")
 LIST_SEPARATOR = " | "
 
 
@@ -138,6 +140,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         } for p in report.projects],
         "markers": [{"kind": m.kind, "label": m.label, "starts_at": stamp(m.starts_at),
                      "ends_at": stamp(m.ends_at)} for m in report.markers],
+        "changes": [{"at": stamp(c.at), "kind": c.kind, "label": c.label, "actor": c.actor, "reason": c.reason}
+                    for c in report.changes],
         "evidence": [{"account": a.name, "status": a.status, **evidence_row(e)}
                      for a in report.accounts for e in a.evidence],
         "statuses": dict(STATUS_HELP),
@@ -162,6 +166,7 @@ COLUMNS = {
     "accounts": ACCOUNT_COLUMNS,
     "projects": ["project", "sessions", "forwarded", "last_upload", "last_attempt", "accounts"],
     "markers": ["kind", "label", "starts_at", "ends_at"],
+    "changes": ["at", "kind", "label", "actor", "reason"],
     "evidence": ["account", "status", "project", "filename", "published_at", "known_from", "after_ssh_upload"],
 }
 
@@ -195,6 +200,7 @@ def section_rows(report: Report) -> dict[str, list[list[str]]]:
         "accounts": data["accounts"],
         "projects": data["projects"],
         "markers": data["markers"],
+        "changes": data["changes"],
         "evidence": data["evidence"],
     }
     return {name: [[_cell(record[c]) for c in COLUMNS[name]] for record in records[name]] for name in SECTIONS}

@@ -186,6 +186,14 @@ def projects_table(report: Report) -> Table:
     return table
 
 
+def changes_table(report: Report) -> Table:
+    table = _table("Schedule changes and notify runs in the period (admin journal)",
+                   ["when", "what", "by", "reason"])
+    for change in report.changes:
+        table.add_row(when(change.at), change.label, change.actor, change.reason or "-")
+    return table
+
+
 def statuses_table(report: Report) -> Table:
     counts = report.status_counts()
     table = _table("Account statuses", ["status", "accounts", "meaning"], right=("accounts",))
@@ -209,6 +217,8 @@ def render(report: Report, console: Console) -> None:
         parts.append(trend_table(report))
     parts += [weeks_table(report), bar_legend(), accounts_table(report), statuses_table(report),
               projects_table(report)]
+    if report.changes:
+        parts.append(changes_table(report))
     if any(a.evidence for a in report.accounts):
         parts.append(evidence_table(report))
     parts.append(evidence_note(report))

@@ -1,0 +1,156 @@
+"""How the gateway's log lines look (`log_format`: `text` or `json`) and where they go (`log_file`,
+stderr or syslog).
+
+A line may carry structured fields, passed as `extra=fields(name=value, ...)`: the JSON format
+writes one object per line with `ts` (UTC, ISO 8601), `level`, `logger`, `msg` and the fields; the
+text format writes the same timestamp, level and logger, the message, then the fields as
+`name=value`. Values that are not plain words are quoted (JSON string syntax), so a client's
+banner or a user name with spaces or newlines can never split a line or forge a field.
+
+Hand-written rather than python-json-logger: both formats are a few lines over the standard
+library's Formatter around one `json.dumps`, and the text format's key=value is ours either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import logging.handlers
+import os
+import re
+import sys
+from typing import Any, Mapping
+
+from gateway import messages
+from gateway.errors import ConfigError
+
+FIELDS_ATTRIBUTE = "pypissh_fields"
+# The loggers of the per-connection and per-session records (gateway/ops/sessionlog.py). Where the
+# rest of the log is kept to warnings (OpenSSH's stdio mode), these still write at INFO.
+RECORD_LOGGERS = ("gateway.sessions", "gateway.logins")
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/@+,\-\[\]]+\Z")
+_RESERVED = ("ts", "level", "logger", "msg")
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """`extra=` for a log call that carries structured fields."""
+    return {FIELDS_ATTRIBUTE: values}
+
+
+def record_fields(record: logging.LogRecord) -> Mapping[str, Any]:
+    return getattr(record, FIELDS_ATTRIBUTE, None) or {}
+
+
+def utc_timestamp(created: float) -> str:
+    """A record's time as UTC ISO 8601 with milliseconds, e.g. 2026-11-24T09:30:00.123Z."""
+    when = dt.datetime.fromtimestamp(created, dt.timezone.utc)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+
+
+def text_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    return text if _PLAIN.match(text) else json.dumps(text)
+
+
+class TextFormatter(logging.Formatter):
+    """`<ts> <LEVEL> <logger>: <message> name=value ...`"""
+
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.prefix}{utc_timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}"
+        extra = " ".join(f"{name}={text_value(value)}" for name, value in record_fields(record).items()
+                         if value is not None)
+        if extra:
+            line += " " + extra
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, then the record's fields (ASCII only, so
+    no character of a client's can end the line)."""
+
+    def __init__(self, prefix: str = ""):
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {"ts": utc_timestamp(record.created), "level": record.levelname,
+                                "logger": record.name, "msg": record.getMessage()}
+        for name, value in record_fields(record).items():
+            if name not in _RESERVED:
+                data[name] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return self.prefix + json.dumps(data, ensure_ascii=True, default=str, separators=(",", ":"))
+
+
+def formatter(log_format: str, prefix: str = "") -> logging.Formatter:
+    return JsonFormatter(prefix) if log_format == "json" else TextFormatter(prefix)
+
+
+def file_handler(path: str) -> logging.Handler:
+    """Append to `path` (made 0640 when new); a one-line ConfigError when it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise ConfigError(messages.log_file_unusable(path, exc.strerror or str(exc))) from None
+    os.close(fd)
+    return logging.FileHandler(path, mode="a", encoding="utf-8")
+
+
+def syslog_handler() -> logging.Handler:
+    """Syslog when the machine has one, else nowhere (a missing socket would fail on each line)."""
+    if os.path.exists("/dev/log"):
+        try:
+            return logging.handlers.SysLogHandler(address="/dev/log")
+        except OSError:
+            pass
+    return logging.NullHandler()
+
+
+def install(handler: logging.Handler, level: str) -> None:
+    """Make `handler` the root logger's only handler (a second call replaces the first's)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def configure(level: str, log_format: str = "text", log_file: str | None = None) -> None:
+    """The log of a long-running process: `log_file` when set, else stderr."""
+    handler = file_handler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    install(handler, level)
+
+
+def configure_for_terminal_session(level: str, log_format: str = "text", log_file: str | None = None) -> None:
+    """The log of a process whose stderr is a user's terminal (OpenSSH's stdio mode): `log_file`
+    when set, else syslog; never stderr. The session records still go out at INFO."""
+    # A failing handler must not print its traceback on the user's terminal either.
+    logging.raiseExceptions = False
+    problem = None
+    handler: logging.Handler | None = None
+    prefix = ""
+    if log_file:
+        try:
+            handler = file_handler(log_file)
+        except ConfigError as exc:
+            problem = exc
+    if handler is None:
+        handler, prefix = syslog_handler(), f"pypissh-gateway[{os.getpid()}]: "
+    handler.setFormatter(formatter(log_format, prefix))
+    install(handler, level)
+    for name in RECORD_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    if problem is not None:
+        logging.getLogger("gateway").error("%s", problem)

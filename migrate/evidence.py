@@ -1,6 +1,6 @@
 """`evidence refresh`: read the index's page of every project uploaded over SSH and record the
-files on it that the gateway did not forward (`gateway.registry.evidence` stores them,
-`gateway.lifecycle.migration` judges them).
+files on it, marking those that came through the gateway (`gateway.registry.evidence` stores
+them, `gateway.lifecycle.migration` judges them).
 
 Pages are fetched by a bounded pool of threads sharing one `IndexClient`; each result is matched
 against the gateway's forwarded uploads and written by the calling thread, so the registry has
@@ -37,7 +37,7 @@ class RefreshSummary:
     concurrency: int
     projects: int  # pages to read
     read: int  # pages read
-    files_recorded: int  # new files the gateway did not forward
+    files_recorded: int  # new files that did not come through the gateway
     failures: tuple[Failure, ...]
 
     @property
@@ -86,8 +86,8 @@ def _unreadable(client: IndexClient, project: str, future: Future) -> Failure | 
 
 def _record(registry: Registry, project: str, files: list[IndexFile], now: dt.datetime) -> int:
     forwarded = registry.evidence.forwarded_files(project)
-    theirs = [f for f in files if not forwarded_by_gateway(f.filename, f.sha256, forwarded)]
-    return registry.evidence.record_read(project, theirs, now)
+    ours = {f.filename for f in files if forwarded_by_gateway(f.filename, f.sha256, forwarded)}
+    return registry.evidence.record_read(project, files, now, via_gateway=ours)
 
 
 def _stamp(when: dt.datetime) -> str:

@@ -159,7 +159,7 @@ def seed(registry: Registry) -> History:
 
 
 def seed_index(registry: Registry) -> None:
-    """What `evidence refresh` recorded from the index: files the gateway did not forward."""
+    """What `evidence refresh` recorded from the index: files that did not come through the gateway."""
     evidence = registry.evidence
     evidence.record_read("alpha", [IndexFile("alpha-0.9.tar.gz", "a9" * 32, at(6, 1, year=2025))], at(2, 5))
     evidence.record_read("beta", [IndexFile("beta-2.0.tar.gz", "b2" * 32, at(2, 2, 10))], at(2, 5))

@@ -52,6 +52,18 @@ def test_each_read_records_new_files_once(registry):
     assert evidence.last_read() == t(3)
 
 
+def test_a_file_once_the_gateways_stays_so(registry):
+    """A file that came through the gateway is kept but never evidence, even when a later read no
+    longer matches it (its event pruned); a release made another way is, and later matching marks it."""
+    evidence = registry.evidence
+    ours, theirs = IndexFile("alpha-1.0.tar.gz", "aa" * 32, None), IndexFile("alpha-2.0.tar.gz", "bb" * 32, None)
+    assert evidence.record_read("alpha", [ours], t(1), via_gateway={"alpha-1.0.tar.gz"}) == 0
+    assert evidence.record_read("alpha", [ours, theirs], t(2)) == 1  # the event behind 1.0 is gone
+    assert [r.filename for r in evidence.releases()["alpha"]] == ["alpha-2.0.tar.gz"]
+    assert evidence.record_read("alpha", [ours, theirs], t(3), via_gateway={"alpha-2.0.tar.gz"}) == 0
+    assert evidence.releases() == {}
+
+
 def test_states_come_from_forwarded_uploads_and_releases(registry):
     """alice's uploads of alpha (one whose replica died while forwarding it), then a release made
     another way: migrated from then on; bob's beta, with nothing on the index, says nothing; a

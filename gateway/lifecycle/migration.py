@@ -33,7 +33,7 @@ FIRST_SEEN = "first seen"  # when a refresh first listed it
 
 @dataclass(frozen=True)
 class IndexRelease:
-    """A file on the index that the gateway did not forward."""
+    """A file on the index that did not come through the gateway."""
 
     project: str
     filename: str

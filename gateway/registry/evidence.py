@@ -1,9 +1,11 @@
 """The index's evidence: what its simple API listed for each project uploaded over SSH.
 
 `pypissh-migrate evidence refresh` reads each project's page and records, through `record_read`,
-every file on it that the gateway did not forward, with the index's upload time when it gives
-one, the time the file was first seen, and the previous read that did not list it. Rows are never
-rewritten except to add an upload time the index gave later, so a second refresh adds nothing.
+every file on it (marked when it came through the gateway), with the index's upload time when it
+gives one, the time the file was first seen, and the previous read that did not list it. Every
+listed file is kept, so "not listed at the previous read" stays true whatever happens to the
+upload events later (`prune`). Rows are never rewritten except to add an upload time the index
+gave later, or to mark a file the gateway's, so a second refresh adds nothing.
 The report, `notify` and the gateway's per-use reminder read the accounts' migration state back
 (`states`, `state_of`); the rules themselves are pure, in `gateway.lifecycle.migration`.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Iterable, Protocol, Sequence
+from typing import Collection, Iterable, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +43,19 @@ def _insert(conn: Connection, table):
     return dialect.insert(table)
 
 
+def _add_file(conn: Connection, project: str, listed: ListedFile, via_gateway: bool, now: dt.datetime,
+              previous: dt.datetime | None) -> int:
+    """Insert a file first seen now (`previous`: the read before, which did not list it); 1 if
+    it was new, 0 if a concurrent refresh recorded it first."""
+    statement = _insert(conn, index_files).values(
+        project=project, filename=listed.filename, sha256=listed.sha256, via_gateway=via_gateway,
+        upload_time=listed.upload_time, first_seen_at=now, absent_at=previous,
+    ).on_conflict_do_nothing(index_elements=["project", "filename"]).returning(index_files.c.id)
+    # Counted from RETURNING: on PostgreSQL an INSERT already returns its new key, and its
+    # rowcount then reads -1.
+    return len(conn.execute(statement).all())
+
+
 class EvidenceStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -67,29 +82,34 @@ class EvidenceStore:
                 found[row.filename].add(row.sha256)
         return dict(found)
 
-    def record_read(self, project: str, files: Sequence[ListedFile], now: dt.datetime) -> int:
-        """Record one successful read of `project`'s page: `files` are those on it the gateway did
-        not forward. Returns how many were new. A file already known gets only an upload time the
-        index did not give before."""
+    def record_read(self, project: str, files: Sequence[ListedFile], now: dt.datetime, *,
+                    via_gateway: Collection[str] = ()) -> int:
+        """Record one successful read of `project`'s page listing `files`; `via_gateway` names
+        those that came through the gateway. Returns how many new files did not. A file already
+        known only gains an upload time the index did not give before, or the gateway's mark."""
         with self.engine.begin() as conn:
             previous = conn.execute(select(index_projects.c.last_read_at)
                                     .where(index_projects.c.project == project)).scalar()
-            known = {row.filename: row.upload_time for row in conn.execute(
-                select(index_files.c.filename, index_files.c.upload_time).where(index_files.c.project == project))}
+            known = {row.filename: row for row in conn.execute(
+                select(index_files.c.filename, index_files.c.upload_time, index_files.c.via_gateway)
+                .where(index_files.c.project == project))}
             added = 0
             for listed in files:
-                if listed.filename not in known:
-                    statement = _insert(conn, index_files).values(
-                        project=project, filename=listed.filename, sha256=listed.sha256,
-                        upload_time=listed.upload_time, first_seen_at=now, absent_at=previous,
-                    ).on_conflict_do_nothing(index_elements=["project", "filename"]).returning(index_files.c.id)
-                    # Counted from RETURNING: on PostgreSQL an INSERT already returns its new key,
-                    # and its rowcount then reads -1.
-                    added += len(conn.execute(statement).all())
-                elif known[listed.filename] is None and listed.upload_time is not None:
+                ours = listed.filename in via_gateway
+                row = known.get(listed.filename)
+                if row is None:
+                    new = _add_file(conn, project, listed, ours, now, previous)
+                    added += 0 if ours else new
+                    continue
+                changes = {}
+                if row.upload_time is None and listed.upload_time is not None:
+                    changes["upload_time"] = listed.upload_time
+                if ours and not row.via_gateway:
+                    changes["via_gateway"] = True
+                if changes:
                     conn.execute(update(index_files).where(index_files.c.project == project,
                                                            index_files.c.filename == listed.filename)
-                                 .values(upload_time=listed.upload_time))
+                                 .values(**changes))
             read = _insert(conn, index_projects).values(project=project, first_read_at=now, last_read_at=now)
             conn.execute(read.on_conflict_do_update(index_elements=["project"], set_={"last_read_at": now}))
         return added
@@ -101,8 +121,10 @@ class EvidenceStore:
 
     # -- what the report, notify and the gateway read back ---------------------------------------
     def releases(self, projects: Iterable[str] | None = None) -> dict[str, list[IndexRelease]]:
-        """The recorded files the gateway did not forward, by project (of `projects`, or all)."""
-        query = select(index_files).order_by(index_files.c.project, index_files.c.id)
+        """The recorded files that did not come through the gateway, by project (of `projects`,
+        or all)."""
+        query = (select(index_files).where(index_files.c.via_gateway.is_(False))
+                 .order_by(index_files.c.project, index_files.c.id))
         if projects is not None:
             query = query.where(index_files.c.project.in_(sorted(set(projects))))
         found: dict[str, list[IndexRelease]] = defaultdict(list)
@@ -124,8 +146,10 @@ class EvidenceStore:
         if account_ids is not None:
             accounts = list(account_ids)
         else:
+            evidence_projects = (select(index_files.c.project).distinct()
+                                 .where(index_files.c.via_gateway.is_(False)))
             accounts = (select(events.account_id).distinct()
-                        .where(*conditions, events.project.in_(select(index_files.c.project).distinct())))
+                        .where(*conditions, events.project.in_(evidence_projects)))
         # Both parts are read from the schema's covering indexes on upload_events (project first,
         # account first): over a million events, a tenth of a second instead of more than one.
         query = (select(events.account_id, events.project, func.min(events.at).label("first_at"),
@@ -139,7 +163,8 @@ class EvidenceStore:
     def states(self, *, until: dt.datetime | None = None) -> dict[int, MigrationState]:
         """Every account the index has something to say about, as of `until` (None: now)."""
         with self.engine.connect() as conn:
-            if conn.execute(select(index_files.c.id).limit(1)).first() is None:
+            if conn.execute(select(index_files.c.id).where(index_files.c.via_gateway.is_(False))
+                            .limit(1)).first() is None:
                 return {}  # nothing read yet: spare the reading of the events
         uploads = self.uploads(until=until)
         return migration_states(uploads, self.releases({u.project for u in uploads}), until=until)

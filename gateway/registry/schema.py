@@ -187,8 +187,8 @@ audit_events = Table(
 )
 
 # What the index's simple API showed for each project ever uploaded over SSH
-# (`pypissh-migrate evidence refresh`): when its page was read, and every file on it that the gateway
-# did not forward. Project names are canonical (PEP 503), as in upload_events.
+# (`pypissh-migrate evidence refresh`): when its page was read, and every file it listed, those
+# that came through the gateway marked. Project names are canonical (PEP 503), as in upload_events.
 index_projects = Table(
     "index_projects",
     metadata,
@@ -204,6 +204,9 @@ index_files = Table(
     Column("project", String(255), nullable=False),
     Column("filename", String(255), nullable=False),
     Column("sha256", String(64)),
+    # The file matched an SSH session's (name and sha256) when first seen, or since: never
+    # evidence. Kept once set, so pruning old events cannot turn the gateway's file into a release.
+    Column("via_gateway", Boolean, nullable=False, default=False),
     # PEP 700 `upload-time`, when the page gave one (JSON pages only).
     Column("upload_time", UtcDateTime),
     Column("first_seen_at", UtcDateTime, nullable=False),

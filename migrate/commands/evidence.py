@@ -35,9 +35,10 @@ def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str)
 
     For each project the gateway ever forwarded an upload of, reads its page at index_url (PEP 691
     JSON when the index offers it, else PEP 503 HTML; certificates verified against
-    upstream_ca_bundle) and records every file on it that the gateway did not forward (compared by
-    file name and sha256), with the upload time the index gives (PEP 700) or else the time this
-    refresh first saw it. A second run adds only what is new. The report then shows as `migrated`
+    upstream_ca_bundle) and records every file on it, with the upload time the index gives (PEP
+    700) or else the time this refresh first saw it. Files that match one an SSH session carried
+    (file name and sha256) are the gateway's and never count; the others are the evidence. A
+    second run adds only what is new. The report then shows as `migrated`
     the accounts whose every SSH project has such a file published after their last SSH upload
     of it, and leaves them off the accounts that would break; `notify` skips them.
 

@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('project', sa.String(length=255), nullable=False),
     sa.Column('filename', sa.String(length=255), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=True),
+    sa.Column('via_gateway', sa.Boolean(), nullable=False),
     sa.Column('upload_time', sa.DateTime(), nullable=True),
     sa.Column('first_seen_at', sa.DateTime(), nullable=False),
     sa.Column('absent_at', sa.DateTime(), nullable=True),

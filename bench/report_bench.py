@@ -1,12 +1,14 @@
 """How long `pypissh-migrate report` takes over a large history, on SQLite and on PostgreSQL.
 
-Seeds a registry with accounts, keys, a schedule, a notification campaign and (by default) one
-million upload events spread over the 12 weeks before a fixed date, then times
+Seeds a registry with accounts, keys, a schedule, a notification campaign, (by default) one
+million upload events spread over the 12 weeks before a fixed date and, for a share of the
+projects (--evidence), a release on the index made another way in the last days, then times
 `pypissh-migrate report --format json` run as a user would run it (a fresh process) and prints the
 figures. SQLite uses a file in a temporary folder; PostgreSQL a database created and dropped on
 the local server (127.0.0.1:5432, user postgres).
 
-    python bench/report_bench.py [--events N] [--accounts N] [--only sqlite|postgresql] [--runs N]
+    python bench/report_bench.py [--events N] [--accounts N] [--evidence SHARE] [--only sqlite|postgresql]
+                                 [--runs N]
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from gateway.registry import Registry  # noqa: E402
 from gateway.registry.migrate_db import upgrade  # noqa: E402
-from gateway.registry.schema import accounts, notification_sends, ssh_keys  # noqa: E402
+from gateway.registry.schema import accounts, index_files, index_projects, notification_sends, ssh_keys  # noqa: E402
 from testbed import postgres  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -99,6 +101,22 @@ def seed_schedule(registry: Registry, people: list[Person], rng: random.Random) 
             for p in people if rng.random() < 0.8]
     with registry.engine.begin() as conn:
         conn.execute(insert(notification_sends), rows)
+
+
+def seed_evidence(registry: Registry, people: list[Person], share: float, rng: random.Random) -> None:
+    """What `evidence refresh` would have recorded: a release made another way, dated in the last
+    days of the period, for `share` of the projects."""
+    projects = sorted({p for person in people for p in person.projects})
+    chosen = [p for p in projects if rng.random() < share]
+    read = UNTIL - dt.timedelta(days=1)
+    with registry.engine.begin() as conn:
+        if chosen:
+            conn.execute(insert(index_projects), [dict(project=p, first_read_at=read, last_read_at=read)
+                                                  for p in chosen])
+            conn.execute(insert(index_files), [
+                dict(project=p, filename=f"{p.replace('-', '_')}-2.0.tar.gz", sha256="2" * 64,
+                     upload_time=UNTIL - dt.timedelta(hours=rng.randrange(1, 72)), first_seen_at=read)
+                for p in chosen])
 
 
 def event_rows(people: list[Person], count: int, rng: random.Random):
@@ -195,12 +213,13 @@ def time_build(url: str, runs: int) -> float:
     return best
 
 
-def bench(backend: str, url: str, events: int, people_count: int, runs: int) -> dict:
+def bench(backend: str, url: str, events: int, people_count: int, runs: int, evidence: float) -> dict:
     rng = random.Random(5)
     upgrade(url)
     registry = Registry.from_url(url)
     people = seed_people(registry, people_count, rng)
     seed_schedule(registry, people, rng)
+    seed_evidence(registry, people, evidence, random.Random(15))
     started = time.perf_counter()
     rows = event_rows(people, events, rng)
     (load_events_sqlite if backend == "sqlite" else load_events_postgresql)(registry, rows)
@@ -211,6 +230,7 @@ def bench(backend: str, url: str, events: int, people_count: int, runs: int) -> 
         "backend": backend, "events": events, "accounts": people_count, "seed_s": seeded,
         "report_s": elapsed, "report_cpu_s": cpu, "build_s": time_build(url, runs), "sessions_reported": report["summary"]["sessions"],
         "would_break": len(report["verdict"]["would_break"]),
+        "migrated": report["summary"]["status_migrated"], "mixed": report["summary"]["status_mixed_use"],
     }
 
 
@@ -219,29 +239,32 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--accounts", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=3, help="report runs per backend; the best is shown")
+    parser.add_argument("--evidence", type=float, default=0.25, metavar="SHARE",
+                        help="share of the projects with a release made another way on the index (0: none)")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
     results = []
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as folder:
             url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-            results.append(bench("sqlite", url, args.events, args.accounts, args.runs))
+            results.append(bench("sqlite", url, args.events, args.accounts, args.runs, args.evidence))
     if args.only in (None, "postgresql"):
         reason = postgres.unavailable_reason()
         if reason:
             print(f"skipping PostgreSQL: {reason}", file=sys.stderr)
         else:
             with postgres.temporary_database("report_bench") as url:
-                results.append(bench("postgresql", url, args.events, args.accounts, args.runs))
+                results.append(bench("postgresql", url, args.events, args.accounts, args.runs, args.evidence))
     out = Table(title=f"pypissh-migrate report over 90 days (best of {args.runs} runs)")
     for column in ("database", "events", "accounts", "seeding", "report --format json\n(fresh process)",
-                   "its CPU time\n(client side)", "build_report\n(in process)", "sessions\nreported", "would\nbreak"):
+                   "its CPU time\n(client side)", "build_report\n(in process)", "sessions\nreported", "would\nbreak",
+                   "migrated /\nmixed use"):
         out.add_column(column, justify="left" if column == "database" else "right", no_wrap=column == "database")
     for r in results:
         out.add_row(r["backend"], f"{r['events']:,}", f"{r['accounts']:,}", f"{r['seed_s']:.1f} s",
                     f"{r['report_s']:.2f} s", f"{r['report_cpu_s']:.2f} s", f"{r['build_s']:.2f} s",
                     f"{r['sessions_reported']:,}",
-                    str(r["would_break"]))
+                    str(r["would_break"]), f"{r['migrated']} / {r['mixed']}")
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(out)
     load = os.getloadavg()

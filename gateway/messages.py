@@ -1079,3 +1079,24 @@ def prune_cut_off_future(text: str) -> str:
 def penalty_detail(seconds: float) -> str:
     """The log's note on a key refused from a penalised address (the client is told the same wait)."""
     return f"too many failed logins from the address ({wait_phrase(seconds)} left)"
+
+
+# -- the index's evidence (pypissh-migrate evidence refresh) ---------------------------------------
+def evidence_project_failed(project: str, reason: str) -> str:
+    """One line per project whose page a refresh could not read."""
+    return f"{project}: {reason}; its evidence is unchanged, run the refresh again later"
+
+
+def evidence_summary(read: int, projects: int, recorded: int, failed: int, index_url: str) -> str:
+    line = (f"evidence refresh: {read} of {projects} project page(s) read from {index_url}, "
+            f"{recorded} new file(s) recorded, {failed} failed")
+    return line + (" (listed above; exit status 1)" if failed else "")
+
+
+def evidence_nothing_to_read() -> str:
+    return "evidence refresh: no project was ever uploaded over SSH, so there is no page to read"
+
+
+def evidence_project_not_ssh(project: str) -> str:
+    return (f"'{project}' was never uploaded over SSH, so the index has no evidence to give about it; "
+            "`pypissh-migrate report` lists the projects that were")

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable
+from typing import Collection, Iterable
 
 import jinja2
 
@@ -29,6 +29,7 @@ from gateway.settings import Settings
 # Skip reasons, in the order they are checked and reported.
 DISABLED = "disabled"
 EXEMPT = "exempt"
+HAS_MIGRATED = "migrated (evidence on the index; --include-migrated sends anyway)"
 NO_EMAIL = "no email"
 INACTIVE = "not active in the period"
 ALREADY_SENT = "already sent"
@@ -36,8 +37,8 @@ INTERRUPTED = "maybe sent (interrupted run)"
 OVER_LIMIT = "over --limit (next run)"
 ALREADY_EMAILED = "emailed within the repeat window"
 DUPLICATE = "duplicate reminder"
-SKIP_ORDER = (DISABLED, EXEMPT, NO_EMAIL, INACTIVE, ALREADY_SENT, ALREADY_EMAILED, DUPLICATE, INTERRUPTED,
-              OVER_LIMIT)
+SKIP_ORDER = (DISABLED, EXEMPT, HAS_MIGRATED, NO_EMAIL, INACTIVE, ALREADY_SENT, ALREADY_EMAILED, DUPLICATE,
+              INTERRUPTED, OVER_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ def _delivered_since(row: NotificationSend, since: dt.datetime | None) -> bool:
 def plan_campaign(accounts: Iterable[Account], last_use: dict[int, dt.datetime],
                   sends: Iterable[NotificationSend], audience: Audience, now: dt.datetime, *,
                   repeat_after: dt.timedelta | None = None, retry_interrupted: bool = False,
-                  limit: int | None = None) -> CampaignPlan:
-    """Decide, for one campaign, who gets the message in this run and why the others do not."""
+                  limit: int | None = None, migrated: Collection[int] = ()) -> CampaignPlan:
+    """Decide, for one campaign, who gets the message in this run and why the others do not.
+    `migrated`: the ids of accounts the index shows have switched (they are skipped)."""
     plan = CampaignPlan()
     accounts = sorted(accounts, key=lambda a: a.name)
     by_name = {a.name: a for a in accounts}
@@ -91,7 +93,7 @@ def plan_campaign(accounts: Iterable[Account], last_use: dict[int, dt.datetime],
         rows.setdefault(row.account_id, []).append(row)
 
     for account in chosen:
-        reason = _skip_reason(account, last_use.get(account.id), audience, now)
+        reason = _skip_reason(account, last_use.get(account.id), audience, now, migrated)
         if reason:
             plan.skipped[reason] += 1
             continue
@@ -113,11 +115,13 @@ def plan_campaign(accounts: Iterable[Account], last_use: dict[int, dt.datetime],
 
 
 def _skip_reason(account: Account, last_use: dt.datetime | None, audience: Audience,
-                 now: dt.datetime) -> str | None:
+                 now: dt.datetime, migrated: Collection[int]) -> str | None:
     if account.disabled:
         return DISABLED
     if account.exempt:
         return EXEMPT
+    if account.id in migrated:
+        return HAS_MIGRATED
     if not account.email:
         return NO_EMAIL
     if audience.active_since is not None and not audience.names and not audience.everyone:
@@ -128,9 +132,10 @@ def _skip_reason(account: Account, last_use: dt.datetime | None, audience: Audie
 
 def plan_reminders(queued: Iterable[NotificationSend], accounts: Iterable[Account],
                    sends: Iterable[NotificationSend], now: dt.datetime, repeat_after: dt.timedelta, *,
-                   limit: int | None = None) -> CampaignPlan:
+                   limit: int | None = None, migrated: Collection[int] = ()) -> CampaignPlan:
     """Which queued per-use reminders to send: one per account, none to an account emailed
-    within the repeat window (by any campaign) since the reminder was queued."""
+    within the repeat window (by any campaign) since the reminder was queued, none to an
+    account that has migrated since."""
     plan = CampaignPlan()
     by_id = {a.id: a for a in accounts}
     since = now - repeat_after
@@ -144,7 +149,7 @@ def plan_reminders(queued: Iterable[NotificationSend], accounts: Iterable[Accoun
         elif row.account_id in seen:
             reason = DUPLICATE
         else:
-            reason = _skip_reason(account, None, Audience(everyone=True), now)
+            reason = _skip_reason(account, None, Audience(everyone=True), now, migrated)
         if reason is None and any(r.account_id == row.account_id for r in delivered):
             reason = ALREADY_EMAILED
         if reason is not None:

@@ -10,7 +10,7 @@ from gateway.errors import one_line
 from gateway.lifecycle.schedule import ScheduleError, parse_utc
 from migrate.commands import accounts, keys
 from migrate.commands import audit, guide, import_legacy, prune, scan, secret
-from migrate.commands import report
+from migrate.commands import evidence, report
 from migrate.commands.notify import notify
 from migrate.commands.schedule import schedule
 
@@ -52,6 +52,7 @@ cli.add_command(secret.rotate_secret)
 cli.add_command(guide.guide)
 cli.add_command(scan.scan)
 cli.add_command(report.report)
+cli.add_command(evidence.evidence)
 cli.add_command(audit.audit)
 cli.add_command(prune.prune)
 

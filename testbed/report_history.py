@@ -9,14 +9,18 @@ says who set them up: the notice and the sunset on 12 January, the brownouts on 
 second cancelled on 10 February), and the notify run of `first-notice` on 20 January.
 
     alice  uploads `alpha` every Monday, notified, still using (one refusal by the upstream,
-           one by the brownout)
-    bob    uploads `beta` until 15 January, notified on the 20th: quiet since
+           one by the brownout); the index's only other `alpha` file is older than all that
+    bob    uploads `beta` until 15 January, notified on the 20th, quiet since; `beta` 2.0 was
+           released another way on 2 February (the index's upload time): migrated
     carol  exempt; registers `gamma`, uploads it during the brownout and after
     dave   never notified (his email failed); weak RSA-1024 key and a new ed25519 one; `delta`
-           and `delta-utils`; got a per-use reminder on 25 February, too recent to count as quiet
+           and `delta-utils`; got a per-use reminder on 25 February, too recent to count as quiet;
+           `delta` 1.1, released another way after his SSH upload of it (first seen by a refresh
+           on 10 February, absent on the 5th), then `delta-utils` over SSH again: mixed use
     erin   keys but no session: never used
     frank  last upload on 1 December: quiet since the notice phase began
-    gina   disabled; one upload of `eta` on 26 February
+    gina   disabled; one upload of `eta` on 26 February; an `eta` file without an upload time was
+           on the index the first time it was read, which proves nothing
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncssh
 
 from gateway.registry import Actor, Registry, UploadEvent, audit
 from gateway.ssh.sshkeys import PublicKey, from_asyncssh
+from gateway.upload.index import IndexFile
 
 UTC = dt.timezone.utc
 SINCE = "2026-01-05"
@@ -149,4 +154,15 @@ def seed(registry: Registry) -> History:
 
     use("frank", at(12, 1, 8, year=2025), "forwarded", "phi", ssh=OPENSSH_74, agent="Python-urllib/2.7")
     use("gina", at(2, 26, 10), "forwarded", "eta", ssh=OPENSSH_92, agent="Python-urllib/3.11")
+    seed_index(registry)
     return History(registry, keys_)
+
+
+def seed_index(registry: Registry) -> None:
+    """What `evidence refresh` recorded from the index: files that did not come through the gateway."""
+    evidence = registry.evidence
+    evidence.record_read("alpha", [IndexFile("alpha-0.9.tar.gz", "a9" * 32, at(6, 1, year=2025))], at(2, 5))
+    evidence.record_read("beta", [IndexFile("beta-2.0.tar.gz", "b2" * 32, at(2, 2, 10))], at(2, 5))
+    evidence.record_read("delta", [], at(2, 5))
+    evidence.record_read("delta", [IndexFile("delta-1.1.tar.gz", "d1" * 32, None)], at(2, 10, 9))
+    evidence.record_read("eta", [IndexFile("eta-0.1.tar.gz", "e0" * 32, None)], at(2, 27))

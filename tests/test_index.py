@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import http.server
 import json
+import os
 import socket
 import threading
 
@@ -132,3 +133,28 @@ def test_pep_691_json_is_asked_for_and_read(make_settings, json_index):
     assert files == [IndexFile("json_demo-1.0.tar.gz", "ab" * 32,
                                dt.datetime(2031, 3, 10, 9, 17, 0, 123456, tzinfo=dt.timezone.utc))]
     assert _Pep691Index.accepts[0].startswith("application/vnd.pypi.simple.v1+json")
+
+
+def test_html_and_json_pages_of_the_same_files_agree(make_settings, settings, upstream, project_name):
+    """pypiserver's PEP 503 HTML and the testbed's PEP 691 JSON over the same folder list the same
+    files and sha256; only the JSON carries upload times (each file's stored time)."""
+    from testbed.json_index import JsonIndex
+
+    published = [_publish(upstream, project_name, version) for version in ("1.0", "1.1")]
+    stamp = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    for filename, _ in published:
+        os.utime(upstream.packages_dir / filename, (stamp.timestamp(), stamp.timestamp()))
+    html_client = IndexClient(settings)
+    with JsonIndex(upstream.packages_dir, upstream.tls) as index:
+        json_client = IndexClient(make_settings(index_url=index.url))
+        try:
+            from_json = sorted(json_client.files(project_name), key=lambda f: f.filename)
+            from_html = sorted(html_client.files(project_name), key=lambda f: f.filename)
+        finally:
+            json_client.close()
+            html_client.close()
+    expected = [(filename, hashlib.sha256(content).hexdigest()) for filename, content in published]
+    assert [(f.filename, f.sha256) for f in from_html] == expected
+    assert [(f.filename, f.sha256) for f in from_json] == expected
+    assert [f.upload_time for f in from_html] == [None, None]
+    assert [f.upload_time for f in from_json] == [stamp, stamp]

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from click.testing import CliRunner
 from gateway.registry import Registry, UploadEvent
 from gateway.registry.migrate_db import upgrade
 from gateway.ssh.sshkeys import parse_public_key
+from gateway.upload.index import IndexFile
 from migrate.campaigns import Audience, plan_campaign
 from migrate.cli import cli
 from migrate.mail import Mailer, SmtpTarget, build_message, new_message_id
@@ -259,6 +261,42 @@ def test_queued_reminders_are_sent_once(people, smtp):
     assert len(smtp.mailbox.messages) == 1
     assert people.outbox.queue_reminder(alice.id, alice.email, NOW, since) is None  # emailed in the window
     assert {r.status for r in people.outbox.sends(campaign="reminder")} == {"sent", "skipped"}
+
+
+def _released_another_way(registry: Registry, project: str) -> None:
+    """What `evidence refresh` records when the index lists a release of `project` made after
+    its last SSH upload (alice's `alices-tool`, three days ago)."""
+    release = IndexFile(f"{project.replace('-', '_')}-3.2.tar.gz", "3a" * 32, NOW - dt.timedelta(days=1))
+    registry.evidence.record_read(project, [release], NOW - dt.timedelta(hours=1))
+
+
+MIGRATED_SKIP = "skipped: migrated (evidence on the index; --include-migrated sends anyway)"
+
+
+def test_migrated_accounts_are_skipped_unless_included(people, smtp):
+    """alice released her only SSH project another way since: skipped and counted; --include-migrated mails her."""
+    _released_another_way(people, "alices-tool")
+    result = run_notify(people, smtp, "--campaign", "announce", "--active-since", "90d")
+    assert result.exit_code == 0, result.output
+    assert sorted(smtp.mailbox.recipients()) == ["frank@example.org", "gina@example.org"]
+    assert re.search(re.escape(MIGRATED_SKIP) + r"[\s│]+1\s", result.output)  # counted once
+    included = run_notify(people, smtp, "--campaign", "announce", "--active-since", "90d", "--include-migrated")
+    assert included.exit_code == 0, included.output
+    assert smtp.mailbox.recipients()[2:] == ["alice@example.org"] and MIGRATED_SKIP not in included.output
+
+
+def test_queued_reminder_of_a_migrated_account_is_dropped(people, smtp):
+    """A reminder queued before alice's release made another way is not sent: recorded skipped, with the reason."""
+    alice, frank = people.accounts.get_account("alice"), people.accounts.get_account("frank")
+    since = NOW - dt.timedelta(days=30)
+    people.outbox.queue_reminder(alice.id, alice.email, NOW - dt.timedelta(days=3), since)
+    people.outbox.queue_reminder(frank.id, frank.email, NOW - dt.timedelta(days=3), since)
+    _released_another_way(people, "alices-tool")
+    result = run_notify(people, smtp, "--reminders")
+    assert result.exit_code == 0, result.output
+    assert smtp.mailbox.recipients() == ["frank@example.org"] and MIGRATED_SKIP in result.output
+    (dropped,) = people.outbox.sends(campaign="reminder", account_ids=[alice.id])
+    assert (dropped.status, dropped.error) == ("skipped", MIGRATED_SKIP.removeprefix("skipped: "))
 
 
 def test_unknown_campaign_and_selection_errors(people, smtp):

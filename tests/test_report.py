@@ -23,6 +23,8 @@ from migrate.report.model import (
     ACTIVE,
     CATEGORIES,
     DORMANT,
+    MIGRATED,
+    MIXED_USE,
     NEVER_USED,
     QUIET,
     STILL_USING,
@@ -58,15 +60,23 @@ ACCOUNTS = {
               (report_history.OPENSSH_74,), ("Python-urllib/2.7",), False, (("first-notice", at(1, 20, 10)),)),
     "carol": (STILL_USING, at(2, 16, 10), 3, 2, at(2, 16, 10), ("gamma",), ("carol",),
               (report_history.PUTTY,), (), False, (("first-notice", at(1, 20, 10)),)),
-    "dave": (ACTIVE, at(2, 25, 14), 5, 2, at(2, 24, 14), ("delta", "delta-utils"), ("dave", "dave-old"),
+    "dave": (MIXED_USE, at(2, 25, 14), 5, 2, at(2, 24, 14), ("delta", "delta-utils"), ("dave", "dave-old"),
              (report_history.OPENSSH_53, report_history.OPENSSH_92), ("Python-urllib/2.6", "Python-urllib/3.11"),
              True, (("reminder", at(2, 25, 15)),)),
     "gina": (ACTIVE, at(2, 26, 10), 1, 1, at(2, 26, 10), ("eta",), ("gina",), (report_history.OPENSSH_92,),
              ("Python-urllib/3.11",), False, ()),
-    "bob": (QUIET, at(1, 15, 10), 3, 2, at(1, 13, 10), ("beta",), ("bob",), (report_history.OPENSSH_82,),
-            ("Python-urllib/3.8",), False, (("first-notice", at(1, 20, 10)),)),
     "frank": (QUIET, at(12, 1, 8, year=2025), 0, 0, None, (), (), (), (), False, ()),
+    "bob": (MIGRATED, at(1, 15, 10), 3, 2, at(1, 13, 10), ("beta",), ("bob",), (report_history.OPENSSH_82,),
+            ("Python-urllib/3.8",), False, (("first-notice", at(1, 20, 10)),)),
     "erin": (NEVER_USED, None, 0, 0, None, (), (), (), (), False, ()),
+}
+# The evidence on the index, per account: project, file, published, how that is known, the SSH
+# upload it follows. bob's release came after his last SSH upload of `beta` (migrated in W06);
+# dave's after his first upload of `delta`, before he used SSH again (mixed use). alice's old
+# `alpha` file and gina's `eta` file seen at the first read prove nothing.
+EVIDENCE = {
+    "bob": (("beta", "beta-2.0.tar.gz", at(2, 2, 10), "index", at(1, 13, 10)),),
+    "dave": (("delta", "delta-1.1.tar.gz", at(2, 10, 9), "first seen", at(2, 3, 14)),),
 }
 # project: last SSH upload, last attempt, sessions, forwarded, accounts (most recent attempt first)
 PROJECTS = {
@@ -150,7 +160,19 @@ def test_accounts_statuses_and_evidence(report, keys_by_fingerprint):
     assert dave.counts.as_dict() == {"forwarded": 2, "refused_upstream": 0, "refused_schedule": 0,
                                      "bad_request": 1, "client_aborted": 1, "upstream_error": 0, "unknown": 0,
                                      "other": 1}
-    assert report.status_counts() == {STILL_USING: 2, ACTIVE: 2, DORMANT: 0, QUIET: 2, NEVER_USED: 1}
+    assert report.status_counts() == {STILL_USING: 2, MIXED_USE: 1, ACTIVE: 1, DORMANT: 0, QUIET: 1, MIGRATED: 1,
+                                      NEVER_USED: 1}
+
+
+def test_evidence_from_the_index_sets_migrated_and_mixed_use(report):
+    """Per account: the release made another way after its SSH uploads, dated and sourced; the week of bob's migration."""
+    found = {a.name: tuple((e.project, e.filename, e.published_at, e.source, e.follows) for e in a.evidence)
+             for a in report.accounts if a.evidence}
+    assert found == EVIDENCE
+    bob = next(a for a in report.accounts if a.name == "bob")
+    assert bob.migrated_at == at(2, 2, 10)
+    assert {w.label: w.migrations for w in report.weeks if w.migrations} == {"2026-W06": 1}
+    assert report.evidence_read_at == at(2, 27)
 
 
 def test_projects_with_their_last_ssh_upload(report):
@@ -195,12 +217,13 @@ def test_json_and_table_list_the_changes(sqlite_url):
 
 
 def test_verdict_names_who_would_break_at_sunset(report):
-    """alice (notified, still using) and dave (never reached) would break; exempt carol and
-    disabled gina would not; so it is not yet safe to switch off."""
+    """alice (notified, still using) and dave (never reached, mixed use) would break; exempt carol,
+    disabled gina and migrated bob would not; so it is not yet safe to switch off."""
     verdict = report.verdict
     assert not verdict.safe
     assert [a.name for a in verdict.would_break] == ["alice", "dave"]
     assert [a.name for a in verdict.exempt_still_using] == ["carol"]
+    assert [a.name for a in verdict.migrated] == ["bob"]  # and dave, in mixed use, still breaks
     assert verdict.headline == ("Not yet safe to switch off: 2 accounts would break at the sunset on 2026-04-01 "
                                 "if it were today (alice, dave); contact them before switching off.")
     assert verdict.overall == ("Usage is flat: 2.8 sessions and 2.2 active accounts a week in the first 4 weeks "
@@ -252,6 +275,12 @@ def test_table_shows_the_counts(sqlite_url):
                         for name, v in ACCOUNTS.items()}
     breaking = [row[0] for row in _table_rows(text, "Accounts that would break at sunset today")]
     assert breaking == ["alice", "dave"]
+    title = "Evidence on the index: releases made another way after SSH uploads"
+    assert [row[:6] for row in _table_rows(text, title)] == [
+        ["dave", MIXED_USE, "delta", "delta-1.1.tar.gz", "2026-02-10 09:00", "first seen by evidence refresh"],
+        ["bob", MIGRATED, "beta", "beta-2.0.tar.gz", "2026-02-02 10:00", "upload time on the index"]]
+    assert "Migrated, by the evidence on the index (not counted as breaking): bob." in text
+    assert "Evidence from the index as last read 2026-02-27 00:00 UTC" in text
     assert "SHA256:" in text and "…" not in text  # fingerprints are printed whole
 
 
@@ -272,6 +301,18 @@ def test_json_agrees_with_the_table(sqlite_url):
     assert data["summary"]["safe_to_switch_off"] is False
     assert [a["account"] for a in data["verdict"]["would_break"]] == ["alice", "dave"]
     assert data["verdict"]["exempt_still_using"] == ["carol"]
+    assert data["verdict"]["migrated"] == ["bob"]
+    assert {w["week"]: w["migrations"] for w in data["weeks"] if w["migrations"]} == {"2026-W06": 1}
+    evidence = {e["account"]: (e["status"], e["project"], e["filename"], e["published_at"], e["known_from"],
+                               e["after_ssh_upload"]) for e in data["evidence"]}
+    assert evidence == {
+        "dave": (MIXED_USE, "delta", "delta-1.1.tar.gz", "2026-02-10T09:00:00Z", "first seen by evidence refresh",
+                 "2026-02-03T14:00:00Z"),
+        "bob": (MIGRATED, "beta", "beta-2.0.tar.gz", "2026-02-02T10:00:00Z", "upload time on the index",
+                "2026-01-13T10:00:00Z")}
+    bob = next(a for a in data["accounts"] if a["account"] == "bob")
+    assert bob["migrated_at"] == "2026-02-02T10:00:00Z" and bob["evidence"][0]["filename"] == "beta-2.0.tar.gz"
+    assert data["summary"]["status_migrated"] == 1 and data["summary"]["status_mixed_use"] == 1
     assert data["summary"]["since"] == "2026-01-05T00:00:00Z" and data["summary"]["until"] == "2026-03-02T00:00:00Z"
 
 
@@ -310,6 +351,10 @@ def test_csv_on_stdout_agrees_with_json(sqlite_url):
     assert [(r["marker"], r["direction"]) for r in sections["trend"]] == [(t["marker"], t["direction"])
                                                                           for t in data["trend"]]
     assert [r["project"] for r in sections["projects"]] == list(PROJECTS)
+    assert sections["evidence"] == [{k: v or "" for k, v in row.items()} for row in data["evidence"]]
+    bob = next(r for r in sections["accounts"] if r["account"] == "bob")
+    assert bob["evidence"] == "beta-2.0.tar.gz@2026-02-02T10:00:00Z" and bob["migrated_at"] == "2026-02-02T10:00:00Z"
+    assert [r["migrations"] for r in sections["weeks"]] == ["0", "0", "0", "0", "1", "0", "0", "0"]
 
 
 def test_csv_output_folder_has_one_file_per_section(sqlite_url, tmp_path):

@@ -100,9 +100,22 @@ def test_html_page_is_self_contained(written):
     assert html.startswith("<!DOCTYPE html>")
     assert "<img" not in html and html.count("<svg ") == 1
     assert not re.search(r'(src|href)="(https?:)?//', html) and "url(" not in html and "<script" not in html
-    for section in ("verdict", "would-break", "trend", "weeks", "accounts", "projects", "markers"):
+    for section in ("verdict", "would-break", "trend", "weeks", "accounts", "projects", "markers", "evidence"):
         assert f'id="{section}"' in html
     assert "Not yet safe to switch off: 2 accounts would break" in html
+
+
+def test_html_carries_the_evidence_from_the_index(written):
+    """The page names the migrated account in the verdict and lists each release made another way."""
+    html = written[0].read_text()
+    assert "Migrated, by the evidence on the index (not counted as breaking): bob." in html
+    (table,) = re.findall(r'<table id="evidence">.*?</table>', html, re.DOTALL)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.DOTALL)[1:]]
+    assert rows == [
+        ["dave", "mixed-use", "delta", "delta-1.1.tar.gz", "2026-02-10 09:00", "first seen by evidence refresh",
+         "2026-02-03 14:00"],
+        ["bob", "migrated", "beta", "beta-2.0.tar.gz", "2026-02-02 10:00", "upload time on the index",
+         "2026-01-13 10:00"]]
 
 
 def test_html_opens_in_chromium_without_errors(browsed):
@@ -222,6 +235,18 @@ def test_html_lists_the_journals_changes(written):
                        "ops", "-")
 
 
+def test_svg_marks_migrations_per_week(written):
+    """A diamond with the count stands over each week in which accounts migrated, named in the legend."""
+    svg = _svg(written[0].read_text())
+    days = _ticks(svg, "x-ticks", "x")
+    (mark,) = svg.find(f"{SVG}g[@class='migrations']").iter(f"{SVG}polygon")
+    assert (mark.get("data-week"), mark.get("data-count")) == ("2026-W06", "1")
+    xs = [float(point.split(",")[0]) for point in mark.get("points").split()]
+    assert (min(xs) + max(xs)) / 2 == pytest.approx((days["2026-02-02"] + days["2026-02-09"]) / 2, abs=0.2)
+    labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "legend-label"]
+    assert "accounts migrated that week (evidence on the index)" in labels
+
+
 def test_svg_names_a_far_sunset_outside_the_chart(database_url):
     """A sunset long after a short period is not drawn but stays in the legend, flagged as outside."""
     from migrate.report import html
@@ -270,6 +295,15 @@ def test_chart_marks_notice_campaign_brownout_and_sunset(database_url):
     left, right = axes.get_xlim()
     assert left == pytest.approx(mdates.date2num(dt.datetime(2026, 1, 5)))
     assert right > mdates.date2num(dt.datetime(2026, 4, 1))  # the sunset is near enough to show
+
+
+def test_chart_marks_migrations_per_week(seeded_report):
+    """The PNG's figure marks the week of each migration, with the count, and names the marks in the legend."""
+    axes = chart.figure(seeded_report).axes[0]
+    (marks,) = [c for c in axes.collections if c.get_label() == "accounts migrated that week (evidence on the index)"]
+    assert [x for x, _ in marks.get_offsets()] == [mdates.date2num(dt.datetime(2026, 2, 5, 12))]
+    assert "1" in [t.get_text() for t in axes.texts]
+    assert "accounts migrated that week (evidence on the index)" in [t.get_text() for t in axes.get_legend().get_texts()]
 
 
 def test_chart_names_a_far_sunset_outside_the_chart(database_url):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from gateway.errors import one_line
+from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
 from gateway.messages import NOTHING_PUBLISHED, Place
 from gateway.registry import Identity
@@ -139,16 +140,23 @@ def wants_reminder(settings: Settings, identity: Identity, notice: Notice) -> bo
             and bool(identity.email))
 
 
-def queue_reminder_soon(services: Services, identity: Identity, when: dt.datetime) -> None:
+def queue_reminder_soon(services: Services, identity: Identity, when: dt.datetime) -> asyncio.Future:
     """Queue the per-use reminder in a worker thread without waiting for it: the session's answer
-    never waits on this, and the mail itself goes out only with `pypissh-migrate notify --reminders`."""
+    never waits on this, and the mail itself goes out only with `pypissh-migrate notify --reminders`.
+    An account the index shows has migrated gets none: a stray attempt (a forgotten cron job
+    refused by a brownout, say) is no reason to mail someone who has switched. An upload that
+    went through makes it mixed use, not migrated, and the reminder is queued. Returns the
+    worker's future."""
     since = when - dt.timedelta(days=services.settings.reminder_repeat_days)
 
     def _queue() -> None:
+        if services.registry.evidence.state_of(identity.account_id).status == MIGRATED:
+            return
         services.registry.outbox.queue_reminder(identity.account_id, identity.email, when, since)
 
     future = asyncio.get_running_loop().run_in_executor(services.registry_executor, _queue)
     future.add_done_callback(_log_failure)
+    return future  # the session never awaits it; a test may
 
 
 def _log_failure(future: asyncio.Future) -> None:

@@ -6,6 +6,7 @@
     registry.events     one upload event per SSH session, and what is read back from them
     registry.outbox     notification emails: campaigns and per-use reminders
     registry.reports    the report's aggregates (read-only: may run against a standby)
+    registry.evidence   what the index lists for projects uploaded over SSH: who has switched
     registry.audit      the admin journal: every change made through the command-line tools
 
 Only the modules of this package write SQL. Importing the package itself costs nothing: the
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.registry.audit import Actor, AuditEntry, AuditStore
     from gateway.registry.engine import RegistryError, make_engine, utcnow
     from gateway.registry.events import EventStore, UploadEvent
+    from gateway.registry.evidence import EvidenceStore
     from gateway.registry.outbox import NotificationSend, Outbox
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore
@@ -39,6 +41,7 @@ _LAZY = {
     "Actor": "audit", "AuditEntry": "audit", "AuditStore": "audit",
     "RegistryError": "engine", "make_engine": "engine", "utcnow": "engine",
     "EventStore": "events", "UploadEvent": "events",
+    "EvidenceStore": "evidence",
     "NotificationSend": "outbox", "Outbox": "outbox",
     "ReportQueries": "reports",
     "ScheduleStore": "schedule",
@@ -62,6 +65,7 @@ class Registry:
     events: EventStore
     outbox: Outbox
     reports: ReportQueries
+    evidence: EvidenceStore
     audit: AuditStore
 
     @classmethod
@@ -70,12 +74,13 @@ class Registry:
         from gateway.registry.accounts import AccountStore
         from gateway.registry.audit import AuditStore
         from gateway.registry.events import EventStore
+        from gateway.registry.evidence import EvidenceStore
         from gateway.registry.outbox import Outbox
         from gateway.registry.reports import ReportQueries
         from gateway.registry.schedule import ScheduleStore
 
         return cls(engine, AccountStore(engine), ScheduleStore(engine), EventStore(engine), Outbox(engine),
-                   ReportQueries(engine), AuditStore(engine))
+                   ReportQueries(engine), EvidenceStore(engine), AuditStore(engine))
 
     @classmethod
     def from_url(cls, url: str) -> "Registry":

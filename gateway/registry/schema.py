@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 # Stable constraint names so migrations behave the same on SQLite and PostgreSQL.
@@ -123,6 +124,10 @@ upload_events = Table(
     Column("replica", String(100)),
     Index("ix_upload_events_at", "at"),
     Index("ix_upload_events_account_at", "account_id", "at"),
+    # Evidence from the index (registry/evidence.py): who uploaded a project, and each account's
+    # first and last upload of each project, are read from these indexes alone.
+    Index("ix_upload_events_project_uploads", "project", "outcome", "account_id", "at"),
+    Index("ix_upload_events_account_uploads", "account_id", "project", "outcome", "at"),
 )
 
 # The deprecation schedule. kind: notice | brownout | sunset | pause. A notice and a sunset have
@@ -179,4 +184,34 @@ audit_events = Table(
     Column("after", Text),
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_account_at", "account_name", "at"),
+)
+
+# What the index's simple API showed for each project ever uploaded over SSH
+# (`pypissh-migrate evidence refresh`): when its page was read, and every file it listed, those
+# that came through the gateway marked. Project names are canonical (PEP 503), as in upload_events.
+index_projects = Table(
+    "index_projects",
+    metadata,
+    Column("project", String(255), primary_key=True),
+    Column("first_read_at", UtcDateTime, nullable=False),
+    Column("last_read_at", UtcDateTime, nullable=False),
+)
+
+index_files = Table(
+    "index_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project", String(255), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("sha256", String(64)),
+    # The file matched an SSH session's (name and sha256) when first seen, or since: never
+    # evidence. Kept once set, so pruning old events cannot turn the gateway's file into a release.
+    Column("via_gateway", Boolean, nullable=False, default=False),
+    # PEP 700 `upload-time`, when the page gave one (JSON pages only).
+    Column("upload_time", UtcDateTime),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    # The project's previous read, which did not list the file: it was published after this.
+    # NULL when the file was already there the first time the project was read.
+    Column("absent_at", UtcDateTime),
+    UniqueConstraint("project", "filename", name="uq_index_files_project_filename"),
 )

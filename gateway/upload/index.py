@@ -6,6 +6,9 @@ The page is fetched and parsed by `pypi-simple`, which asks for PEP 691 JSON and
 503 HTML. Certificates are always verified, against `upstream_ca_bundle` when set (a private
 index usually has one CA for its upload and its simple API). Anything that keeps the page from
 being read raises `IndexUnavailable`, whose `reason` says what happened in one line.
+
+One client may be shared by threads (`pypissh-migrate evidence refresh` reads many projects at
+once): give it a connection pool at least as large as the number of threads.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ class IndexUnavailable(Exception):
 
 
 class IndexClient:
-    def __init__(self, settings: Settings, *, session: requests.Session | None = None):
+    def __init__(self, settings: Settings, *, session: requests.Session | None = None, pool_maxsize: int = 4):
         self.url = settings.index_url
         self._own_session = session is None
-        self.session = session or verified_session(settings.upstream_ca_bundle, pool_maxsize=4)
+        self.session = session or verified_session(settings.upstream_ca_bundle, pool_maxsize=pool_maxsize)
         self._client = PyPISimple(endpoint=self.url, session=self.session)
 
     def close(self) -> None:

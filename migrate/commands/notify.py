@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gateway.cliutil import Context, pass_context, reason_option
 from gateway.registry import audit
 from gateway.errors import ConfigError
+from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
 from gateway.registry import Account, Registry
 from gateway.settings import Settings
@@ -78,11 +79,14 @@ def _option_value(parse, text: str | None, option: str):
 @click.option("--retry-interrupted", is_flag=True,
               help="Also send messages an earlier run left 'maybe sent' (check the mail log for their "
                    "Message-ID first: the recipient may get it twice).")
+@click.option("--include-migrated", is_flag=True,
+              help="Also mail accounts the index shows have migrated (skipped by default; see "
+                   "`pypissh-migrate evidence refresh`).")
 @reason_option
 @pass_context
 def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, active_since: str | None,
            names: tuple[str, ...], repeat_after: str | None, dry_run: Path | None, rate: str | None,
-           limit: int | None, retry_interrupted: bool) -> None:
+           limit: int | None, retry_interrupted: bool, include_migrated: bool) -> None:
     """Email accounts about the end of SSH uploads, personalised with their own use.
 
     \b
@@ -92,8 +96,9 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
     pypissh-migrate notify --reminders
 
     Each account gets a campaign once (or once per --repeat-after window): a re-run, or a run
-    after a crash, sends only what is still missing. Accounts that are disabled, exempt or have
-    no email are skipped and counted in the summary.
+    after a crash, sends only what is still missing. Accounts that are disabled, exempt, migrated
+    (every project they uploaded over SSH has a release on the index made another way since; see
+    `evidence refresh`) or have no email are skipped and counted in the summary.
     """
     if bool(campaign) == reminders:
         raise click.UsageError("give either --campaign NAME or --reminders")
@@ -104,6 +109,8 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
     registry = obj.registry()
     now = obj.now()
     accounts = registry.accounts.list_accounts()
+    migrated = () if include_migrated else {
+        account_id for account_id, state in registry.evidence.states(until=now).items() if state.status == MIGRATED}
 
     if reminders:
         if everyone or period or names or retry_interrupted:
@@ -113,7 +120,7 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
         repeat = repeat or dt.timedelta(days=settings.reminder_repeat_days or 30)
         queued = registry.outbox.sends(campaign=REMINDER, statuses=["queued"])
         delivered = registry.outbox.sends(statuses=["sent", "sending"])
-        plan = plans.plan_reminders(queued, accounts, delivered, now, repeat, limit=limit)
+        plan = plans.plan_reminders(queued, accounts, delivered, now, repeat, limit=limit, migrated=migrated)
     else:
         known = plans.campaigns()
         if campaign not in known:
@@ -125,7 +132,8 @@ def notify(obj: Context, campaign: str | None, reminders: bool, everyone: bool, 
         audience = Audience(everyone=everyone, active_since=period, names=names)
         plan = plans.plan_campaign(accounts, registry.events.last_use_by_account(),
                                    registry.outbox.sends(campaign=campaign), audience, now,
-                                   repeat_after=repeat, retry_interrupted=retry_interrupted, limit=limit)
+                                   repeat_after=repeat, retry_interrupted=retry_interrupted, limit=limit,
+                                   migrated=migrated)
         if plan.unknown:
             raise click.ClickException(f"no account named {', '.join(plan.unknown)}; nothing was sent; "
                                        "`pypissh-migrate accounts list` shows them")

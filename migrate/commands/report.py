@@ -48,16 +48,18 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
 
     From the upload events of the period: SSH sessions per ISO week by outcome and active accounts;
     per account its last use, sessions, projects, key fingerprints, client banners, weak keys,
-    notices delivered and a status (notified-still-using, active, dormant, quiet-since-notice,
-    never-used); per project its last SSH upload. The verdict names the accounts that would break
-    if the sunset were today, with the evidence, and compares usage before and after each notice,
-    campaign and brownout. A registry with no accounts or no keys is reported as empty, never as
-    safe. Every format names the registry it read. Everything is as of the end of the period; times
-    are UTC.
+    notices delivered and a status (notified-still-using, mixed-use, active, dormant,
+    quiet-since-notice, migrated, never-used); per project its last SSH upload. The verdict names
+    the accounts that would break if the sunset were today, with the evidence, and compares usage
+    before and after each notice, campaign and brownout. `migrated` and `mixed-use` come from the
+    index (run `pypissh-migrate evidence refresh` first): migrated accounts are left off the
+    accounts that would break, and the releases that show it are listed. A registry with no
+    accounts or no keys is reported as empty, never as safe. Every format names the registry it
+    read. Everything is as of the end of the period; times are UTC.
 
-    CSV sections: summary, would_break, trend, weeks, accounts, projects, markers. On standard
-    output they follow each other, each with its own header row whose first column is `section`,
-    separated by a blank line; lists inside a cell are separated by " | ".
+    CSV sections: summary, would_break, trend, weeks, accounts, projects, markers, evidence. On
+    standard output they follow each other, each with its own header row whose first column is
+    `section`, separated by a blank line; lists inside a cell are separated by " | ".
     """
     from migrate.report import build, logic
 

@@ -12,9 +12,10 @@ from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
 
 
 def build_report(registry: Registry, period: Period, *, generated_at: dt.datetime, database: str = "") -> Report:
-    """The report as of the end of `period`: later events, notices and windows are ignored, except
-    a sunset still to come (the date the verdict is about). `database` names the registry (its URL,
-    password masked); a registry with no accounts or no keys gets the `empty` verdict."""
+    """The report as of the end of `period`: later events, notices, windows and releases on the
+    index are ignored, except a sunset still to come (the date the verdict is about). `database`
+    names the registry (its URL, password masked); a registry with no accounts or no keys gets the
+    `empty` verdict."""
     queries = registry.reports
     windows = [w for w in registry.schedule.windows() if w.starts_at < period.until or w.kind == "sunset"]
     schedule = Schedule.from_windows([w for w in windows if w.starts_at < period.until])
@@ -26,9 +27,10 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
     uses = queries.account_projects(period.since, period.until)
     accounts = logic.account_reports(overview, uses, queries.account_clients(period.since, period.until),
                                      queries.deliveries(period.until),
-                                     notice_start=schedule.notice_start, period=period)
+                                     notice_start=schedule.notice_start, period=period,
+                                     migrations=registry.evidence.states(until=period.until))
     campaigns = queries.campaigns(period.until)
-    weeks = logic.weeks(period, totals)
+    weeks = logic.weeks(period, totals, logic.migrations_per_week(accounts, period))
     samples = logic.week_samples(period, totals)
     markers = logic.markers(windows, campaigns)
     trends = [t for t in (logic.trend(m, samples, period) for m in markers) if t is not None]
@@ -42,6 +44,7 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
         verdict=_verdict(queries, overview, accounts, trends, weeks, sunset, period, database),
         totals=logic.totals(weeks),
         unattributed_sessions=logic.unattributed_sessions(uses, {a.id for a in overview}),
+        evidence_read_at=registry.evidence.last_read(),
         database=database,
         changes=logic.changes(registry.audit.entries(since=period.since, until=period.until,
                                                      kinds=(audit.SCHEDULE, audit.CAMPAIGN))),

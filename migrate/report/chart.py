@@ -43,6 +43,15 @@ def figure(report: Report) -> Figure:
     accounts_axis.set_ylabel("active accounts per week")
     accounts_axis.set_ylim(0, max([w.active_accounts for w in report.weeks] + [1]) * 1.25)
 
+    migrated = plot.migration_weeks(report)
+    if migrated:
+        top = ax.get_ylim()[1]
+        ax.scatter([x for _, x in migrated], [top * 0.95] * len(migrated), marker="D", s=40,
+                   color=plot.MIGRATIONS_COLOR, label=plot.MIGRATIONS_LABEL, zorder=3)
+        for week, x in migrated:
+            ax.annotate(str(week.migrations), (x, top * 0.95), xytext=(7, -4), textcoords="offset points",
+                        fontsize=8, color=plot.MIGRATIONS_COLOR)
+
     for placed in (plot.place_marker(m, axis) for m in report.markers):
         if not placed.shown:
             ax.plot([], [], color=placed.color, linestyle=placed.style, label=placed.label)

@@ -9,7 +9,7 @@ from functools import lru_cache
 import jinja2
 
 from migrate.report import svg
-from migrate.report.model import CATEGORIES, CATEGORY_LABELS, STATUS_HELP, STATUSES, Report
+from migrate.report.model import CATEGORIES, CATEGORY_LABELS, KNOWN_FROM, NOT_READ_YET, STATUS_HELP, STATUSES, Report
 from migrate.report.plot import marker_label
 
 
@@ -39,4 +39,8 @@ def render(report: Report) -> str:
         status_counts=report.status_counts(),
         status_help=STATUS_HELP,
         active_accounts=sum(1 for a in report.accounts if a.sessions),
+        migrations=sum(w.migrations for w in report.weeks),
+        evidence_rows=[(a, e) for a in report.accounts for e in a.evidence],
+        known_from=KNOWN_FROM,
+        not_read_yet=NOT_READ_YET,
     )

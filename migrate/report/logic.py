@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
+from gateway.lifecycle.migration import NO_EVIDENCE, MigrationState
 from gateway.lifecycle.schedule import Window
 from gateway.registry.audit import AuditEntry
 from gateway.registry.reports import (
@@ -25,11 +26,14 @@ from migrate.report.model import (
     ACTIVE,
     CATEGORIES,
     DORMANT,
+    MIGRATED,
+    MIXED_USE,
     NEVER_USED,
     OTHER,
     QUIET,
     STATUSES,
     STILL_USING,
+    USING,
     AccountReport,
     Change,
     Counts,
@@ -124,8 +128,11 @@ def trend_weeks(period: Period) -> list[tuple[int, Range]]:
     return [(i, (_monday(i), _monday(i + 1))) for i in range(first, last + 1)]
 
 
-def weeks(period: Period, totals: dict[Range, RangeTotals]) -> tuple[Week, ...]:
-    """One row per ISO week the period touches, zeros included, oldest first."""
+def weeks(period: Period, totals: dict[Range, RangeTotals],
+          migrations: Mapping[int, int] | None = None) -> tuple[Week, ...]:
+    """One row per ISO week the period touches, zeros included, oldest first. `migrations`:
+    week index -> accounts whose migration fell in that week (`migrations_per_week`)."""
+    migrations = migrations or {}
     rows = []
     for index, span in table_weeks(period):
         found = totals[span]
@@ -134,8 +141,19 @@ def weeks(period: Period, totals: dict[Range, RangeTotals]) -> tuple[Week, ...]:
         start = week_start(index)
         iso = start.isocalendar()
         partial = span != (_monday(index), _monday(index + 1))
-        rows.append(Week(start, f"{iso.year}-W{iso.week:02d}", partial, Counts(counted), found.accounts))
+        rows.append(Week(start, f"{iso.year}-W{iso.week:02d}", partial, Counts(counted), found.accounts,
+                         migrations.get(index, 0)))
     return tuple(rows)
+
+
+def migrations_per_week(accounts: Sequence[AccountReport], period: Period) -> dict[int, int]:
+    """Week index -> migrated accounts whose migration (the last of their projects' releases made
+    another way) was published in that week of the period."""
+    found: dict[int, int] = defaultdict(int)
+    for account in accounts:
+        if account.status == MIGRATED and account.migrated_at and period.contains(account.migrated_at):
+            found[week_of(account.migrated_at)] += 1
+    return dict(found)
 
 
 def week_samples(period: Period, totals: dict[Range, RangeTotals]) -> dict[int, RangeTotals]:
@@ -144,10 +162,22 @@ def week_samples(period: Period, totals: dict[Range, RangeTotals]) -> dict[int, 
 
 # -- accounts -------------------------------------------------------------------------------------
 def account_status(*, last_use: dt.datetime | None, notices: Sequence[dt.datetime],
-                   notice_start: dt.datetime | None, period: Period) -> str:
-    """Where an account stands, as of the end of the period (see model.STATUS_HELP)."""
+                   notice_start: dt.datetime | None, period: Period, migration: str | None = None) -> str:
+    """Where an account stands, as of the end of the period (see model.STATUS_HELP).
+    `migration` is what the index says (MIGRATED, MIXED_USE or None): evidence beats the guesses
+    from sessions and notices; mixed use marks an account that still uses the path."""
     if last_use is None:
         return NEVER_USED
+    if migration == MIGRATED:
+        return MIGRATED
+    status = _status_from_sessions(last_use, notices, notice_start, period)
+    if migration == MIXED_USE and status in USING:
+        return MIXED_USE
+    return status
+
+
+def _status_from_sessions(last_use: dt.datetime, notices: Sequence[dt.datetime], notice_start: dt.datetime | None,
+                          period: Period) -> str:
     reference = max(notices) if notices else notice_start
     if reference is not None and last_use < reference <= period.until - QUIET_AFTER:
         return QUIET
@@ -164,7 +194,9 @@ def _sorted_set(values: Iterable[str | None]) -> tuple[str, ...]:
 
 def account_reports(overview: Sequence[AccountOverview], uses: Sequence[AccountProjectUse],
                     clients: Sequence[AccountClient], deliveries: Sequence[Delivery], *,
-                    notice_start: dt.datetime | None, period: Period) -> tuple[AccountReport, ...]:
+                    notice_start: dt.datetime | None, period: Period,
+                    migrations: Mapping[int, MigrationState] | None = None) -> tuple[AccountReport, ...]:
+    migrations = migrations or {}
     uses_of: dict[int | None, list[AccountProjectUse]] = defaultdict(list)
     for use in uses:
         uses_of[use.account_id].append(use)
@@ -183,10 +215,11 @@ def account_reports(overview: Sequence[AccountOverview], uses: Sequence[AccountP
         uploads = [u.last_at for u in mine if category_of(u.outcome) == "forwarded"]
         banners = clients_of.get(account.id, [])
         told = tuple(sorted(notices.get(account.id, []), key=lambda n: (n.sent_at, n.campaign)))
+        migration = migrations.get(account.id, NO_EVIDENCE)
         reports.append(AccountReport(
             name=account.name, email=account.email,
             status=account_status(last_use=account.last_use, notices=[n.sent_at for n in told],
-                                  notice_start=notice_start, period=period),
+                                  notice_start=notice_start, period=period, migration=migration.status),
             exempt=account.exempt, disabled=account.disabled, active_keys=account.active_keys,
             weak_key=account.weak_key, last_use=account.last_use, counts=Counts(dict(counts)),
             last_upload=max(uploads, default=None),
@@ -195,6 +228,8 @@ def account_reports(overview: Sequence[AccountOverview], uses: Sequence[AccountP
             ssh_clients=_sorted_set(c.ssh_client_version for c in banners),
             user_agents=_sorted_set(c.user_agent for c in banners),
             notices=told,
+            evidence=migration.evidence,
+            migrated_at=migration.migrated_at,
         ))
     order = {status: i for i, status in enumerate(STATUSES)}
     reports.sort(key=lambda a: (order[a.status], -a.sessions, a.name))
@@ -329,8 +364,10 @@ def _names(accounts: Sequence[AccountReport], limit: int = 5) -> str:
 def verdict(accounts: Sequence[AccountReport], trends: Sequence[Trend], week_rows: Sequence[Week],
             *, sunset: dt.datetime | None, until: dt.datetime | None = None) -> Verdict:
     """Who would break if the path were switched off at the end of the period: enabled accounts,
-    not exempt, with a usable key, that used the path in the period and did not go quiet."""
-    using = [a for a in accounts if a.status in (ACTIVE, STILL_USING) and not a.disabled and a.active_keys]
+    not exempt, with a usable key, that used the path in the period and neither went quiet nor
+    migrated (the index shows their releases made another way)."""
+    using = [a for a in accounts if a.status in USING and not a.disabled and a.active_keys]
+    migrated = tuple(a for a in accounts if a.status == MIGRATED)
     would_break = tuple(a for a in using if not a.exempt)
     exempt = tuple(a for a in using if a.exempt)
     if would_break:
@@ -345,11 +382,12 @@ def verdict(accounts: Sequence[AccountReport], trends: Sequence[Trend], week_row
                     "switching off.")
     elif any(w.sessions for w in week_rows):
         headline = ("Safe to switch off: every account that used the SSH path in this period is exempt, "
-                    "disabled, without keys, or quiet since its notice.")
+                    "disabled, without keys, migrated, or quiet since its notice.")
     else:
         headline = "Safe to switch off: nobody used the SSH path in this period."
     return Verdict(safe=not would_break, headline=headline, would_break=would_break,
-                   exempt_still_using=exempt, trend=tuple(trends), overall=overall_trend(week_rows))
+                   exempt_still_using=exempt, trend=tuple(trends), overall=overall_trend(week_rows),
+                   migrated=migrated)
 
 
 def empty_verdict(headline: str, week_rows: Sequence[Week]) -> Verdict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from gateway.lifecycle.migration import FIRST_SEEN, FROM_INDEX, MIGRATED, MIXED_USE, Evidence
+
 # Report category -> the upload-event outcomes it counts. Everything else the gateway records
 # (answered locally, no credential, refused by a key's project policy, internal errors) is "other".
 # "forwarding" is written before an upload is handed to the upload server and replaced by the
@@ -41,20 +43,33 @@ def category_of(outcome: str) -> str:
     return _CATEGORY_OF.get(outcome, OTHER)
 
 
-# Account statuses, in the order an admin cares about them.
+# Account statuses, in the order an admin cares about them. MIXED_USE ("mixed-use": released another
+# way, then used the path again) and MIGRATED ("migrated": the index shows a release made another
+# way since the last SSH upload of every project) come from the index, judged by
+# gateway.lifecycle.migration, which the gateway's per-use reminder also asks.
 ACTIVE = "active"                               # used in the period; no notice has reached it yet
 STILL_USING = "notified-still-using"            # used the path after a delivered notice
 QUIET = "quiet-since-notice"                    # no session since its notice: likely migrated
 DORMANT = "dormant"                             # used before the period only, no notice since
 NEVER_USED = "never-used"                       # registered but no session at all
-STATUSES = (STILL_USING, ACTIVE, DORMANT, QUIET, NEVER_USED)
+STATUSES = (STILL_USING, MIXED_USE, ACTIVE, DORMANT, QUIET, MIGRATED, NEVER_USED)
 STATUS_HELP = {
     STILL_USING: "was sent a notice and used the SSH path after it",
+    MIXED_USE: ("used the SSH path in this period, although it had released a project another way after "
+                "uploading it over SSH: still depends on the path"),
     ACTIVE: "used the SSH path in this period and has not been sent a notice",
     DORMANT: "last used the SSH path before this period, and no notice has gone out since",
     QUIET: "no SSH session since its latest notice (email, else the start of the notice phase): likely migrated",
+    MIGRATED: ("every project it uploaded over SSH has a release on the index made another way since its last "
+               "SSH upload of that project (pypissh-migrate evidence refresh)"),
     NEVER_USED: "has keys registered but never opened an SSH session",
 }
+# The statuses of accounts that still use the path: they would break at the sunset.
+USING = (STILL_USING, MIXED_USE, ACTIVE)
+# How the publication time of a release on the index is known.
+KNOWN_FROM = {FROM_INDEX: "upload time on the index", FIRST_SEEN: "first seen by evidence refresh"}
+NOT_READ_YET = ("The index has not been read yet: run `pypissh-migrate evidence refresh` to see which accounts "
+                "have migrated.")
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,7 @@ class Week:
     partial: bool  # the period covers only part of it
     counts: Counts
     active_accounts: int
+    migrations: int = 0  # accounts whose migration (the last release of theirs made another way) fell in it
 
     @property
     def sessions(self) -> int:
@@ -125,6 +141,10 @@ class AccountReport:
     ssh_clients: tuple[str, ...]
     user_agents: tuple[str, ...]
     notices: tuple[NoticeDelivery, ...]
+    # From the index: per project, a release made another way after its SSH uploads (see
+    # gateway.lifecycle.migration); for a migrated account one per project it uploaded over SSH.
+    evidence: tuple[Evidence, ...] = ()
+    migrated_at: dt.datetime | None = None
 
     @property
     def sessions(self) -> int:
@@ -189,6 +209,7 @@ class Verdict:
     exempt_still_using: tuple[AccountReport, ...]  # keep working after sunset
     trend: tuple[Trend, ...]
     overall: str  # one sentence on the weekly line
+    migrated: tuple[AccountReport, ...] = ()  # left off would_break: the index shows they switched
     empty: bool = False  # the registry has no accounts or no keys: nothing to judge, never "safe"
 
     @property
@@ -208,6 +229,7 @@ class Report:
     verdict: Verdict
     totals: Counts
     unattributed_sessions: int = 0  # events whose account was deleted since
+    evidence_read_at: dt.datetime | None = None  # the index's last read (None: never read)
     database: str = ""  # the registry it was read from (URL, password masked)
     changes: tuple[Change, ...] = ()  # schedule changes and notify runs in the period, from the journal
 

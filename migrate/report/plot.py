@@ -23,6 +23,8 @@ COLORS = {
     "other": "#bdc3c7",
 }
 ACCOUNTS_COLOR = "#111111"
+MIGRATIONS_COLOR = "#1e8449"
+MIGRATIONS_LABEL = "accounts migrated that week (evidence on the index)"
 AFTER_PERIOD_COLOR = "#9aa3ad"
 MARKER_STYLES = {  # kind -> (color, line style: "--" dashed, ":" dotted, "-" solid)
     "notice": ("#1f5fbf", "--"),
@@ -118,6 +120,11 @@ def tick_mondays(axis: TimeAxis, weeks: int) -> list[dt.datetime]:
         found.append(day)
         day += dt.timedelta(weeks=step)
     return found
+
+
+def migration_weeks(report: Report) -> list[tuple[Week, dt.datetime]]:
+    """The weeks in which accounts migrated, each with the x position of its mark."""
+    return [(w, week_centre(w)) for w in report.weeks if w.migrations]
 
 
 def chart_title(report: Report) -> str:

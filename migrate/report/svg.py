@@ -64,6 +64,20 @@ class Point:
 
 
 @dataclass(frozen=True)
+class MigrationMark:
+    """Accounts that migrated in one week: a diamond near the top of the plot, with the count."""
+
+    week: str
+    count: int
+    x: float
+    y: float
+
+    @property
+    def diamond(self) -> str:
+        return f"{self.x},{self.y - 6} {self.x + 6},{self.y} {self.x},{self.y + 6} {self.x - 6},{self.y}"
+
+
+@dataclass(frozen=True)
 class MarkerShape:
     """A retirement date: a vertical line (`width` 0) or a band."""
 
@@ -125,7 +139,9 @@ class SvgChart:
     legend: tuple[LegendEntry, ...]
     after_period: tuple[float, float] | None  # x and width of the shaded span after the period
     changes: tuple[ChangeMark, ...] = ()
+    migrations: tuple[MigrationMark, ...] = ()
     accounts_color: str = plot.ACCOUNTS_COLOR
+    migrations_color: str = plot.MIGRATIONS_COLOR
     after_period_color: str = plot.AFTER_PERIOD_COLOR
 
     @property
@@ -195,6 +211,8 @@ def layout(report: Report) -> SvgChart:
     changes = tuple(ChangeMark(c.kind, _change_title(c), f"{c.at:%Y-%m-%d}", _px(at(plot.naive(c.at))),
                                plot.CHANGE_COLORS.get(c.kind, plot.DEFAULT_MARKER_STYLE[0]))
                     for c in report.changes if axis.contains(plot.naive(c.at)))
+    migrations = tuple(MigrationMark(week.label, week.migrations, _px(at(centre)), PLOT_TOP + 12)
+                       for week, centre in plot.migration_weeks(report))
 
     after_period = None
     if axis.right > axis.until:
@@ -207,6 +225,8 @@ def layout(report: Report) -> SvgChart:
     entries += [(plot.CHANGE_LEGEND[kind], plot.CHANGE_COLORS[kind], "triangle", "") for kind in plot.CHANGE_LEGEND
                 if any(c.kind == kind for c in changes)]
     entries.append(("active accounts", plot.ACCOUNTS_COLOR, "point", ""))
+    if migrations:
+        entries.append((plot.MIGRATIONS_LABEL, plot.MIGRATIONS_COLOR, "diamond", ""))
     legend = tuple(_legend_entry(index, *entry) for index, entry in enumerate(entries))
     rows = math.ceil(len(legend) / LEGEND_COLUMNS)
 
@@ -224,6 +244,7 @@ def layout(report: Report) -> SvgChart:
         legend=legend,
         after_period=after_period,
         changes=changes,
+        migrations=migrations,
     )
 
 

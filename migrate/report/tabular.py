@@ -10,11 +10,13 @@ CSV layout. Each section is one table with its own header row:
     projects     one row per project uploaded over SSH in the period
     markers      the retirement's dates
     changes      schedule changes and notify runs in the period, from the admin journal
+    evidence     per account, each release on the index made another way after its SSH uploads
 
 With `--output DIR` each section is written to `DIR/<section>.csv`. On standard output the
 sections follow each other, each starting with its header row whose first cell is `section`, every
 data row starting with the section's name, and a blank line between sections. Cells holding
-several values (projects, fingerprints, client banners) separate them with " | ". Times are ISO
+several values (projects, fingerprints, client banners) separate them with " | "; a notice is
+written `campaign@sent_at`, a release `filename@published_at`. Times are ISO
 8601 in UTC ("2026-02-23T09:00:00Z"), empty when there is none; booleans are true/false.
 JSON holds the same values under the same names, lists as arrays.
 """
@@ -28,9 +30,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from migrate.report.model import CATEGORIES, STATUS_HELP, STATUSES, AccountReport, Report, Trend
+from gateway.lifecycle.migration import Evidence
+from migrate.report.model import CATEGORIES, KNOWN_FROM, STATUS_HELP, STATUSES, AccountReport, Report, Trend
 
-SECTIONS = ("summary", "would_break", "trend", "weeks", "accounts", "projects", "markers", "changes")
+SECTIONS = ("summary", "would_break", "trend", "weeks", "accounts", "projects", "markers", "changes",
+            "evidence")
 LIST_SEPARATOR = " | "
 
 
@@ -58,6 +62,18 @@ def account_row(account: AccountReport) -> dict[str, Any]:
         "ssh_clients": list(account.ssh_clients),
         "user_agents": list(account.user_agents),
         "notified": [{"campaign": n.campaign, "sent_at": stamp(n.sent_at)} for n in account.notices],
+        "migrated_at": stamp(account.migrated_at),
+        "evidence": [evidence_row(e) for e in account.evidence],
+    }
+
+
+def evidence_row(item: Evidence) -> dict[str, Any]:
+    return {
+        "project": item.project,
+        "filename": item.filename,
+        "published_at": stamp(item.published_at),
+        "known_from": KNOWN_FROM[item.source],
+        "after_ssh_upload": stamp(item.follows),
     }
 
 
@@ -94,6 +110,7 @@ def summary(report: Report) -> dict[str, Any]:
         **{f"status_{status.replace('-', '_')}": statuses[status] for status in STATUSES},
         "would_break": len(report.verdict.would_break),
         "sessions_of_deleted_accounts": report.unattributed_sessions,
+        "evidence_read_at": stamp(report.evidence_read_at),
     }
 
 
@@ -107,11 +124,13 @@ def to_dict(report: Report) -> dict[str, Any]:
             "overall_trend": report.verdict.overall,
             "would_break": [account_row(a) for a in report.verdict.would_break],
             "exempt_still_using": [a.name for a in report.verdict.exempt_still_using],
+            "migrated": [a.name for a in report.verdict.migrated],
         },
         "trend": [trend_row(t) for t in report.verdict.trend],
         "weeks": [{
             "week": w.label, "week_start": w.start.isoformat(), "partial": w.partial,
             "sessions": w.sessions, **w.counts.as_dict(), "active_accounts": w.active_accounts,
+            "migrations": w.migrations,
         } for w in report.weeks],
         "accounts": [account_row(a) for a in report.accounts],
         "projects": [{
@@ -123,6 +142,8 @@ def to_dict(report: Report) -> dict[str, Any]:
                      "ends_at": stamp(m.ends_at)} for m in report.markers],
         "changes": [{"at": stamp(c.at), "kind": c.kind, "label": c.label, "actor": c.actor, "reason": c.reason}
                     for c in report.changes],
+        "evidence": [{"account": a.name, "status": a.status, **evidence_row(e)}
+                     for a in report.accounts for e in a.evidence],
         "statuses": dict(STATUS_HELP),
     }
 
@@ -135,17 +156,18 @@ def to_json(report: Report) -> str:
 # -- CSV ------------------------------------------------------------------------------------------
 ACCOUNT_COLUMNS = ["account", "email", "status", "exempt", "disabled", "active_keys", "weak_key", "last_use",
                    "sessions", *CATEGORIES, "last_upload", "projects", "fingerprints", "ssh_clients",
-                   "user_agents", "notified"]
+                   "user_agents", "notified", "migrated_at", "evidence"]
 COLUMNS = {
     "summary": ["key", "value"],
     "would_break": ACCOUNT_COLUMNS,
     "trend": ["marker", "kind", "starts_at", "ends_at", "weeks_compared", "sessions_per_week_before",
               "sessions_per_week_after", "accounts_per_week_before", "accounts_per_week_after", "direction"],
-    "weeks": ["week", "week_start", "partial", "sessions", *CATEGORIES, "active_accounts"],
+    "weeks": ["week", "week_start", "partial", "sessions", *CATEGORIES, "active_accounts", "migrations"],
     "accounts": ACCOUNT_COLUMNS,
     "projects": ["project", "sessions", "forwarded", "last_upload", "last_attempt", "accounts"],
     "markers": ["kind", "label", "starts_at", "ends_at"],
     "changes": ["at", "kind", "label", "actor", "reason"],
+    "evidence": ["account", "status", "project", "filename", "published_at", "known_from", "after_ssh_upload"],
 }
 
 
@@ -155,8 +177,15 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return LIST_SEPARATOR.join(
-            f"{v['campaign']}@{v['sent_at']}" if isinstance(v, dict) else str(v) for v in value)
+        return LIST_SEPARATOR.join(_item(v) for v in value)
+    return str(value)
+
+
+def _item(value: Any) -> str:
+    if isinstance(value, dict) and "campaign" in value:
+        return f"{value['campaign']}@{value['sent_at']}"
+    if isinstance(value, dict):
+        return f"{value['filename']}@{value['published_at']}"
     return str(value)
 
 
@@ -172,6 +201,7 @@ def section_rows(report: Report) -> dict[str, list[list[str]]]:
         "projects": data["projects"],
         "markers": data["markers"],
         "changes": data["changes"],
+        "evidence": data["evidence"],
     }
     return {name: [[_cell(record[c]) for c in COLUMNS[name]] for record in records[name]] for name in SECTIONS}
 

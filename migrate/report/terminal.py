@@ -10,7 +10,16 @@ from rich.table import Table
 from rich.text import Text
 
 from migrate.report.plot import marker_label
-from migrate.report.model import CATEGORIES, CATEGORY_LABELS, STATUS_HELP, STATUSES, AccountReport, Report
+from migrate.report.model import (
+    CATEGORIES,
+    CATEGORY_LABELS,
+    KNOWN_FROM,
+    NOT_READ_YET,
+    STATUS_HELP,
+    STATUSES,
+    AccountReport,
+    Report,
+)
 
 BAR_WIDTH = 32
 BAR_STYLES = {
@@ -48,7 +57,8 @@ def _notified(account: AccountReport) -> str:
 
 
 # Short values that read badly when split: other columns give way first in a narrow terminal.
-_WHOLE = ("account", "status", "last use", "last upload", "last SSH upload", "last attempt", "week", "from")
+_WHOLE = ("account", "status", "last use", "last upload", "last SSH upload", "last attempt", "week", "from",
+          "published")
 
 
 def _table(title: str, columns: list[str], *, right: tuple[str, ...] = ()) -> Table:
@@ -76,6 +86,9 @@ def verdict_panel(report: Report) -> Panel:
     if verdict.exempt_still_using:
         body.append("\nExempt accounts that keep working after the sunset: "
                     + ", ".join(a.name for a in verdict.exempt_still_using) + ".")
+    if verdict.migrated:
+        body.append("\nMigrated, by the evidence on the index (not counted as breaking): "
+                    + ", ".join(a.name for a in verdict.migrated) + ".")
     style = "yellow" if verdict.empty else ("green" if verdict.safe else "red")
     return Panel(body, title="Is it safe to switch off?", border_style=style, title_align="left")
 
@@ -107,14 +120,16 @@ def weeks_table(report: Report) -> Table:
     scale = BAR_WIDTH / peak
     labels = [SHORT_LABELS[c] for c in CATEGORIES]
     table = _table("SSH sessions per week by outcome",
-                   ["week", "from", "sessions", *labels, "active\naccounts", "sessions by outcome"],
-                   right=("sessions", *labels, "active\naccounts"))
+                   ["week", "from", "sessions", *labels, "active\naccounts", "migrated", "sessions by outcome"],
+                   right=("sessions", *labels, "active\naccounts", "migrated"))
     for w in report.weeks:
         table.add_row(w.label + ("*" if w.partial else ""), f"{w.start:%Y-%m-%d}", str(w.sessions),
-                      *[str(w.counts[c]) for c in CATEGORIES], str(w.active_accounts), bar(w.counts, scale))
+                      *[str(w.counts[c]) for c in CATEGORIES], str(w.active_accounts), str(w.migrations),
+                      bar(w.counts, scale))
     total = report.totals
     table.add_row("total", "", str(total.total), *[str(total[c]) for c in CATEGORIES],
-                  str(sum(1 for a in report.accounts if a.sessions)), "", style="bold")
+                  str(sum(1 for a in report.accounts if a.sessions)), str(sum(w.migrations for w in report.weeks)),
+                  "", style="bold")
     return table
 
 
@@ -123,8 +138,27 @@ def bar_legend() -> Text:
     for name in CATEGORIES:
         text.append("█", style=BAR_STYLES[name])
         text.append(f" {CATEGORY_LABELS[name]}  ")
-    text.append("\n* week only partly in the period; the total of active accounts counts distinct accounts")
+    text.append("\n* week only partly in the period; the total of active accounts counts distinct accounts; "
+                "migrated: accounts whose last release made another way (evidence on the index) fell in the week")
     return text
+
+
+def evidence_table(report: Report) -> Table:
+    """Each account's releases made another way after its SSH uploads: project, file, when."""
+    table = _table("Evidence on the index: releases made another way after SSH uploads",
+                   ["account", "status", "project", "file", "published", "known from", "after SSH upload"])
+    for a in report.accounts:
+        for e in a.evidence:
+            table.add_row(a.name, a.status, e.project, e.filename, when(e.published_at), KNOWN_FROM[e.source],
+                          when(e.follows))
+    return table
+
+
+def evidence_note(report: Report) -> Text:
+    if report.evidence_read_at is None:
+        return Text(NOT_READ_YET)
+    return Text(f"Evidence from the index as last read {when(report.evidence_read_at)} UTC "
+                "(pypissh-migrate evidence refresh).")
 
 
 def accounts_table(report: Report) -> Table:
@@ -185,6 +219,9 @@ def render(report: Report, console: Console) -> None:
               projects_table(report)]
     if report.changes:
         parts.append(changes_table(report))
+    if any(a.evidence for a in report.accounts):
+        parts.append(evidence_table(report))
+    parts.append(evidence_note(report))
     if report.unattributed_sessions:
         parts.append(Text(f"{report.unattributed_sessions} session(s) in the period belong to accounts "
                           "deleted since; they are counted in the weeks but not under any account."))

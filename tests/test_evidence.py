@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -210,6 +211,19 @@ def test_refresh_json_is_the_summary_value(gateway, alice, ssh_client, legacy_pr
         "action": "evidence refresh", "index_url": upstream.simple_url, "started_at": "2030-03-05T10:00:00Z",
         "finished_at": "2030-03-05T10:00:00Z", "concurrency": 2, "projects": 1, "projects_read": 1,
         "files_recorded": 0, "failed": 0, "failures": []}
+
+
+def test_each_refresh_leaves_one_journal_entry_with_its_summary(
+        gateway, alice, ssh_client, legacy_project, legacy_home, upstream):
+    """A refresh is an admin change: `audit` lists it with the actor, the --reason and the summary."""
+    ssh_upload(gateway, ssh_client, legacy_project, legacy_home, T0, "1.0")
+    assert refresh(gateway.settings, "--reason", "weekly evidence run", now=T0 + DAY).exit_code == 0
+    listed = admin(gateway.settings, "audit", "--since", "2030-01-01", "--format", "json", now=T0 + DAY)
+    assert listed.exit_code == 0, listed.output
+    (entry,) = [e for e in json.loads(listed.stdout) if e["target_kind"] == "evidence"]
+    assert entry["actor"] == pwd.getpwuid(os.geteuid()).pw_name and entry["reason"] == "weekly evidence run"
+    assert entry["target"] == upstream.simple_url and entry["command"] == "pypissh-migrate evidence refresh"
+    assert (entry["after"]["projects_read"], entry["after"]["failed"]) == (1, 0)
 
 
 def test_a_project_never_uploaded_over_ssh_is_refused(gateway, alice, ssh_client, legacy_project, legacy_home):

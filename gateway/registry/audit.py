@@ -32,6 +32,7 @@ SECRET_KEY = "secret_key"
 HOST_KEYS = "host_keys"
 EVENTS = "events"
 SCHEMA = "schema"
+EVIDENCE = "evidence"
 
 MAX_REASON = 500
 

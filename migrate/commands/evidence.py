@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gateway import messages
-from gateway.cliutil import Context, pass_context
+from gateway.cliutil import Context, pass_context, reason_option
+from gateway.registry import audit
 from gateway.upload.index import IndexClient
 from migrate import evidence as refreshing
 from migrate.evidence import DEFAULT_CONCURRENCY, Failure, RefreshSummary
@@ -29,6 +30,7 @@ def evidence() -> None:
               help="How many project pages are read at once.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table: one summary line; json: the summary as one JSON object.")
+@reason_option
 @pass_context
 def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str) -> None:
     """Read the index's simple API for every project uploaded over SSH, and record who has switched.
@@ -73,6 +75,9 @@ def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str)
                                          on_done=done)
     finally:
         client.close()
+    # One journal entry per run, with the counts and the projects that could not be read.
+    registry.audit.record(obj.actor(), target_kind=audit.EVIDENCE, target=summary.index_url,
+                          after=refreshing.audit_record(summary))
     _report(summary, fmt)
     if not summary.ok:
         raise SystemExit(1)

@@ -57,12 +57,18 @@ from gateway.tokens import TokenBox  # noqa: E402
 from testbed import postgres  # noqa: E402
 from testbed.knownhosts import known_hosts_lines  # noqa: E402
 from testbed.legacyrequests import make_sdist, python3_upload  # noqa: E402
-from testbed.scaleout import Replica, free_port  # noqa: E402
-from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program  # noqa: E402
+from testbed.scaleout import Replica  # noqa: E402
+from testbed.sshdutil import (  # noqa: E402
+    SSHD,
+    Sshd,
+    ensure_submit_user,
+    remove_wrapper,
+    root_owned_wrapper,
+    session_program,
+)
 from testbed.upstream import TlsPypiServer  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
-SSHD = "/usr/sbin/sshd"
 SSH = shutil.which("ssh") or "ssh"
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SECRET = "the benchmark secret for stored tokens and long enough to derive a key"
@@ -328,60 +334,6 @@ def openssh_unavailable() -> str | None:
     if not os.path.exists(SSHD):
         return "openssh-server is not installed"
     return None
-
-
-class Sshd:
-    """A real sshd on a free port of 127.0.0.1 with its own configuration in `folder`."""
-
-    def __init__(self, folder: Path, body: str, name: str):
-        self.folder = folder
-        self.name = name
-        self.port = free_port()
-        self.host_key = folder / f"{name}_host_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
-        # MaxStartups: the default (10:30:100) drops unauthenticated connections beyond 10, which
-        # a benchmark at concurrency 32 from one address would trip; the gateway's limit is raised
-        # alike.
-        self.config = folder / f"{name}_sshd_config"
-        self.config.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
-            f"PidFile {folder / (name + '.pid')}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "UsePAM no\nStrictModes no\nPermitRootLogin no\nMaxStartups 2000\nMaxSessions 10\n"
-            f"AllowUsers {SSH_USER}\n" + body)
-        self.log = folder / f"{name}_sshd.log"
-        self.known_hosts = folder / f"{name}_known_hosts"
-        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} "
-                                    + " ".join(Path(str(self.host_key) + ".pub").read_text().split()[:2]) + "\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Sshd":
-        check = subprocess.run([SSHD, "-t", "-f", str(self.config)], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"sshd rejects {self.config}: {check.stderr}")
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log,
-                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while b"Server listening" not in self.log.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start: {self.log.read_text()}")
-            time.sleep(0.05)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def gateway_algorithms_for_sshd() -> str:

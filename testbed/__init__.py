@@ -9,6 +9,8 @@ PYTHONPATH through `source_tree_environment`.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 from typing import Mapping
 
@@ -22,3 +24,23 @@ def source_tree_environment(env: Mapping[str, str] | None = None) -> dict[str, s
     existing = result.get("PYTHONPATH")
     result["PYTHONPATH"] = str(SOURCE_ROOT) + (os.pathsep + existing if existing else "")
     return result
+
+
+def terminate(proc: "subprocess.Popen | None", grace: float = 10.0) -> None:
+    """Stop a child the way its service manager would: SIGTERM, then SIGKILL if it has not exited
+    within `grace` seconds. Nothing happens to a child that has already exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at `host` right now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

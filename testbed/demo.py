@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from testbed import free_port
 from testbed.knownhosts import known_hosts_lines
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
@@ -33,11 +34,6 @@ from testbed.upstream import TlsPypiServer
 console = Console(highlight=False)
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def step(title: str) -> None:

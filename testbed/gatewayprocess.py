@@ -4,7 +4,6 @@ outside: its memory (RSS), its log, what it leaves on disk, or a resource limit 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,13 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 from gateway.settings import Settings
+from testbed import free_port, terminate
 from testbed.knownhosts import known_hosts_lines
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def environment(settings: Settings) -> dict[str, str]:
@@ -63,14 +58,7 @@ class GatewayProcess:
         raise RuntimeError(f"the gateway did not listen within {timeout:.0f} s:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        terminate(self.process, grace=15)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

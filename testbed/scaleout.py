@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -22,16 +21,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from testbed import SOURCE_ROOT, source_tree_environment
+from testbed import SOURCE_ROOT, free_port, source_tree_environment, terminate
 
 DEPLOY_HAPROXY = SOURCE_ROOT / "deploy" / "haproxy.cfg"
 TEST_GLOBAL = "global\n    maxconn 2000\n"
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def toml_value(value: Any) -> str:
@@ -137,13 +131,7 @@ class Replica:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
-        if self.running:
-            self.signal(signal.SIGTERM)
-            try:
-                self.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, grace=15)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -205,10 +193,4 @@ class Balancer:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)

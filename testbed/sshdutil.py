@@ -15,9 +15,18 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
-from testbed import SOURCE_ROOT
+from testbed import SOURCE_ROOT, free_port, terminate
+
+SSHD = "/usr/sbin/sshd"
+
+
+def privilege_separation_dir() -> None:
+    """Make the directory every sshd invocation, `sshd -t` included, insists on. It lives on /run,
+    so a fresh boot has none until something (a service unit, or this) makes it."""
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
 
 
 def unsafe_for_sshd(path: Path) -> str | None:
@@ -75,3 +84,51 @@ def session_program(folder: Path, user: str = "submit") -> Path:
     wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={shlex.quote(path)} exec {system_python} -S -c {shlex.quote(code)} "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
+
+
+class Sshd:
+    """A real sshd on a free port of 127.0.0.1, its configuration, host key, log and a
+    known_hosts line for it in `folder`; `body` adds the lines that make each use differ
+    (AuthorizedKeysFile or AuthorizedKeysCommand, LogLevel, algorithms)."""
+
+    def __init__(self, folder: Path, body: str, name: str = "sshd", user: str = "submit"):
+        self.folder = folder
+        self.port = free_port()
+        self.host_key = folder / f"{name}_host_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+        # MaxStartups: the default (10:30:100) drops unauthenticated connections beyond 10, which
+        # a benchmark at concurrency 32 from one address would trip.
+        self.config = folder / f"{name}_sshd_config"
+        self.config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\n"
+            f"PidFile {folder / (name + '.pid')}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "UsePAM no\nStrictModes no\nPermitRootLogin no\nMaxStartups 2000\nMaxSessions 10\n"
+            f"AllowUsers {user}\n" + body)
+        self.log = folder / f"{name}_sshd.log"
+        self.known_hosts = folder / f"{name}_known_hosts"
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} "
+                                    + " ".join(Path(f"{self.host_key}.pub").read_text().split()[:2]) + "\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> "Sshd":
+        check = subprocess.run([SSHD, "-t", "-f", str(self.config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"sshd rejects {self.config}: {check.stderr}")
+        privilege_separation_dir()
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while b"Server listening" not in self.log.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        terminate(self.proc)

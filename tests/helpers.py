@@ -3,6 +3,7 @@ registering an account the way an admin would, and a `pypissh-gateway serve` pro
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
@@ -78,3 +79,21 @@ BOX_DRAWING = frozenset(chr(code) for code in range(0x2500, 0x2580))
 def ok(result) -> None:
     """A click command run by CliRunner succeeded (its output shown when not)."""
     assert result.exit_code == 0, result.output
+
+
+# A request that promises 100 bytes of body and stops after six, the connection left open.
+STALLED_REQUEST = (b"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                   b"Content-Length: 100\r\n\r\n--xyz\r\n")
+
+
+def answers_a_stalled_request(proc: subprocess.Popen) -> tuple[int, bytes]:
+    """Write STALLED_REQUEST to `proc` (a session process on pipes), keep its stdin open, and
+    return its exit status and what it wrote once it gives up on the client by itself."""
+    proc.stdin.write(STALLED_REQUEST)
+    proc.stdin.flush()
+    try:
+        status = proc.wait(timeout=30)
+        return status, proc.stdout.read()
+    finally:
+        proc.stdin.close()
+        proc.kill()

@@ -9,46 +9,34 @@ import base64
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
 
-from gateway.registry import Registry
 from gateway.ssh.sshkeys import parse_public_key
+from tests.cli import copy_home, environment, home_registry, prepare_home, run_cli
 
-BIN = Path(sys.executable).parent
 DATA = Path(__file__).parent / "data" / "legacy"
 
 
-def run(home: Path, program: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}, "PYPISSH_HOME": str(home)}
-    return subprocess.run([str(BIN / program), *args], env=env, input=stdin, capture_output=True, text=True,
-                          timeout=60)
+def run(home: Path, name: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return run_cli(name, *args, env=environment(PYPISSH_HOME=str(home)), stdin=stdin)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """A gateway after `init`, with accounts alice and bob."""
-    home = tmp_path_factory.mktemp("admin") / "home"
-    for argv in (("pypissh-gateway", "init"), ("pypissh-migrate", "accounts", "add", "alice"),
-                 ("pypissh-migrate", "accounts", "add", "bob")):
-        assert run(home, *argv).returncode == 0
-    return home
+    return prepare_home(tmp_path_factory.mktemp("admin") / "home",
+                        [(("pypissh-gateway", "init"), ""), (("pypissh-migrate", "accounts", "add", "alice"), ""),
+                         (("pypissh-migrate", "accounts", "add", "bob"), "")])
 
 
 @pytest.fixture
 def home(prepared, tmp_path) -> Path:
     """This test's copy of the prepared gateway."""
-    copy = tmp_path / "home"
-    shutil.copytree(prepared, copy)
-    return copy
-
-
-def registry_of(home: Path) -> Registry:
-    return Registry.from_url(f"sqlite:///{home}/pypissh.sqlite3")
+    return copy_home(prepared, tmp_path)
 
 
 # -- private keys --------------------------------------------------------------------------------
@@ -98,7 +86,7 @@ def test_private_key_is_refused_in_one_line_that_never_quotes_it(kind, home, tmp
     assert done.stderr == f"Error: {path} is a private key; give the .pub file (ssh-keygen -y -f {path} > {path}.pub)\n"
     pieces = {piece for line in content.splitlines()[1:] for piece in (line[:12], line[-12:]) if len(line) > 20}
     assert pieces and not any(piece in done.stderr for piece in pieces)
-    registry = registry_of(home)
+    registry = home_registry(home)
     assert registry.accounts.list_keys() == []
     registry.close()
 
@@ -144,7 +132,7 @@ def revoked(home, tmp_path) -> tuple[Path, str]:
 
 
 def _owner(home: Path, fingerprint: str) -> str | None:
-    registry = registry_of(home)
+    registry = home_registry(home)
     try:
         identity = registry.accounts.identity_for_key(fingerprint)
         return identity.account_name if identity else None
@@ -191,7 +179,7 @@ def test_accounts_add_refuses_what_is_not_an_email_address(home, address):
     assert done.returncode == 1
     assert done.stderr.startswith(f"Error: '{address}' is not an email address (")
     assert done.stderr.endswith("; give one like alice@example.org\n")
-    registry = registry_of(home)
+    registry = home_registry(home)
     assert registry.accounts.find_account("kate") is None
     registry.close()
 
@@ -201,7 +189,7 @@ def test_accounts_update_checks_and_normalises_the_address(home):
     assert run(home, "pypissh-migrate", "accounts", "update", "alice", "--email", "Alice@Example.ORG").returncode == 0
     refused = run(home, "pypissh-migrate", "accounts", "update", "alice", "--email", "alice at example.org")
     assert refused.returncode == 1 and "is not an email address" in refused.stderr
-    registry = registry_of(home)
+    registry = home_registry(home)
     assert registry.accounts.get_account("alice").email == "Alice@example.org"
     registry.close()
 
@@ -213,6 +201,6 @@ def test_import_legacy_skips_a_row_whose_email_is_not_an_address(home):
     assert "  users.csv:8: the email column is not an email address; fix it in the file, or leave it empty" \
         in done.stdout.splitlines()
     assert "not-an-email" not in done.stdout
-    registry = registry_of(home)
+    registry = home_registry(home)
     assert registry.accounts.find_account("kate") is None
     registry.close()

@@ -157,7 +157,8 @@ def test_notify_run_records_the_campaign_and_counts(admin):
     """A notify run is one entry naming the campaign, the audience and what was sent or skipped."""
     from aiosmtpd.controller import Controller
 
-    from tests.test_notify import Mailbox, free_port
+    from tests.test_notify import Mailbox
+    from testbed import free_port
 
     invoke, registry = admin
     _ok(invoke("accounts", "add", "alice", "--email", "alice@example.org"))

@@ -7,57 +7,42 @@ Each test works on a copy of one gateway set up with the real commands (`init`, 
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from gateway.registry import Registry
 from gateway.tokens import TokenBox, new_key, parse_keys
+from tests.cli import copy_home, environment, home_registry, prepare_home, run_cli
 
-BIN = Path(sys.executable).parent
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJGNoZWNrLXRlc3QtdG9rZW4"
-
-
-def _run(*argv: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, input=stdin, capture_output=True, text=True,
-                          timeout=60)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, upstream) -> Path:
     """A home set up as an operator does, with one account and its token stored."""
-    home = tmp_path_factory.mktemp("check") / "home"
-    env = {**os.environ, "PYPISSH_HOME": str(home)}
-    for argv, stdin in ((("pypissh-gateway", "init"), ""), (("pypissh-migrate", "accounts", "add", "alice"), ""),
-                        (("pypissh-migrate", "accounts", "set-token", "alice"), TOKEN + "\n")):
-        done = _run(*argv, env=env, stdin=stdin)
-        assert done.returncode == 0, done.stderr
-    return home
+    return prepare_home(tmp_path_factory.mktemp("check") / "home",
+                        [(("pypissh-gateway", "init"), ""), (("pypissh-migrate", "accounts", "add", "alice"), ""),
+                         (("pypissh-migrate", "accounts", "set-token", "alice"), TOKEN + "\n")])
 
 
 @pytest.fixture
 def home(prepared, tmp_path) -> Path:
     """This test's copy of the prepared home (modes kept)."""
-    copy = tmp_path / "home"
-    shutil.copytree(prepared, copy)
-    return copy
+    return copy_home(prepared, tmp_path)
 
 
 def _environment(home: Path, upstream, **settings: str) -> dict[str, str]:
-    env = {**os.environ, "PYPISSH_HOME": str(home), "PYPISSH_UPSTREAM_URL": upstream.url,
-           "PYPISSH_UPSTREAM_CA_BUNDLE": str(upstream.ca_file)}
+    env = environment(PYPISSH_HOME=str(home), PYPISSH_UPSTREAM_URL=upstream.url,
+                      PYPISSH_UPSTREAM_CA_BUNDLE=str(upstream.ca_file))
     env.update({f"PYPISSH_{name.upper()}": value for name, value in settings.items()})
     return {k: v for k, v in env.items() if v != ""}
 
 
 def check(home: Path, upstream, *args: str, **settings: str) -> subprocess.CompletedProcess:
-    return _run("pypissh-gateway", *args, "check", env=_environment(home, upstream, **settings))
+    return run_cli("pypissh-gateway", *args, "check", env=_environment(home, upstream, **settings))
 
 
 def failures(done: subprocess.CompletedProcess) -> list[str]:
@@ -109,7 +94,7 @@ def _foreign_secret_key(home: Path) -> dict[str, str]:
 
 
 def _one_token_from_elsewhere(home: Path) -> dict[str, str]:
-    registry = Registry.from_url(f"sqlite:///{home}/pypissh.sqlite3")
+    registry = home_registry(home)
     registry.accounts.add_account("bob")
     registry.accounts.set_token_ciphertext("bob", TokenBox(parse_keys(new_key())).seal(TOKEN))
     registry.close()
@@ -195,7 +180,7 @@ def test_show_prints_every_setting_with_its_source_and_secrets_masked(home, upst
     config = tmp_path / "config.toml"
     config.write_text('ssh_user = "upload"\nsmtp_url = "smtp+starttls://mailer:mail-pass@mail:587"\n')
     env = _environment(home, upstream, secret_key=new_key(), database_url="postgresql://gw:db-pass@db:5432/gw")
-    done = _run("pypissh-gateway", "--config", str(config), "--set", "workers=3", "check", "--show", env=env)
+    done = run_cli("pypissh-gateway", "--config", str(config), "--set", "workers=3", "check", "--show", env=env)
     assert done.returncode == 0, done.stderr
     lines = {line.split(" = ", 1)[0]: line for line in done.stdout.splitlines() if " = " in line}
     assert lines["ssh_user"] == f'ssh_user = "upload"  # file {config}'

@@ -11,9 +11,7 @@ import datetime as dt
 import os
 import pty
 import select
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +19,9 @@ from typing import Callable
 
 import pytest
 
-from gateway.registry import Registry
 from gateway.ssh import hostkeys
+from tests.cli import copy_home, environment, home_registry, prepare_home, program
 
-BIN = Path(sys.executable).parent
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJGNvbmZpcm0tdGVzdC10b2tlbg"
 UTC = dt.timezone.utc
 
@@ -34,12 +31,8 @@ def utc_day(days: int) -> str:
     return when.strftime("%Y-%m-%d %H:%M")
 
 
-def environment(home: Path) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}, "PYPISSH_HOME": str(home)}
-
-
-def command(program: str, *args: str) -> list[str]:
-    return [str(BIN / program), *args]
+def home_environment(home: Path) -> dict[str, str]:
+    return environment(PYPISSH_HOME=str(home))
 
 
 @pytest.fixture(scope="module")
@@ -47,30 +40,19 @@ def prepared(tmp_path_factory) -> Path:
     """A gateway after `init`, with a token stored, a sunset in 60 days, and a secret key rotation
     at step 2 (two keys in the file)."""
     home = tmp_path_factory.mktemp("confirm") / "home"
-    env = environment(home)
-    steps = [(("pypissh-gateway", "init"), ""), (("pypissh-migrate", "accounts", "add", "alice"), ""),
-             (("pypissh-migrate", "accounts", "set-token", "alice"), TOKEN + "\n"),
-             (("pypissh-migrate", "schedule", "set-sunset", utc_day(60)), ""),
-             (("pypissh-migrate", "rotate-secret", "--new-key-file", str(home / "new.key")), "")]
-    for argv, stdin in steps:
-        done = subprocess.run(command(*argv), env=env, input=stdin, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-    return home
+    return prepare_home(home, [(("pypissh-gateway", "init"), ""), (("pypissh-migrate", "accounts", "add", "alice"), ""),
+                               (("pypissh-migrate", "accounts", "set-token", "alice"), TOKEN + "\n"),
+                               (("pypissh-migrate", "schedule", "set-sunset", utc_day(60)), ""),
+                               (("pypissh-migrate", "rotate-secret", "--new-key-file", str(home / "new.key")), "")])
 
 
 @pytest.fixture
 def home(prepared, tmp_path) -> Path:
-    copy = tmp_path / "home"
-    shutil.copytree(prepared, copy)
-    return copy
-
-
-def _registry(home: Path) -> Registry:
-    return Registry.from_url(f"sqlite:///{home}/pypissh.sqlite3")
+    return copy_home(prepared, tmp_path)
 
 
 def _paused(home: Path) -> bool:
-    registry = _registry(home)
+    registry = home_registry(home)
     try:
         return registry.schedule.current().pause is not None
     finally:
@@ -78,7 +60,7 @@ def _paused(home: Path) -> bool:
 
 
 def _sunset(home: Path) -> str:
-    registry = _registry(home)
+    registry = home_registry(home)
     try:
         return registry.schedule.current().sunset.strftime("%Y-%m-%d %H:%M")
     finally:
@@ -138,7 +120,7 @@ def test_in_a_script_without_yes_it_refuses_and_changes_nothing(name, home):
     """No terminal, no --yes: one line asking for --yes, exit 1, nothing changed."""
     case = IRREVERSIBLE[name]
     before = case.state(home)
-    done = subprocess.run(command(*case.argv), env=environment(home), stdin=subprocess.DEVNULL,
+    done = subprocess.run(program(*case.argv), env=home_environment(home), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (f"Error: {case.action} needs a confirmation: run the command on a "
@@ -151,7 +133,7 @@ def test_in_a_script_yes_does_it(name, home):
     """--yes: done without a question."""
     case = IRREVERSIBLE[name]
     before = case.state(home)
-    done = subprocess.run(command(*case.argv, "--yes"), env=environment(home), stdin=subprocess.DEVNULL,
+    done = subprocess.run(program(*case.argv, "--yes"), env=home_environment(home), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert case.state(home) != before
@@ -162,10 +144,10 @@ def test_on_a_terminal_it_asks_and_no_means_no(name, home):
     """On a terminal the question comes; answering no aborts with nothing changed, yes does it."""
     case = IRREVERSIBLE[name]
     before = case.state(home)
-    code, output = on_terminal(command(*case.argv), environment(home), "n")
+    code, output = on_terminal(program(*case.argv), home_environment(home), "n")
     assert code == 1 and "[y/N]:" in output and "Aborted!" in output
     assert case.state(home) == before
-    code, output = on_terminal(command(*case.argv), environment(home), "y")
+    code, output = on_terminal(program(*case.argv), home_environment(home), "y")
     assert code == 0, output
     assert case.state(home) != before
 
@@ -174,7 +156,7 @@ def test_replaced_host_keys_are_kept_beside_the_new_ones(home):
     """keygen --force --yes keeps the old keys as *.replaced-<UTC time> (not served) and writes new ones."""
     folder = home / "keys"
     old = {name: (folder / name).read_bytes() for name in hostkeys.PRIMARY}
-    done = subprocess.run(command("pypissh-gateway", "keygen", "--force", "--yes"), env=environment(home),
+    done = subprocess.run(program("pypissh-gateway", "keygen", "--force", "--yes"), env=home_environment(home),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     for name, content in old.items():

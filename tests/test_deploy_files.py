@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from testbed import SOURCE_ROOT
-from testbed.sshdutil import remove_wrapper, root_owned_wrapper
+from testbed.sshdutil import SSHD, privilege_separation_dir, remove_wrapper, root_owned_wrapper
 
 DEPLOY = SOURCE_ROOT / "deploy"
-SSHD = "/usr/sbin/sshd"
 INSTALLED_PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 
@@ -57,6 +56,7 @@ def sshd_config(tmp_path):
     (Include first, then the machine's own global settings)."""
     if not Path(SSHD).exists():
         pytest.skip("openssh-server is not installed (./dev test installs it)")
+    privilege_separation_dir()
     program = root_owned_wrapper(INSTALLED_PROGRAM.resolve())
     try:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True)

@@ -19,7 +19,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,7 +36,7 @@ import gateway
 from testbed.knownhosts import known_hosts_lines
 from gateway.cli import cli as gateway_cli
 from migrate.cli import cli as migrate_cli
-from testbed import SOURCE_ROOT
+from testbed import SOURCE_ROOT, free_port
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 
 DISTRIBUTION = "pypissh-gateway"
@@ -290,17 +289,12 @@ def _wait_until_ready(proc: subprocess.Popen, health_port: int, log: Path, timeo
     raise AssertionError(f"serve did not become ready:\n{log.read_text()}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.skipif(SSH is None, reason="the OpenSSH client is not installed (./dev test installs it)")
 def test_quick_start_with_the_installed_commands_carries_a_legacy_upload(installed, upstream, tmp_path):
     """keygen, db upgrade, accounts add, keys add, set-token and serve from the virtualenv, then
     `setup.py sdist upload` through the real ssh client lands the file intact upstream."""
-    port, health_port = _free_port(), _free_port()
+    port, health_port = free_port(), free_port()
     env = _clean_environment(
         PYPISSH_HOME=str(tmp_path / "home"),
         PYPISSH_DATABASE_URL=f"sqlite:///{tmp_path / 'registry.sqlite3'}",

@@ -17,14 +17,11 @@ from pathlib import Path
 import pytest
 
 from gateway.registry import Registry
-from gateway.registry.migrate_db import upgrade
-from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
-from gateway.tokens import TokenBox, create_key_file
 from testbed import hostile
 from testbed.gatewayprocess import GatewayProcess
 from testbed.sample import make_legacy_project, write_pypirc
 from tests.conftest import SshClient
+from tests.helpers import serve_process
 
 PROJECT = "T-hostile-corpus"
 CASES = {case.name: case for case in hostile.corpus(PROJECT)}
@@ -33,38 +30,20 @@ INTERNALS = re.compile(rb"Traceback|File \"|/[\w./-]+\.py\b|Error\(|Exception|by
 
 
 @pytest.fixture(scope="module")
-def hostile_gateway(tmp_path_factory, upstream, host_key_dir):
-    """One gateway process for the whole corpus: short read timeout (the stall and drip cases
-    wait for it), its own spool directory (which must be empty afterwards)."""
+def hostile_gateway(tmp_path_factory, upstream, host_key_dir, user_keys):
+    """One gateway process for the whole corpus, account alice on it: short read timeout (the
+    stall and drip cases wait for it), its own spool directory (which must be empty afterwards)."""
     folder = tmp_path_factory.mktemp("hostile")
     spool = folder / "spool"
     spool.mkdir()
-    settings = Settings(
-        database_url=f"sqlite:///{folder / 'registry.sqlite3'}",
-        upstream_url=upstream.url,
-        index_url=upstream.simple_url,
-        upstream_ca_bundle=str(upstream.ca_file),
-        host_key_dir=str(host_key_dir),
-        secret_key_file=str(folder / "secret.key"),
-        spool_dir=str(spool),
-        read_timeout=2.0,
-        public_host="127.0.0.1",
-        key_cache_seconds=0.5,
-        log_level="INFO",
-    )
-    upgrade(settings.database_url)  # what `keygen` and `db upgrade` make
-    create_key_file(folder / "secret.key")
-    process = GatewayProcess(settings, folder / "gateway.log").start()
+    process = serve_process(folder, upstream, host_key_dir, {"alice": user_keys["alice"]}, spool_dir=str(spool),
+                            read_timeout=2.0, key_cache_seconds=0.5, log_level="INFO")
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="module")
-def corpus_client(hostile_gateway, user_keys, upstream, tmp_path_factory) -> SshClient:
-    registry = Registry.from_url(hostile_gateway.settings.database_url)
-    registry.accounts.add_account("alice", email="alice@example.org")
-    registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
-    registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(hostile_gateway.settings).seal(upstream.token))
+def corpus_client(hostile_gateway, user_keys, tmp_path_factory) -> SshClient:
     known = tmp_path_factory.mktemp("hostile-known") / "known_hosts"
     known.write_text(hostile_gateway.known_hosts_line())
     return SshClient(hostile_gateway, user_keys["alice"], known)  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ import datetime as dt
 import email
 import email.policy
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from gateway.upload.index import IndexFile
 from migrate.campaigns import Audience, plan_campaign
 from migrate.cli import cli
 from migrate.mail import Mailer, SmtpTarget, build_message, new_message_id
+from testbed import free_port
 from testbed.tlsca import make_tls
 
 UTC = dt.timezone.utc
@@ -35,11 +35,6 @@ UTC = dt.timezone.utc
 NOW = dt.datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Mailbox:

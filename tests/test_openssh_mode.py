@@ -27,11 +27,10 @@ from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
-from testbed.scaleout import Replica, free_port, metric
-from testbed.sshdutil import ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program
-from tests.helpers import register_account, wait_until
+from testbed.scaleout import Replica, metric
+from testbed.sshdutil import SSHD, Sshd, ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program
+from tests.helpers import answers_a_stalled_request, register_account, wait_until
 
-SSHD = "/usr/sbin/sshd"
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SECRET = "a test secret for the OpenSSH mode and long enough to derive a key"
 NO_SOCKET = "/nonexistent/pypissh-shim.sock"
@@ -57,7 +56,6 @@ def sshd(upstream, user_keys, host_key_dir):
     if SKIP:
         pytest.skip(SKIP)
     ensure_submit_user()
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     # Readable by user `submit`, who runs the forced command (pytest's own temp dirs are root-only);
     # short, for the UNIX socket's path.
     folder = Path(tempfile.mkdtemp(prefix="pypissh-openssh-"))
@@ -82,38 +80,18 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
             upstream_ca_bundle=str(upstream.ca_file), secret_key=SECRET, host_key_dir=str(host_key_dir), public_host="127.0.0.1",
             openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit"), name="replica")
         replica.config.chmod(0o644)  # the shim, run as user submit, reads it
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
-        port = free_port()
-        sshd_config = folder / "sshd_config"
-        sshd_config.write_text(
-            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\n"
-            "AuthorizedKeysFile none\n"
-            f"AuthorizedKeysCommand {command} --config {replica.config} authorized-keys-command "
-            f"--command {session_program(folder)} %u %k %t\n"
-            "AuthorizedKeysCommandUser root\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-            "PermitRootLogin no\nAllowUsers submit\nLogLevel VERBOSE\n")
-        check = subprocess.run([SSHD, "-t", "-f", str(sshd_config)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
-        log = open(folder / "sshd.log", "wb")
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(sshd_config)], stdout=log, stderr=subprocess.STDOUT)
-        known_hosts = folder / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{port} " + " ".join((folder / "host_key.pub").read_text().split()[:2]) + "\n")
+        sshd = Sshd(folder, (
+            f"AuthorizedKeysFile none\nAuthorizedKeysCommand {command} --config {replica.config} "
+            f"authorized-keys-command --command {session_program(folder)} %u %k %t\n"
+            "AuthorizedKeysCommandUser root\nLogLevel VERBOSE\n"))
         try:
             replica.start(timeout=60)
-
-            def listening() -> bool:
-                assert proc.poll() is None, (folder / "sshd.log").read_text()
-                return b"Server listening" in (folder / "sshd.log").read_bytes()
-
-            wait_until(listening, what="sshd to listen")
-            yield {"port": port, "registry": registry, "known_hosts": known_hosts, "folder": folder,
+            sshd.start()
+            yield {"port": sshd.port, "registry": registry, "known_hosts": sshd.known_hosts, "folder": folder,
                    "replica": replica}
         finally:
-            proc.terminate()
-            proc.wait(10)
+            sshd.stop()
             replica.stop()
-            log.close()
             registry.engine.dispose()
 
 
@@ -351,15 +329,7 @@ def test_stdio_answers_one_request_and_records_the_client(settings, key_registry
 def test_stdio_gives_up_on_a_silent_client_and_exits(settings, key_registry, user_keys):
     """A client that stops mid-request gets the timeout answer and the process exits, stdin still open."""
     proc = stdio_process(settings, user_keys["alice"].fingerprint)
-    proc.stdin.write(b"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
-                     b"Content-Length: 100\r\n\r\n--xyz\r\n")
-    proc.stdin.flush()
-    try:
-        status = proc.wait(timeout=30)
-        out = proc.stdout.read()
-    finally:
-        proc.stdin.close()
-        proc.kill()
+    status, out = answers_a_stalled_request(proc)
     assert status == 1
     assert out.startswith(b"HTTP/1.0 408")
 

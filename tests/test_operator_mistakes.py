@@ -19,7 +19,8 @@ from typing import Callable
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from tests.cli import environment, prepare_home, run_cli
+
 SETPRIV = shutil.which("setpriv")
 
 
@@ -157,10 +158,7 @@ MISTAKES = {
 def prepared(tmp_path_factory) -> Path:
     """A gateway home made by `pypissh-gateway init`, with account alice and her key."""
     home = tmp_path_factory.mktemp("gateway") / "home"
-    env = {**os.environ, "PYPISSH_HOME": str(home)}
-    for argv in (("pypissh-gateway", "init"), ("pypissh-migrate", "accounts", "add", "alice")):
-        done = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+    prepare_home(home, [(("pypissh-gateway", "init"), ""), (("pypissh-migrate", "accounts", "add", "alice"), "")])
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / "user")], check=True)
     return home
 
@@ -179,10 +177,9 @@ def _run(mistake: Mistake, home: Path, case: Path) -> subprocess.CompletedProces
     def fill(text: str) -> str:
         return text.replace("{case}", str(case)).replace("{home}", str(home))
 
-    env = {**os.environ, "PYPISSH_HOME": str(home), **{k: fill(v) for k, v in mistake.env.items()}}
+    env = environment(PYPISSH_HOME=str(home), **{k: fill(v) for k, v in mistake.env.items()})
     prefix = _without_file_privileges() if mistake.unprivileged else []
-    return subprocess.run([*prefix, str(BIN / mistake.program), *map(fill, mistake.args)], env=env,
-                          input=mistake.stdin, capture_output=True, text=True, timeout=60)
+    return run_cli(mistake.program, *map(fill, mistake.args), env=env, stdin=mistake.stdin, prefix=prefix)
 
 
 @pytest.mark.parametrize("name", list(MISTAKES))

@@ -22,7 +22,7 @@ from gateway.ssh import shimwire
 from gateway.ssh.shimserver import bind_shim_socket
 from testbed.legacyrequests import make_sdist, python3_upload
 from testbed.scaleout import Replica
-from tests.helpers import register_account
+from tests.helpers import answers_a_stalled_request, register_account
 
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
@@ -92,15 +92,7 @@ def test_shim_exits_when_the_replica_gives_up_on_a_silent_client(replica, user_k
     proc = subprocess.Popen(
         [str(PROGRAM), "--set", f"shim_socket={replica.settings.shim_socket}", "stdio", "--account", "alice",
          "--fingerprint", user_key.fingerprint], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(b"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
-                     b"Content-Length: 100\r\n\r\n--xyz\r\n")
-    proc.stdin.flush()
-    try:
-        status = proc.wait(timeout=30)
-        out = proc.stdout.read()
-    finally:
-        proc.stdin.close()
-        proc.kill()
+    status, out = answers_a_stalled_request(proc)
     assert status == 1
     assert out.startswith(b"HTTP/1.0 408")
 

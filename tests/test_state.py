@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,19 +16,9 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.ssh import hostkeys
 from testbed import postgres
+from tests.cli import environment, run_cli
 
-BIN = Path(sys.executable).parent
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJHN0YXRlLXRlc3QtdG9rZW4"
-
-
-def run(*argv: str, env: dict[str, str], cwd: Path | None = None, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / argv[0]), *argv[1:]], env=env, cwd=cwd, input=stdin, capture_output=True,
-                          text=True, timeout=60)
-
-
-def environment(**variables: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}
-    return {**env, **variables}
 
 
 def mode(path: Path) -> int:
@@ -55,9 +43,9 @@ def gateway_home(tmp_path) -> Path:
     """A home set up with `init`, account alice and her token."""
     home = tmp_path / "home"
     env = environment(PYPISSH_HOME=str(home))
-    assert run("pypissh-gateway", "init", env=env).returncode == 0
-    assert run("pypissh-migrate", "accounts", "add", "alice", env=env).returncode == 0
-    stored = run("pypissh-migrate", "accounts", "set-token", "alice", env=env, stdin=TOKEN + "\n")
+    assert run_cli("pypissh-gateway", "init", env=env).returncode == 0
+    assert run_cli("pypissh-migrate", "accounts", "add", "alice", env=env).returncode == 0
+    stored = run_cli("pypissh-migrate", "accounts", "set-token", "alice", env=env, stdin=TOKEN + "\n")
     assert stored.returncode == 0, stored.stderr
     return home
 
@@ -67,7 +55,7 @@ def test_report_from_another_directory_creates_nothing_and_judges_nothing(tmp_pa
     resolved place it exits 1 naming it; no ./var, no registry, no home appear."""
     user = tmp_path / "user"
     user.mkdir()
-    done = run("pypissh-migrate", "report", env=environment(HOME=str(user)), cwd=elsewhere)
+    done = run_cli("pypissh-migrate", "report", env=environment(HOME=str(user)), cwd=elsewhere)
     expected = f"sqlite:///{user}/.local/share/pypissh-gateway/pypissh.sqlite3"
     assert done.returncode == 1 and "Safe to switch off" not in done.stdout
     assert done.stderr.startswith(f"Error: no registry at {expected}; create it with `pypissh-gateway init`")
@@ -87,9 +75,9 @@ def test_relative_paths_of_a_config_file_give_the_same_state_from_any_directory(
     folders = [tmp_path / name for name in ("a", "b", "c")]
     for folder in folders:
         folder.mkdir()
-    assert run("pypissh-gateway", "init", env=env, cwd=folders[0]).returncode == 0
-    assert run("pypissh-migrate", "accounts", "add", "alice", env=env, cwd=folders[1]).returncode == 0
-    listed = run("pypissh-migrate", "accounts", "list", env=env, cwd=folders[2])
+    assert run_cli("pypissh-gateway", "init", env=env, cwd=folders[0]).returncode == 0
+    assert run_cli("pypissh-migrate", "accounts", "add", "alice", env=env, cwd=folders[1]).returncode == 0
+    listed = run_cli("pypissh-migrate", "accounts", "list", env=env, cwd=folders[2])
     assert listed.returncode == 0 and "alice" in listed.stdout
     assert (etc / "state" / "registry.sqlite3").is_file() and (etc / "state" / "secret.key").is_file()
     assert hostkeys.existing(etc / "state" / "keys")
@@ -101,13 +89,13 @@ def test_init_makes_private_state_and_is_idempotent(tmp_path):
     every file as it was and says so."""
     home = tmp_path / "home"
     env = environment(PYPISSH_HOME=str(home))
-    first = run("pypissh-gateway", "init", env=env)
+    first = run_cli("pypissh-gateway", "init", env=env)
     assert first.returncode == 0, first.stderr
     assert (mode(home), mode(home / "keys")) == (0o700, 0o700)
     for name in ("pypissh.sqlite3", "secret.key", "keys/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"):
         assert mode(home / name) == 0o600, name
     before = digests(home)
-    second = run("pypissh-gateway", "init", env=env)
+    second = run_cli("pypissh-gateway", "init", env=env)
     assert second.returncode == 0, second.stderr
     assert "host keys already exist" in second.stdout and f"kept {home}/secret.key" in second.stdout
     assert digests(home) == before
@@ -145,7 +133,7 @@ def test_set_token_with_another_key_file_refuses_and_creates_none(gateway_home, 
     env = environment(PYPISSH_HOME=str(gateway_home))
     registry = Registry.from_url(f"sqlite:///{gateway_home}/pypissh.sqlite3")
     before = registry.accounts.token_ciphertexts()
-    done = run("pypissh-migrate", "--set", "secret_key_file=var/secret.key", "accounts", "set-token", "alice",
+    done = run_cli("pypissh-migrate", "--set", "secret_key_file=var/secret.key", "accounts", "set-token", "alice",
                env=env, cwd=elsewhere, stdin=TOKEN + "\n")
     assert done.returncode == 1
     assert done.stderr.startswith(f"Error: no secret key file at {gateway_home}/var/secret.key, so API tokens")
@@ -160,7 +148,7 @@ def test_keygen_refuses_a_new_secret_key_while_tokens_are_stored(gateway_home):
     (gateway_home / "secret.key").unlink()
     for key in (gateway_home / "keys").iterdir():
         key.unlink()
-    done = run("pypissh-gateway", "keygen", env=environment(PYPISSH_HOME=str(gateway_home)))
+    done = run_cli("pypissh-gateway", "keygen", env=environment(PYPISSH_HOME=str(gateway_home)))
     assert done.returncode == 1
     assert done.stderr == (f"Error: refusing to create a secret key at {gateway_home}/secret.key: the registry at "
                            f"sqlite:///{gateway_home}/pypissh.sqlite3 holds 1 token(s) sealed under another key, "
@@ -175,7 +163,7 @@ def test_a_registry_from_a_newer_version_is_named_not_used(gateway_home):
     with registry.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     registry.close()
-    done = run("pypissh-migrate", "accounts", "list", env=environment(PYPISSH_HOME=str(gateway_home)))
+    done = run_cli("pypissh-migrate", "accounts", "list", env=environment(PYPISSH_HOME=str(gateway_home)))
     assert done.returncode == 1
     assert "is at schema revision 9999, which this version does not know" in done.stderr
 
@@ -188,7 +176,7 @@ def test_missing_postgresql_registry_is_named_with_its_password_masked():
         pytest.skip(reason)
     with postgres.temporary_database("state_test") as url:
         secret_url = url.replace("postgres@", "postgres:s3cret-password@")
-        done = run("pypissh-migrate", "--set", f"database_url={secret_url}", "accounts", "list",
+        done = run_cli("pypissh-migrate", "--set", f"database_url={secret_url}", "accounts", "list",
                    env=environment(PYPISSH_HOME="/nonexistent"))
         masked = url.replace("postgres@", "postgres:***@")
         assert done.returncode == 1
@@ -206,7 +194,7 @@ def test_misspelt_variable_gets_a_warning_naming_the_setting(gateway_home):
     """PYPISSH_DATABSE_URL: the command runs on the resolved registry, with one warning first."""
     env = environment(PYPISSH_HOME=str(gateway_home), PYPISSH_DATABSE_URL="sqlite:////elsewhere.sqlite3",
                       PYPISSH_HOST="legacy-client-setting")
-    done = run("pypissh-migrate", "accounts", "list", env=env)
+    done = run_cli("pypissh-migrate", "accounts", "list", env=env)
     assert done.returncode == 0 and "alice" in done.stdout
     assert done.stderr == ("warning: PYPISSH_DATABSE_URL is not a setting and is ignored; did you mean "
                            "PYPISSH_DATABASE_URL (setting database_url)?\n")
@@ -216,7 +204,7 @@ def test_openssh_mode_without_its_secret_key_fails_in_one_line(gateway_home):
     """`stdio` run in process (sshd's forced command without a replica) with the key file gone: the
     user reads one line, nothing was published; no key file is made."""
     (gateway_home / "secret.key").unlink()
-    done = run("pypissh-gateway", "stdio", "--account", "alice",
+    done = run_cli("pypissh-gateway", "stdio", "--account", "alice",
                env=environment(PYPISSH_HOME=str(gateway_home), PYPISSH_STDIO_IN_PROCESS="true"))
     assert done.returncode == 1
     assert done.stderr == "pypissh-gateway: internal error; nothing was published; try again later\n"
@@ -227,8 +215,8 @@ def test_relative_home_flag_is_taken_from_where_it_is_typed(tmp_path):
     """`--home state` typed in a folder means that folder's state/, for every path that follows."""
     folder = tmp_path / "ops"
     folder.mkdir()
-    done = run("pypissh-gateway", "--home", "state", "init", env=environment(), cwd=folder)
+    done = run_cli("pypissh-gateway", "--home", "state", "init", env=environment(), cwd=folder)
     assert done.returncode == 0, done.stderr
     assert (folder / "state" / "pypissh.sqlite3").is_file() and (folder / "state" / "secret.key").is_file()
-    listed = run("pypissh-migrate", "--home", str(folder / "state"), "accounts", "list", env=environment(), cwd=tmp_path)
+    listed = run_cli("pypissh-migrate", "--home", str(folder / "state"), "accounts", "list", env=environment(), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr

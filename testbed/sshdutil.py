@@ -56,8 +56,14 @@ def remove_wrapper(wrapper: Path) -> None:
 def ensure_submit_user(user: str = "submit") -> None:
     """The local account sshd logs users in as ('*': no password, not locked, so sshd without PAM
     accepts key logins)."""
-    if subprocess.run(["getent", "passwd", user], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--system", "--shell", "/bin/sh", "--password", "*", user], check=True)
+    def exists() -> bool:
+        return subprocess.run(["getent", "passwd", user], capture_output=True).returncode == 0
+
+    if not exists():
+        added = subprocess.run(["useradd", "--system", "--shell", "/bin/sh", "--password", "*", user],
+                               capture_output=True, text=True)
+        if added.returncode != 0 and not exists():  # not just another test process adding it first
+            raise RuntimeError(f"cannot add user {user}: {added.stderr.strip()}")
     shadow = subprocess.run(["getent", "shadow", user], capture_output=True, text=True).stdout
     if shadow.split(":")[1:2] and shadow.split(":")[1].startswith("!"):
         subprocess.run(["usermod", "--password", "*", user], check=True)

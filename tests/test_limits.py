@@ -207,10 +207,12 @@ def test_a_registered_key_behind_a_busy_nat_is_never_locked_out(start_gateway, m
     assert penalties.blocked_for("127.0.0.9") > 0
     with caplog.at_level(logging.INFO, logger="gateway"):
         refused = _ssh(client, keys=[user_keys["mallory"]], source="127.0.0.9")
+        # The server may write its line after the client has gone: wait while INFO is still captured.
+        (line,) = wait_until(lambda: [logformat.record_fields(r) for r in caplog.records
+                                      if logformat.record_fields(r).get("reason") == "penalized"],
+                             what="the log line")
     told = re.search(rb"refused from it for ([^;]+);", refused.stderr)
     assert told is not None, refused.stderr
-    (line,) = wait_until(lambda: [logformat.record_fields(r) for r in caplog.records
-                                  if logformat.record_fields(r).get("reason") == "penalized"], what="the log line")
     assert line["detail"] == f"too many failed logins from the address ({told.group(1).decode()} left)"
 
 

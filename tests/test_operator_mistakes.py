@@ -177,7 +177,7 @@ def _run(mistake: Mistake, home: Path, case: Path) -> subprocess.CompletedProces
     def fill(text: str) -> str:
         return text.replace("{case}", str(case)).replace("{home}", str(home))
 
-    env = environment(PYPISSH_HOME=str(home), **{k: fill(v) for k, v in mistake.env.items()})
+    env = environment(**{"PYPISSH_HOME": str(home), **{k: fill(v) for k, v in mistake.env.items()}})
     prefix = _without_file_privileges() if mistake.unprivileged else []
     return run_cli(mistake.program, *map(fill, mistake.args), env=env, stdin=mistake.stdin, prefix=prefix)
 

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from gateway.registry import Registry
+from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.ssh import hostkeys
 from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import create_key_file
+from testbed import postgres
 from testbed.harness import GatewayHarness
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
@@ -180,6 +182,23 @@ def recorded_sleeps(start_gateway):
 @pytest.fixture
 def registry(gateway) -> Registry:
     return gateway.registry
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request, tmp_path):
+    """An empty registry at the head revision on each database the gateway supports: a SQLite
+    file, and a PostgreSQL database made for this test and dropped after it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    reason = postgres.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with postgres.temporary_database("pypissh_test") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ import pytest
 
 from gateway.lifecycle.migration import MIGRATED, IndexRelease
 from gateway.registry import Registry, UploadEvent
-from gateway.registry.migrate_db import upgrade
 from gateway.upload.index import IndexFile
-from testbed import postgres
 
 UTC = dt.timezone.utc
 
@@ -21,21 +19,11 @@ def t(day: int) -> dt.datetime:
     return dt.datetime(2030, 5, 10, 12, tzinfo=UTC) + dt.timedelta(days=day)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-        upgrade(url)
-        yield Registry.from_url(url)
-        return
-    reason = postgres.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with postgres.temporary_database("evidence_store") as url:
-        upgrade(url)
-        registry = Registry.from_url(url)
-        yield registry
-        registry.engine.dispose()
+@pytest.fixture
+def registry(registry_url):
+    registry = Registry.from_url(registry_url)
+    yield registry
+    registry.close()
 
 
 def test_each_read_records_new_files_once(registry):

@@ -367,23 +367,11 @@ def test_plan_orders_by_name_and_applies_the_limit(people):
 
 
 # -- concurrent runs ------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_registry(request, tmp_path):
-    from testbed.postgres import temporary_database, unavailable_reason
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
-        upgrade(url)
-        yield Registry.from_url(url)
-        return
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with temporary_database("notify_race") as url:
-        upgrade(url)
-        registry = Registry.from_url(url)
-        yield registry
-        registry.engine.dispose()
+@pytest.fixture
+def any_registry(registry_url):
+    registry = Registry.from_url(registry_url)
+    yield registry
+    registry.close()
 
 
 def test_two_runs_at_once_never_claim_the_same_message_twice(any_registry):

@@ -9,9 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gateway.registry import Registry, UploadEvent
-from gateway.registry.migrate_db import upgrade
 from migrate.cli import cli
-from testbed import postgres
 from tests.helpers import ok
 
 UTC = dt.timezone.utc
@@ -22,23 +20,11 @@ def _day(month: int, day: int, year: int = 2026) -> dt.datetime:
     return dt.datetime(year, month, day, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.sqlite3'}"
-        return
-    if postgres.unavailable_reason() is not None:
-        pytest.skip("PostgreSQL is not running")
-    with postgres.temporary_database("pypissh_test") as url:
-        yield url
-
-
 @pytest.fixture
-def history(database_url):
+def history(registry_url):
     """alice: events on Jan 1, 2, 3 and Dec 1 2026; bob: one on Jan 5; carol: two on Feb 1 (same
     time); two events of a deleted account (no account id) on Jan 1; all but Dec 1 before 2026-06-01."""
-    upgrade(database_url)
-    registry = Registry.from_url(database_url)
+    registry = Registry.from_url(registry_url)
     accounts = {name: registry.accounts.add_account(name) for name in ("alice", "bob", "carol")}
 
     def event(name: str | None, when: dt.datetime) -> None:
@@ -56,7 +42,7 @@ def history(database_url):
     event(None, _day(1, 1))
 
     def invoke(*args: str):
-        return CliRunner().invoke(cli, ["--set", f"database_url={database_url}", "--now", NOW, *args])
+        return CliRunner().invoke(cli, ["--set", f"database_url={registry_url}", "--now", NOW, *args])
 
     yield invoke, registry
     registry.engine.dispose()

@@ -100,12 +100,13 @@ def test_guide_names_projects_keys_and_exact_schedule_dates(gateway, alice, user
     text = ssh_client().run("guide").stdout.decode()
     assert "- first-project: 1 upload(s), the last on 2030-03-04 05:06 UTC" in text
     assert "- second-project:" in text
-    assert f"- {user_key.fingerprint} ssh-ed25519 (alice@test), last used 2030-04-05 06:07 UTC; the key of this login" in text
+    assert (f"- {user_key.fingerprint} ssh-ed25519 (alice@test)\n"
+            "  last used 2030-04-05 06:07 UTC; the key of this login") in text
     assert "Notice period since 2030-01-01 00:00 UTC." in text
-    assert "Next brownout: 2030-09-01 08:00 UTC to 2030-09-01 20:00 UTC (the long one)." in text
+    assert "Next brownout: 2030-09-01 08:00 UTC\n  to 2030-09-01 20:00 UTC (the long one)." in text
     assert "Sunset: 2031-01-15 12:00:30 UTC." in text
     assert "2030-06-01" not in text
-    assert "one account-wide token covers them" in text  # two projects: no single project scope
+    assert "one account-wide token covers\nthem all" in text  # two projects: no single project scope
 
 
 def test_guide_without_uploads_or_dates(gateway, user_keys):

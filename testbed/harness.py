@@ -108,6 +108,12 @@ class GatewayHarness:
                 await self._server.wait_closed()
             if self.shim is not None:
                 self.shim.close()
+            # What asyncio.run does for `serve` on its way out: sessions still open are cancelled
+            # and awaited, not left to be garbage-collected as pending tasks.
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)

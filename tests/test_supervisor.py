@@ -24,9 +24,13 @@ SECRET = "a test secret for the supervised workers of this machine"
 
 
 def children(pid: int) -> set[int]:
+    """The child processes of `pid`, from each of its threads' /proc entry."""
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(p) for p in (task / "children").read_text().split()}
+        try:
+            found |= {int(p) for p in (task / "children").read_text().split()}
+        except FileNotFoundError:  # the thread ended between the listing and the read
+            continue
     return found
 
 

@@ -593,9 +593,10 @@ class BenchEnv:
         self._processes.append(sshd)
         return Target("(b) sshd + shim", sshd.port, sshd.known_hosts, sshd.pid)
 
-    def start_raw_sshd(self, accounts: Sequence[BenchAccount]) -> Target:
+    def start_raw_sshd(self, accounts: Sequence[BenchAccount], *, gateway_algorithms: bool = False) -> Target:
         """(d): sshd with a plain authorized_keys file, where `cat >/dev/null` is the ceiling of
-        what an SSH session can take in on this machine."""
+        what an SSH session can take in on this machine. `gateway_algorithms`: offer the gateway's
+        algorithm lists, as peer (b) does, so that logins cost the same key exchange."""
         reason = openssh_unavailable()
         if reason:
             raise RuntimeError(reason)
@@ -606,7 +607,8 @@ class BenchEnv:
         authorized = folder / "authorized_keys"
         authorized.write_text("".join(account.public_line + "\n" for account in accounts))
         authorized.chmod(0o644)
-        sshd = Sshd(folder, f"AuthorizedKeysFile {authorized}\n", "raw").start()
+        algorithms = gateway_algorithms_for_sshd() if gateway_algorithms else ""
+        sshd = Sshd(folder, f"AuthorizedKeysFile {authorized}\n" + algorithms, "raw").start()
         self._processes.append(sshd)
         return Target("(d) sshd cat", sshd.port, sshd.known_hosts, sshd.pid)
 

@@ -6,7 +6,10 @@ Peers, side by side in one run, same client, same upstream (a real pypiserver be
       (`openssh_mode = true`) who owns the key and whose forced command (`stdio`, the shim) hands
       the session to that replica over its UNIX socket; the same `ssh` client and request;
   (c) a direct HTTPS upload of the same file to the upstream, as twine does it (a fresh
-      connection per upload, `content` last, `__token__`).
+      connection per upload, `content` last, `__token__`);
+  (d) the same `ssh` client and request into OpenSSH's sshd with a plain authorized_keys file and
+      `cat >/dev/null`: no key command, no shim, nothing forwarded. The ceiling of any design
+      behind sshd on this machine (what sshd's own logins cost).
 Goals: (b) >= 0.5x (a) at concurrency 8, and (a) >= 0.8x (c).
 
 Every upload is a distinct project (the upstream never answers 409), built before timing. Batches
@@ -14,7 +17,7 @@ are closed-loop (each of N workers starts its next upload when the last one ends
 take turns within each round, so drift in the machine's load falls on all of them alike.
 
     python bench/small_uploads.py [--quick] [--rounds N] [--concurrency 1,8,32] [--db postgres|sqlite]
-                                  [--profile] [--no-classic]
+                                  [--profile] [--no-classic] [--no-ceiling]
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ from _setup import (  # noqa: E402
 
 SIZE = 50_000
 # Uploads per batch: enough for a few seconds of steady state at each concurrency.
-COUNTS = {key: lambda c: max(30, 5 * c) for key in "abc"}
-QUICK_COUNTS = {key: lambda c: max(10, 3 * c) for key in "abc"}
-# "sshd (b)" counts sshd and everything it starts per login: the AuthorizedKeysCommand (twice)
-# and the shim.
-CPU_LABELS = ("gateway", "sshd (b)", "replica (b)", "upstream", "postgresql", "load generator", "rest of machine")
+COUNTS = {key: lambda c: max(30, 5 * c) for key in "abcd"}
+QUICK_COUNTS = {key: lambda c: max(10, 3 * c) for key in "abcd"}
+# "sshd" counts the sshd of peer (b) or (d) and everything it starts per login: for (b) the
+# AuthorizedKeysCommand (twice) and the shim, for (d) `cat`.
+CPU_LABELS = ("gateway", "sshd", "replica (b)", "upstream", "postgresql", "load generator", "rest of machine")
+PEERS = "abcd"
 
 
 def main() -> None:
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--db", default="auto", choices=["auto", "postgres", "sqlite"])
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway during its batches")
     parser.add_argument("--no-classic", action="store_true", help="leave out peer (b)")
+    parser.add_argument("--no-ceiling", action="store_true", help="leave out peer (d)")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
     rounds = args.rounds or (1 if args.quick else 3)
@@ -79,11 +84,16 @@ def main() -> None:
                 peers["b"] = env.start_openssh_mode()
             except RuntimeError as exc:
                 note(f"peer (b) not run: {exc}")
+        if not args.no_ceiling:
+            try:
+                peers["d"] = env.start_raw_sshd(accounts, gateway_algorithms=True)
+            except RuntimeError as exc:
+                note(f"peer (d) not run: {exc}")
 
-        wanted = {key: sum(counts[key](c) for c in levels) * rounds for key in ("a", "b", "c")}
+        wanted = {key: sum(counts[key](c) for c in levels) * rounds for key in PEERS}
         pools: dict[str, list[SampleUpload]] = {
             key: make_uploads(env.workdir / "uploads" / key, wanted[key], SIZE, f"s{key}")
-            for key in ("a", "b", "c") if key in peers or key == "c"}
+            for key in PEERS if key in peers or key == "c"}
         fields = {upload.name: twine_fields(upload) for upload in pools["c"]}
         note(f"{env.db} registry, {len(accounts)} accounts; upstream: pypiserver under gunicorn "
              f"(2 workers x 8 threads) behind TLS; sample sdist {pools['a'][0].size} bytes")
@@ -93,7 +103,8 @@ def main() -> None:
         profiler = None
         for round_index in range(rounds):
             for level in levels:
-                order = ["a", "b", "c"][round_index % 3:] + ["a", "b", "c"][:round_index % 3]
+                shift = round_index % len(PEERS)
+                order = list(PEERS[shift:] + PEERS[:shift])
                 for key in order:
                     if key != "c" and key not in peers:
                         continue
@@ -101,7 +112,7 @@ def main() -> None:
                     todo, pools[key] = pools[key][:count], pools[key][count:]
                     env.clear_upstream()
                     meter = env.cpu_meter(**{"gateway": peers["a"].pid,
-                                             "sshd (b)": peers["b"].pid if "b" in peers else None,
+                                             "sshd": peers[key].pid if key in "bd" else None,
                                              "replica (b)": env.openssh_replica_pid})
                     profiling = (args.profile and key == "a" and level == max(levels)
                                  and round_index == rounds - 1)
@@ -112,6 +123,10 @@ def main() -> None:
                             batch = run_thread_batch(
                                 [lambda u=u: https_upload(env.upstream, u, fields[u.name])[0] == 200 for u in todo],
                                 level)
+                        elif key == "d":
+                            jobs = [(ssh_argv(peers[key], accounts[i % len(accounts)], "cat >/dev/null"), u.request)
+                                    for i, u in enumerate(todo)]
+                            batch = run_ssh_batch(jobs, level, check=lambda status, _out: status == 0)
                         else:
                             jobs = [(ssh_argv(peers[key], accounts[i % len(accounts)]), u.request)
                                     for i, u in enumerate(todo)]
@@ -124,10 +139,11 @@ def main() -> None:
                           f"in {batch.wall:.1f} s ({batch.rate:.1f}/s), machine busy {meter.busy():.2f} cores",
                           flush=True)
 
-    labels = {"a": "(a) gateway (asyncssh)", "b": "(b) sshd + shim", "c": "(c) direct HTTPS (twine-like)"}
+    labels = {"a": "(a) gateway (asyncssh)", "b": "(b) sshd + shim", "c": "(c) direct HTTPS (twine-like)",
+              "d": "(d) sshd `cat >/dev/null`"}
     rows = []
     cpu_rows = []
-    for key in ("a", "b", "c"):
+    for key in PEERS:
         for level in levels:
             done = batches.get((key, level))
             if not done:
@@ -153,15 +169,17 @@ def main() -> None:
     ratio_rows = []
     for level in levels:
         rate = {key: statistics.median([b.rate for b in batches[(key, level)]])
-                for key in ("a", "b", "c") if (key, level) in batches}
+                for key in PEERS if (key, level) in batches}
         ba = rate["b"] / rate["a"] if rate.get("b") else None
         ac = rate["a"] / rate["c"] if rate.get("c") else None
+        da = rate["d"] / rate["a"] if rate.get("d") else None
         ratio_rows.append([level,
                            f"{ba:.2f}x" if ba else "-",
                            ("met" if ba >= 0.5 else "MISSED") if ba and level == 8 else "-",
+                           f"{da:.2f}x" if da else "-",
                            f"{ac:.2f}x" if ac else "-", ("met" if ac >= 0.8 else "MISSED") if ac else "-"])
-    print_table("Ratios (median rates)", ["conc.", "(b)/(a)", "goal >= 0.5x at 8", "(a)/(c)", "goal >= 0.8x"],
-                ratio_rows)
+    print_table("Ratios (median rates)", ["conc.", "(b)/(a)", "goal >= 0.5x at 8", "(d)/(a): sshd's ceiling",
+                                          "(a)/(c)", "goal >= 0.8x"], ratio_rows)
     if profiler is not None:
         print("### Gateway profile (py-spy, last round at the highest concurrency)\n")
         print(profiler.summary())

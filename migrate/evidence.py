@@ -80,7 +80,7 @@ def _unreadable(client: IndexClient, project: str, future: Future) -> Failure | 
         return None
     if isinstance(exc, IndexUnavailable):
         return Failure(project, exc.reason)
-    # Anything else is a page pypi-simple could not make sense of: one project's problem.
+    # Anything else is a page the simple API parser could not make sense of: one project's problem.
     return Failure(project, messages.index_unreadable(client.project_url(project), f"{type(exc).__name__}: {exc}"))
 
 

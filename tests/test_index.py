@@ -158,3 +158,17 @@ def test_html_and_json_pages_of_the_same_files_agree(make_settings, settings, up
     assert [(f.filename, f.sha256) for f in from_json] == expected
     assert [f.upload_time for f in from_html] == [None, None]
     assert [f.upload_time for f in from_json] == [stamp, stamp]
+
+
+def test_a_json_page_of_an_unknown_major_version_is_unreadable(make_settings, json_index, monkeypatch):
+    """PEP 691: a client must not guess at a major version it does not know; the reason names it."""
+    url, tls = json_index
+    monkeypatch.setattr(_Pep691Index, "page", {**_Pep691Index.page, "meta": {"api-version": "2.0"}})
+    client = IndexClient(make_settings(index_url=url, upstream_ca_bundle=str(tls.ca_cert)))
+    try:
+        with pytest.raises(IndexUnavailable) as info:
+            client.files("json-demo")
+    finally:
+        client.close()
+    assert info.value.reason.startswith(f"cannot read the index page {url}json-demo/")
+    assert "'2.0'" in info.value.reason

@@ -2,10 +2,11 @@
 
     files = IndexClient(settings).files("pypissh-demo")   # [IndexFile(filename, sha256, upload_time)]
 
-The page is fetched and parsed by `pypi-simple`, which asks for PEP 691 JSON and falls back to PEP
-503 HTML. Certificates are always verified, against `upstream_ca_bundle` when set (a private
-index usually has one CA for its upload and its simple API). Anything that keeps the page from
-being read raises `IndexUnavailable`, whose `reason` says what happened in one line.
+The page is fetched with requests, asking for PEP 691 JSON and accepting PEP 503 HTML, and parsed
+by `mousebender` (which needs only `packaging`; a parser built on pydantic would double the core
+install for two fields). Certificates are always verified, against `upstream_ca_bundle` when set (a
+private index usually has one CA for its upload and its simple API). Anything that keeps the page
+from being read raises `IndexUnavailable`, whose `reason` says what happened in one line.
 
 One client may be shared by threads (`pypissh-migrate evidence refresh` reads many projects at
 once): give it a connection pool at least as large as the number of threads.
@@ -17,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import requests
-from pypi_simple import NoSuchProjectError, PyPISimple, UnsupportedContentTypeError, UnsupportedRepoVersionError
+from mousebender import simple
 
 from gateway import messages
 from gateway.upload.connections import verified_session
@@ -48,7 +49,6 @@ class IndexClient:
         self.url = settings.index_url
         self._own_session = session is None
         self.session = session or verified_session(settings.upstream_ca_bundle, pool_maxsize=pool_maxsize)
-        self._client = PyPISimple(endpoint=self.url, session=self.session)
 
     def close(self) -> None:
         if self._own_session:
@@ -56,22 +56,39 @@ class IndexClient:
 
     def project_url(self, project: str) -> str:
         """The project's page on the simple API (what a person can open to check)."""
-        return self._client.get_project_url(project)
+        return simple.create_project_url(self.url, project)
 
     def files(self, project: str, *, timeout: float = READ_TIMEOUT) -> list[IndexFile]:
         """Every file the index lists for `project` (none for a project it does not know)."""
+        url = self.project_url(project)
         try:
-            page = self._client.get_project_page(project, timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
-        except NoSuchProjectError:
-            return []
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else "an error"
-            raise IndexUnavailable(messages.index_unreadable(self.project_url(project), f"it answered {status}")) from None
-        except (UnsupportedContentTypeError, UnsupportedRepoVersionError, ValueError) as exc:
-            raise IndexUnavailable(messages.index_unreadable(self.project_url(project), f"unreadable page: {exc}")) from None
+            response = self.session.get(url, headers={"Accept": simple.ACCEPT_SUPPORTED},
+                                        timeout=(min(CONNECT_TIMEOUT, timeout), timeout))
         except (requests.RequestException, OSError) as exc:
             failure = classify(exc)
             detail = f"its certificate cannot be verified: {failure.detail}" if failure.certificate else failure.detail
-            raise IndexUnavailable(messages.index_unreadable(self.project_url(project), detail)) from None
-        return [IndexFile(package.filename, (package.digests or {}).get("sha256"), package.upload_time)
-                for package in page.packages]
+            raise IndexUnavailable(messages.index_unreadable(url, detail)) from None
+        if response.status_code == 404:
+            return []
+        if response.status_code != 200:
+            raise IndexUnavailable(messages.index_unreadable(url, f"it answered {response.status_code}"))
+        try:
+            return _files_of(response, project)
+        except (simple.UnsupportedMIMEType, simple.UnsupportedAPIVersion, ValueError, KeyError, TypeError) as exc:
+            raise IndexUnavailable(messages.index_unreadable(url, f"unreadable page: {exc}")) from None
+
+
+def _files_of(response: requests.Response, project: str) -> list[IndexFile]:
+    # The media type without parameters ("text/html; charset=utf-8"): mousebender compares it whole.
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    details = simple.parse_project_details(response.text, content_type, project)
+    version = str(details.get("meta", {}).get("api-version", "1.0"))
+    if version.split(".")[0] != "1":
+        raise simple.UnsupportedAPIVersion(version)
+    return [IndexFile(entry["filename"], (entry.get("hashes") or {}).get("sha256"), _upload_time(entry))
+            for entry in details["files"]]
+
+
+def _upload_time(entry: dict) -> dt.datetime | None:
+    stamp = entry.get("upload-time")
+    return dt.datetime.fromisoformat(stamp) if stamp else None

@@ -5,8 +5,9 @@ replica, with its pooled database connections, key cache and upstream client:
 
 - a session from the shim (`stdio`, gateway/ssh/shim.py) runs the same exchange or command as a
   session of the replica's own SSH server (gateway/ssh/commands.py), for the account and key the
-  shim names, looked up again in the registry so that a key revoked or an account disabled since
-  sshd's check is refused; the per-account session limit applies as well;
+  shim names, looked up again (through the key cache, as the replica's own sessions are) so that a
+  key revoked or an account disabled since sshd's check is refused within `key_cache_seconds`;
+  the per-account session limit applies as well;
 - a key lookup from `authorized-keys-command` is answered from the key cache (the same one
   as the replica's own logins).
 
@@ -31,6 +32,7 @@ from typing import Mapping
 from gateway import messages
 from gateway.errors import ConfigError
 from gateway.ops import metrics, sessionlog
+from gateway.registry import Identity
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh import keycommand, shimwire
@@ -263,8 +265,7 @@ class ShimServer:
         started = time.monotonic()
         done = sessionlog.FAILED
         try:
-            identity = await services.run_registry(find_identity, services.registry, header.account,
-                                                   header.fingerprint or None)
+            identity = await self._identity(header)
         except Exception as exc:
             log.warning("shim session of %s: registry unavailable (%s)", header.account, type(exc).__name__)
             self._refused(header, sessionlog.REGISTRY_UNAVAILABLE)
@@ -298,6 +299,18 @@ class ShimServer:
         finally:
             sessions.release(identity.account_name)
             services.sessionlog.session(client_addr=header.client, identity=identity, outcome=done, started=started)
+
+    async def _identity(self, header: shimwire.SessionHeader) -> Identity | None:
+        """The session's identity, if its key is still active and the account's: through the key
+        cache (at most key_cache_seconds old, as for the replica's own SSH sessions) when the shim
+        names the key, else the account's first active key from the registry."""
+        services = self._services
+        if not header.fingerprint:
+            return await services.run_registry(find_identity, services.registry, header.account, None)
+        hit, identity = services.keys.cached(header.fingerprint)
+        if not hit:
+            identity = await services.run_registry(services.keys.identity, header.fingerprint)
+        return identity if identity is not None and identity.account_name == header.account else None
 
     def _refused(self, header: shimwire.SessionHeader, reason: str) -> None:
         """sshd let the key in, but it is no longer active (or cannot be checked): a refused login."""

@@ -12,13 +12,19 @@ hide an outage behind a path a hundred times slower, and would need the whole ga
 secret key) readable by the session user. It tells the user in one line, answers a legacy
 client's request with `503` so distutils prints the reason, and exits 1. Operators who want the
 in-process session set `stdio_in_process = true`.
+
+Two ways to start it: `pypissh-gateway ... stdio --account NAME` (the console script, which reads
+the configuration for `shim_socket`), or gateway/ssh/shimexec.py, the forced command the replica
+writes into `authorized_keys_file`, with every value the shim needs on its command line
+(`script_main`). `_socket` rather than `socket`, whose enum classes cost more than the whole
+interpreter start.
 """
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
-import socket
 
 from gateway.ssh import shimwire
 
@@ -47,7 +53,7 @@ def run_shim(settings: ShimSettings, account: str, fingerprint: str | None, envi
     """One session, handed to the replica; returns the exit status."""
     command = (environ.get("SSH_ORIGINAL_COMMAND") or "").strip()
     header = shimwire.SessionHeader(account, fingerprint or "", command, client_address(environ))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         try:
             sock.connect(settings.shim_socket)
@@ -65,7 +71,7 @@ def run_shim(settings: ShimSettings, account: str, fingerprint: str | None, envi
 class Relay:
     """stdin to the replica, its frames to stdout, stderr and the exit status, in one loop."""
 
-    def __init__(self, sock: socket.socket, *, relay_stdin: bool):
+    def __init__(self, sock: _socket.socket, *, relay_stdin: bool):
         self.sock = sock
         self.stdin_open = relay_stdin
         self.wrote_stdout = False
@@ -210,3 +216,47 @@ def _log(text: str) -> None:
 
     syslog.openlog("pypissh-gateway", syslog.LOG_PID, syslog.LOG_AUTH)
     syslog.syslog(syslog.LOG_WARNING, text)
+
+
+class ScriptSettings:
+    """What the shim reads, from its own command line (see the module notes)."""
+
+    __slots__ = ("shim_socket", "read_timeout", "max_upload_bytes")
+
+    def __init__(self, shim_socket: str, read_timeout: float, max_upload_bytes: int):
+        self.shim_socket = shim_socket
+        self.read_timeout = read_timeout
+        self.max_upload_bytes = max_upload_bytes
+
+
+USAGE = ("usage: shimexec.py --socket PATH --account NAME [--fingerprint FP] [--read-timeout SECONDS] "
+         "[--max-upload-bytes N]")
+
+
+def script_main(argv: list[str], environ: Mapping[str, str]) -> int:
+    """The shim run as a file: options as `--name value` pairs, all written by the replica. (No
+    argparse: it would cost the shim as much as its interpreter start.)"""
+    given: dict[str, str] = {}
+    if len(argv) % 2:
+        return _usage("every option takes a value")
+    for name, value in zip(argv[::2], argv[1::2]):
+        if name not in ("--socket", "--account", "--fingerprint", "--read-timeout", "--max-upload-bytes"):
+            return _usage(f"unknown option {name}")
+        given[name] = value
+    if "--socket" not in given or not given.get("--account"):
+        return _usage("--socket and --account are required")
+    if "--read-timeout" not in given or "--max-upload-bytes" not in given:  # the replica writes both
+        from gateway import loginsettings
+
+        given.setdefault("--read-timeout", str(loginsettings.READ_TIMEOUT))
+        given.setdefault("--max-upload-bytes", str(loginsettings.MAX_UPLOAD_BYTES))
+    try:
+        settings = ScriptSettings(given["--socket"], float(given["--read-timeout"]), int(given["--max-upload-bytes"]))
+    except ValueError:
+        return _usage("--read-timeout and --max-upload-bytes take numbers")
+    return run_shim(settings, given["--account"], given.get("--fingerprint"), environ)
+
+
+def _usage(problem: str) -> int:
+    _write_all(STDERR, f"shimexec.py: {problem}\n{USAGE}\n".encode())
+    return 2

@@ -1100,3 +1100,17 @@ def evidence_nothing_to_read() -> str:
 def evidence_project_not_ssh(project: str) -> str:
     return (f"'{project}' was never uploaded over SSH, so the index has no evidence to give about it; "
             "`pypissh-migrate report` lists the projects that were")
+
+
+def needs_openssh_mode(name: str) -> str:
+    return f"{name} is used only in the OpenSSH mode; set openssh_mode = true, or remove {name}"
+
+
+def not_absolute(name: str, value: str) -> str:
+    return f"{name} must be an absolute path, not '{value}' (sshd runs it from the session user's home)"
+
+
+def key_file_folder_unusable(path: str, folder: str) -> str:
+    return (f"cannot write authorized_keys_file {path}: {folder} does not exist or is not writable by "
+            "this user; create it for the replica's user (the systemd unit's StateDirectory= is), or "
+            "change authorized_keys_file")

@@ -41,7 +41,8 @@ OTHER_VARIABLES = frozenset({CONFIG_ENV, "PYPISSH_SSH", "PYPISSH_HOST", "PYPISSH
 
 # Settings holding a file or folder: a relative value resolves against the config file's folder
 # (when written there) or against `home` (otherwise). A relative SQLite path in database_url too.
-PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir", "shim_socket", "log_file")
+PATH_SETTINGS = ("host_key_dir", "secret_key_file", "upstream_ca_bundle", "spool_dir", "shim_socket", "log_file",
+                 "authorized_keys_file")
 SECRET_SETTINGS = ("secret_key",)
 # URLs that may carry a password (user:password@host, or ?password=): masked when shown.
 URL_SETTINGS = ("database_url", "smtp_url", "upstream_url")
@@ -143,6 +144,11 @@ class Settings:
     openssh_mode: bool = False
     shim_socket: str = login.SHIM_SOCKET
     shim_user: str = "submit"
+    # OpenSSH mode with a key file instead of the key command (gateway/ssh/keyfile.py): the
+    # replica keeps this file of authorized_keys lines, whose forced command runs the shim with
+    # shim_python (empty: the replica's own interpreter).
+    authorized_keys_file: str = ""
+    shim_python: str = ""
     # `stdio` runs the whole session in its own process (about a second each) instead of handing
     # it to the local replica: for an OpenSSH-mode machine that runs no replica.
     stdio_in_process: bool = False
@@ -304,6 +310,10 @@ def problems(settings: Settings) -> list[Problem]:
         add("log_format", messages.setting_not_one_of("log_format", LOG_FORMATS, settings.log_format))
     _check_addresses(settings, add)
     _check_urls(settings, add)
+    if settings.authorized_keys_file and not settings.openssh_mode:
+        add("authorized_keys_file", messages.needs_openssh_mode("authorized_keys_file"))
+    if settings.shim_python and not os.path.isabs(settings.shim_python):
+        add("shim_python", messages.not_absolute("shim_python", settings.shim_python))
     if settings.home and not os.path.isabs(settings.home):
         add("home", messages.home_not_absolute(settings.home))
     return found

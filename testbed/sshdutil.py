@@ -69,18 +69,27 @@ def ensure_submit_user(user: str = "submit") -> None:
         subprocess.run(["usermod", "--password", "*", user], check=True)
 
 
+def session_python(user: str = "submit") -> Path:
+    """An interpreter `user` can run: this virtualenv's, or, when it lives in a private home, the
+    system's Python of the same version. Raises if neither can work."""
+    runnable = subprocess.run(["su", user, "-s", "/bin/sh", "-c", f"{sys.executable} -c pass"],
+                              capture_output=True, cwd="/")
+    if runnable.returncode == 0:
+        return Path(sys.executable)
+    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not system_python.exists():
+        raise RuntimeError(f"user {user} cannot run {sys.executable} and there is no {system_python}")
+    return system_python
+
+
 def session_program(folder: Path, user: str = "submit") -> Path:
     """What sshd runs as `user` for a session: this virtualenv's pypissh-gateway, or, when that
     user cannot run this interpreter (it lives in a private home), a wrapper in `folder` running
     the same code with the system's Python of the same version. Raises if neither can work."""
     program = Path(sys.prefix) / "bin" / "pypissh-gateway"
-    runnable = subprocess.run(["su", user, "-s", "/bin/sh", "-c", f"{sys.executable} -c pass"],
-                              capture_output=True, cwd="/")
-    if runnable.returncode == 0:
+    system_python = session_python(user)
+    if system_python == Path(sys.executable):
         return program
-    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-    if not system_python.exists():
-        raise RuntimeError(f"user {user} cannot run {sys.executable} and there is no {system_python}")
     wrapper = folder / "pypissh-gateway"
     path = os.pathsep.join([sysconfig.get_paths()["purelib"], str(SOURCE_ROOT)])
     # What the installed console script runs, started as cheaply: -S, since everything comes from

@@ -50,25 +50,31 @@ def _effective(config: Path, user: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
 
 
-@pytest.fixture
-def sshd_config(tmp_path):
-    """A minimal sshd_config that includes the shipped snippet from a conf.d folder, as on Debian
-    (Include first, then the machine's own global settings)."""
+def _including(folder: Path, snippet: str) -> Path:
+    """A minimal sshd_config that includes `snippet` from a conf.d folder, as on Debian (Include
+    first, then the machine's own global settings)."""
     if not Path(SSHD).exists():
         pytest.skip("openssh-server is not installed (./dev test installs it)")
     privilege_separation_dir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
+    conf_d = folder / "sshd_config.d"
+    conf_d.mkdir()
+    (conf_d / "pypissh.conf").write_text(snippet)
+    config = folder / "sshd_config"
+    config.write_text(f"Include {conf_d}/*.conf\nPort 2222\nListenAddress 127.0.0.1\n"
+                      f"HostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\nUsePAM no\n"
+                      "X11Forwarding yes\n")
+    return config
+
+
+@pytest.fixture
+def sshd_config(tmp_path):
+    """sshd_config.openssh-mode included, its command pointed at this virtualenv's program."""
+    if not Path(SSHD).exists():
+        pytest.skip("openssh-server is not installed (./dev test installs it)")
     program = root_owned_wrapper(INSTALLED_PROGRAM.resolve())
     try:
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "host_key")], check=True)
-        conf_d = tmp_path / "sshd_config.d"
-        conf_d.mkdir()
-        (conf_d / "pypissh.conf").write_text(_point_command_at((DEPLOY / "sshd_config.openssh-mode").read_text(),
-                                                               program))
-        config = tmp_path / "sshd_config"
-        config.write_text(f"Include {conf_d}/*.conf\nPort 2222\nListenAddress 127.0.0.1\n"
-                          f"HostKey {tmp_path / 'host_key'}\nPidFile {tmp_path / 'sshd.pid'}\nUsePAM no\n"
-                          "X11Forwarding yes\n")
-        yield config, program
+        yield _including(tmp_path, _point_command_at((DEPLOY / "sshd_config.openssh-mode").read_text(), program)), program
     finally:
         remove_wrapper(program)
 
@@ -135,6 +141,40 @@ def test_unit_and_configuration_share_one_home():
     home = f"/var/lib/{state}"
     assert re.search(rf"^Environment=PYPISSH_HOME={re.escape(home)}$", unit, re.MULTILINE)
     assert tomllib.loads((DEPLOY / "config.toml").read_text())["home"] == home
+
+
+def test_sshd_accepts_the_key_file_snippet_as_shipped(tmp_path):
+    """sshd_config.openssh-mode-keyfile, unchanged (its grep exists here): `sshd -t` is silent, and
+    for user submit the key is looked up with grep in the replica's file, as the replica's user."""
+    config = _including(tmp_path, (DEPLOY / "sshd_config.openssh-mode-keyfile").read_text())
+    check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    submit = _effective(config, "submit")
+    assert submit["authorizedkeyscommand"] == "/usr/bin/grep -F -- %k /var/lib/pypissh-gateway/authorized_keys"
+    assert (submit["authorizedkeyscommanduser"], submit["authorizedkeysfile"]) == ("pypissh", "none")
+    for name in ("passwordauthentication", "kbdinteractiveauthentication", "permittty", "x11forwarding",
+                 "allowtcpforwarding"):
+        assert submit[name] == "no", name
+    assert _effective(config, "alice")["authorizedkeyscommand"] == "none"
+
+
+def test_key_file_lines_of_the_example_configuration_fit_the_unit_and_the_snippet():
+    """The example's authorized_keys_file, uncommented, is the file the key-file snippet greps, in
+    the directory the systemd unit creates (StateDirectory=), and the settings have no problem."""
+    from gateway.settings import load, problems
+
+    text = (DEPLOY / "config.toml").read_text()
+    names = ("openssh_mode", "shim_socket", "shim_user", "authorized_keys_file", "shim_python")
+    enabled = re.sub(rf"(?m)^# ({'|'.join(names)}) = ", r"\1 = ", text)
+    config = tomllib.loads(enabled)
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    state = re.search(r"^StateDirectory=(\S+)$", unit, re.MULTILINE).group(1)
+    assert Path(config["authorized_keys_file"]).parent == Path("/var/lib") / state
+    snippet = (DEPLOY / "sshd_config.openssh-mode-keyfile").read_text()
+    assert f"AuthorizedKeysCommand /usr/bin/grep -F -- %k {config['authorized_keys_file']}\n" in snippet
+    settings = load(None, {}, {name: config[name] for name in names})
+    assert settings.authorized_keys_file == config["authorized_keys_file"]
+    assert [p for p in problems(settings) if p.setting in ("authorized_keys_file", "shim_python")] == []
 
 
 def test_openssh_mode_lines_of_the_example_configuration_fit_the_unit():

@@ -1,7 +1,13 @@
-"""OpenSSH deployment mode: a real sshd whose AuthorizedKeysCommand is `pypissh-gateway
-authorized-keys-command` (asking the running replica who owns the key) and whose forced command is
-`pypissh-gateway stdio`, the shim that hands each session to that replica over its UNIX socket,
-carries the legacy distutils client's upload to the same upstream as the asyncssh server does."""
+"""OpenSSH deployment mode: a real sshd in front of a running replica carries the legacy distutils
+client's upload to the same upstream as the asyncssh server does. Each sshd test runs with both
+ways of finding a key's owner:
+
+- "key-command": AuthorizedKeysCommand is `pypissh-gateway authorized-keys-command` (asking the
+  replica who owns the key) and the forced command is `pypissh-gateway stdio`, the shim that hands
+  each session to that replica over its UNIX socket;
+- "key-file": the replica keeps `authorized_keys_file`, AuthorizedKeysCommand is `grep -F %k` on
+  it, and the forced command is the shim run as a file by an isolated interpreter.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
 from testbed.scaleout import Replica, metric
-from testbed.sshdutil import SSHD, Sshd, ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program
+from testbed.sshdutil import (SSHD, Sshd, ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program,
+                              session_python)
 from tests.helpers import answers_a_stalled_request, register_account, wait_until
 
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
@@ -49,10 +56,11 @@ def _skip_reason() -> str | None:
 SKIP = _skip_reason()
 
 
-@pytest.fixture(scope="module")
-def sshd(upstream, user_keys, host_key_dir):
+@pytest.fixture(scope="module", params=["key-command", "key-file"])
+def sshd(request, upstream, user_keys, host_key_dir):
     """sshd on a free port of 127.0.0.1 with its own config, a replica serving the OpenSSH mode's
-    socket for user submit, and a registry where alice has a key."""
+    socket for user submit, and a registry where alice has a key; the key found by the key command
+    or in the replica's key file (the parameter)."""
     if SKIP:
         pytest.skip(SKIP)
     ensure_submit_user()
@@ -62,13 +70,13 @@ def sshd(upstream, user_keys, host_key_dir):
     folder.chmod(0o755)
     command = root_owned_wrapper(PROGRAM.resolve())
     try:
-        yield from _run_sshd(folder, upstream, user_keys, host_key_dir, command)
+        yield from _run_sshd(folder, upstream, user_keys, host_key_dir, command, request.param)
     finally:
         remove_wrapper(command)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
+def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path, lookup: str):
     with postgres.temporary_database("pypissh_test") as url:
         upgrade(url)
         registry = Registry.from_url(url)
@@ -78,21 +86,39 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path):
         replica = Replica(folder, dict(
             database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
             upstream_ca_bundle=str(upstream.ca_file), secret_key=SECRET, host_key_dir=str(host_key_dir), public_host="127.0.0.1",
-            openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit"), name="replica")
+            openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit",
+            **KEY_FILE_SETTINGS(folder) if lookup == "key-file" else {}), name="replica")
         replica.config.chmod(0o644)  # the shim, run as user submit, reads it
-        sshd = Sshd(folder, (
-            f"AuthorizedKeysFile none\nAuthorizedKeysCommand {command} --config {replica.config} "
-            f"authorized-keys-command --command {session_program(folder)} %u %k %t\n"
-            "AuthorizedKeysCommandUser root\nLogLevel VERBOSE\n"))
+        if lookup == "key-file":
+            key_command = f"/usr/bin/grep -F -- %k {folder / 'authorized_keys'}"
+        else:
+            key_command = (f"{command} --config {replica.config} authorized-keys-command "
+                           f"--command {session_program(folder)} %u %k %t")
+        sshd = Sshd(folder, (f"AuthorizedKeysFile none\nAuthorizedKeysCommand {key_command}\n"
+                             "AuthorizedKeysCommandUser root\nLogLevel VERBOSE\n"))
         try:
             replica.start(timeout=60)
+            if lookup == "key-file":
+                wait_until(lambda: user_keys["alice"].public_line.split()[1] in _text(folder / "authorized_keys"),
+                           what="alice's key in the replica's key file")
             sshd.start()
             yield {"port": sshd.port, "registry": registry, "known_hosts": sshd.known_hosts, "folder": folder,
-                   "replica": replica}
+                   "replica": replica, "lookup": lookup}
         finally:
             sshd.stop()
             replica.stop()
             registry.engine.dispose()
+
+
+def KEY_FILE_SETTINGS(folder: Path) -> dict[str, str]:
+    return {"authorized_keys_file": str(folder / "authorized_keys"), "shim_python": str(session_python())}
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def ssh_command(sshd, key) -> list[str]:
@@ -109,7 +135,8 @@ def forwarded_form_names(upstream, before: int) -> list[str]:
 def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, alice, ssh_client, legacy_home):
     """sshd and the shim carry the legacy upload byte-identical to the replica, which forwards the
     same request as the asyncssh server."""
-    project = make_legacy_project(tmp_path / "project", name="Openssh-Mode-Pkg", version="1.0")
+    name = f"Openssh-Mode-{sshd['lookup']}"  # the upstream is the module's, for both parameters
+    project = make_legacy_project(tmp_path / "project", name=name, version="1.0")
     before = len(upstream.recordings())
     command = " ".join(ssh_command(sshd, user_keys["alice"]))
     result = run_legacy(project, ["sdist", "upload"], ssh_command=command, home=legacy_home,
@@ -118,7 +145,8 @@ def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, ali
     assert "Server response (200): OK" in result.stdout
     assert "account 'alice'" in result.stderr
     (dist,) = (project / "dist").glob("*.tar.gz")
-    assert upstream.files()["openssh_mode_pkg-1.0.tar.gz"] == hashlib.sha256(dist.read_bytes()).hexdigest()
+    stored = f"openssh_mode_{sshd['lookup'].replace('-', '_')}-1.0.tar.gz"  # the index normalises the name
+    assert upstream.files()[stored] == hashlib.sha256(dist.read_bytes()).hexdigest()
     via_sshd = forwarded_form_names(upstream, before)
     (event,) = sshd["registry"].events.recorded(account_name="alice")
     assert (event.outcome, event.client_addr, event.key_fingerprint) == (

@@ -18,6 +18,7 @@ from gateway.ops import metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.ssh.keyfile import KeyFileWriter, check_writable
 from gateway.ssh.server import start_server
 from gateway.ssh.shimserver import ShimServer, bind_shim_socket, inherited_shim_socket
 
@@ -32,6 +33,8 @@ LOG_FLUSH_SECONDS = 10.0
 
 async def run_replica(settings: Settings, *, serve_health: bool = True, supervised: bool = False) -> None:
     """Serve until SIGTERM or SIGINT, then drain and return."""
+    if settings.openssh_mode and settings.authorized_keys_file and not supervised:
+        check_writable(settings.authorized_keys_file)
     services = Services.build(settings)
     state = ReplicaState()
     probe = DatabaseProbe(services.registry.ping)
@@ -39,10 +42,13 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     server = None
     shim: ShimServer | None = None
     flushing = asyncio.get_running_loop().create_task(_flush_log(services))
+    keyfile: asyncio.Task | None = None
     try:
         server = await _listening(settings.listen, start_server(services))
         if settings.openssh_mode:
             shim = await _shim_server(services, supervised)
+            if settings.authorized_keys_file and not supervised:  # under a supervisor, it writes the file
+                keyfile = asyncio.get_running_loop().create_task(KeyFileWriter(settings, services.registry).run())
         metrics.LISTENING.set(1)
         metrics.publish_build_info()
         if serve_health:
@@ -70,6 +76,8 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
             log.info("drained")
     finally:
         flushing.cancel()
+        if keyfile is not None:
+            keyfile.cancel()
         services.sessionlog.flush(everything=True)
         if server is not None:
             server.close()

@@ -34,6 +34,7 @@ from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaSt
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.ssh import shimserver
+from gateway.ssh.keyfile import KeyFileWriter, check_writable
 
 log = logging.getLogger("gateway.supervisor")
 
@@ -73,6 +74,8 @@ class Supervisor:
 
     async def run(self) -> int:
         settings = self.settings
+        if settings.openssh_mode and settings.authorized_keys_file:
+            check_writable(settings.authorized_keys_file)
         try:
             port_holder = reserve_port(settings.listen_host, settings.listen_port)
         except OSError as exc:
@@ -106,8 +109,12 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         slots = [loop.create_task(self._keep_running(index, listen)) for index in range(self.workers)]
+        keyfile = (loop.create_task(KeyFileWriter(settings, registry).run())  # one writer for all workers
+                   if settings.openssh_mode and settings.authorized_keys_file else None)
         try:
             await stop.wait()
+            if keyfile is not None:
+                keyfile.cancel()
             log.info("stopping: workers drain for up to %.0f s", settings.drain_seconds)
             self._stopping = True
             self.state.draining = True
@@ -125,6 +132,8 @@ class Supervisor:
         finally:
             for slot in slots:
                 slot.cancel()
+            if keyfile is not None:
+                keyfile.cancel()
             health.close()
             await health.wait_closed()
             probe.close()

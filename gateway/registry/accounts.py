@@ -74,6 +74,13 @@ _ACTIVE_KEYS = (
 )
 _IDENTITY_FOR_KEY = _ACTIVE_KEYS.where(ssh_keys.c.fingerprint == bindparam("key_fp"))
 _IDENTITIES_FOR_KEYS = _ACTIVE_KEYS.where(ssh_keys.c.fingerprint.in_(bindparam("key_fps", expanding=True)))
+# Every active key of an enabled account, as authorized_keys_file lists them.
+_ACTIVE_PUBLIC_KEYS = (
+    select(accounts.c.name, ssh_keys.c.fingerprint, ssh_keys.c.public_key)
+    .join(accounts, accounts.c.id == ssh_keys.c.account_id)
+    .where(ssh_keys.c.revoked_at.is_(None), accounts.c.disabled.is_(False))
+    .order_by(ssh_keys.c.fingerprint)
+)
 # Fingerprints per query of identities_for_keys: well inside every database's parameter limit.
 KEYS_PER_QUERY = 500
 
@@ -303,6 +310,12 @@ class AccountStore:
         with self.engine.connect() as conn:
             row = conn.execute(_IDENTITY_FOR_KEY, {"key_fp": fingerprint}).first()
         return _identity(row) if row is not None else None
+
+    def active_public_keys(self) -> list[tuple[str, str, str]]:
+        """(account, fingerprint, "<type> <base64>") of every active key of an enabled account,
+        ordered by fingerprint: what `authorized_keys_file` holds."""
+        with self.engine.connect() as conn:
+            return [(row.name, row.fingerprint, row.public_key) for row in conn.execute(_ACTIVE_PUBLIC_KEYS)]
 
     def identities_for_keys(self, fingerprints: Collection[str]) -> dict[str, Identity]:
         """`identity_for_key` for many keys at once (the re-check of open connections): the

@@ -4,6 +4,7 @@
         accounts = env.add_accounts(32)
         gateway = env.start_gateway()                 # (a) `pypissh-gateway serve`, a real process
         classic = env.start_openssh_mode()            # (b) sshd + AuthorizedKeysCommand + the shim
+        keyfile = env.start_openssh_mode(key_file=True)  # (e) sshd + grep on the replica's key file + the shim
         raw = env.start_raw_sshd(accounts)            # (d) sshd, `cat >/dev/null` as the ceiling
         uploads = make_uploads(env.workdir / "uploads", 100, 50_000, "s")
         run_ssh_batch([(ssh_argv(gateway, accounts[0]), u.request) for u in uploads], 8)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import compileall
 import contextlib
 import datetime as dt
 import hashlib
@@ -54,7 +56,7 @@ from gateway.settings import Settings  # noqa: E402
 from gateway.ssh import hostkeys  # noqa: E402
 from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
 from gateway.tokens import TokenBox  # noqa: E402
-from testbed import postgres  # noqa: E402
+from testbed import SOURCE_ROOT, postgres  # noqa: E402
 from testbed.knownhosts import known_hosts_lines  # noqa: E402
 from testbed.legacyrequests import make_sdist, python3_upload  # noqa: E402
 from testbed.scaleout import Replica  # noqa: E402
@@ -65,6 +67,7 @@ from testbed.sshdutil import (  # noqa: E402
     remove_wrapper,
     root_owned_wrapper,
     session_program,
+    session_python,
 )
 from testbed.upstream import TlsPypiServer  # noqa: E402
 
@@ -394,7 +397,7 @@ class BenchEnv:
         self.host_key_dir = self.workdir / "hostkeys"
         self._processes: list[Any] = []
         self._wrappers: list[Path] = []
-        self.openssh_replica_pid: int | None = None
+        self.openssh_replica_pids: dict[str, int] = {}
 
     # lifecycle
     def __enter__(self) -> "BenchEnv":
@@ -558,11 +561,13 @@ class BenchEnv:
         return Target(f"(a) gateway{' x' + str(workers) if workers > 1 else ''}", replica.ssh_port, known,
                       replica.pid)
 
-    def start_openssh_mode(self) -> Target:
+    def start_openssh_mode(self, *, key_file: bool = False) -> Target:
         """(b): the same handler behind OpenSSH's sshd: AuthorizedKeysCommand asks the local
         replica who owns the key, and `command=... stdio` (the shim) hands each session to that
-        replica over its UNIX socket. The target's pid is sshd's; `openssh_replica_pid` is the
-        replica's."""
+        replica over its UNIX socket. With `key_file`, (e): the replica keeps
+        `authorized_keys_file`, AuthorizedKeysCommand is `grep -F %k` on it, and the forced command
+        runs the shim as a file with `python -I -S`. The target's pid is sshd's;
+        `openssh_replica_pids[label]` is the replica's."""
         reason = openssh_unavailable()
         if reason:
             raise RuntimeError(reason)
@@ -570,28 +575,41 @@ class BenchEnv:
             raise RuntimeError("the OpenSSH mode's fallback reads the registry as root and as user submit: "
                                "use --db postgres")
         ensure_submit_user()
-        folder = self.workdir / "openssh"
+        # The sessions' user cannot write bytecode into this tree; an installed package has it
+        # (pip compiles it), so give the per-login programs the same start.
+        compileall.compile_dir(str(SOURCE_ROOT / "gateway"), quiet=1)
+        label = "(e) sshd + key file + shim" if key_file else "(b) sshd + shim"
+        folder = self.workdir / ("openssh-keyfile" if key_file else "openssh")
         folder.mkdir(exist_ok=True)
         folder.chmod(0o755)
+        key_file_settings = {"authorized_keys_file": str(folder / "authorized_keys"),
+                             "shim_python": str(session_python())} if key_file else {}
         replica = Replica(folder, self.gateway_settings(
             openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user=SSH_USER,
-            reminder_repeat_days=0.0), name="openssh-replica")
+            reminder_repeat_days=0.0, **key_file_settings), name="openssh-replica")
         replica.start(timeout=60)
         self._processes.append(replica)
-        self.openssh_replica_pid = replica.pid
+        self.openssh_replica_pids[label] = replica.pid
         config = folder / "openssh-replica.toml"
         config.chmod(0o644)  # read by the shim, which runs as user submit
-        # Both per-login programs start the same way: `session_program`, the one user `submit` can
-        # run (this virtualenv's interpreter may live in a private home).
-        program = session_program(folder)
-        command = root_owned_wrapper(program.resolve())  # sshd insists on a root-owned path
-        self._wrappers.append(command)
-        sshd = Sshd(folder, (
-            f"AuthorizedKeysFile none\nAuthorizedKeysCommand {command} --config {config} "
-            f"authorized-keys-command --command {program} %u %k %t\n"
-            "AuthorizedKeysCommandUser root\n" + gateway_algorithms_for_sshd()), "classic").start()
+        if key_file:
+            keys = folder / "authorized_keys"
+            deadline = time.monotonic() + 30
+            while not keys.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            key_command = f"/usr/bin/grep -F -- %k {keys}"
+        else:
+            # Both per-login programs start the same way: `session_program`, the one user `submit`
+            # can run (this virtualenv's interpreter may live in a private home).
+            program = session_program(folder)
+            command = root_owned_wrapper(program.resolve())  # sshd insists on a root-owned path
+            self._wrappers.append(command)
+            key_command = f"{command} --config {config} authorized-keys-command --command {program} %u %k %t"
+        sshd = Sshd(folder, (f"AuthorizedKeysFile none\nAuthorizedKeysCommand {key_command}\n"
+                             "AuthorizedKeysCommandUser root\n" + gateway_algorithms_for_sshd()),
+                    "keyfile" if key_file else "classic").start()
         self._processes.append(sshd)
-        return Target("(b) sshd + shim", sshd.port, sshd.known_hosts, sshd.pid)
+        return Target(label, sshd.port, sshd.known_hosts, sshd.pid)
 
     def start_raw_sshd(self, accounts: Sequence[BenchAccount], *, gateway_algorithms: bool = False) -> Target:
         """(d): sshd with a plain authorized_keys file, where `cat >/dev/null` is the ceiling of

@@ -41,7 +41,9 @@ from _setup import OUT, machine, note, print_machine, print_table, write_user_ke
 from gateway.registry import Registry  # noqa: E402
 from gateway.registry.migrate_db import upgrade  # noqa: E402
 from gateway.ssh import hostkeys  # noqa: E402
+from gateway.ssh.keyfile import SHIMEXEC  # noqa: E402
 from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
+from gateway.tokens import create_key_file  # noqa: E402
 from testbed import SOURCE_ROOT, postgres  # noqa: E402
 from testbed.scaleout import Replica  # noqa: E402
 
@@ -49,6 +51,7 @@ SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 # What the console script does (pip writes it), for an interpreter started by hand.
 CONSOLE_SCRIPT = "import sys; from gateway.entry import main; main()"
+SHIM = str(Path(SHIMEXEC).resolve())
 
 
 def measure(argv: list[str], env: dict[str, str], check: bytes) -> tuple[float, float]:
@@ -88,22 +91,26 @@ def main() -> None:
         registry.accounts.add_key("alice", key)
         if not (workdir / "hostkeys").exists():
             hostkeys.generate(workdir / "hostkeys")
+        create_key_file(workdir / "secret.key")  # as `keygen` makes it (kept when it exists)
         socket_dir = Path(tempfile.mkdtemp(prefix="pypissh-bench-"))  # short: a UNIX socket's path
         stack.callback(shutil.rmtree, socket_dir, ignore_errors=True)
         socket_path = socket_dir / "shim.sock"
         replica = Replica(workdir, dict(
             database_url=url, host_key_dir=str(workdir / "hostkeys"), secret_key_file=str(workdir / "secret.key"),
-            openssh_mode=True, shim_socket=str(socket_path), shim_user=pwd.getpwuid(os.geteuid()).pw_name),
-            name="replica")
+            openssh_mode=True, shim_socket=str(socket_path), shim_user=pwd.getpwuid(os.geteuid()).pw_name,
+            authorized_keys_file=str(socket_dir / "authorized_keys")), name="replica")
         replica.start(timeout=60)
         stack.callback(replica.stop)
-        results = run_all(replica.config, key, args.runs)
+        deadline = time.monotonic() + 30
+        while not (socket_dir / "authorized_keys").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = run_all(replica.config, key, args.runs, socket_dir)
     note(f"{db} registry; {args.runs} runs of each command, taking turns; "
          f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     report(results)
 
 
-def commands(config: Path, key) -> dict[str, dict[str, tuple[list[str], dict[str, str], bytes]]]:
+def commands(config: Path, key, socket_dir: Path) -> dict[str, dict[str, tuple[list[str], dict[str, str], bytes]]]:
     kind, blob = key.openssh.split()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPISSH_", "SSH_", "PYTHON"))}
     system_env = dict(base_env, PYTHONPATH=os.pathsep.join(
@@ -130,12 +137,18 @@ def commands(config: Path, key) -> dict[str, dict[str, tuple[list[str], dict[str
                                                b"account:  alice"),
             "stdio whoami in process (stdio_in_process = true)": (
                 [*launcher, *in_process], dict(env, SSH_ORIGINAL_COMMAND="whoami"), b"account:  alice"),
+            # authorized_keys_file: the key lookup is grep, the forced command the shim as a file.
+            "grep -F %k on authorized_keys_file": (
+                ["/usr/bin/grep", "-F", "--", blob, str(socket_dir / "authorized_keys")], env, b"restrict,"),
+            "shimexec.py whoami (python -I -S, authorized_keys_file)": (
+                [python[0], "-I", "-S", SHIM, "--socket", str(socket_dir / "shim.sock"), "--account", "alice",
+                 "--fingerprint", key.fingerprint], dict(env, SSH_ORIGINAL_COMMAND="whoami"), b"account:  alice"),
         }
     return groups
 
 
-def run_all(config: Path, key, runs: int) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    groups = commands(config, key)
+def run_all(config: Path, key, runs: int, socket_dir: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    groups = commands(config, key, socket_dir)
     results: dict[str, dict[str, list[tuple[float, float]]]] = {g: {c: [] for c in cmds} for g, cmds in groups.items()}
     for group, cmds in groups.items():  # warm the page cache and the bytecode
         for argv, env, check in cmds.values():
@@ -150,7 +163,8 @@ def run_all(config: Path, key, runs: int) -> dict[str, dict[str, list[tuple[floa
 
 
 def report(results: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
-    goals = {"authorized-keys-command (replica answers)": 4.0, "stdio whoami (shim -> replica)": 6.0}
+    goals = {"authorized-keys-command (replica answers)": 4.0, "stdio whoami (shim -> replica)": 6.0,
+             "shimexec.py whoami (python -I -S, authorized_keys_file)": 6.0}
     for group, by_command in results.items():
         base_wall = statistics.median(w for w, _ in by_command["python -c pass"])
         base_cpu = statistics.median(c for _, c in by_command["python -c pass"])

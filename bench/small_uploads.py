@@ -9,15 +9,18 @@ Peers, side by side in one run, same client, same upstream (a real pypiserver be
       connection per upload, `content` last, `__token__`);
   (d) the same `ssh` client and request into OpenSSH's sshd with a plain authorized_keys file and
       `cat >/dev/null`: no key command, no shim, nothing forwarded. The ceiling of any design
-      behind sshd on this machine (what sshd's own logins cost).
-Goals: (b) >= 0.5x (a) at concurrency 8, and (a) >= 0.8x (c).
+      behind sshd on this machine (what sshd's own logins cost);
+  (e) the OpenSSH mode with `authorized_keys_file`: the replica keeps a file of authorized_keys
+      lines, sshd's AuthorizedKeysCommand is `grep -F %k` on it, and the forced command runs the
+      shim as a file with `python -I -S`; the same `ssh` client and request.
+Goals: the OpenSSH mode ((b) or (e)) >= 0.5x (a) at concurrency 8, and (a) >= 0.8x (c).
 
 Every upload is a distinct project (the upstream never answers 409), built before timing. Batches
 are closed-loop (each of N workers starts its next upload when the last one ends); the peers
 take turns within each round, so drift in the machine's load falls on all of them alike.
 
     python bench/small_uploads.py [--quick] [--rounds N] [--concurrency 1,8,32] [--db postgres|sqlite]
-                                  [--profile] [--no-classic] [--no-ceiling]
+                                  [--profile] [--no-classic] [--no-ceiling] [--no-key-file]
 """
 
 from __future__ import annotations
@@ -52,12 +55,13 @@ from _setup import (  # noqa: E402
 
 SIZE = 50_000
 # Uploads per batch: enough for a few seconds of steady state at each concurrency.
-COUNTS = {key: lambda c: max(30, 5 * c) for key in "abcd"}
-QUICK_COUNTS = {key: lambda c: max(10, 3 * c) for key in "abcd"}
-# "sshd" counts the sshd of peer (b) or (d) and everything it starts per login: for (b) the
-# AuthorizedKeysCommand (twice) and the shim, for (d) `cat`.
-CPU_LABELS = ("gateway", "sshd", "replica (b)", "upstream", "postgresql", "load generator", "rest of machine")
-PEERS = "abcd"
+COUNTS = {key: lambda c: max(30, 5 * c) for key in "abcde"}
+QUICK_COUNTS = {key: lambda c: max(10, 3 * c) for key in "abcde"}
+# "sshd" counts the sshd of peer (b), (d) or (e) and everything it starts per login: for (b) the
+# AuthorizedKeysCommand (twice) and the shim, for (e) grep (twice) and the shim, for (d) `cat`.
+CPU_LABELS = ("gateway", "sshd", "replica (b, e)", "upstream", "postgresql", "load generator", "rest of machine")
+PEERS = "abcde"
+SSHD_PEERS = "bde"
 
 
 def main() -> None:
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway during its batches")
     parser.add_argument("--no-classic", action="store_true", help="leave out peer (b)")
     parser.add_argument("--no-ceiling", action="store_true", help="leave out peer (d)")
+    parser.add_argument("--no-key-file", action="store_true", help="leave out peer (e)")
     args = parser.parse_args()
     levels = [int(x) for x in args.concurrency.split(",")]
     rounds = args.rounds or (1 if args.quick else 3)
@@ -84,6 +89,11 @@ def main() -> None:
                 peers["b"] = env.start_openssh_mode()
             except RuntimeError as exc:
                 note(f"peer (b) not run: {exc}")
+        if not args.no_key_file:
+            try:
+                peers["e"] = env.start_openssh_mode(key_file=True)
+            except RuntimeError as exc:
+                note(f"peer (e) not run: {exc}")
         if not args.no_ceiling:
             try:
                 peers["d"] = env.start_raw_sshd(accounts, gateway_algorithms=True)
@@ -112,8 +122,9 @@ def main() -> None:
                     todo, pools[key] = pools[key][:count], pools[key][count:]
                     env.clear_upstream()
                     meter = env.cpu_meter(**{"gateway": peers["a"].pid,
-                                             "sshd": peers[key].pid if key in "bd" else None,
-                                             "replica (b)": env.openssh_replica_pid})
+                                             "sshd": peers[key].pid if key in SSHD_PEERS else None,
+                                             "replica (b, e)": env.openssh_replica_pids.get(peers[key].label)
+                                             if key in "be" else None})
                     profiling = (args.profile and key == "a" and level == max(levels)
                                  and round_index == rounds - 1)
                     if profiling:
@@ -139,8 +150,8 @@ def main() -> None:
                           f"in {batch.wall:.1f} s ({batch.rate:.1f}/s), machine busy {meter.busy():.2f} cores",
                           flush=True)
 
-    labels = {"a": "(a) gateway (asyncssh)", "b": "(b) sshd + shim", "c": "(c) direct HTTPS (twine-like)",
-              "d": "(d) sshd `cat >/dev/null`"}
+    labels = {"a": "(a) gateway (asyncssh)", "b": "(b) sshd + key command + shim", "c": "(c) direct HTTPS (twine-like)",
+              "d": "(d) sshd `cat >/dev/null`", "e": "(e) sshd + key file + shim"}
     rows = []
     cpu_rows = []
     for key in PEERS:
@@ -170,16 +181,17 @@ def main() -> None:
     for level in levels:
         rate = {key: statistics.median([b.rate for b in batches[(key, level)]])
                 for key in PEERS if (key, level) in batches}
-        ba = rate["b"] / rate["a"] if rate.get("b") else None
+        ba, ea, da = (rate[key] / rate["a"] if rate.get(key) else None for key in "bed")
         ac = rate["a"] / rate["c"] if rate.get("c") else None
-        da = rate["d"] / rate["a"] if rate.get("d") else None
+        best = max((r for r in (ba, ea) if r), default=None)
         ratio_rows.append([level,
                            f"{ba:.2f}x" if ba else "-",
-                           ("met" if ba >= 0.5 else "MISSED") if ba and level == 8 else "-",
+                           f"{ea:.2f}x" if ea else "-",
+                           ("met" if best >= 0.5 else "MISSED") if best and level == 8 else "-",
                            f"{da:.2f}x" if da else "-",
                            f"{ac:.2f}x" if ac else "-", ("met" if ac >= 0.8 else "MISSED") if ac else "-"])
-    print_table("Ratios (median rates)", ["conc.", "(b)/(a)", "goal >= 0.5x at 8", "(d)/(a): sshd's ceiling",
-                                          "(a)/(c)", "goal >= 0.8x"], ratio_rows)
+    print_table("Ratios (median rates)", ["conc.", "(b)/(a)", "(e)/(a)", "goal >= 0.5x at 8",
+                                          "(d)/(a): sshd's ceiling", "(a)/(c)", "goal >= 0.8x"], ratio_rows)
     if profiler is not None:
         print("### Gateway profile (py-spy, last round at the highest concurrency)\n")
         print(profiler.summary())

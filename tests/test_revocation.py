@@ -12,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import event
 
+from gateway.ssh.limits import Login
 from gateway.ssh.revocation import recheck_logins
 from migrate.cli import cli
 from testbed import legacyrequests as lr
@@ -176,3 +177,39 @@ def test_the_check_asks_the_registry_once_per_distinct_key(start_gateway, make_s
         event.remove(engine, "before_cursor_execute", count)
         for master in masters:
             master.stop()
+
+
+def test_a_login_during_the_check_is_not_taken_for_revoked(gateway, alice, ssh_client, user_keys, tmp_path):
+    """A connection that logs in while the check's query runs (with a key the query did not ask
+    about) keeps its sessions; before the fix a busy replica refused such logins as revoked."""
+    register_account(gateway, "bob", user_keys["bob"])
+    master = ControlMaster(ssh_client(), tmp_path / "cm-alice").start()
+    late = []
+    keys = gateway.services.keys
+    real_refresh = keys.refresh
+
+    class Conn:
+        revoked = False
+
+        def revoke(self):
+            self.revoked = True
+
+    def refresh_while_bob_logs_in(fingerprints):
+        answers = real_refresh(fingerprints)
+        bob = gateway.registry.accounts.identity_for_key(user_keys["bob"].fingerprint)
+        conn = Conn()
+        late.append(conn)
+        gateway.services.limits.connections.admit(conn, Login(bob.account_id, "bob", bob.fingerprint))
+        return answers
+
+    keys.refresh = refresh_while_bob_logs_in
+    try:
+        assert user_keys["bob"].fingerprint not in gateway.services.limits.connections.fingerprints()
+        assert gateway.call(recheck_logins(gateway.services)) == 0
+        assert late and not late[0].revoked
+        assert master.session("whoami").stdout.startswith(b"account:  alice")
+    finally:
+        keys.refresh = real_refresh
+        for conn in late:
+            gateway.services.limits.connections.release(conn)
+        master.stop()

@@ -63,7 +63,11 @@ async def recheck_logins(services: Services) -> int:
         return 0  # logged by the key cache; open connections stay until the registry answers
     revoked = 0
     for conn, login in connections.logins():
-        if not still_active(login, current.get(login.fingerprint)):
+        # A connection that logged in while the query ran has a key the query did not ask about:
+        # its login was checked just now, and the next check covers it.
+        if login.fingerprint not in current:
+            continue
+        if not still_active(login, current[login.fingerprint]):
             conn.revoke()  # type: ignore[attr-defined]
             revoked += 1
     return revoked

@@ -308,7 +308,7 @@ def shim_socket_unusable(path: object, problem: object) -> str:
 
 def shim_user_unknown(user: str) -> str:
     return (
-        f"shim_user '{user}' is not a user on this machine; create it (useradd --system submit) "
+        f"shim_user '{user}' is not a user on this machine; create it (useradd --system --home-dir / {user}) "
         "or set shim_user to the user sshd runs the sessions as"
     )
 

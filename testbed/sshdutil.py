@@ -8,6 +8,7 @@ small wrapper in a fresh root-owned directory under /run passes it, wherever the
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import shutil
 import stat
@@ -60,10 +61,12 @@ def ensure_submit_user(user: str = "submit") -> None:
         return subprocess.run(["getent", "passwd", user], capture_output=True).returncode == 0
 
     if not exists():
-        added = subprocess.run(["useradd", "--system", "--shell", "/bin/sh", "--password", "*", user],
-                               capture_output=True, text=True)
+        added = subprocess.run(["useradd", "--system", "--home-dir", "/", "--shell", "/bin/sh", "--password", "*",
+                                user], capture_output=True, text=True)
         if added.returncode != 0 and not exists():  # not just another test process adding it first
             raise RuntimeError(f"cannot add user {user}: {added.stderr.strip()}")
+    elif not Path(pwd.getpwnam(user).pw_dir).is_dir():  # made by an older set-up without a home
+        subprocess.run(["usermod", "--home", "/", user], capture_output=True)
     shadow = subprocess.run(["getent", "shadow", user], capture_output=True, text=True).stdout
     if shadow.split(":")[1:2] and shadow.split(":")[1].startswith("!"):
         subprocess.run(["usermod", "--password", "*", user], check=True)

@@ -144,6 +144,7 @@ def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, ali
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Server response (200): OK" in result.stdout
     assert "account 'alice'" in result.stderr
+    assert "Could not chdir" not in result.stderr  # the documented user has a home sshd can enter
     (dist,) = (project / "dist").glob("*.tar.gz")
     stored = f"openssh_mode_{sshd['lookup'].replace('-', '_')}-1.0.tar.gz"  # the index normalises the name
     assert upstream.files()[stored] == hashlib.sha256(dist.read_bytes()).hexdigest()

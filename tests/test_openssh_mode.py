@@ -86,7 +86,7 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path, lo
         replica = Replica(folder, dict(
             database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
             upstream_ca_bundle=str(upstream.ca_file), secret_key=SECRET, host_key_dir=str(host_key_dir), public_host="127.0.0.1",
-            openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit",
+            openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit", key_cache_seconds=1,
             **KEY_FILE_SETTINGS(folder) if lookup == "key-file" else {}), name="replica")
         replica.config.chmod(0o644)  # the shim, run as user submit, reads it
         if lookup == "key-file":
@@ -193,6 +193,25 @@ def test_unknown_key_is_refused_by_sshd(sshd, user_keys):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 255
     assert "Permission denied" in result.stderr
+
+
+def test_a_revocation_reaches_sshd_within_the_key_cache_time(sshd, user_keys):
+    """A key added to the registry logs in; once revoked, sshd refuses it within key_cache_seconds
+    (the key command's answer, or the key file's next rewrite), without a restart."""
+    registry = sshd["registry"]
+    registry.accounts.add_account("bob", email="bob@example.org")
+    registry.accounts.add_key("bob", parse_public_key(user_keys["bob"].public_line))
+
+    def whoami() -> subprocess.CompletedProcess:
+        return subprocess.run([*ssh_command(sshd, user_keys["bob"]), "-T", "-l", "submit", "127.0.0.1", "whoami"],
+                              capture_output=True, text=True, timeout=60)
+
+    assert "account:  bob" in wait_until(lambda: (r := whoami()).returncode == 0 and r.stdout, timeout=30,
+                                         interval=0.5, what="bob's new key to log in")
+    registry.accounts.revoke_key(user_keys["bob"].fingerprint)
+    refused = wait_until(lambda: (r := whoami()).returncode == 255 and r, timeout=30, interval=0.5,
+                         what="sshd to refuse bob's revoked key")
+    assert "Permission denied" in refused.stderr
 
 
 def test_without_a_replica_the_legacy_client_is_told_and_nothing_is_published(

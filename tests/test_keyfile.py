@@ -91,6 +91,44 @@ def test_rewritten_only_when_the_keys_change(start_gateway, keyfile_settings, us
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".authorized_keys")] == []
 
 
+def test_a_check_reads_the_keys_only_when_their_signature_changed(start_gateway, keyfile_settings, user_keys,
+                                                                  monkeypatch):
+    """A check with no change is one aggregate query; a revocation, or every FULL_CHECK_EVERY-th
+    check (for edits the signature cannot see), reads the keys again."""
+    from sqlalchemy import event, text
+
+    from gateway.ssh import keyfile
+
+    monkeypatch.setattr(keyfile, "FULL_CHECK_EVERY", 4)
+    harness = start_gateway(keyfile_settings)
+    register_account(harness, "alice", user_keys["alice"])
+    register_account(harness, "bob", user_keys["bob"])
+    writer = KeyFileWriter(keyfile_settings, harness.registry)
+    path = Path(keyfile_settings.authorized_keys_file)
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("SELECT accounts.name, ssh_keys.fingerprint, ssh_keys.public_key"):
+            reads.append(statement)  # the writer's read of every active key
+
+    event.listen(harness.registry.engine, "before_cursor_execute", count)
+    try:
+        assert writer.update() is True and len(reads) == 1  # check 1: the first read
+        assert writer.update() is False and len(reads) == 1  # check 2: nothing changed, keys not read
+        harness.registry.accounts.revoke_key(user_keys["bob"].fingerprint)
+        assert writer.update() is True and len(reads) == 2  # check 3: the signature changed
+        assert [line.split()[-1] for line in _lines(path)] == [user_keys["alice"].public_line.split()[1]]
+        # An edit the signature cannot see (the stored key text, by hand): found at check 4.
+        with harness.registry.engine.begin() as conn:
+            conn.execute(text("UPDATE ssh_keys SET public_key = :key WHERE fingerprint = :fp"),
+                         {"key": " ".join(user_keys["mallory"].public_line.split()[:2]),
+                          "fp": user_keys["alice"].fingerprint})
+        assert writer.update() is True and len(reads) == 3
+        assert [line.split()[-1] for line in _lines(path)] == [user_keys["mallory"].public_line.split()[1]]
+    finally:
+        event.remove(harness.registry.engine, "before_cursor_execute", count)
+
+
 def test_the_line_runs_the_shim_and_the_replica_answers(start_gateway, keyfile_settings, user_keys):
     """The forced command of alice's line, run as sshd would run it, is served by the replica; the
     shim imports nothing but a few small standard modules and its own wire format."""

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Connection, Engine, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway import messages
@@ -80,6 +80,14 @@ _ACTIVE_PUBLIC_KEYS = (
     .join(accounts, accounts.c.id == ssh_keys.c.account_id)
     .where(ssh_keys.c.revoked_at.is_(None), accounts.c.disabled.is_(False))
     .order_by(ssh_keys.c.fingerprint)
+)
+# What changes whenever the set of active keys of enabled accounts does (a key added, revoked or
+# restored, an account disabled or enabled): one aggregate row, far cheaper than the keys.
+_ACTIVE_KEYS_SIGNATURE = (
+    select(func.count(), func.coalesce(func.sum(ssh_keys.c.id), 0),
+           func.coalesce(func.sum(cast(ssh_keys.c.id, BigInteger) * cast(ssh_keys.c.id, BigInteger)), 0))
+    .select_from(ssh_keys.join(accounts, accounts.c.id == ssh_keys.c.account_id))
+    .where(ssh_keys.c.revoked_at.is_(None), accounts.c.disabled.is_(False))
 )
 # Fingerprints per query of identities_for_keys: well inside every database's parameter limit.
 KEYS_PER_QUERY = 500
@@ -316,6 +324,12 @@ class AccountStore:
         ordered by fingerprint: what `authorized_keys_file` holds."""
         with self.engine.connect() as conn:
             return [(row.name, row.fingerprint, row.public_key) for row in conn.execute(_ACTIVE_PUBLIC_KEYS)]
+
+    def active_keys_signature(self) -> tuple[int, int, int]:
+        """(count, sum and sum of squares of the ids) of the active keys of enabled accounts."""
+        with self.engine.connect() as conn:
+            count, total, squares = conn.execute(_ACTIVE_KEYS_SIGNATURE).one()
+        return int(count), int(total), int(squares)
 
     def identities_for_keys(self, fingerprints: Collection[str]) -> dict[str, Identity]:
         """`identity_for_key` for many keys at once (the re-check of open connections): the

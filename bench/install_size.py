@@ -1,10 +1,12 @@
-"""The size of a core install: the wheel and its dependencies in a fresh virtualenv, made four ways.
+"""The size of a core install: the wheel and its dependencies in a fresh virtualenv, made five ways.
 
 Builds the wheel from this checkout, then for each way of making the virtualenv measures it with
 `du` twice: disk blocks (`du -sm`) and file content (`du -sm --apparent-size`, what a container
 layer or a tarball of the virtualenv holds). The `--no-compile` ways are measured again after
 every module of both commands has been imported once with bytecode written (what such a
-virtualenv holds once used, when its user may write to it). Then the largest packages.
+virtualenv holds once used, when its user may write to it). The fifth way is the README's: no
+bytecode from pip, then `pypissh-gateway bytecode` for the modules the commands import. Then the
+largest packages.
 
 Needs the package index (pip resolves the dependencies as of today).
 
@@ -25,15 +27,9 @@ from _setup import ROOT, machine, note, print_machine, print_table  # noqa: E402
 HOST_PYTHON = "python3"
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 
-# Imports every module of both packages, as running every command would (not the PNG chart's,
-# which needs the [report] extra, and not the __main__ modules, which run a command).
-IMPORT_ALL = """
-import importlib, pkgutil, gateway, migrate
-for package in (gateway, migrate):
-    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if not info.name.endswith(("__main__", ".chart")):
-            importlib.import_module(info.name)
-"""
+# Imports every module of both packages, as running every command would (gateway/ops/bytecode.py
+# says which: not the programs, nor the PNG chart's module without the [report] extra).
+IMPORT_ALL = "from gateway.ops.bytecode import import_everything; import_everything()"
 
 WAYS = [
     ("`python3 -m venv V && V/bin/pip install W` (pip's defaults)", True, ()),
@@ -41,6 +37,7 @@ WAYS = [
     ("`python3 -m venv --without-pip V && python3 -m pip --python V/bin/python install W`", False, ()),
     ("the same with `--no-compile`", False, ("--no-compile",)),
 ]
+BYTECODE_WAY = "the same, then `V/bin/pypissh-gateway bytecode` (the README's recipe)"
 
 
 def du(path: Path, *flags: str) -> int:
@@ -82,6 +79,13 @@ def main() -> None:
                 import_everything(folder)
                 used = sizes(folder)
             rows.append((how, installed, used))
+        folder = work / "venv-bytecode"
+        make_venv(folder, wheel, False, ("--no-compile",))
+        subprocess.run([str(folder / "bin" / "pypissh-gateway"), "bytecode"], check=True, cwd="/",
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(folder)}, stdout=subprocess.DEVNULL)
+        bytecode = sizes(folder)
+        import_everything(folder)
+        rows.append((BYTECODE_WAY, bytecode, sizes(folder)))
         print_table("Core virtualenv: disk (file content)", ["how it is made (W: the wheel)", "installed",
                                                              "after every module is imported"], rows)
         site = work / "venv2" / SITE

@@ -1114,3 +1114,16 @@ def key_file_folder_unusable(path: str, folder: str) -> str:
     return (f"cannot write authorized_keys_file {path}: {folder} does not exist or is not writable by "
             "this user; create it for the replica's user (the systemd unit's StateDirectory= is), or "
             "change authorized_keys_file")
+
+
+def bytecode_done(written: int, current: int, prefix: str) -> str:
+    return f"wrote the bytecode of {written} modules in {prefix} ({current} were up to date)"
+
+
+def bytecode_skipped(module: str) -> str:
+    return f"not compiled: {module}, which needs an extra that is not installed"
+
+
+def bytecode_failed(problem: Exception) -> str:
+    reason = getattr(problem, "strerror", None) or str(problem)
+    return f"cannot write bytecode: {reason}; run it as the user who installed the virtualenv"

@@ -59,7 +59,10 @@ def compile_imported(prefix: str = sys.prefix) -> Compiled:
         if _current(source, cached):
             done.current += 1
             continue
-        py_compile.compile(source, cfile=cached, doraise=True)
+        # Timestamp-checked, as the import system writes it (py_compile would switch to hashes
+        # when SOURCE_DATE_EPOCH is set, and _current would not know them).
+        py_compile.compile(source, cfile=cached, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
         done.written += 1
     return done
 
@@ -72,6 +75,6 @@ def _current(source: str, cached: str) -> bool:
         stat = os.stat(source)
     except OSError:
         return False
-    return (len(header) == 16 and header[:4] == importlib.util.MAGIC_NUMBER
+    return (len(header) == 16 and header[:4] == importlib.util.MAGIC_NUMBER and header[4:8] == b"\0\0\0\0"
             and int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
             and int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF)

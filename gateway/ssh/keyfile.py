@@ -23,10 +23,12 @@ The replica rewrites the file whenever what it would hold changes, checking ever
 `key_cache_seconds`, atomically (a temporary file renamed over it, so sshd never reads half a
 file), of mode 0640. A check is one aggregate query (the active keys' count and id sums: 37 ms of
 PostgreSQL's time with 100,000 keys); the keys themselves are read and the lines built (0.65 s of
-CPU for 100,000 keys) only when that changed, and every FULL_CHECK_EVERY checks in any case. Until the next rewrite sshd still admits a key
-revoked meanwhile, but the replica looks every session's key up again (as for the key command), so
-a revoked key's session is refused within `key_cache_seconds` either way. When the registry cannot
-be read the file is left as it is and the replica tries again at the next check.
+CPU for 100,000 keys) only when that changed, and every FULL_CHECK_EVERY checks in any case.
+
+Until the next rewrite sshd still admits a key revoked meanwhile, but the replica looks every
+session's key up again (as for the key command), so a revoked key's session is refused within
+`key_cache_seconds` either way. When the registry cannot be read the file is left as it is and
+the replica tries again at the next check.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ def main() -> None:
                           reverse=True)
         print_table("Largest packages (pip-less, with bytecode; file content)", ["package", "MB"],
                     [(name, size) for size, name in packages[:8]])
-        note("pip and setuptools in a virtualenv made with pip: "
-             f"{du(work / 'venv0' / SITE / 'pip', '--apparent-size') + du(work / 'venv0' / SITE / 'setuptools', '--apparent-size')} MB")
+        tools = sum(du(work / "venv0" / SITE / name, "--apparent-size") for name in ("pip", "setuptools"))
+        note(f"pip and setuptools in a virtualenv made with pip: {tools} MB")
 
 
 if __name__ == "__main__":

@@ -88,16 +88,22 @@ class Services:
         cached = self.schedules.fresh()
         return cached if cached is not None else await self.run_registry(self.schedules.refresh)
 
+    async def identity_for_key(self, fingerprint: str) -> Identity | None:
+        """The login lookup through the key cache: a fresh entry without leaving the event loop,
+        else the registry in a registry thread. Raises RegistryUnavailable when it cannot be read."""
+        hit, found = self.keys.cached(fingerprint)
+        if hit:
+            return found
+        return await self.run_registry(self.keys.identity, fingerprint)
+
     async def current_identity(self, identity: Identity) -> Identity | None:
         """What the registry says now (at most `key_cache_seconds` ago) about the key `identity`
         logged in with: its identity, or None once the key is revoked or the account disabled.
         Raises GatewayError (503) when the registry cannot be read."""
-        hit, found = self.keys.cached(identity.fingerprint)
-        if not hit:
-            try:
-                found = await self.run_registry(self.keys.identity, identity.fingerprint)
-            except RegistryUnavailable:
-                raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
+        try:
+            found = await self.identity_for_key(identity.fingerprint)
+        except RegistryUnavailable:
+            raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
         return found if found is not None and found.account_id == identity.account_id else None
 
     def saturation(self) -> str | None:

@@ -203,10 +203,7 @@ class GatewayServer(asyncssh.SSHServer):
         self.record.key_fingerprint, self.record.key_type = fingerprint, key.get_algorithm()
         if username == self._services.settings.ssh_user:
             if fingerprint not in self._looked_up:
-                hit, identity = self._services.keys.cached(fingerprint)
-                if not hit:
-                    identity = await self._services.run_registry(self._services.keys.identity, fingerprint)
-                self._looked_up[fingerprint] = identity
+                self._looked_up[fingerprint] = await self._services.identity_for_key(fingerprint)
             self._identity = self._looked_up[fingerprint]
         if self._identity is None:
             wrong_user = username != self._services.settings.ssh_user

@@ -243,14 +243,11 @@ class ShimServer:
             writer.write(shimwire.frame(shimwire.ACCOUNT))
             return await writer.drain()
         fingerprint = keycommand.fingerprint_of(blob)
-        keys = self._services.keys
-        hit, identity = keys.cached(fingerprint)
-        if not hit:
-            try:
-                identity = await self._services.run_registry(keys.identity, fingerprint)
-            except RegistryUnavailable:
-                writer.write(shimwire.frame(shimwire.UNAVAILABLE))
-                return await writer.drain()
+        try:
+            identity = await self._services.identity_for_key(fingerprint)
+        except RegistryUnavailable:
+            writer.write(shimwire.frame(shimwire.UNAVAILABLE))
+            return await writer.drain()
         answer = f"{identity.account_name}\0{fingerprint}".encode() if identity else b""
         writer.write(shimwire.frame(shimwire.ACCOUNT, answer))
         await writer.drain()
@@ -307,9 +304,7 @@ class ShimServer:
         services = self._services
         if not header.fingerprint:
             return await services.run_registry(find_identity, services.registry, header.account, None)
-        hit, identity = services.keys.cached(header.fingerprint)
-        if not hit:
-            identity = await services.run_registry(services.keys.identity, header.fingerprint)
+        identity = await services.identity_for_key(header.fingerprint)
         return identity if identity is not None and identity.account_name == header.account else None
 
     def _refused(self, header: shimwire.SessionHeader, reason: str) -> None:

@@ -129,10 +129,10 @@ class Sshd:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "Sshd":
+        privilege_separation_dir()  # before `sshd -t`, which also refuses to run without it
         check = subprocess.run([SSHD, "-t", "-f", str(self.config)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"sshd rejects {self.config}: {check.stderr}")
-        privilege_separation_dir()
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=log,
                                          stderr=subprocess.STDOUT)

@@ -87,6 +87,9 @@ def _options(args: Sequence[str], known: set[str], *, stop_at_positional: bool =
 
 
 def main() -> None:
+    from gateway.warnings_to_log import send_warnings_to_log
+
+    send_warnings_to_log()  # before any library that warns is imported
     invocation = split_global_options(sys.argv[1:])
     if invocation is not None and all("=" in pair for pair in invocation.pairs):
         status = run_fast(invocation)

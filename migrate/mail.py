@@ -97,7 +97,8 @@ class Mailer:
         self._smtp: smtplib.SMTP | None = None
 
     def __enter__(self) -> "Mailer":
-        self.connect()
+        if self._smtp is None:  # connected already when the caller wanted its errors first
+            self.connect()
         return self
 
     def __exit__(self, *exc) -> None:

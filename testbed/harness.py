@@ -122,6 +122,11 @@ class GatewayHarness:
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+        if self._thread is None or not self._thread.is_alive():
+            # As asyncio.run ends: the executor's threads joined, then the loop and its
+            # self-pipe closed (left to the garbage collector, each is a ResourceWarning).
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
         if self.services is not None:
             self.services.close()
         self._loop = None

@@ -13,12 +13,25 @@ from testbed import legacyrequests as lr
 BOUNDARY = lr.BOUNDARY.encode()
 
 
+_parsed: list = []
+
+
+@pytest.fixture(autouse=True)
+def _close_parsed_forms():
+    """Each test's forms are closed after it, their spool files with them."""
+    yield
+    while _parsed:
+        _parsed.pop().close()
+
+
 def parse(body: bytes, chunk: int | None = None):
     parser = MultipartParser(BOUNDARY)
     step = chunk or len(body) or 1
     for start in range(0, len(body), step):
         parser.feed(body[start:start + step])
-    return parser.close()
+    form = parser.close()
+    _parsed.append(form)
+    return form
 
 
 def content_of(form) -> bytes:

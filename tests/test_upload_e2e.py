@@ -4,6 +4,7 @@ real pypiserver behind TLS."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from gateway.ssh.sshkeys import parse_public_key
 from tests.helpers import register_account
@@ -174,7 +175,7 @@ def test_upload_event_is_recorded_without_secrets(alice, gateway, ssh_client, le
     assert event.sha256 == _sha256(_only_dist(project))
     assert event.size == _only_dist(project).stat().st_size
     assert event.duration_ms is not None
-    db_bytes = open(gateway.settings.database_url.split("///", 1)[1], "rb").read()
+    db_bytes = Path(gateway.settings.database_url.split("///", 1)[1]).read_bytes()
     assert upstream.token.encode() not in db_bytes
     assert b"old-password" not in db_bytes
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from testbed import source_tree_environment
+from testbed.legacyclients import python311
 
 DEFAULT_REPOSITORY = "https://upload.pypi.org/legacy/"
 DEFAULT_CLASSIFIERS = (
@@ -219,9 +220,11 @@ def run_legacy(
 ) -> subprocess.CompletedProcess:
     """Run `python -m testbed.pypissh <args>` in `project_dir`, capturing stdout and stderr as
     text. HOME is `home` (so its .pypirc is used), SETUPTOOLS_USE_DISTUTILS=stdlib and
-    PYPISSH_SSH=`ssh_command`; `env` adds or overrides variables (e.g. PYPISSH_HOST)."""
+    PYPISSH_SSH=`ssh_command`; `env` adds or overrides variables (e.g. PYPISSH_HOST). `python`
+    defaults to a Python 3.11 with distutils, never the gateway's interpreter, which may be a
+    3.12 or 3.13 without it (testbed/legacyclients.py)."""
     return subprocess.run(
-        [python or sys.executable, "-m", "testbed.pypissh", *args],
+        [python or python311(), "-m", "testbed.pypissh", *args],
         cwd=str(project_dir),
         env=legacy_environment(ssh_command=ssh_command, home=home, env=env),
         input=input if input is not None else "",

@@ -139,14 +139,16 @@ class Installed:
 @pytest.fixture(scope="session")
 def installed(built, tmp_path_factory) -> Installed:
     """A fresh virtualenv with the wheel installed as the README says (no pip inside, no bytecode
-    from pip, then `pypissh-gateway bytecode`), no extras, run from an empty directory."""
+    from pip, the sdist's constraints, then `pypissh-gateway bytecode`), no extras, run from an
+    empty directory."""
     base = tmp_path_factory.mktemp("installed")
     venv, work = base / "venv", base / "work"
     work.mkdir()
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, cwd=work,
                    env=_clean_environment())
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                           "--quiet", "--no-compile", str(built.wheel)],
+                           "--quiet", "--no-compile", "-c", str(built.unpacked / "requirements" / "constraints.txt"),
+                           str(built.wheel)],
                           capture_output=True, text=True, cwd=work, env=_clean_environment(), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     compiled = subprocess.run([str(venv / "bin" / "pypissh-gateway"), "bytecode"], capture_output=True, text=True,
@@ -158,11 +160,13 @@ def installed(built, tmp_path_factory) -> Installed:
 # -- what the archives hold ------------------------------------------------------------------------
 def test_sdist_holds_the_whole_project(built):
     """The sdist has the documents, LICENSE with the Apache-2.0 text, deploy/, tests/ with their
-    data, testbed/ and bench/ (without bench/out), besides the product."""
+    data, testbed/ and bench/ (without bench/out), the dependency lock and constraints, besides
+    the product."""
     names = built.sdist_names()
     for document in ("LICENSE", "README.md", "SECURITY.md", "CHANGELOG.md", "pyproject.toml", "MANIFEST.in"):
         assert document in names
-    expected = _project_files("deploy", "tests", "testbed", "bench", "gateway", "migrate")
+    expected = _project_files("deploy", "tests", "testbed", "bench", "gateway", "migrate", "requirements")
+    assert {"requirements/constraints.txt", "requirements/dev.lock"} <= expected
     assert expected - names == set()
     assert any(name.startswith("tests/data/legacy/") for name in names)
     assert not any(name.startswith("bench/out/") for name in names)

@@ -178,6 +178,19 @@ def login_penalty(address: str, seconds: float) -> str:
     )
 
 
+def unregistered_key_banner(fingerprint: str, help_url: str) -> str:
+    """The authentication banner sent before a key is refused. The same words whether the key is
+    unknown, revoked or an account's that is disabled, so it never tells whether an account exists.
+    Lines fit PuTTY's 78 columns, except the URL."""
+    return (
+        f"{PROGRAM}: this key is not registered for uploads here:\n"
+        f"    {fingerprint}\n"
+        f"{PROGRAM}: SSH uploads are deprecated; use twine and an API token.\n"
+        f"{PROGRAM}: your next step is in the guide:\n"
+        f"    {help_url}\n"
+    )
+
+
 def too_many_auth_tries(limit: int) -> str:
     return (
         f"too many keys tried ({limit}) without one registered for this gateway; offer only your "

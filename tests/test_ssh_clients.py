@@ -4,7 +4,8 @@
 For each: the gateway's pinned host key is accepted and a wrong one refused by the client; `whoami`
 and `guide` work; a legacy upload (the raw request distutils sends) reaches the upstream with the
 file byte-identical and the notice on stderr; an unregistered key is refused and nothing is
-forwarded. Each client gets its own HOME, so no machine's settings or known hosts leak in.
+forwarded, and the key's user is shown what to do in the authentication banner, which every one
+of these clients shows. Each client gets its own HOME, so no machine's settings or known hosts leak in.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -167,10 +169,11 @@ class Client:
     def _openssh_argv(self, command: str | None) -> list[str]:
         known = self.home / "known_hosts"
         known.write_text(self.pin.known_hosts())
+        # LogLevel INFO, the default: OpenSSH prints the authentication banner only at INFO or above.
         return ["ssh", "-F", "/dev/null", "-p", str(self.pin.port), "-i", str(self.key.openssh),
                 "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
                 "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
-                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=INFO",
                 "-T", "-l", "submit", "127.0.0.1", *([command] if command else [])]
 
     def _plink_argv(self, command: str | None) -> list[str]:
@@ -235,6 +238,21 @@ def _drain(channel) -> tuple[bytes, bytes]:
             break
         stderr += chunk
     return bytes(stdout), bytes(stderr)
+
+
+def shown_banner(outcome: Outcome) -> str:
+    """The authentication banner as the user sees it: OpenSSH and dbclient print it on stderr,
+    plink too, framed and wrapped at 78 columns ("| " starts a line, "> " continues one), and
+    paramiko hands it to the program."""
+    if outcome.client == "paramiko":
+        return outcome.banner or ""
+    if outcome.client != "plink":
+        return outcome.stderr
+    framed = re.search(r"banner message from server:\r?\n(.*?)End of banner message", outcome.stderr, re.S)
+    if framed is None:
+        return ""
+    text = re.sub(r"\r?\n> ", "", framed.group(1))
+    return re.sub(r"^\| ", "", text, flags=re.M)
 
 
 def _text(banner: bytes | str | None) -> str | None:
@@ -340,3 +358,15 @@ def test_an_unregistered_key_is_refused_and_nothing_is_forwarded(registered, cli
     assert b"HTTP/" not in outcome.stdout
     assert len(upstream.recordings()) == before
     assert _stored_name(project_name) not in upstream.files()
+
+
+def test_a_refused_key_is_shown_what_to_do(registered, client_keys, key_kind, make_client, gateway, project_name):
+    """An upload with a key nobody registered: the banner before the refusal names the key, says
+    it is not registered here, and names the guide as the next step. (plink shows banners in
+    sessions without a command, which is how the legacy client runs it.)"""
+    stranger = client_keys[(key_kind, "stranger")]
+    outcome = make_client(stranger).run(data=_upload_request(project_name)[1])
+    assert outcome.status != 0
+    banner = shown_banner(outcome)
+    assert f"this key is not registered for uploads here:\n    {stranger.fingerprint}\n" in banner
+    assert f"your next step is in the guide:\n    {gateway.settings.help_url}\n" in banner

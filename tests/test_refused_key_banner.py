@@ -19,7 +19,7 @@ from tests.helpers import register_account
 paramiko = pytest.importorskip("paramiko", reason="paramiko is in the [test] extra")
 
 
-def _paramiko_login(gateway: GatewayHarness, key_path) -> tuple[bool, str | None]:
+def _paramiko_login(gateway: GatewayHarness, key_path, user: str = "submit") -> tuple[bool, str | None]:
     """Log in with paramiko, pinning the gateway's host keys: (logged in, the banner it received)."""
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -28,7 +28,7 @@ def _paramiko_login(gateway: GatewayHarness, key_path) -> tuple[bool, str | None
         client.get_host_keys().add(entry.hostnames[0], entry.key.get_name(), entry.key)
     try:
         try:
-            client.connect("127.0.0.1", gateway.port, username="submit", key_filename=str(key_path),
+            client.connect("127.0.0.1", gateway.port, username=user, key_filename=str(key_path),
                            look_for_keys=False, allow_agent=False, timeout=30, auth_timeout=30)
             logged_in = True
         except paramiko.AuthenticationException:
@@ -39,8 +39,8 @@ def _paramiko_login(gateway: GatewayHarness, key_path) -> tuple[bool, str | None
         client.close()
 
 
-def _refused_banner(gateway: GatewayHarness, key_path) -> str | None:
-    logged_in, banner = _paramiko_login(gateway, key_path)
+def _refused_banner(gateway: GatewayHarness, key_path, user: str = "submit") -> str | None:
+    logged_in, banner = _paramiko_login(gateway, key_path, user)
     assert not logged_in
     return banner
 
@@ -62,6 +62,14 @@ def test_a_disabled_accounts_key_reads_the_same_as_an_unknown_key(gateway, alice
     assert bob is not None and mallory is not None
     assert bob.replace(user_keys["bob"].fingerprint, "KEY") == mallory.replace(user_keys["mallory"].fingerprint, "KEY")
     assert "bob" not in bob
+
+
+def test_another_user_is_told_which_user_uploads_log_in_as(gateway, alice, user_key):
+    """`root@host` with a registered key: refused, with the user uploads log in as (the key of a
+    wrong user is never looked up, so the words are the same for any key)."""
+    banner = _refused_banner(gateway, user_key.path, user="root")
+    assert banner == messages.unregistered_key_banner(user_key.fingerprint, gateway.settings.help_url, "submit")
+    assert "uploads log in as user 'submit'" in banner
 
 
 def test_a_registered_key_gets_no_refusal_banner(gateway, alice, user_key):

@@ -4,9 +4,9 @@ The gateway needs a few things asyncssh does not offer publicly: which key excha
 negotiated, which algorithm signed a user's login, an RSA host key that offers only SHA-2
 signatures, two costs per login removed and TCP back-pressure on a connection, a client's guessed
 key-exchange packet judged as RFC 4253 says (Dropbear's dbclient could not log in otherwise), and
-SSH started on a socket the gateway accepted itself (to read a PROXY header first). Each is done here, and only
-here, and each has a focused test in tests/test_asyncssh_seams.py, so an asyncssh release that
-changes one of these details fails there, by name, instead of somewhere in a login.
+SSH started on a socket the gateway accepted itself (to read a PROXY header first). Each is done
+here, and only here, and each has a focused test in tests/test_asyncssh_seams.py, so an asyncssh
+release that changes one of these details fails there, by name, instead of somewhere in a login.
 
 What is relied on, read from asyncssh 2.24's source:
 - `SSHConnection._client_kexinit` and `_server_kexinit`: both sides' KEXINIT payloads, kept for

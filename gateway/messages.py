@@ -189,7 +189,7 @@ def unregistered_key_banner(fingerprint: str, help_url: str, ssh_user: str | Non
         f"    {fingerprint}\n",
     ]
     if ssh_user is not None:
-        lines.append(f"{PROGRAM}: uploads log in as user '{ssh_user[:32]}'.\n")
+        lines.append(f"{PROGRAM}: uploads log in as user '{ssh_user}'.\n")
     lines += [
         f"{PROGRAM}: SSH uploads are deprecated; use twine and an API token.\n",
         f"{PROGRAM}: your next step is in the guide:\n",

@@ -71,7 +71,9 @@ def guess_is_wrong(client_payload: bytes, server_payload: bytes) -> bool:
     RFC 4253 section 7: a guess is wrong when the two sides' *preferred* (first) key exchange or
     host key algorithms differ, whatever the negotiation then picks. The client reaches the same
     verdict on its own and, on a wrong guess, sends its first key-exchange packet again for the
-    negotiated algorithm. False when the client sent no guess.
+    negotiated algorithm. False when the client sent no guess. (Dropbear's kexguess2@matt.ucc.asn.au
+    extension, where the negotiated algorithm decides, applies only when both sides list it; the
+    gateway does not.)
     """
     client, server = parse(client_payload), parse(server_payload)
     if client is None or not client.first_kex_packet_follows:

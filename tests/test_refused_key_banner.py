@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
+import paramiko
 
 from gateway import messages
 from gateway.ops import sessionlog
 from testbed.harness import GatewayHarness
 from tests.helpers import register_account
 
-paramiko = pytest.importorskip("paramiko", reason="paramiko is in the [test] extra")
 
 
 def _paramiko_login(gateway: GatewayHarness, key_path, user: str = "submit") -> tuple[bool, str | None]:

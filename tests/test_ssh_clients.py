@@ -19,6 +19,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from gateway.ssh.sshkeys import parse_public_key
@@ -26,7 +27,6 @@ from testbed.harness import GatewayHarness
 from testbed.legacyrequests import make_sdist, python3_upload
 from tests.helpers import register_account
 
-paramiko = pytest.importorskip("paramiko", reason="paramiko is in the [test] extra")
 
 # Client -> (program, the Debian package that installs it).
 PROGRAMS = {

@@ -178,6 +178,26 @@ def login_penalty(address: str, seconds: float) -> str:
     )
 
 
+def unregistered_key_banner(fingerprint: str, help_url: str, ssh_user: str | None = None) -> str:
+    """The authentication banner sent before a key is refused. The same words whether the key is
+    unknown, revoked or an account's that is disabled, so it never tells whether an account exists.
+    `ssh_user` is given when the client logged in as another user (whose keys are never looked
+    up, so saying which user uploads log in as tells nothing about the key). Lines fit PuTTY's 78
+    columns, except the URL."""
+    lines = [
+        f"{PROGRAM}: this key is not registered for uploads here:\n",
+        f"    {fingerprint}\n",
+    ]
+    if ssh_user is not None:
+        lines.append(f"{PROGRAM}: uploads log in as user '{ssh_user}'.\n")
+    lines += [
+        f"{PROGRAM}: SSH uploads are deprecated; use twine and an API token.\n",
+        f"{PROGRAM}: your next step is in the guide:\n",
+        f"    {help_url}\n",
+    ]
+    return "".join(lines)
+
+
 def too_many_auth_tries(limit: int) -> str:
     return (
         f"too many keys tried ({limit}) without one registered for this gateway; offer only your "

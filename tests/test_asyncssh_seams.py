@@ -11,6 +11,7 @@ import pytest
 
 from gateway.ssh import asyncssh_seams as seams
 from gateway.ssh.algorithms import kexinit_namelists, signature_algorithm
+from testbed.guessingclient import GuessOutcome, guess_key_exchange
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +210,75 @@ def test_pause_reading_pauses_the_connections_socket_transport(host_key, client_
             listening.close()
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+# -- a client's guessed key exchange (RFC 4253 section 7) -------------------------------------------
+async def _judge_guess(host_key, connection_class, *, server_kex: list[str], client_kex: list[str],
+                       client_host_keys: list[str]) -> GuessOutcome:
+    """One key exchange of the guessing client against a server connection of `connection_class`
+    started on an accepted socket: what the client saw."""
+    options = await asyncssh.SSHServerConnectionOptions.construct(
+        server_factory=Recorder, server_host_keys=[host_key], kex_algs=server_kex)
+    listening = socket.create_server(("127.0.0.1", 0))
+    listening.setblocking(False)
+    loop = asyncio.get_running_loop()
+    client = loop.create_task(guess_key_exchange("127.0.0.1", listening.getsockname()[1], kex=client_kex,
+                                                 host_keys=client_host_keys))
+    sock, _address = await loop.sock_accept(listening)
+    sock.setblocking(False)
+    conn = connection_class(loop, options)
+    await loop.connect_accepted_socket(lambda: conn, sock)
+    try:
+        return await client
+    finally:
+        conn.close()
+        await conn.wait_closed()
+        listening.close()
+
+
+def _guess(host_key, connection_class, **lists) -> GuessOutcome:
+    return asyncio.run(_judge_guess(host_key, connection_class, **lists))
+
+
+# The client prefers curve25519-sha256, which the server offers but not first: it is negotiated.
+GUESS_NEGOTIATED_NOT_FIRST = dict(server_kex=["ecdh-sha2-nistp256", "curve25519-sha256"],
+                                  client_kex=["curve25519-sha256", "ecdh-sha2-nistp256"],
+                                  client_host_keys=["ssh-ed25519"])
+
+
+def test_kexinit_reaches_the_handler_through_the_class_table():
+    """asyncssh dispatches KEXINIT through `_packet_handlers[MSG_KEXINIT]` to `_process_kexinit`;
+    ServerConnection's table routes it to the override."""
+    from asyncssh.connection import SSHConnection
+    from asyncssh.constants import MSG_KEXINIT
+
+    assert asyncssh.SSHServerConnection._packet_handlers[MSG_KEXINIT] is SSHConnection._process_kexinit
+    assert seams.ServerConnection._packet_handlers[MSG_KEXINIT] is seams.ServerConnection._process_kexinit
+
+
+def test_asyncssh_itself_still_answers_a_guess_the_rfc_calls_wrong(host_key):
+    """Stock asyncssh judges a guess by the negotiated algorithm: a client whose first choice is
+    the server's second is answered on its guess (what ServerConnection corrects). If this fails,
+    asyncssh applies the RFC's rule itself and the override can go."""
+    outcome = _guess(host_key, asyncssh.SSHServerConnection, **GUESS_NEGOTIATED_NOT_FIRST)
+    assert outcome == GuessOutcome(guess_was_wrong=True, answered="guess")
+
+
+def test_a_wrong_guess_is_ignored_and_the_repeat_answered(host_key):
+    """First key exchanges differ: the guessed packet is ignored, the client's repeat is answered."""
+    outcome = _guess(host_key, seams.ServerConnection, **GUESS_NEGOTIATED_NOT_FIRST)
+    assert outcome == GuessOutcome(guess_was_wrong=True, answered="repeat")
+
+
+def test_a_guess_is_wrong_when_the_first_host_key_algorithms_differ(host_key):
+    """Same first key exchange, but the client prefers a host key algorithm the server lacks."""
+    outcome = _guess(host_key, seams.ServerConnection, server_kex=["curve25519-sha256", "ecdh-sha2-nistp256"],
+                     client_kex=["curve25519-sha256"], client_host_keys=["ecdsa-sha2-nistp256", "ssh-ed25519"])
+    assert outcome == GuessOutcome(guess_was_wrong=True, answered="repeat")
+
+
+def test_a_right_guess_is_answered(host_key):
+    """Both sides prefer curve25519-sha256 and ssh-ed25519: the guessed packet is the exchange."""
+    outcome = _guess(host_key, seams.ServerConnection, server_kex=["curve25519-sha256", "ecdh-sha2-nistp256"],
+                     client_kex=["curve25519-sha256"], client_host_keys=["ssh-ed25519"])
+    assert outcome == GuessOutcome(guess_was_wrong=False, answered="guess")

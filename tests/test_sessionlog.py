@@ -247,6 +247,17 @@ def test_limiter_memory_is_bounded():
     assert len(limiter) <= 100
 
 
+def test_limiter_without_summaries_limits_alike_and_counts_nothing():
+    """With summaries off (the refused-key banners) the same first five pass, nothing is counted
+    for a summary, and a flood's address is let through again after a quiet window."""
+    clock = Clock()
+    limiter = RefusalLimiter(5, 60, clock=clock, summaries=False)
+    assert [limiter.admit("192.0.2.1") for _ in range(8)] == [True] * 5 + [False] * 3
+    clock.now += 60
+    assert limiter.due(everything=True) == []
+    assert limiter.admit("192.0.2.1") is True
+
+
 # -- the formats ----------------------------------------------------------------------------------
 def _record(msg: str, **values) -> logging.LogRecord:
     record = logging.LogRecord("gateway.sessions", logging.INFO, __file__, 1, msg, (), None)

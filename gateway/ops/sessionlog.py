@@ -160,14 +160,18 @@ class _Flood:
 class RefusalLimiter:
     """Which refused logins are written: the first `per_address` of an address within `window`
     seconds. Past that the address is flooding: refusals are counted until a whole window passes
-    without one, and `due` hands out one count per address per window. Pure; `clock` is monotonic."""
+    without one, and `due` hands out one count per address per window. Pure; `clock` is monotonic.
+    With `summaries` off nothing is counted for `due` (for a limit nobody reports on, such as the
+    SSH server's refused-key banners)."""
 
     def __init__(self, per_address: int = PER_ADDRESS, window: float = WINDOW, *,
-                 clock: Callable[[], float] = time.monotonic, max_addresses: int = MAX_ADDRESSES):
+                 clock: Callable[[], float] = time.monotonic, max_addresses: int = MAX_ADDRESSES,
+                 summaries: bool = True):
         self.per_address = per_address
         self.window = window
         self._clock = clock
         self._max = max_addresses
+        self._summaries = summaries
         self._floods: dict[str, _Flood] = {}
         self._due: collections.deque[tuple[float, str]] = collections.deque()
 
@@ -191,6 +195,8 @@ class RefusalLimiter:
             flood.lines += 1
             return True
         flood.flooding = True
+        if not self._summaries:
+            return False
         flood.suppressed += 1
         if flood.due_at is None:
             flood.due_at = now + self.window

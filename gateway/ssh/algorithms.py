@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 
+from gateway.ssh import kexinit
 from gateway.ssh.asyncssh_seams import (
     known_ciphers,
     known_kex_algorithms,
@@ -112,24 +113,9 @@ def signature_algorithm(signature: bytes) -> str | None:
 
 
 def kexinit_namelists(payload: bytes) -> list[list[str]]:
-    """The ten name-lists of an SSH_MSG_KEXINIT payload (message byte, 16-byte cookie, lists).
-
-    Order: kex, host key, ciphers c->s, s->c, MACs c->s, s->c, compression c->s, s->c, languages.
-    Returns [] when the payload is not a KEXINIT.
-    """
-    lists: list[list[str]] = []
-    index = 17
-    for _ in range(10):
-        if len(payload) < index + 4:
-            return []
-        (size,) = struct.unpack(">I", payload[index:index + 4])
-        index += 4
-        if len(payload) < index + size:
-            return []
-        text = payload[index:index + size].decode("ascii", "replace")
-        lists.append(text.split(",") if text else [])
-        index += size
-    return lists
+    """The ten name-lists of an SSH_MSG_KEXINIT payload (see kexinit.Kexinit for their order);
+    [] when the payload is not a KEXINIT."""
+    return kexinit.namelists(payload)
 
 
 def negotiated(client: list[str], server: list[str]) -> str | None:

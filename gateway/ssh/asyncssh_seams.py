@@ -2,13 +2,18 @@
 
 The gateway needs a few things asyncssh does not offer publicly: which key exchange a connection
 negotiated, which algorithm signed a user's login, an RSA host key that offers only SHA-2
-signatures, two costs per login removed and TCP back-pressure on a connection, and SSH started on
-a socket the gateway accepted itself (to read a PROXY header first). Each is done here, and only
-here, and each has a focused test in tests/test_asyncssh_seams.py, so an asyncssh release that
-changes one of these details fails there, by name, instead of somewhere in a login.
+signatures, two costs per login removed and TCP back-pressure on a connection, a client's guessed
+key-exchange packet judged as RFC 4253 says (Dropbear's dbclient could not log in otherwise), and
+SSH started on a socket the gateway accepted itself (to read a PROXY header first). Each is done
+here, and only here, and each has a focused test in tests/test_asyncssh_seams.py, so an asyncssh
+release that changes one of these details fails there, by name, instead of somewhere in a login.
 
 What is relied on, read from asyncssh 2.24's source:
-- `SSHConnection._client_kexinit`: the client's KEXINIT payload, kept for the exchange hash;
+- `SSHConnection._client_kexinit` and `_server_kexinit`: both sides' KEXINIT payloads, kept for
+  the exchange hash;
+- `SSHConnection._process_kexinit` handles a KEXINIT, reached through the class table
+  `_packet_handlers[MSG_KEXINIT]`; it sets `_ignore_first_kex`, which the receive loop reads to drop
+  the next key-exchange packet, and the packets after a KEXINIT wait until its handler returns;
 - `SSHKey.verify(data, signature)` is what the server calls, on the key object it passed to
   `validate_public_key`, to check the signed login attempt;
 - `SSHKeyPair.host_key_algorithms`: the list a host key is offered under;
@@ -31,10 +36,13 @@ import socket
 from typing import Any, Callable
 
 import asyncssh
+from asyncssh.constants import MSG_KEXINIT
 from asyncssh.encryption import get_encryption_algs
 from asyncssh.kex import get_kex_algs
 from asyncssh.mac import get_mac_algs
 from asyncssh.public_key import get_public_key_algs
+
+from gateway.ssh import kexinit
 
 
 # -- what this asyncssh can negotiate ---------------------------------------------------------------
@@ -108,7 +116,8 @@ class ServerConnection(asyncssh.SSHServerConnection):
       the rebuild (about 5% of the gateway's CPU per upload) always gave the same options.
 
     It also offers `pause_reading`/`resume_reading` of the socket, the back-pressure a session's
-    reader applies (see session.ChannelReader).
+    reader applies (see session.ChannelReader), and judges a client's guessed key-exchange packet
+    as RFC 4253 section 7 says (see `_process_kexinit`).
     """
 
     _sock = None
@@ -139,6 +148,30 @@ class ServerConnection(asyncssh.SSHServerConnection):
 
     async def reload_config(self) -> None:
         return
+
+    async def _process_kexinit(self, pkttype: int, pktid: int, packet) -> None:
+        """asyncssh's KEXINIT handling, with RFC 4253 section 7's verdict on a guessed packet.
+
+        A client may send its first key-exchange packet right after its KEXINIT, guessing the
+        algorithm (`first_kex_packet_follows`; Dropbear's dbclient always does). The RFC: the guess
+        is wrong when the two sides' *first* key exchange or host key algorithms differ; the
+        server then ignores the guessed packet and the client sends it again. asyncssh 2.24 calls
+        the guess right whenever the *negotiated* key exchange is the client's first: with
+        mlkem768x25519-sha256 first on our list, a client that does not know it (dbclient
+        2022.83) guesses curve25519-sha256, which is negotiated. asyncssh answers the guess, the
+        client sends the packet again as the RFC tells it to, and asyncssh disconnects with "Key
+        exchange not in progress" before the login starts.
+
+        Reordering our list cannot fix this for every client: any client whose first choice is one
+        we offer, but not our first, is misjudged. So the verdict is replaced, after asyncssh has
+        read the client's KEXINIT and sent ours, and before the guessed packet is read (asyncssh
+        holds later packets until this handler returns), by the RFC's rule applied to the two
+        KEXINIT payloads (kexinit.guess_is_wrong), the rule OpenSSH and Dropbear apply too.
+        """
+        await super()._process_kexinit(pkttype, pktid, packet)
+        self._ignore_first_kex = kexinit.guess_is_wrong(self._client_kexinit, self._server_kexinit)
+
+    _packet_handlers = {**asyncssh.SSHServerConnection._packet_handlers, MSG_KEXINIT: _process_kexinit}
 
 
 async def connect_accepted_socket(sock: socket.socket, options: asyncssh.SSHServerConnectionOptions, *,

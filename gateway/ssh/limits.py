@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
 from gateway import messages
+from gateway.ops import sessionlog
 from gateway.settings import Settings
 
 # Past this many remembered addresses the penalty box forgets the ones that have nearly decayed,
@@ -209,6 +210,9 @@ class Limits:
     sessions: SessionCounter
     max_auth_tries: int
     connections: AccountConnections = field(default_factory=lambda: AccountConnections(0))
+    # Refused-key banners per address: as many as the refused-login log lines (a user fumbling
+    # keys sees every one; a flood of probes is not answered with text for each attempt).
+    banners: sessionlog.RefusalLimiter = field(default_factory=lambda: sessionlog.RefusalLimiter(summaries=False))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> "Limits":
@@ -218,4 +222,5 @@ class Limits:
             sessions=SessionCounter(settings.max_sessions_per_account),
             max_auth_tries=settings.max_auth_tries,
             connections=AccountConnections(settings.max_connections_per_account),
+            banners=sessionlog.RefusalLimiter(sessionlog.PER_ADDRESS, sessionlog.WINDOW, clock=clock, summaries=False),
         )

@@ -48,6 +48,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._authenticated = False
         self._closed = False
         self._user_signature: str | None = None
+        self._banner_sent_for: set[str] = set()  # keys told they are not registered
         # Set once logged in and counted against the account's connections.
         self._login: Login | None = None
         self._channels = 0  # session channels open now
@@ -209,6 +210,7 @@ class GatewayServer(asyncssh.SSHServer):
             wrong_user = username != self._services.settings.ssh_user
             self.record.refusal = sessionlog.WRONG_USER if wrong_user else sessionlog.UNKNOWN_KEY
             self._refuse_key(fingerprint)
+            self._tell_unregistered(fingerprint, wrong_user)
             return False
         account = self._identity.account_name
         connections = self._services.limits.connections
@@ -234,6 +236,19 @@ class GatewayServer(asyncssh.SSHServer):
         if self._failures >= limits.max_auth_tries > 0:
             self.record.refusal = sessionlog.TOO_MANY_AUTH_TRIES
             raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
+
+    def _tell_unregistered(self, fingerprint: str, wrong_user: bool) -> None:
+        """Before the key is refused, send a banner saying what to do (clients that show banners
+        print it; otherwise the user reads only "Permission denied (publickey)"). Once per key and
+        connection, and per address no more often than the refused-login log lines are written."""
+        if self._conn is None or fingerprint in self._banner_sent_for:
+            return
+        self._banner_sent_for.add(fingerprint)
+        if not self._services.limits.banners.admit(self._source):
+            return
+        settings = self._services.settings
+        self._conn.send_auth_banner(messages.unregistered_key_banner(
+            fingerprint, settings.help_url, settings.ssh_user if wrong_user else None))
 
     def _watch_signature(self, key: asyncssh.SSHKey, fingerprint: str) -> None:
         """Refuse a SHA-1 `ssh-rsa` signature (unless legacy_algorithms) and remember which

@@ -559,6 +559,16 @@ def not_a_distribution(filename: str) -> str:
     return f"'{filename}' is not a distribution the index accepts (.tar.gz or .whl); build with {BUILD}"
 
 
+def metadata_not_utf8_note(encoding: str) -> str:
+    """For the event record: the artifact's metadata file was not UTF-8."""
+    return f"the file's metadata is not UTF-8; read as {encoding} and forwarded as UTF-8"
+
+
+def form_disagrees_note(fields: tuple[str, ...]) -> str:
+    """For the event record: the legacy form said otherwise than the artifact, which won."""
+    return f"the legacy form disagreed with the file's metadata on {', '.join(fields)}; the file's values were forwarded"
+
+
 def metadata_without_name(filename: str) -> str:
     return f"'{filename}' has metadata without a Name or Version; rebuild it with {BUILD}"
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.errors import ArtifactError, BadRequest
 from gateway.upload.artifact import clean_filename, inspect, sdist_filename
-from gateway.upload.form import MultipartBody, check_client_digests, rebuild
+from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.multipart import Digests, Form
 from testbed import legacyrequests as lr
 from testbed.recordings import parse_form
@@ -135,3 +135,35 @@ def test_client_sha256_mismatch_is_refused():
 def test_client_long_blake2_is_ignored():
     """The 128-character BLAKE2 distutils sends is not compared (it is a known client bug)."""
     check_client_digests(Form(fields=[("blake2_256_digest", "f" * 128)]), _digests(b"data"))
+
+
+def test_sdist_description_arrives_without_the_folding_prefixes():
+    """A distutils-folded Description in PKG-INFO is forwarded as the author's text."""
+    text = "Title\n=====\n\nSome text.\n"
+    found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0", description=text)), "pkg-1.0.tar.gz")
+    assert [v for k, v in found.metadata if k == "description"] == [text]
+
+
+def test_latin1_pkg_info_is_read_and_marked():
+    """A PKG-INFO that is not UTF-8 is read as Latin-1, and the artifact says so."""
+    data = lr.make_sdist("pkg", "1.0", extra_headers="Maintainer: José Gonçalves\n", encoding="latin-1")
+    found = inspect(io.BytesIO(data), "pkg-1.0.tar.gz")
+    assert dict(found.metadata)["maintainer"] == "José Gonçalves"
+    assert found.metadata_encoding == "latin-1"
+
+
+def test_form_agreeing_with_the_artifact_has_no_disagreements():
+    """The form a stock client sends (placeholders, CRLF, a normalisable version) agrees."""
+    found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0-beta1", classifiers=["A :: B"])), "pkg-1.0-beta1.tar.gz")
+    form = Form(fields=[("name", "pkg"), ("version", "1.0-beta1"), ("summary", "A legacy package\r\n"),
+                        ("author", "Old Timer"), ("license", "UNKNOWN"), ("home_page", "None"),
+                        ("description", ""), ("classifiers", "A :: B")])
+    assert disagreements(form, found) == ()
+
+
+def test_form_disagreeing_with_the_artifact_names_the_fields():
+    """Fields whose form values differ from the artifact's are named, the form's order kept stable."""
+    found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0", classifiers=["A :: B"])), "pkg-1.0.tar.gz")
+    form = Form(fields=[("version", "1.1"), ("summary", "Another summary"), ("author", "Old Timer"),
+                        ("classifiers", "A :: B"), ("classifiers", "C :: D")])
+    assert disagreements(form, found) == ("version", "summary", "classifiers")

@@ -17,12 +17,12 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from packaging.metadata import parse_email
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from gateway import messages
 from gateway.errors import ArtifactError
+from gateway.upload.coremetadata import UTF8, parse_metadata
 
 MIB = 1024 * 1024
 MAX_METADATA_BYTES = 4 * MIB
@@ -65,6 +65,9 @@ class Artifact:
     name: str
     version: str
     metadata: tuple[tuple[str, str], ...]  # (form field, value) in a stable order
+    # How the metadata file was decoded: UTF-8 as core metadata requires, or Latin-1 (old Python 2
+    # distutils wrote byte strings as they were), which the upload event records.
+    metadata_encoding: str = UTF8
 
     @property
     def project(self) -> str:
@@ -91,19 +94,14 @@ def _loose(text: str) -> str:
     return re.sub(r"[-_.]+", "-", text).lower()
 
 
-def _metadata_from_text(text: str) -> dict:
-    raw, _unparsed = parse_email(text)
-    return dict(raw)
-
-
-def _read_limited(handle, size: int | None, what: str) -> str:
+def _read_limited(handle, size: int | None, what: str) -> bytes:
     too_large = ArtifactError(messages.metadata_too_large(what, MAX_METADATA_BYTES // MIB))
     if size is not None and size > MAX_METADATA_BYTES:
         raise too_large
     data = handle.read(MAX_METADATA_BYTES + 1)
     if len(data) > MAX_METADATA_BYTES:
         raise too_large
-    return data.decode("utf-8", errors="replace")
+    return data
 
 
 class _HeaderTooLarge(Exception):
@@ -132,7 +130,7 @@ class _BoundedReads:
         return self._stream.tell()
 
 
-def _sdist_pkg_info(fileobj: BinaryIO) -> str:
+def _sdist_pkg_info(fileobj: BinaryIO) -> bytes:
     fileobj.seek(0)
     try:
         with gzip.GzipFile(fileobj=fileobj, mode="rb") as stream, \
@@ -175,7 +173,7 @@ def _zip_directory_size(fileobj: BinaryIO) -> int | None:
     return size
 
 
-def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
+def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> bytes:
     directory = _zip_directory_size(fileobj)
     if directory is not None and directory > MAX_ZIP_DIRECTORY_BYTES:
         raise ArtifactError(messages.wheel_directory_too_large(MAX_ZIP_DIRECTORY_BYTES // MIB))
@@ -247,7 +245,8 @@ def _name_and_version(raw: dict, filename: str) -> tuple[str, str]:
 
 
 def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
-    raw = _metadata_from_text(_sdist_pkg_info(fileobj))
+    decoded = parse_metadata(_sdist_pkg_info(fileobj))
+    raw = decoded.raw
     name, version = _name_and_version(raw, filename)
     normalized_version = _check_version(version)
     stem = filename[: -len(".tar.gz")] if filename.lower().endswith(".tar.gz") else filename[: -len(".tgz")]
@@ -263,6 +262,7 @@ def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
         name=name,
         version=normalized_version,
         metadata=_form_values(raw),
+        metadata_encoding=decoded.encoding,
     )
 
 
@@ -271,7 +271,8 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
         wheel_name, wheel_version, _build, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
         raise ArtifactError(messages.wheel_name_invalid(filename, str(exc))) from None
-    raw = _metadata_from_text(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
+    decoded = parse_metadata(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
+    raw = decoded.raw
     name, version = _name_and_version(raw, filename)
     if canonicalize_name(name) != wheel_name or Version(_check_version(version)) != wheel_version:
         raise ArtifactError(messages.wheel_name_mismatch(filename, name, version))
@@ -284,4 +285,5 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
         name=name,
         version=version,
         metadata=_form_values(raw),
+        metadata_encoding=decoded.encoding,
     )

@@ -36,7 +36,8 @@ from gateway.ops import metrics
 from gateway.registry import Identity, UploadEvent
 from gateway.services import Services
 from gateway.upload import artifact as artifacts
-from gateway.upload.form import MultipartBody, check_client_digests, rebuild
+from gateway.upload.coremetadata import UTF8
+from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
 from gateway.upload.upstream import UploadedFile
@@ -116,6 +117,8 @@ class Exchange:
         # Set once the upload is handed to the upload server: from then on a failure of ours
         # cannot claim the upload went nowhere.
         self.forwarded: UploadedFile | None = None
+        # What the event should say beyond the outcome: how the artifact's metadata was read.
+        self.notes: list[str] = []
 
     # -- the whole exchange ---------------------------------------------------------------------
     async def run(self) -> Reply:
@@ -150,6 +153,8 @@ class Exchange:
             self.settings, self.schedule, self.services.clock(), identity=self.peer.identity,
             project=self.event.project, decision=self.decision)
         reply.headers += notices.header_lines(self.notice)
+        if self.notes:
+            self.event.error = "; ".join([*filter(None, [self.event.error]), *self.notes])
         self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
         metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
@@ -258,6 +263,7 @@ class Exchange:
         self.event.version = found.version
         self.event.filename = found.upload_filename
         self._check_form_matches(form, found)
+        self._note_metadata(form, found)
         await self._check_still_active()
         self._check_project_allowed(found.project)
         token = self._credential(request)
@@ -314,6 +320,13 @@ class Exchange:
         claimed = form.get("name")
         if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
             raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+
+    def _note_metadata(self, form: Form, found: artifacts.Artifact) -> None:
+        if found.metadata_encoding != UTF8:
+            self.notes.append(messages.metadata_not_utf8_note(found.metadata_encoding))
+        differing = disagreements(form, found)
+        if differing:
+            self.notes.append(messages.form_disagrees_note(differing))
 
     def _check_project_allowed(self, project: str) -> None:
         allowed = self.peer.identity.allowed_projects

@@ -547,16 +547,22 @@ def not_pep440(version: str) -> str:
     )
 
 
+ACCEPTED = "it accepts source distributions (.tar.gz) and wheels (.whl), which `python -m build` makes"
+
+
 def sdist_format_refused(filename: str) -> str:
-    return f"'{filename}': the index accepts source distributions only as .tar.gz; {BUILD_SDIST} makes one"
+    return (
+        f"'{filename}': the index accepts source distributions only as .tar.gz, and built ones only as "
+        f"wheels (.whl); `python -m build` makes both, and `setup.py sdist --formats=gztar upload` the first"
+    )
 
 
-def egg_refused(filename: str) -> str:
-    return f"'{filename}': the index no longer accepts eggs; build a wheel with {BUILD}"
+def distribution_kind_refused(filename: str, kind: str) -> str:
+    return f"'{filename}': the index no longer accepts {kind}; {ACCEPTED}"
 
 
 def not_a_distribution(filename: str) -> str:
-    return f"'{filename}' is not a distribution the index accepts (.tar.gz or .whl); build with {BUILD}"
+    return f"'{filename}' is not a distribution the index accepts; {ACCEPTED}"
 
 
 def metadata_not_utf8_note(encoding: str) -> str:

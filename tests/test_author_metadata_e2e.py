@@ -1,6 +1,7 @@
 """End to end: real distutils sdists (Python 3.11, and Python 2.7 where the machine has it) go
 through the real OpenSSH client and the gateway, and every field the upstream receives is what the
-author wrote in setup.py; what the index refuses reaches the user whole and readable."""
+author wrote in setup.py; what the index refuses reaches the user whole and readable, and the
+kinds of file it no longer takes are refused before anything is forwarded."""
 
 from __future__ import annotations
 
@@ -64,13 +65,15 @@ LONG_REASON = (
 )
 
 
-def _upload(python: str, project: Path, client, home: Path) -> tuple[int, str]:
-    """`setup.py sdist upload` with that Python's distutils; (exit status, all output as text)."""
+def _upload(python: str, project: Path, client, home: Path, *commands: str) -> tuple[int, str]:
+    """`setup.py <commands> upload` (default: sdist) with that Python's distutils; (exit status,
+    all output as text)."""
+    args = [*(commands or ("sdist",)), "upload"]
     if python == "3.11":
-        result = client.legacy(project, "sdist", "upload", home=home)
+        result = client.legacy(project, *args, home=home)
         return result.returncode, result.stdout + result.stderr
     assert PYTHON27 is not None
-    result = run_legacy_python2(project, ["sdist", "upload"], python=PYTHON27, ssh_command=client.command_line(),
+    result = run_legacy_python2(project, args, python=PYTHON27, ssh_command=client.command_line(),
                                 home=home, env={"PYTHONIOENCODING": "utf-8", "PYPISSH_HOST": "127.0.0.1",
                                                 "PYPISSH_USER": client.user})
     # Python 2 writes the reason phrase's bytes as they came: decoding them strictly shows they
@@ -213,6 +216,29 @@ def test_long_reason_keeps_its_url(refused_upload, python):
         assert len(reason) <= 400
         assert reason.startswith(f"Invalid value for classifiers. Error: {CLASSIFIER_REASON}")
         assert reason.endswith(f"See {HELP_URL} for more information.")
+
+
+# -- kinds of file the index no longer takes -------------------------------------------------------
+
+@pytest.mark.parametrize("python, commands, refusal", [
+    ("3.11", ("bdist_dumb",), "no longer accepts bdist_dumb archives"),
+    ("3.11", ("bdist_dumb", "--format=zip"), "no longer accepts bdist_dumb archives"),
+    ("3.11", ("sdist", "--formats=zip"), "accepts source distributions only as .tar.gz"),
+    pytest.param("2.7", ("bdist_dumb",), "no longer accepts bdist_dumb archives", marks=PYTHONS[1].marks),
+    pytest.param("2.7", ("bdist_wininst",), "no longer accepts Windows installers (.exe)", marks=PYTHONS[1].marks),
+])
+def test_kinds_the_index_refuses_are_refused_before_forwarding(alice, ssh_client, legacy_project, legacy_home,
+                                                              upstream, python, commands, refusal):
+    """A built file the index would refuse is refused by the gateway, saying what to build instead."""
+    upstream.clear_recordings()
+    status, output = _upload(python, legacy_project(), ssh_client(), legacy_home, *commands)
+    assert status != 0
+    (client_line,) = [line for line in output.splitlines() if line.startswith("Upload failed (400): ")]
+    (gateway_line,) = [line for line in output.splitlines() if line.startswith("pypissh-gateway: not published")]
+    for line in (client_line, gateway_line):
+        assert refusal in line and "PKG-INFO" not in line
+        assert "wheels (.whl)" in line and "`python -m build`" in line
+    assert [r for r in upstream.recordings() if r.method == "POST"] == []
 
 
 def test_python2_client_is_really_python2():

@@ -46,6 +46,20 @@ FORM_NAMES = {
     "supported_platforms": "supported_platform",
     "license_files": "license_file",
 }
+# The legacy clients' `filetype` for the kinds of file the index no longer takes, and how the
+# refusal names them; the index takes sdists (.tar.gz) and wheels only.
+ACCEPTED_FILETYPES = ("sdist", "bdist_wheel")
+REFUSED_KINDS = {
+    "bdist_dumb": "bdist_dumb archives (trees of installed files)",
+    "bdist_egg": "eggs",
+    "bdist_wininst": "Windows installers (.exe)",
+    "bdist_msi": "Windows installers (.msi)",
+    "bdist_rpm": "RPM packages",
+    "bdist_dmg": "macOS disk images",
+}
+REFUSED_EXTENSIONS = {".egg": "bdist_egg", ".exe": "bdist_wininst", ".msi": "bdist_msi", ".rpm": "bdist_rpm",
+                      ".dmg": "bdist_dmg"}
+_FILETYPE_SHOWN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 METADATA_ORDER = (
     "metadata_version", "name", "version", "summary", "description", "description_content_type",
     "keywords", "home_page", "download_url", "author", "author_email", "maintainer",
@@ -83,6 +97,27 @@ def clean_filename(raw: str) -> str:
         shown = raw.encode("unicode_escape").decode("ascii")[:80]
         raise ArtifactError(messages.unsafe_filename(shown))
     return raw
+
+
+def check_filetype(filetype: str | None, filename: str) -> None:
+    """Refuse, before the file is read, a kind of distribution the client itself names and the
+    index no longer takes (bdist_dumb, bdist_egg, bdist_wininst...)."""
+    declared = (filetype or "").strip()
+    if declared in PLACEHOLDERS or declared in ACCEPTED_FILETYPES:
+        return
+    kind = REFUSED_KINDS.get(declared)
+    if kind is None:
+        shown = declared if _FILETYPE_SHOWN.fullmatch(declared) else "unknown"
+        kind = f"files of type '{shown}'"
+    raise ArtifactError(messages.distribution_kind_refused(filename, kind))
+
+
+def _looks_installed(path: str) -> bool:
+    """A member of a built tree (bdist_dumb): installed files, with their metadata beside them
+    as *.egg-info, rather than a source tree under <name>-<version>/."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return any(part in ("site-packages", "dist-packages") for part in parts) or (
+        len(parts) == 1 and parts[0].endswith(".egg-info"))
 
 
 def sdist_filename(name: str, version: str) -> str:
@@ -130,8 +165,9 @@ class _BoundedReads:
         return self._stream.tell()
 
 
-def _sdist_pkg_info(fileobj: BinaryIO) -> bytes:
+def _sdist_pkg_info(fileobj: BinaryIO, filename: str) -> bytes:
     fileobj.seek(0)
+    installed = False
     try:
         with gzip.GzipFile(fileobj=fileobj, mode="rb") as stream, \
                 tarfile.open(fileobj=_BoundedReads(stream), mode="r:") as archive:  # type: ignore[call-overload]
@@ -141,6 +177,7 @@ def _sdist_pkg_info(fileobj: BinaryIO) -> bytes:
                     break
                 archive.members.clear()  # tarfile remembers every member; we need none of them
                 parts = member.name.strip("/").split("/")
+                installed = installed or _looks_installed(member.name)
                 if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                     handle = archive.extractfile(member)
                     assert handle is not None
@@ -149,6 +186,8 @@ def _sdist_pkg_info(fileobj: BinaryIO) -> bytes:
         raise ArtifactError(messages.sdist_header_too_large(MAX_TAR_HEADER_BYTES // MIB)) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error):
         raise ArtifactError(messages.sdist_unreadable()) from None
+    if installed:
+        raise ArtifactError(messages.distribution_kind_refused(filename, REFUSED_KINDS["bdist_dumb"]))
     raise ArtifactError(messages.sdist_without_pkg_info())
 
 
@@ -232,8 +271,9 @@ def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
         return _inspect_sdist(fileobj, filename)
     if lower.endswith((".zip", ".tar.bz2", ".tar.xz", ".tar", ".tar.z")):
         raise ArtifactError(messages.sdist_format_refused(filename))
-    if lower.endswith(".egg"):
-        raise ArtifactError(messages.egg_refused(filename))
+    extension = lower[lower.rfind("."):] if "." in lower else ""
+    if extension in REFUSED_EXTENSIONS:
+        raise ArtifactError(messages.distribution_kind_refused(filename, REFUSED_KINDS[REFUSED_EXTENSIONS[extension]]))
     raise ArtifactError(messages.not_a_distribution(filename))
 
 
@@ -245,7 +285,7 @@ def _name_and_version(raw: dict, filename: str) -> tuple[str, str]:
 
 
 def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
-    decoded = parse_metadata(_sdist_pkg_info(fileobj))
+    decoded = parse_metadata(_sdist_pkg_info(fileobj, filename))
     raw = decoded.raw
     name, version = _name_and_version(raw, filename)
     normalized_version = _check_version(version)

@@ -118,8 +118,9 @@ def _setup_args(long_description: str, **changes) -> dict:
 
 
 @pytest.fixture
-def upload_as_written(alice, ssh_client, legacy_project, legacy_home, upstream, project_name):
-    """Build and upload a project with these setup() arguments; returns (forwarded, expected)."""
+def upload_as_written(alice, gateway, ssh_client, legacy_project, legacy_home, upstream, project_name):
+    """Build and upload a project with these setup() arguments; returns (forwarded, expected,
+    the event's notes)."""
 
     def _run(python: str, setup: dict, *, source_encoding: str = "utf-8"):
         project = legacy_project(source_encoding=source_encoding, **setup)
@@ -128,7 +129,9 @@ def upload_as_written(alice, ssh_client, legacy_project, legacy_home, upstream, 
         assert status == 0, output
         assert "Server response (200)" in output
         content = _only_dist(project).read_bytes()
-        return _forwarded(upstream), _as_written(project_name, setup, content)
+        (event,) = gateway.registry.events.recorded(account_name="alice")
+        assert event.outcome == "forwarded"
+        return _forwarded(upstream), _as_written(project_name, setup, content), event.error
 
     return _run
 
@@ -136,46 +139,47 @@ def upload_as_written(alice, ssh_client, legacy_project, legacy_home, upstream, 
 @pytest.mark.parametrize("python", PYTHONS)
 def test_rest_readme_with_a_title_arrives_as_written(upload_as_written, python):
     """A reST README with a title and accented text: every field as written, and it renders."""
-    forwarded, expected = upload_as_written(python, _setup_args(REST_README))
+    forwarded, expected, notes = upload_as_written(python, _setup_args(REST_README))
     assert forwarded == expected
     assert warehouse_rules.problems(forwarded) == []
+    assert notes is None  # the client's form agreed with PKG-INFO
 
 
 @pytest.mark.parametrize("python", PYTHONS)
 def test_markdown_readme_arrives_as_written(upload_as_written, python):
     """A Markdown README keeps its lines unindented (the index would show indented ones as a quote)."""
-    forwarded, expected = upload_as_written(python, _setup_args(MARKDOWN_README))
+    forwarded, expected, notes = upload_as_written(python, _setup_args(MARKDOWN_README))
     assert forwarded == expected
     assert warehouse_rules.problems(forwarded) == []
+    assert notes is None
 
 
 @pytest.mark.parametrize("python", PYTHONS)
 def test_plain_text_description_arrives_as_written(upload_as_written, python):
     """A plain two-line description arrives with its line break and nothing else."""
-    forwarded, expected = upload_as_written(python, _setup_args(PLAIN_README))
+    forwarded, expected, notes = upload_as_written(python, _setup_args(PLAIN_README))
     assert forwarded == expected
     assert warehouse_rules.problems(forwarded) == []
+    assert notes is None
 
 
 @pytest.mark.parametrize("python", PYTHONS)
-def test_latin1_author_arrives_as_written(upload_as_written, gateway, python):
+def test_latin1_author_arrives_as_written(upload_as_written, python):
     """A setup.py saved in Latin-1 (so Python 2 writes a Latin-1 PKG-INFO): the name arrives
     intact, and the event says when PKG-INFO had to be read as Latin-1."""
     setup = _setup_args("Écrit par José Gonçalves.\n", author="José Gonçalves", author_email="jose@example.org")
-    forwarded, expected = upload_as_written(python, setup, source_encoding="latin-1")
+    forwarded, expected, notes = upload_as_written(python, setup, source_encoding="latin-1")
     assert forwarded == expected
     assert warehouse_rules.problems(forwarded) == []
-    (event,) = gateway.registry.events.recorded(account_name="alice")
-    assert event.outcome == "forwarded"
     if python == "2.7":
-        assert "not UTF-8; read as latin-1" in event.error
+        assert notes == "the file's metadata is not UTF-8; read as latin-1 and forwarded as UTF-8"
     else:
-        assert event.error is None
+        assert notes is None  # Python 3 wrote PKG-INFO in UTF-8
 
 
 def test_the_validator_refuses_what_a_folded_description_looked_like(upload_as_written):
     """The stand-in for the index refuses the reST description as it used to arrive, folded."""
-    forwarded, _ = upload_as_written("3.11", _setup_args(REST_README))
+    forwarded, _, _ = upload_as_written("3.11", _setup_args(REST_README))
     mangled = dict(forwarded, description=["\n        ".join(REST_README.split("\n"))])
     assert [p for p in warehouse_rules.problems(mangled) if "failed to render" in p]
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
 from gateway.upload.coremetadata import LATIN1, UTF8, decode_text, parse_metadata, unfold_multiline
 
 README = "Démo\n====\n\nA paragraph.\n\n    indented code\n\n* item\n"
@@ -79,3 +84,12 @@ def test_latin1_metadata_falls_back_and_says_so():
     decoded = parse_metadata(data)
     assert decoded.raw["author"] == "José Gonçalves"
     assert decoded.encoding == LATIN1
+
+
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "60")), deadline=None)
+@given(st.text(st.sampled_from(list("abXY é|:=-*` \t\n") + ["ç", "日"]), min_size=1, max_size=80))
+def test_any_text_folded_by_distutils_decodes_to_itself(text):
+    """Whatever the author wrote (tabs, trailing blanks, `|`, colons) survives folding and decoding,
+    except leading blanks on its first line, which the header format itself drops."""
+    assume(not text[0].isspace())
+    assert parse_metadata(_pkg_info(_escaped(text))).raw["description"] == text

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import one_line
 from gateway.upload.exchange import REASON_LATIN1, REASON_UTF8, Reply, reason_charset
@@ -100,3 +104,20 @@ def test_reply_reason_beyond_latin1_gets_plain_stand_ins():
     """Characters Latin-1 lacks become their base letter or a plain mark, never raw UTF-8 bytes."""
     raw = Reply(400, "Łódź \u2014 \u201cquoted\u201d \u2026 \u65e5", reason_charset=REASON_LATIN1).to_bytes()
     assert raw.split(b"\r\n", 1)[0].decode("latin-1") == 'HTTP/1.0 400 ?ódz - "quoted" ... ?'
+
+
+_WORDS = st.text(st.sampled_from(list("abcdé .!?,;")), max_size=60)
+_URLS = st.builds(lambda path: f"https://example.org/{path}", st.text(st.sampled_from(list("abc/-_")), max_size=30))
+
+
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "60")), deadline=None)
+@given(st.lists(st.one_of(_WORDS, _URLS), max_size=30), st.integers(min_value=60, max_value=400))
+def test_shortened_reasons_fit_and_keep_their_urls(pieces, limit):
+    """Any reason fits the limit, and when its URLs fit in half of it every one arrives whole."""
+    text = " ".join(pieces)
+    short = one_line(text, limit)
+    assert len(short) <= limit
+    urls = [piece for piece in pieces if piece.startswith("https://")]
+    if sum(len(url) + 1 for url in urls) <= limit // 2:
+        for url in urls:
+            assert url in short

@@ -104,7 +104,8 @@ def shorten(line: str, limit: int) -> str:
     """`line` in at most `limit` characters: whole sentences from the start, and every sentence
     that holds a URL; "..." marks what was left out. A first sentence too long for the room left
     is cut between words. If the sentences with URLs alone are too long, the text before the first
-    URL is cut between words and the URLs follow; only URLs longer than the limit are cut."""
+    URL is cut between words and the URLs follow; if not even the URLs fit (no reason of the
+    index's is like that), the line is cut between words like any other."""
     if len(line) <= limit:
         return line
     sentences = _SENTENCE_END.split(line)

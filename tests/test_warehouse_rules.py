@@ -48,6 +48,11 @@ def test_a_folded_rest_description_is_refused():
     ({"metadata_version": ["3.0"]}, "'3.0' is not a valid metadata version"),
     ({"filetype": ["bdist_egg"]}, "only sdist and bdist_wheel"),
     ({"blake2_256_digest": ["f" * 128]}, "'blake2_256_digest' must be 64"),
+    ({"name": ["asyncio"]}, "The name 'asyncio' isn't allowed."),
+    ({"name": ["not a name!"]}, "'not a name!' is invalid for 'name'"),
+    ({"version": [" 1.0"]}, "leading or trailing whitespace"),
+    ({"filetype": ["bdist_wheel"], "pyversion": [""]}, "Python version is required"),
+    ({"metadata_version": ["1.2"], "requires_python": [">=3.x"]}, "'>=3.x' is invalid for 'requires-python'"),
     ({"description_content_type": ["text/html"]}, "Invalid description content type"),
 ])
 def test_what_the_index_refuses_is_refused(changes, expected):

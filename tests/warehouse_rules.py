@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import io
 import re
+import sys
 from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -28,7 +29,13 @@ import readme_renderer.rst
 import readme_renderer.txt
 import trove_classifiers
 from packaging.metadata import Metadata
-from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 # Core metadata versions the index has support for.
@@ -36,6 +43,7 @@ METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4"}
 # The index takes source distributions and wheels only (eggs and installers went long ago).
 FILETYPES = {"sdist", "bdist_wheel"}
 SUMMARY_LIMIT = 512
+STDLIB_NAMES = {canonicalize_name(module) for module in sys.stdlib_module_names}
 PROJECT_URL_LABEL_LIMIT = 32
 HEX_DIGESTS = {"md5_digest": 32, "sha256_digest": 64, "blake2_256_digest": 64}
 # Form fields that carry one value each; a repeat is a malformed upload.
@@ -85,6 +93,15 @@ def _form_problems(fields: Mapping[str, list[str]]) -> list[str]:
         found.append(f"Invalid value for filetype: {filetype!r}; only sdist and bdist_wheel are accepted")
     if filetype == "sdist" and _one(fields, "pyversion") != "source":
         found.append("Use 'source' as the pyversion of an sdist")
+    if filetype == "bdist_wheel" and not _one(fields, "pyversion"):
+        found.append("Python version is required for binary distribution uploads.")
+    name = _one(fields, "name") or ""
+    # A project named like a standard library module would shadow it for whoever installs it.
+    if canonicalize_name(name) in STDLIB_NAMES:
+        found.append(f"The name {name!r} isn't allowed.")
+    version = _one(fields, "version") or ""
+    if version != version.strip():
+        found.append("The version cannot have leading or trailing whitespace.")
     if not any(_one(fields, name) for name in HEX_DIGESTS):
         found.append("Include at least one message digest")
     for name, length in HEX_DIGESTS.items():

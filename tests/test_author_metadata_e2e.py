@@ -90,6 +90,7 @@ def _forwarded(upstream) -> dict[str, list]:
     (record,) = [r for r in upstream.recordings() if r.method == "POST"]
     form = record.form()
     assert form[-1][0] == "content"
+    assert warehouse_rules.form_problems(form) == []  # the file name included
     fields: dict[str, list] = {}
     for name, value, _filename in form:
         fields.setdefault(name, []).append(value)
@@ -177,7 +178,7 @@ def test_latin1_author_arrives_as_written(upload_as_written, python):
         assert notes is None  # Python 3 wrote PKG-INFO in UTF-8
 
 
-def test_the_validator_refuses_what_a_folded_description_looked_like(upload_as_written):
+def test_the_validator_refuses_the_folded_description(upload_as_written):
     """The stand-in for the index refuses the reST description as it used to arrive, folded."""
     forwarded, _, _ = upload_as_written("3.11", _setup_args(REST_README))
     mangled = dict(forwarded, description=["\n        ".join(REST_README.split("\n"))])

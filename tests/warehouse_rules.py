@@ -64,6 +64,18 @@ MARKDOWN_VARIANTS = {"GFM", "CommonMark"}
 DESCRIPTION_HELP = "See https://pypi.org/help/#description-content-type for more information."
 
 
+def form_problems(form: Sequence[tuple[str, str | bytes, str | None]]) -> list[str]:
+    """`problems` of a form as `Recording.form()` gives it: (name, value, filename) in order, the
+    file part's name being the file name the index checks."""
+    fields: dict[str, list[str | bytes]] = {}
+    filename = None
+    for name, value, part_filename in form:
+        fields.setdefault(name, []).append(value)
+        if name == "content":
+            filename = part_filename
+    return problems(fields, filename=filename)
+
+
 def problems(fields: Mapping[str, Sequence[str | bytes]], *, filename: str | None = None) -> list[str]:
     """Every reason the index would give for refusing this form (and file name, if given)."""
     text = {name: [v for v in values if isinstance(v, str)] for name, values in fields.items() if name != "content"}

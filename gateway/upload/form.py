@@ -81,7 +81,7 @@ def disagreements(form: Form, artifact: Artifact) -> tuple[str, ...]:
 
     A field the client left out, or sent as a placeholder ("None", "UNKNOWN", ""), is no
     disagreement: old clients send little."""
-    stated = {}
+    stated: dict[str, list[str]] = {}
     for name, value in artifact.metadata:
         stated.setdefault(name, []).append(value)
     found: list[str] = []

@@ -74,8 +74,7 @@ def _upload(python: str, project: Path, client, home: Path, *commands: str) -> t
         return result.returncode, result.stdout + result.stderr
     assert PYTHON27 is not None
     result = run_legacy_python2(project, args, python=PYTHON27, ssh_command=client.command_line(),
-                                home=home, env={"PYTHONIOENCODING": "utf-8", "PYPISSH_HOST": "127.0.0.1",
-                                                "PYPISSH_USER": client.user})
+                                home=home, env={"PYPISSH_HOST": "127.0.0.1", "PYPISSH_USER": client.user})
     # Python 2 writes the reason phrase's bytes as they came: decoding them strictly shows they
     # are what a UTF-8 terminal displays correctly.
     return result.returncode, (result.stdout + result.stderr).decode("utf-8")

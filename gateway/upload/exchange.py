@@ -300,7 +300,7 @@ class Exchange:
         self.event.size = digests.size
         self.event.sha256 = digests.sha256
         check_client_digests(form, digests)
-        artifacts.check_filetype(form.get("filetype"), part.filename)
+        artifacts.check_filetype(form.get("filetype"), artifacts.clean_filename(part.filename))
         found = await self.services.run(artifacts.inspect, spool.file, part.filename)
         self.event.project = found.project
         self.event.version = found.version

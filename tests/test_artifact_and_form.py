@@ -203,6 +203,6 @@ def test_form_agreeing_with_the_artifact_has_no_disagreements():
 def test_form_disagreeing_with_the_artifact_names_the_fields():
     """Fields whose form values differ from the artifact's are named, the form's order kept stable."""
     found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0", classifiers=["A :: B"])), "pkg-1.0.tar.gz")
-    form = Form(fields=[("version", "1.1"), ("summary", "Another summary"), ("author", "Old Timer"),
+    form = Form(fields=[("name", "PKG"), ("version", "1.1"), ("summary", "Another summary"), ("author", "Old Timer"),
                         ("classifiers", "A :: B"), ("classifiers", "C :: D")])
-    assert disagreements(form, found) == ("version", "summary", "classifiers")
+    assert disagreements(form, found) == ("name", "version", "summary", "classifiers")

@@ -85,6 +85,10 @@ def disagreements(form: Form, artifact: Artifact) -> tuple[str, ...]:
     for name, value in artifact.metadata:
         stated.setdefault(name, []).append(value)
     found: list[str] = []
+    # A name for another project is refused before this; one spelt otherwise (Foo_Bar, foo-bar) is not.
+    claimed_name = _text(form.get("name"))
+    if claimed_name is not None and claimed_name != artifact.name:
+        found.append("name")
     claimed_version = _text(form.get("version"))
     if claimed_version is not None and not _same_version(claimed_version, artifact.version):
         found.append("version")

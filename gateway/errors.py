@@ -7,6 +7,8 @@ so the reason is the user's whole explanation: it says what happened and what to
 
 from __future__ import annotations
 
+import re
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message says which and how to fix it."""
@@ -82,10 +84,65 @@ class UpstreamError(GatewayError):
     outcome = "upstream_error"
 
 
+# A URL runs to the next blank; a closing bracket or final punctuation is the sentence's.
+_URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"]+[^\s<>\"().,;:!?'\]]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+ELLIPSIS = "..."
+
+
 def one_line(text: str, limit: int = 400) -> str:
-    """Collapse text to one printable line: a reason phrase must not carry CR, LF or controls."""
+    """Collapse text to one printable line: a reason phrase must not carry CR, LF or controls.
+
+    A longer line is shortened at sentence boundaries, never through a URL: the help URL the
+    index puts at the end of a refusal is the user's next step (see `shorten`)."""
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
     cleaned = " ".join(cleaned.split())
-    if len(cleaned) > limit:
-        cleaned = cleaned[: limit - 3].rstrip() + "..."
-    return cleaned
+    return shorten(cleaned, limit)
+
+
+def shorten(line: str, limit: int) -> str:
+    """`line` in at most `limit` characters: whole sentences from the start, and every sentence
+    that holds a URL; "..." marks what was left out. A first sentence too long for the room left
+    is cut between words. If the sentences with URLs alone are too long, the text before the first
+    URL is cut between words and the URLs follow; if not even the URLs fit (no reason of the
+    index's is like that), the line is cut between words like any other."""
+    if len(line) <= limit:
+        return line
+    sentences = _SENTENCE_END.split(line)
+    linked = [s for s in sentences if _URL.search(s)]
+    needed = sum(len(s) + 1 for s in linked) + len(ELLIPSIS)
+    if linked and needed <= limit:
+        return _with_sentences(sentences, limit - needed)
+    urls = " ".join(m.group(0) for m in _URL.finditer(line))
+    room = limit - len(urls) - 1
+    if urls and room > len(ELLIPSIS):
+        first = _URL.search(line)
+        assert first is not None
+        return f"{_cut(line[: first.start()].rstrip(), room)} {urls}".lstrip()
+    return _cut(line, limit)
+
+
+def _with_sentences(sentences: list[str], room: int) -> str:
+    """Every sentence with a URL, and the others from the start while `room` lasts."""
+    parts: list[str] = []
+    skipped = False
+    for sentence in sentences:
+        if _URL.search(sentence):
+            parts.append(sentence)
+        elif not skipped and len(sentence) + 1 <= room:
+            parts.append(sentence)
+            room -= len(sentence) + 1
+        elif not skipped:
+            skipped = True
+            # Nothing kept yet: the start of the first sentence says more than "..." alone.
+            parts.append(_cut(sentence, room) if not parts and room > 20 else ELLIPSIS)
+    return " ".join(parts)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[: limit - len(ELLIPSIS)]
+    if " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip() + ELLIPSIS

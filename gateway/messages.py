@@ -567,16 +567,32 @@ def not_pep440(version: str) -> str:
     )
 
 
+ACCEPTED = "it accepts source distributions (.tar.gz) and wheels (.whl), which `python -m build` makes"
+
+
 def sdist_format_refused(filename: str) -> str:
-    return f"'{filename}': the index accepts source distributions only as .tar.gz; {BUILD_SDIST} makes one"
+    return (
+        f"'{filename}': the index accepts source distributions only as .tar.gz, and built ones only as "
+        f"wheels (.whl); `python -m build` makes both, and `setup.py sdist --formats=gztar upload` the first"
+    )
 
 
-def egg_refused(filename: str) -> str:
-    return f"'{filename}': the index no longer accepts eggs; build a wheel with {BUILD}"
+def distribution_kind_refused(filename: str, kind: str) -> str:
+    return f"'{filename}': the index no longer accepts {kind}; {ACCEPTED}"
 
 
 def not_a_distribution(filename: str) -> str:
-    return f"'{filename}' is not a distribution the index accepts (.tar.gz or .whl); build with {BUILD}"
+    return f"'{filename}' is not a distribution the index accepts; {ACCEPTED}"
+
+
+def metadata_not_utf8_note(encoding: str) -> str:
+    """For the event record: the artifact's metadata file was not UTF-8."""
+    return f"the file's metadata is not UTF-8; read as {encoding} and forwarded as UTF-8"
+
+
+def form_disagrees_note(fields: tuple[str, ...]) -> str:
+    """For the event record: the legacy form said otherwise than the artifact, which won."""
+    return f"the legacy form disagreed with the file's metadata on {', '.join(fields)}; the file's values were forwarded"
 
 
 def metadata_without_name(filename: str) -> str:

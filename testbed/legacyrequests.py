@@ -22,15 +22,19 @@ Field = tuple[str, "str | bytes | tuple[str, bytes]"]
 
 def make_sdist(name: str, version: str, *, metadata_version: str = "1.1",
                classifiers: Sequence[str] = ("Programming Language :: Python :: 3",),
-               extra_headers: str = "", pad: bytes = b"", top: str | None = None) -> bytes:
-    """A distutils-style sdist (`<name>-<version>/PKG-INFO` plus one module) as .tar.gz bytes."""
+               extra_headers: str = "", pad: bytes = b"", top: str | None = None,
+               encoding: str = "utf-8", description: str = "UNKNOWN") -> bytes:
+    """A distutils-style sdist (`<name>-<version>/PKG-INFO` plus one module) as .tar.gz bytes;
+    PKG-INFO is written in `encoding` (Python 2's distutils wrote byte strings as they were), the
+    description folded as distutils folds it (8 spaces before each continuation line)."""
+    folded = "\n        ".join(description.split("\n"))
     top = top or f"{name}-{version}"
     pkg_info = (
         f"Metadata-Version: {metadata_version}\nName: {name}\nVersion: {version}\n"
         "Summary: A legacy package\nHome-page: UNKNOWN\nAuthor: Old Timer\n"
-        "Author-email: old@example.org\nLicense: UNKNOWN\nDescription: UNKNOWN\nPlatform: UNKNOWN\n"
+        f"Author-email: old@example.org\nLicense: UNKNOWN\nDescription: {folded}\nPlatform: UNKNOWN\n"
         + "".join(f"Classifier: {c}\n" for c in classifiers) + extra_headers
-    ).encode()
+    ).encode(encoding)
     files = {f"{top}/PKG-INFO": pkg_info, f"{top}/setup.py": b"from distutils.core import setup\n",
              f"{top}/mod.py": b"x = 1\n" + pad}
     buffer = io.BytesIO()

@@ -13,6 +13,7 @@ The section's `repository` is only used with `-r <that same URL>`.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -49,11 +50,15 @@ def make_legacy_project(
     py_modules: Sequence[str] | None = None,
     extra_files: Mapping[str, str | bytes] | None = None,
     extra_setup_args: Mapping[str, object] | None = None,
+    source_encoding: str = "utf-8",
 ) -> Path:
     """Write a distutils project (setup.py, one module, README.txt) into `dest`; returns `dest`.
 
     `extra_files` maps relative paths to contents (written as given; their modules are not added
     to py_modules automatically). `extra_setup_args` adds or overrides setup() keyword arguments.
+    setup.py is saved in `source_encoding`, declared in its coding line: Python 3 reads its strings
+    as text, while for Python 2 they are byte strings in that encoding, which its distutils writes
+    into PKG-INFO and the upload form unchanged (a Latin-1 setup.py gave a Latin-1 PKG-INFO).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -75,8 +80,8 @@ def make_legacy_project(
     if extra_setup_args:
         setup_args.update(extra_setup_args)
     arguments = "".join(f"    {key}={value!r},\n" for key, value in setup_args.items())
-    setup_py = f"from distutils.core import setup\n\nsetup(\n{arguments})\n"
-    (dest / "setup.py").write_text(setup_py, "utf-8")
+    setup_py = f"# -*- coding: {source_encoding} -*-\nfrom distutils.core import setup\n\nsetup(\n{arguments})\n"
+    (dest / "setup.py").write_text(setup_py, source_encoding)
     for mod in modules:
         path = dest / (mod.replace(".", "/") + ".py")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,6 +210,42 @@ def legacy_environment(
     if env:
         result.update(env)
     return result
+
+
+def python27() -> str | None:
+    """The Python 2.7 interpreter, if this machine has one (pyenv's, or one on PATH)."""
+    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
+        if shutil.which("pyenv") else ""
+    candidates = [Path(root) / "versions" / "2.7.18" / "bin" / "python2.7"] if root else []
+    found = shutil.which("python2.7")
+    candidates += [Path(found)] if found else []
+    for candidate in candidates:
+        probe = subprocess.run([str(candidate), "-c", "import distutils.command.upload"], capture_output=True)
+        if probe.returncode == 0:
+            return str(candidate)
+    return None
+
+
+def run_legacy_python2(
+    project_dir: Path,
+    args: Sequence[str],
+    *,
+    python: str,
+    ssh_command: str,
+    home: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+) -> subprocess.CompletedProcess:
+    """Run `setup.py <args>` with Python 2.7's distutils through testbed/pypissh2.py (the client
+    the original users ran), in `project_dir`. Output is captured as bytes: Python 2 prints the
+    reason phrase's bytes as they came."""
+    environment = legacy_environment(ssh_command=ssh_command, home=home, env=env)
+    for name in ("PYTHONPATH", "SETUPTOOLS_USE_DISTUTILS", "PYTHONHOME"):
+        environment.pop(name, None)
+    return subprocess.run(
+        [python, str(Path(__file__).with_name("pypissh2.py")), *args],
+        cwd=str(project_dir), env=environment, input=b"", capture_output=True, timeout=timeout,
+    )
 
 
 def run_legacy(

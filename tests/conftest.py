@@ -212,7 +212,7 @@ def alice(gateway, user_key, upstream) -> str:
 def project_name(request) -> str:
     """A project name unique to this test (uploads on the shared upstream never collide)."""
     base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-").lower()
-    return f"T-{base[:60]}"
+    return f"T-{base[:60].rstrip('-')}"
 
 
 @dataclass

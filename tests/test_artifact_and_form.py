@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import tarfile
 import zipfile
 
 import pytest
 
 from gateway.errors import ArtifactError, BadRequest
-from gateway.upload.artifact import clean_filename, inspect, sdist_filename
-from gateway.upload.form import MultipartBody, check_client_digests, rebuild
+from gateway.upload.artifact import check_filetype, clean_filename, inspect, sdist_filename
+from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.multipart import Digests, Form
 from testbed import legacyrequests as lr
 from testbed.recordings import parse_form
@@ -100,12 +102,49 @@ def test_hostile_file_names_are_refused(filename):
 
 
 @pytest.mark.parametrize("filename, message", [
-    ("pkg-1.0.zip", "only as .tar.gz"), ("pkg-1.0.egg", "no longer accepts eggs"), ("pkg-1.0.exe", "not a distribution"),
+    ("pkg-1.0.zip", "only as .tar.gz"), ("pkg-1.0.tar.bz2", "only as .tar.gz"), ("pkg-1.0.egg", "no longer accepts eggs"),
+    ("pkg-1.0.linux-x86_64.exe", "no longer accepts Windows installers (.exe)"),
+    ("pkg-1.0.win32.msi", "no longer accepts Windows installers (.msi)"),
+    ("pkg-1.0-1.noarch.rpm", "no longer accepts RPM packages"), ("pkg-1.0.txt", "is not a distribution"),
 ])
 def test_formats_the_index_refuses_are_refused_early(filename, message):
-    """Formats the index no longer takes are refused with what to build instead."""
-    with pytest.raises(ArtifactError, match=message):
+    """Formats the index no longer takes are refused, saying what it accepts and how to build it."""
+    with pytest.raises(ArtifactError, match=re.escape(message)) as caught:
         inspect(io.BytesIO(b""), filename)
+    assert ".tar.gz" in caught.value.reason and "wheels (.whl)" in caught.value.reason
+    assert "`python -m build`" in caught.value.reason
+
+
+@pytest.mark.parametrize("filetype, kind", [
+    ("bdist_dumb", "bdist_dumb archives"), ("bdist_egg", "eggs"), ("bdist_wininst", "Windows installers (.exe)"),
+    ("bdist_msi", "Windows installers (.msi)"), ("bdist_rpm", "RPM packages"), ("bdist_dmg", "macOS disk images"),
+    ("bdist_nsi", "files of type 'bdist_nsi'"), ("evil\r\nX: y", "files of type 'unknown'"),
+])
+def test_filetypes_the_index_refuses_are_refused_before_reading(filetype, kind):
+    """The form's own filetype, if the index no longer takes it, is refused with what it accepts."""
+    with pytest.raises(ArtifactError, match=re.escape(f"no longer accepts {kind}")) as caught:
+        check_filetype(filetype, "pkg-1.0.linux-x86_64.tar.gz")
+    assert "source distributions (.tar.gz) and wheels (.whl)" in caught.value.reason
+
+
+@pytest.mark.parametrize("filetype", ["sdist", "bdist_wheel", "", "UNKNOWN", None])
+def test_filetypes_the_index_takes_pass(filetype):
+    """sdist, bdist_wheel and an absent filetype are left to the file itself."""
+    check_filetype(filetype, "pkg-1.0.tar.gz")
+
+
+@pytest.mark.parametrize("prefix", ["./usr/lib/python3.11/site-packages/", "./"])
+def test_bdist_dumb_tree_is_named_for_what_it_is(prefix):
+    """A .tar.gz of installed files (bdist_dumb, absolute or --relative) is not "an sdist without PKG-INFO"."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path, data in ((f"{prefix}pkg-1.0-py3.11.egg-info", b"Name: pkg\n"), (f"{prefix}pkg.py", b"x = 1\n")):
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(ArtifactError, match="no longer accepts bdist_dumb archives") as caught:
+        inspect(io.BytesIO(buffer.getvalue()), "pkg-1.0.linux-x86_64.tar.gz")
+    assert "PKG-INFO" not in caught.value.reason
 
 
 def test_rebuilt_form_has_fresh_digests_and_content_last():
@@ -135,3 +174,35 @@ def test_client_sha256_mismatch_is_refused():
 def test_client_long_blake2_is_ignored():
     """The 128-character BLAKE2 distutils sends is not compared (it is a known client bug)."""
     check_client_digests(Form(fields=[("blake2_256_digest", "f" * 128)]), _digests(b"data"))
+
+
+def test_sdist_description_arrives_without_the_folding_prefixes():
+    """A distutils-folded Description in PKG-INFO is forwarded as the author's text."""
+    text = "Title\n=====\n\nSome text.\n"
+    found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0", description=text)), "pkg-1.0.tar.gz")
+    assert [v for k, v in found.metadata if k == "description"] == [text]
+
+
+def test_latin1_pkg_info_is_read_and_marked():
+    """A PKG-INFO that is not UTF-8 is read as Latin-1, and the artifact says so."""
+    data = lr.make_sdist("pkg", "1.0", extra_headers="Maintainer: José Gonçalves\n", encoding="latin-1")
+    found = inspect(io.BytesIO(data), "pkg-1.0.tar.gz")
+    assert dict(found.metadata)["maintainer"] == "José Gonçalves"
+    assert found.metadata_encoding == "latin-1"
+
+
+def test_form_agreeing_with_the_artifact_has_no_disagreements():
+    """The form a stock client sends (placeholders, CRLF, a normalisable version) agrees."""
+    found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0-beta1", classifiers=["A :: B"])), "pkg-1.0-beta1.tar.gz")
+    form = Form(fields=[("name", "pkg"), ("version", "1.0-beta1"), ("summary", "A legacy package\r\n"),
+                        ("author", "Old Timer"), ("license", "UNKNOWN"), ("home_page", "None"),
+                        ("description", ""), ("classifiers", "A :: B")])
+    assert disagreements(form, found) == ()
+
+
+def test_form_disagreeing_with_the_artifact_names_the_fields():
+    """Fields whose form values differ from the artifact's are named, the form's order kept stable."""
+    found = inspect(io.BytesIO(lr.make_sdist("pkg", "1.0", classifiers=["A :: B"])), "pkg-1.0.tar.gz")
+    form = Form(fields=[("name", "PKG"), ("version", "1.1"), ("summary", "Another summary"), ("author", "Old Timer"),
+                        ("classifiers", "A :: B"), ("classifiers", "C :: D")])
+    assert disagreements(form, found) == ("name", "version", "summary", "classifiers")

@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from testbed import legacyrequests as lr
+from tests import warehouse_rules
 
 
 def _reply(result) -> tuple[int, str]:
@@ -20,7 +21,7 @@ def _forwarded_form(upstream):
     return record.form()
 
 
-def _assert_modern(form, content: bytes, name: str):
+def _assert_modern(form, content: bytes, name: str, metadata_version: str = "1.1"):
     names = [n for n, _v, _f in form]
     values = {n: v for n, v, _f in form}
     assert names[-1] == "content"
@@ -28,9 +29,10 @@ def _assert_modern(form, content: bytes, name: str):
     assert values["sha256_digest"] == hashlib.sha256(content).hexdigest()
     assert values["blake2_256_digest"] == hashlib.blake2b(content, digest_size=32).hexdigest()
     assert values["name"] == name and values["version"] == "1.0"
-    assert values["metadata_version"] == "1.1"
+    assert values["metadata_version"] == metadata_version  # PKG-INFO's, not the form's 1.0
     assert values["protocol_version"] == "1" and "protcol_version" not in values
     assert not [n for n, v, _ in form if isinstance(v, str) and v.strip() in ("None", "UNKNOWN", "")]
+    assert warehouse_rules.form_problems(form) == []
     return values
 
 
@@ -96,7 +98,7 @@ def test_zip_sdist_is_refused_early_with_the_build_advice(send, upstream, projec
     content = b"PK\x05\x06" + b"\0" * 18
     code, reason = _reply(send(lr.python3_upload(project_name, "1.0", content, filename=f"{project_name}-1.0.zip")))
     assert code == 400
-    assert "python -m build --sdist" in reason
+    assert "only as .tar.gz" in reason and "`python -m build`" in reason
     assert upstream.recordings() == []
 
 
@@ -107,3 +109,26 @@ def test_non_pep440_version_is_refused_early(send, upstream, project_name):
     assert code == 400
     assert "PEP 440" in reason
     assert upstream.recordings() == []
+
+
+def test_form_disagreeing_with_the_file_forwards_the_file_and_notes_the_fields(send, gateway, upstream, project_name):
+    """Where the legacy form says otherwise than PKG-INFO, PKG-INFO is forwarded and the event names the fields."""
+    content = lr.make_sdist(project_name, "1.0")
+    request = lr.python3_upload(project_name, "1.0", content, summary="Not what PKG-INFO says", author="Someone Else")
+    assert _reply(send(request))[0] == 200
+    values = _assert_modern(_forwarded_form(upstream), content, project_name)
+    assert (values["summary"], values["author"]) == ("A legacy package", "Old Timer")
+    (event,) = gateway.registry.events.recorded(account_name="alice")
+    assert event.outcome == "forwarded"
+    assert "disagreed with the file's metadata on summary, author" in event.error
+
+
+def test_latin1_pkg_info_is_forwarded_as_text_and_noted(send, gateway, upstream, project_name):
+    """A Latin-1 PKG-INFO from a Python 2 client arrives as the author's name; the event says how it was read."""
+    content = lr.make_sdist(project_name, "1.0", metadata_version="1.2", extra_headers="Maintainer: José Gonçalves\n",
+                            encoding="latin-1")
+    assert _reply(send(lr.python2_upload(project_name, "1.0", content)))[0] == 200
+    values = _assert_modern(_forwarded_form(upstream), content, project_name, metadata_version="1.2")
+    assert values["maintainer"] == "José Gonçalves"
+    (event,) = gateway.registry.events.recorded(account_name="alice")
+    assert event.outcome == "forwarded" and "not UTF-8; read as latin-1" in event.error

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from gateway.ssh.sshkeys import parse_public_key
+from tests import warehouse_rules
 from tests.helpers import register_account
 
 
@@ -82,6 +83,7 @@ def test_forwarded_request_is_what_the_modern_api_accepts(alice, ssh_client, leg
         "Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"]
     assert not [n for n, v, _ in form if isinstance(v, str) and v.strip() in ("None", "UNKNOWN", "")]
     assert form[-1][2] == project_name.lower().replace("-", "_") + "-1.0.tar.gz"
+    assert warehouse_rules.form_problems(form) == []
     headers = {k.lower(): v for k, v in record.headers.items()}
     import base64
 

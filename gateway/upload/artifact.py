@@ -17,12 +17,12 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from packaging.metadata import parse_email
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from gateway import messages
 from gateway.errors import ArtifactError
+from gateway.upload.coremetadata import UTF8, parse_metadata
 
 MIB = 1024 * 1024
 MAX_METADATA_BYTES = 4 * MIB
@@ -46,6 +46,20 @@ FORM_NAMES = {
     "supported_platforms": "supported_platform",
     "license_files": "license_file",
 }
+# The legacy clients' `filetype` for the kinds of file the index no longer takes, and how the
+# refusal names them; the index takes sdists (.tar.gz) and wheels only.
+ACCEPTED_FILETYPES = ("sdist", "bdist_wheel")
+REFUSED_KINDS = {
+    "bdist_dumb": "bdist_dumb archives (trees of installed files)",
+    "bdist_egg": "eggs",
+    "bdist_wininst": "Windows installers (.exe)",
+    "bdist_msi": "Windows installers (.msi)",
+    "bdist_rpm": "RPM packages",
+    "bdist_dmg": "macOS disk images",
+}
+REFUSED_EXTENSIONS = {".egg": "bdist_egg", ".exe": "bdist_wininst", ".msi": "bdist_msi", ".rpm": "bdist_rpm",
+                      ".dmg": "bdist_dmg"}
+_FILETYPE_SHOWN = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 METADATA_ORDER = (
     "metadata_version", "name", "version", "summary", "description", "description_content_type",
     "keywords", "home_page", "download_url", "author", "author_email", "maintainer",
@@ -65,6 +79,9 @@ class Artifact:
     name: str
     version: str
     metadata: tuple[tuple[str, str], ...]  # (form field, value) in a stable order
+    # How the metadata file was decoded: UTF-8 as core metadata requires, or Latin-1 (old Python 2
+    # distutils wrote byte strings as they were), which the upload event records.
+    metadata_encoding: str = UTF8
 
     @property
     def project(self) -> str:
@@ -82,6 +99,27 @@ def clean_filename(raw: str) -> str:
     return raw
 
 
+def check_filetype(filetype: str | None, filename: str) -> None:
+    """Refuse, before the file is read, a kind of distribution the client itself names and the
+    index no longer takes (bdist_dumb, bdist_egg, bdist_wininst...)."""
+    declared = (filetype or "").strip()
+    if declared in PLACEHOLDERS or declared in ACCEPTED_FILETYPES:
+        return
+    kind = REFUSED_KINDS.get(declared)
+    if kind is None:
+        shown = declared if _FILETYPE_SHOWN.fullmatch(declared) else "unknown"
+        kind = f"files of type '{shown}'"
+    raise ArtifactError(messages.distribution_kind_refused(filename, kind))
+
+
+def _looks_installed(path: str) -> bool:
+    """A member of a built tree (bdist_dumb): installed files, with their metadata beside them
+    as *.egg-info, rather than a source tree under <name>-<version>/."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    return any(part in ("site-packages", "dist-packages") for part in parts) or (
+        len(parts) == 1 and parts[0].endswith(".egg-info"))
+
+
 def sdist_filename(name: str, version: str) -> str:
     """The file name the index requires for a source distribution (PEP 625)."""
     return f"{canonicalize_name(name).replace('-', '_')}-{version}.tar.gz"
@@ -91,19 +129,14 @@ def _loose(text: str) -> str:
     return re.sub(r"[-_.]+", "-", text).lower()
 
 
-def _metadata_from_text(text: str) -> dict:
-    raw, _unparsed = parse_email(text)
-    return dict(raw)
-
-
-def _read_limited(handle, size: int | None, what: str) -> str:
+def _read_limited(handle, size: int | None, what: str) -> bytes:
     too_large = ArtifactError(messages.metadata_too_large(what, MAX_METADATA_BYTES // MIB))
     if size is not None and size > MAX_METADATA_BYTES:
         raise too_large
     data = handle.read(MAX_METADATA_BYTES + 1)
     if len(data) > MAX_METADATA_BYTES:
         raise too_large
-    return data.decode("utf-8", errors="replace")
+    return data
 
 
 class _HeaderTooLarge(Exception):
@@ -132,8 +165,9 @@ class _BoundedReads:
         return self._stream.tell()
 
 
-def _sdist_pkg_info(fileobj: BinaryIO) -> str:
+def _sdist_pkg_info(fileobj: BinaryIO, filename: str) -> bytes:
     fileobj.seek(0)
+    installed = False
     try:
         with gzip.GzipFile(fileobj=fileobj, mode="rb") as stream, \
                 tarfile.open(fileobj=_BoundedReads(stream), mode="r:") as archive:  # type: ignore[call-overload]
@@ -143,6 +177,7 @@ def _sdist_pkg_info(fileobj: BinaryIO) -> str:
                     break
                 archive.members.clear()  # tarfile remembers every member; we need none of them
                 parts = member.name.strip("/").split("/")
+                installed = installed or _looks_installed(member.name)
                 if len(parts) == 2 and parts[1] == "PKG-INFO" and member.isfile():
                     handle = archive.extractfile(member)
                     assert handle is not None
@@ -151,6 +186,8 @@ def _sdist_pkg_info(fileobj: BinaryIO) -> str:
         raise ArtifactError(messages.sdist_header_too_large(MAX_TAR_HEADER_BYTES // MIB)) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error):
         raise ArtifactError(messages.sdist_unreadable()) from None
+    if installed:
+        raise ArtifactError(messages.distribution_kind_refused(filename, REFUSED_KINDS["bdist_dumb"]))
     raise ArtifactError(messages.sdist_without_pkg_info())
 
 
@@ -175,7 +212,7 @@ def _zip_directory_size(fileobj: BinaryIO) -> int | None:
     return size
 
 
-def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> str:
+def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> bytes:
     directory = _zip_directory_size(fileobj)
     if directory is not None and directory > MAX_ZIP_DIRECTORY_BYTES:
         raise ArtifactError(messages.wheel_directory_too_large(MAX_ZIP_DIRECTORY_BYTES // MIB))
@@ -234,8 +271,9 @@ def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
         return _inspect_sdist(fileobj, filename)
     if lower.endswith((".zip", ".tar.bz2", ".tar.xz", ".tar", ".tar.z")):
         raise ArtifactError(messages.sdist_format_refused(filename))
-    if lower.endswith(".egg"):
-        raise ArtifactError(messages.egg_refused(filename))
+    extension = lower[lower.rfind("."):] if "." in lower else ""
+    if extension in REFUSED_EXTENSIONS:
+        raise ArtifactError(messages.distribution_kind_refused(filename, REFUSED_KINDS[REFUSED_EXTENSIONS[extension]]))
     raise ArtifactError(messages.not_a_distribution(filename))
 
 
@@ -247,7 +285,8 @@ def _name_and_version(raw: dict, filename: str) -> tuple[str, str]:
 
 
 def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
-    raw = _metadata_from_text(_sdist_pkg_info(fileobj))
+    decoded = parse_metadata(_sdist_pkg_info(fileobj, filename))
+    raw = decoded.raw
     name, version = _name_and_version(raw, filename)
     normalized_version = _check_version(version)
     stem = filename[: -len(".tar.gz")] if filename.lower().endswith(".tar.gz") else filename[: -len(".tgz")]
@@ -263,6 +302,7 @@ def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
         name=name,
         version=normalized_version,
         metadata=_form_values(raw),
+        metadata_encoding=decoded.encoding,
     )
 
 
@@ -271,7 +311,8 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
         wheel_name, wheel_version, _build, tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
         raise ArtifactError(messages.wheel_name_invalid(filename, str(exc))) from None
-    raw = _metadata_from_text(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
+    decoded = parse_metadata(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
+    raw = decoded.raw
     name, version = _name_and_version(raw, filename)
     if canonicalize_name(name) != wheel_name or Version(_check_version(version)) != wheel_version:
         raise ArtifactError(messages.wheel_name_mismatch(filename, name, version))
@@ -284,4 +325,5 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
         name=name,
         version=version,
         metadata=_form_values(raw),
+        metadata_encoding=decoded.encoding,
     )

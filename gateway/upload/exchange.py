@@ -13,6 +13,7 @@ import binascii
 import errno
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -36,7 +37,8 @@ from gateway.ops import metrics
 from gateway.registry import Identity, UploadEvent
 from gateway.services import Services
 from gateway.upload import artifact as artifacts
-from gateway.upload.form import MultipartBody, check_client_digests, rebuild
+from gateway.upload.coremetadata import UTF8
+from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
 from gateway.upload.upstream import UploadedFile
@@ -63,6 +65,42 @@ class Peer:
     legacy_crypto: bool = False
 
 
+# How a legacy client reads the reply's reason phrase, which is all it prints of a refusal.
+REASON_LATIN1 = "latin-1"
+REASON_UTF8 = "utf-8"
+# Characters outside Latin-1 that have a plain stand-in (the rest decompose, or become "?").
+_STAND_INS = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
+              "\u2026": "..."}
+
+
+def reason_charset(user_agent: str | None) -> str:
+    """The encoding in which the client will print the reason phrase correctly.
+
+    Python 3's http.client decodes the status line as ISO-8859-1, as HTTP specifies. Python 2's
+    httplib keeps the bytes and distutils writes them to the terminal as they are, which today
+    means UTF-8. Python 2 clients say `Python-urllib/2.x`, or (some old ones) nothing at all."""
+    if user_agent is None or user_agent.startswith("Python-urllib/2."):
+        return REASON_UTF8
+    return REASON_LATIN1
+
+
+def _latin1(ch: str) -> str:
+    if ord(ch) < 256:
+        return ch
+    if ch in _STAND_INS:
+        return _STAND_INS[ch]
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if ord(c) < 128)
+    return base or "?"
+
+
+def encode_reason(reason: str, charset: str) -> bytes:
+    """The reason phrase's bytes; in Latin-1, a character it lacks becomes its nearest letter
+    (ś becomes s) or "?": the reply body and the stderr line carry the exact text."""
+    if charset == REASON_UTF8:
+        return reason.encode("utf-8")
+    return "".join(_latin1(ch) for ch in reason).encode("latin-1")
+
+
 @dataclass
 class Reply:
     status: int
@@ -70,6 +108,7 @@ class Reply:
     body: str = ""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    reason_charset: str = REASON_LATIN1
 
     @property
     def exit_status(self) -> int:
@@ -77,10 +116,10 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         body = self.body.encode("utf-8")
-        head = [f"HTTP/1.0 {self.status} {self.reason}", f"Content-Type: {self.content_type}",
-                f"Content-Length: {len(body)}"]
+        status_line = f"HTTP/1.0 {self.status} ".encode("ascii") + encode_reason(self.reason, self.reason_charset)
+        head = [f"Content-Type: {self.content_type}", f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in self.headers]
-        return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + body
+        return status_line + ("".join(f"\r\n{line}" for line in head) + "\r\n\r\n").encode("utf-8") + body
 
 
 class Exchange:
@@ -116,6 +155,10 @@ class Exchange:
         # Set once the upload is handed to the upload server: from then on a failure of ours
         # cannot claim the upload went nowhere.
         self.forwarded: UploadedFile | None = None
+        # What the event should say beyond the outcome: how the artifact's metadata was read.
+        self.notes: list[str] = []
+        # Set from the request's User-Agent once its head is read.
+        self.reason_charset = REASON_LATIN1
 
     # -- the whole exchange ---------------------------------------------------------------------
     async def run(self) -> Reply:
@@ -124,6 +167,7 @@ class Exchange:
             self.schedule = await self.services.current_schedule()
             request = await self._read_head()
             self.event.user_agent = (request.user_agent or "")[:255] or None
+            self.reason_charset = reason_charset(request.user_agent)
             if request.method == "GET":
                 reply = self._answer_get(request)
             else:
@@ -150,6 +194,9 @@ class Exchange:
             self.settings, self.schedule, self.services.clock(), identity=self.peer.identity,
             project=self.event.project, decision=self.decision)
         reply.headers += notices.header_lines(self.notice)
+        reply.reason_charset = self.reason_charset
+        if self.notes:
+            self.event.error = "; ".join([*filter(None, [self.event.error]), *self.notes])
         self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
         metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
@@ -253,11 +300,13 @@ class Exchange:
         self.event.size = digests.size
         self.event.sha256 = digests.sha256
         check_client_digests(form, digests)
+        artifacts.check_filetype(form.get("filetype"), artifacts.clean_filename(part.filename))
         found = await self.services.run(artifacts.inspect, spool.file, part.filename)
         self.event.project = found.project
         self.event.version = found.version
         self.event.filename = found.upload_filename
         self._check_form_matches(form, found)
+        self._note_metadata(form, found)
         await self._check_still_active()
         self._check_project_allowed(found.project)
         token = self._credential(request)
@@ -314,6 +363,13 @@ class Exchange:
         claimed = form.get("name")
         if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
             raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+
+    def _note_metadata(self, form: Form, found: artifacts.Artifact) -> None:
+        if found.metadata_encoding != UTF8:
+            self.notes.append(messages.metadata_not_utf8_note(found.metadata_encoding))
+        differing = disagreements(form, found)
+        if differing:
+            self.notes.append(messages.form_disagrees_note(differing))
 
     def _check_project_allowed(self, project: str) -> None:
         allowed = self.peer.identity.allowed_projects

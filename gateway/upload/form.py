@@ -5,6 +5,9 @@ Pure functions: the legacy form and the artifact in, the upstream form out. What
 - digests are recomputed: sha256 and a 32-byte BLAKE2b (distutils sends a 64-byte one by mistake);
 - `content` goes last, so the index can validate every field before it reads the file;
 - the file name of an sdist is the PEP 625 one (`foo_bar-1.0.tar.gz`), bytes untouched.
+
+Where the legacy form says something else than the artifact, the artifact wins (it is what the
+index will serve), and `disagreements` names the fields so the upload event can record them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Iterator
+
+from packaging.version import InvalidVersion, Version
 
 from gateway import messages
 from gateway.errors import BadRequest
@@ -38,6 +43,67 @@ def check_client_digests(form: Form, digests: Digests) -> None:
     sha256 = (form.get("sha256_digest") or "").strip().lower()
     if sha256 and sha256 not in PLACEHOLDERS and sha256 != digests.sha256:
         raise BadRequest(messages.sha256_mismatch())
+
+
+# The legacy form's metadata fields that the artifact also states, by their form names. The form's
+# metadata_version is left out: distutils hard-codes 1.0 whatever it wrote into PKG-INFO.
+COMPARED_TEXT = ("summary", "description", "author", "author_email", "maintainer", "maintainer_email",
+                 "home_page", "download_url", "license")
+COMPARED_LISTS = ("classifiers", "platform")
+
+
+def _text(value: str | None) -> str | None:
+    """A value as compared: line ends and trailing blanks are transport, placeholders are unset.
+    (Python 2 clients add a newline after a value ending in CR; Windows ones send CRLF.)"""
+    if value is None:
+        return None
+    value = value.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+    return None if value in PLACEHOLDERS else value
+
+
+def _items(values: list[str]) -> list[str]:
+    return [item for item in (_text(v) for v in values) if item is not None]
+
+
+def _keywords(values: list[str]) -> list[str]:
+    return sorted(word.strip() for value in values for word in value.split(",") if word.strip() not in PLACEHOLDERS)
+
+
+def _same_version(claimed: str, version: str) -> bool:
+    try:
+        return Version(claimed) == Version(version)
+    except InvalidVersion:
+        return claimed == version
+
+
+def disagreements(form: Form, artifact: Artifact) -> tuple[str, ...]:
+    """The legacy form's fields whose values differ from the artifact's metadata.
+
+    A field the client left out, or sent as a placeholder ("None", "UNKNOWN", ""), is no
+    disagreement: old clients send little."""
+    stated: dict[str, list[str]] = {}
+    for name, value in artifact.metadata:
+        stated.setdefault(name, []).append(value)
+    found: list[str] = []
+    # A name for another project is refused before this; one spelt otherwise (Foo_Bar, foo-bar) is not.
+    claimed_name = _text(form.get("name"))
+    if claimed_name is not None and claimed_name != artifact.name:
+        found.append("name")
+    claimed_version = _text(form.get("version"))
+    if claimed_version is not None and not _same_version(claimed_version, artifact.version):
+        found.append("version")
+    for name in COMPARED_TEXT:
+        claimed = _text(form.get(name))
+        if claimed is not None and claimed != _text(next(iter(stated.get(name, [])), None)):
+            found.append(name)
+    for name in COMPARED_LISTS:
+        claimed_items = _items(form.get_all(name))
+        if claimed_items and claimed_items != _items(stated.get(name, [])):
+            found.append(name)
+    claimed_keywords = _keywords(form.get_all("keywords"))
+    if claimed_keywords and claimed_keywords != _keywords(stated.get("keywords", [])):
+        found.append("keywords")
+    return tuple(found)
 
 
 def rebuild(form: Form, artifact: Artifact, digests: Digests) -> UpstreamForm:

@@ -101,11 +101,30 @@ _PRE = re.compile(r"<pre>(.*?)</pre>", re.S | re.I)
 _TAGS = re.compile(r"<[^>]+>")
 
 
+def decode_reason_phrase(phrase: str) -> str:
+    """The reason phrase as its sender wrote it. The HTTP client hands it over decoded as
+    ISO-8859-1, which is what HTTP specifies and what the index sends (its `'Natural Language ::
+    Français' is not a valid classifier` arrives as the byte E7). Some servers send UTF-8 instead:
+    bytes that are valid UTF-8, and not plain ASCII, are read as UTF-8. Latin-1 text is hardly
+    ever valid UTF-8 too: that takes an accented letter followed by one to three symbols such as
+    « ° ± or C1 controls."""
+    try:
+        raw = phrase.encode("latin-1")
+    except UnicodeEncodeError:  # already decoded by something else than the HTTP client
+        return phrase
+    if raw.isascii():
+        return phrase
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return phrase
+
+
 def explain(status: int, reason: str, body: str) -> str:
     """The upstream's own words for the user: its reason phrase, or the body's message if the
     phrase is only the generic one (the real index puts its message in the phrase; pypiserver and
     proxies in the body)."""
-    reason = one_line(reason.encode("latin-1", "replace").decode("utf-8", "replace")) or _generic_phrase(status)
+    reason = one_line(decode_reason_phrase(reason)) or _generic_phrase(status)
     if reason.lower() != _generic_phrase(status).lower() or not body:
         return reason
     match = _PRE.search(body)

@@ -134,9 +134,10 @@ def ssh_for_pypissh(folder: Path, *, port: int, identity: Path, known_hosts: Pat
 
 
 def run_real_pypissh(project: Path, args: Sequence[str], *, python: str, userbase: Path, home: Path,
-                     path_first: Path, timeout: float = 120.0) -> subprocess.CompletedProcess:
+                     path_first: Path, text: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
     """`python2.7 setup.py <args>` in `project`, with pypissh (installed under `userbase`) active,
-    HOME=`home` for its ~/.pypirc, and `path_first` (see `ssh_for_pypissh`) first on PATH."""
+    HOME=`home` for its ~/.pypirc, and `path_first` (see `ssh_for_pypissh`) first on PATH. With
+    `text=False` the output stays bytes: Python 2 prints a reason phrase's bytes as they came."""
     environment = _plain_environment()
     environment.update(HOME=str(home), PYTHONUSERBASE=str(userbase), PYTHONDONTWRITEBYTECODE="1",
                        PATH=f"{path_first}{os.pathsep}{environment.get('PATH', '/usr/bin:/bin')}")
@@ -144,4 +145,4 @@ def run_real_pypissh(project: Path, args: Sequence[str], *, python: str, userbas
         environment.pop(name, None)
         environment.pop(name.upper(), None)
     return subprocess.run([python, "setup.py", *args], cwd=project, env=environment, capture_output=True,
-                          text=True, timeout=timeout, input="")
+                          text=text, timeout=timeout, input="" if text else b"")

@@ -13,7 +13,6 @@ The section's `repository` is only used with `-r <that same URL>`.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -210,42 +209,6 @@ def legacy_environment(
     if env:
         result.update(env)
     return result
-
-
-def python27() -> str | None:
-    """The Python 2.7 interpreter, if this machine has one (pyenv's, or one on PATH)."""
-    root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip() \
-        if shutil.which("pyenv") else ""
-    candidates = [Path(root) / "versions" / "2.7.18" / "bin" / "python2.7"] if root else []
-    found = shutil.which("python2.7")
-    candidates += [Path(found)] if found else []
-    for candidate in candidates:
-        probe = subprocess.run([str(candidate), "-c", "import distutils.command.upload"], capture_output=True)
-        if probe.returncode == 0:
-            return str(candidate)
-    return None
-
-
-def run_legacy_python2(
-    project_dir: Path,
-    args: Sequence[str],
-    *,
-    python: str,
-    ssh_command: str,
-    home: Path,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 120.0,
-) -> subprocess.CompletedProcess:
-    """Run `setup.py <args>` with Python 2.7's distutils through testbed/pypissh2.py (the client
-    the original users ran), in `project_dir`. Output is captured as bytes: Python 2 prints the
-    reason phrase's bytes as they came."""
-    environment = legacy_environment(ssh_command=ssh_command, home=home, env=env)
-    for name in ("PYTHONPATH", "SETUPTOOLS_USE_DISTUTILS", "PYTHONHOME"):
-        environment.pop(name, None)
-    return subprocess.run(
-        [python, str(Path(__file__).with_name("pypissh2.py")), *args],
-        cwd=str(project_dir), env=environment, input=b"", capture_output=True, timeout=timeout,
-    )
 
 
 def run_legacy(

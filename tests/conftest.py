@@ -24,6 +24,8 @@ from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import create_key_file
 from testbed import postgres
 from testbed.harness import GatewayHarness
+from testbed.legacyclients import (PYPISSH_REPOSITORY, install_pypissh, python27, run_real_pypissh,
+                                   ssh_for_pypissh)
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
 from tests.helpers import register_account
@@ -301,3 +303,41 @@ def admin(tmp_path, monkeypatch):
     invoke.tmp = tmp_path
     yield invoke, registry
     registry.engine.dispose()
+
+
+# -- the real pypissh 1.4 on Python 2.7 (testbed/legacyclients.py) ----------------------------
+@pytest.fixture(scope="session")
+def python2() -> str:
+    found = python27()
+    if found is None:
+        pytest.skip("no Python 2.7 on this machine (Debian ships none since 11; pyenv builds 2.7.18)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def pypissh_site(python2, tmp_path_factory) -> Path:
+    """A user site (PYTHONUSERBASE) with pypissh 1.4 installed, its .pth included."""
+    userbase = tmp_path_factory.mktemp("pypissh-userbase")
+    install_pypissh(python2, userbase)
+    return userbase
+
+
+@pytest.fixture
+def real_pypissh(python2, pypissh_site, gateway, user_key, tmp_path):
+    """Run `python2.7 setup.py <args>` in a project with the real pypissh active, its ssh sent to
+    `gateway` (or `harness`) with `key` (default: alice's), its ~/.pypirc the classic one."""
+    home = tmp_path / "pypissh-home"
+    write_pypirc(home, PYPISSH_REPOSITORY, username="alice", password="old-password")
+
+    def _run(project: Path, *args: str, key: UserKey | None = None, harness: GatewayHarness | None = None,
+             text: bool = True) -> subprocess.CompletedProcess:
+        target = harness or gateway
+        identity = (key or user_key).path
+        known_hosts = tmp_path / f"pypissh_known_hosts_{target.port}"
+        known_hosts.write_text(target.known_hosts_line())
+        path_first = ssh_for_pypissh(tmp_path / f"pypissh-ssh-{target.port}-{identity.name}", port=target.port,
+                                     identity=identity, known_hosts=known_hosts)
+        return run_real_pypissh(project, args, python=python2, userbase=pypissh_site, home=home,
+                                path_first=path_first, text=text)
+
+    return _run

@@ -6,16 +6,13 @@ kinds of file it no longer takes are refused before anything is forwarded."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from testbed.sample import python27, run_legacy_python2
 from tests import warehouse_rules
 
-PYTHON27 = python27()
-PYTHONS = ["3.11", pytest.param("2.7", marks=pytest.mark.skipif(PYTHON27 is None, reason="no Python 2.7 here"))]
+PYTHONS = ["3.11", "2.7"]  # 2.7: the real pypissh 1.4 (the `python2` fixture skips where none exists)
 
 AUTHOR = {"author": "Old Timer", "author_email": "old.timer@example.org"}
 REST_README = (
@@ -65,19 +62,21 @@ LONG_REASON = (
 )
 
 
-def _upload(python: str, project: Path, client, home: Path, *commands: str) -> tuple[int, str]:
-    """`setup.py <commands> upload` (default: sdist) with that Python's distutils; (exit status,
-    all output as text)."""
-    args = [*(commands or ("sdist",)), "upload"]
-    if python == "3.11":
-        result = client.legacy(project, *args, home=home)
-        return result.returncode, result.stdout + result.stderr
-    assert PYTHON27 is not None
-    result = run_legacy_python2(project, args, python=PYTHON27, ssh_command=client.command_line(),
-                                home=home, env={"PYPISSH_HOST": "127.0.0.1", "PYPISSH_USER": client.user})
-    # Python 2 writes the reason phrase's bytes as they came: decoding them strictly shows they
-    # are what a UTF-8 terminal displays correctly.
-    return result.returncode, (result.stdout + result.stderr).decode("utf-8")
+@pytest.fixture
+def legacy_upload(request, ssh_client, legacy_home):
+    """`setup.py <commands> upload` (default: sdist) with that Python's distutils: the stdlib one
+    through testbed/pypissh.py on 3.11, the real pypissh on 2.7; (exit status, all output)."""
+    def _upload(python: str, project: Path, *commands: str) -> tuple[int, str]:
+        args = [*(commands or ("sdist",)), "upload"]
+        if python == "3.11":
+            result = ssh_client().legacy(project, *args, home=legacy_home)
+            return result.returncode, result.stdout + result.stderr
+        done = request.getfixturevalue("real_pypissh")(project, *args, text=False)
+        # Python 2 writes the reason phrase's bytes as they came: decoding them strictly shows they
+        # are what a UTF-8 terminal displays correctly.
+        return done.returncode, (done.stdout + done.stderr).decode("utf-8")
+
+    return _upload
 
 
 def _only_dist(project: Path) -> Path:
@@ -118,14 +117,14 @@ def _setup_args(long_description: str, **changes) -> dict:
 
 
 @pytest.fixture
-def upload_as_written(alice, gateway, ssh_client, legacy_project, legacy_home, upstream, project_name):
+def upload_as_written(alice, gateway, legacy_upload, legacy_project, upstream, project_name):
     """Build and upload a project with these setup() arguments; returns (forwarded, expected,
     the event's notes)."""
 
     def _run(python: str, setup: dict, *, source_encoding: str = "utf-8"):
         project = legacy_project(source_encoding=source_encoding, **setup)
         upstream.clear_recordings()
-        status, output = _upload(python, project, ssh_client(), legacy_home)
+        status, output = legacy_upload(python, project)
         assert status == 0, output
         assert "Server response (200)" in output
         content = _only_dist(project).read_bytes()
@@ -187,13 +186,13 @@ def test_the_validator_refuses_the_folded_description(upload_as_written):
 # -- refusals ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def refused_upload(alice, ssh_client, legacy_project, legacy_home, upstream):
+def refused_upload(alice, legacy_upload, legacy_project, upstream):
     """Upload while the upstream answers 400 with `reason`, as the index does; returns the output."""
 
     def _run(python: str, reason: str, **setup) -> str:
         project = legacy_project(**setup)
         upstream.set_fault(400, reason, count=1)
-        status, output = _upload(python, project, ssh_client(), legacy_home)
+        status, output = legacy_upload(python, project)
         assert status != 0
         return output
 
@@ -228,14 +227,14 @@ def test_long_reason_keeps_its_url(refused_upload, python):
     ("3.11", ("bdist_dumb",), "no longer accepts bdist_dumb archives"),
     ("3.11", ("bdist_dumb", "--format=zip"), "no longer accepts bdist_dumb archives"),
     ("3.11", ("sdist", "--formats=zip"), "accepts source distributions only as .tar.gz"),
-    pytest.param("2.7", ("bdist_dumb",), "no longer accepts bdist_dumb archives", marks=PYTHONS[1].marks),
-    pytest.param("2.7", ("bdist_wininst",), "no longer accepts Windows installers (.exe)", marks=PYTHONS[1].marks),
+    ("2.7", ("bdist_dumb",), "no longer accepts bdist_dumb archives"),
+    ("2.7", ("bdist_wininst",), "no longer accepts Windows installers (.exe)"),
 ])
-def test_kinds_the_index_refuses_are_refused_before_forwarding(alice, ssh_client, legacy_project, legacy_home,
-                                                              upstream, python, commands, refusal):
+def test_kinds_the_index_refuses_are_refused_before_forwarding(alice, legacy_upload, legacy_project, upstream,
+                                                              python, commands, refusal):
     """A built file the index would refuse is refused by the gateway, saying what to build instead."""
     upstream.clear_recordings()
-    status, output = _upload(python, legacy_project(), ssh_client(), legacy_home, *commands)
+    status, output = legacy_upload(python, legacy_project(), *commands)
     assert status != 0
     (client_line,) = [line for line in output.splitlines() if line.startswith("Upload failed (400): ")]
     (gateway_line,) = [line for line in output.splitlines() if line.startswith("pypissh-gateway: not published")]
@@ -244,10 +243,3 @@ def test_kinds_the_index_refuses_are_refused_before_forwarding(alice, ssh_client
         assert "wheels (.whl)" in line and "`python -m build`" in line
     assert [r for r in upstream.recordings() if r.method == "POST"] == []
 
-
-def test_python2_client_is_really_python2():
-    """The 2.7 runs above use Python 2's own distutils and httplib, not Python 3's."""
-    if PYTHON27 is None:
-        pytest.skip("no Python 2.7 here")
-    version = subprocess.run([PYTHON27, "-c", "import sys; print(sys.version_info[0])"], capture_output=True, text=True)
-    assert version.stdout.strip() == "2"

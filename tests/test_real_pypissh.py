@@ -3,7 +3,7 @@ OpenSSH client and the gateway, to a real pypiserver behind TLS.
 
 pypissh dials `ssh -T -l submit ssh.pypi.python.org` itself; an `ssh` first on PATH reads a
 configuration that sends that host to the gateway, as a user's ~/.ssh/config did
-(testbed/legacyclients.py). Everything else is what its users ran: `python2.7 setup.py register
+(testbed/legacyclients.py, the `real_pypissh` fixture). Everything else is what its users ran: `python2.7 setup.py register
 sdist upload` with the classic ~/.pypirc.
 """
 
@@ -14,43 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.legacyclients import (PYPISSH_REPOSITORY, install_pypissh, python27, run_real_pypissh,
-                                   ssh_for_pypissh)
-from testbed.sample import make_legacy_project, write_pypirc
-
-
-@pytest.fixture(scope="module")
-def python2() -> str:
-    found = python27()
-    if found is None:
-        pytest.skip("no Python 2.7 on this machine (Debian ships none since 11; pyenv builds 2.7.18)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def pypissh_site(python2, tmp_path_factory) -> Path:
-    """A user site (PYTHONUSERBASE) with pypissh 1.4 installed, its .pth included."""
-    userbase = tmp_path_factory.mktemp("pypissh-userbase")
-    install_pypissh(python2, userbase)
-    return userbase
-
-
-@pytest.fixture
-def real_pypissh(python2, pypissh_site, gateway, user_key, tmp_path):
-    """Run `python2.7 setup.py <args>` in a project with pypissh active; `key` picks the identity."""
-    home = tmp_path / "home"
-    write_pypirc(home, PYPISSH_REPOSITORY, username="alice", password="old-password")
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(gateway.known_hosts_line())
-
-    def _run(project: Path, *args: str, key=None):
-        identity = (key or user_key).path
-        path_first = ssh_for_pypissh(tmp_path / f"ssh-{identity.name}", port=gateway.port, identity=identity,
-                                     known_hosts=known_hosts)
-        return run_real_pypissh(project, args, python=python2, userbase=pypissh_site, home=home,
-                                path_first=path_first)
-
-    return _run
+from testbed.legacyclients import PYPISSH_REPOSITORY
+from testbed.sample import make_legacy_project
 
 
 @pytest.fixture

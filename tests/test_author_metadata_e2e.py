@@ -136,30 +136,14 @@ def upload_as_written(alice, gateway, legacy_upload, legacy_project, upstream, p
 
 
 @pytest.mark.parametrize("python", PYTHONS)
-def test_rest_readme_with_a_title_arrives_as_written(upload_as_written, python):
-    """A reST README with a title and accented text: every field as written, and it renders."""
-    forwarded, expected, notes = upload_as_written(python, _setup_args(REST_README))
+@pytest.mark.parametrize("readme", [REST_README, MARKDOWN_README, PLAIN_README], ids=["rest", "markdown", "plain"])
+def test_description_arrives_as_written(upload_as_written, python, readme):
+    """A reST README with a title and accented text, a Markdown one (the index would show indented
+    lines as a quote) and plain text: every field as written, unindented, and it renders."""
+    forwarded, expected, notes = upload_as_written(python, _setup_args(readme))
     assert forwarded == expected
     assert warehouse_rules.problems(forwarded) == []
     assert notes is None  # the client's form agreed with PKG-INFO
-
-
-@pytest.mark.parametrize("python", PYTHONS)
-def test_markdown_readme_arrives_as_written(upload_as_written, python):
-    """A Markdown README keeps its lines unindented (the index would show indented ones as a quote)."""
-    forwarded, expected, notes = upload_as_written(python, _setup_args(MARKDOWN_README))
-    assert forwarded == expected
-    assert warehouse_rules.problems(forwarded) == []
-    assert notes is None
-
-
-@pytest.mark.parametrize("python", PYTHONS)
-def test_plain_text_description_arrives_as_written(upload_as_written, python):
-    """A plain two-line description arrives with its line break and nothing else."""
-    forwarded, expected, notes = upload_as_written(python, _setup_args(PLAIN_README))
-    assert forwarded == expected
-    assert warehouse_rules.problems(forwarded) == []
-    assert notes is None
 
 
 @pytest.mark.parametrize("python", PYTHONS)

@@ -1,5 +1,10 @@
 """A re-creation of the legacy `pypissh` client for Python 3.11's stdlib distutils.
 
+The real pypissh 1.4 is Python 2 only (it patches `httplib` and `urllib2`), so it cannot carry a
+Python 3 distutils upload; the suite runs the real one on Python 2.7 (tests/test_real_pypissh.py,
+testbed/legacyclients.py) and this re-creation only for Python 3's distutils, whose requests differ
+(CRLF bodies, the field order, the BLAKE2 bug) and which users who moved to Python 3 sent.
+
     cd legacy-project && python -m testbed.pypissh sdist upload
     python -m testbed.pypissh register sdist upload
 

@@ -9,6 +9,7 @@ The story runs once (the `story` fixture); each test asserts one thing about it.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ pytestmark = [
 ]
 
 KEY_CACHE_SECONDS = 1.0
+# Long enough for the test to see the upload's "forwarding" row and stop the primary under it.
+UPSTREAM_DELAY = 2.0
 UPLOADS_PER_PHASE = 3
 NOTHING_PUBLISHED = "nothing was published"
 REGISTRY_DOWN = "cannot reach its account registry"
@@ -35,6 +38,7 @@ REGISTRY_DOWN = "cannot reach its account registry"
 class Story:
     rig: FailoverRig
     before: list[Attempt] = field(default_factory=list)
+    crossing: list[Attempt] = field(default_factory=list)  # being forwarded when the primary died
     outage: list[Attempt] = field(default_factory=list)
     after: list[Attempt] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
@@ -49,7 +53,7 @@ class Story:
 
     @property
     def attempts(self) -> list[Attempt]:
-        return self.before + self.outage + self.after
+        return self.before + self.crossing + self.outage + self.after
 
     def uploads(self, phase: list[Attempt]) -> list[Attempt]:
         return [attempt for attempt in phase if attempt.kind == "upload"]
@@ -61,6 +65,14 @@ def _phase(rig: FailoverRig, label: str) -> list[Attempt]:
     return attempts
 
 
+def _forwarding_rows(rig: FailoverRig) -> list:
+    registry = rig.registry()
+    try:
+        return [e for e in registry.events.recorded(account_name=ACCOUNT) if e.outcome == "forwarding"]
+    finally:
+        registry.close()
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory, upstream, host_key_dir, user_keys):
     with FailoverRig(tmp_path_factory.mktemp("failover"), upstream, host_key_dir, user_keys["alice"],
@@ -69,8 +81,17 @@ def story(tmp_path_factory, upstream, host_key_dir, user_keys):
         told.before = _phase(rig, "Before")
         told.check_before = rig.check()
 
-        rig.pair.primary.stop_hard()
-        stopped_at = time.monotonic()
+        # One upload is at the upload server when the primary dies: its row says "forwarding".
+        upstream.set_fault(delay=UPSTREAM_DELAY)
+        crossing = threading.Thread(target=lambda: told.crossing.append(rig.upload("Failover-Crossing")))
+        crossing.start()
+        try:
+            wait_until(lambda: _forwarding_rows(rig), what="the crossing upload to be forwarded", timeout=20)
+            rig.pair.primary.stop_hard()
+            stopped_at = time.monotonic()
+        finally:
+            crossing.join(60)
+            upstream.clear_fault()
         wait_until(lambda: rig.all_ready(False), what="every replica to report the registry unavailable",
                    timeout=15)
         told.ready_during = rig.readiness()
@@ -92,7 +113,8 @@ def story(tmp_path_factory, upstream, host_key_dir, user_keys):
 
 
 def test_every_file_at_the_upstream_has_its_event_on_the_new_primary(story, upstream):
-    """Each published file has a `forwarded` event row, read on the promoted standby."""
+    """Each published file has its event row, read on the promoted standby: `forwarded`, or
+    `forwarding` for the upload the crash caught at the upload server (the report's "outcome unknown")."""
     assert story.rig.pair.standby.query("SELECT pg_is_in_recovery()") == [(False,)]
     registry = story.rig.registry()
     try:
@@ -100,10 +122,18 @@ def test_every_file_at_the_upstream_has_its_event_on_the_new_primary(story, upst
     finally:
         registry.close()
     published = [a for a in story.uploads(story.attempts) if a.upstream_name in upstream.files()]
-    assert len(published) == 2 * UPLOADS_PER_PHASE
+    assert len(published) == 2 * UPLOADS_PER_PHASE + 1
     for attempt in published:
         assert attempt.upstream_name in events, f"{attempt.name} is published but has no event row"
-        assert events[attempt.upstream_name].outcome == "forwarded"
+        expected = "forwarding" if attempt in story.crossing else "forwarded"
+        assert events[attempt.upstream_name].outcome == expected
+
+
+def test_the_upload_caught_by_the_crash_is_told_it_landed(story, upstream):
+    """The upload at the upload server when the primary died landed, and its client was told so."""
+    (attempt,) = story.crossing
+    assert attempt.told_success, attempt.output
+    assert upstream.files()[attempt.upstream_name] == attempt.sha256
 
 
 def test_success_is_printed_only_for_uploads_that_landed(story, upstream):

@@ -13,6 +13,7 @@ from gateway.cli import cli
 from gateway.registry import Registry, RegistryError, UploadEvent
 from gateway.registry.engine import database_hosts, sqlalchemy_url
 from gateway.registry.migrate_db import head_revision, is_current, upgrade
+from gateway.registry.replication import is_multi_host
 from gateway.ssh.keycache import KeyCache, RegistryUnavailable
 from gateway.ssh.sshkeys import parse_public_key
 from testbed import pgserver, postgres
@@ -171,6 +172,16 @@ def test_libpq_host_list_becomes_host_parameters():
     assert sqlalchemy_url("postgresql://db1,db2/reg") == "postgresql+psycopg:///reg?host=db1&host=db2"
     assert sqlalchemy_url("postgresql://gw@db1:5432/reg") == "postgresql+psycopg://gw@db1:5432/reg"
     assert sqlalchemy_url("sqlite:////var/lib/reg.sqlite3") == "sqlite:////var/lib/reg.sqlite3"
+
+
+def test_only_a_url_naming_several_hosts_gets_the_per_host_check():
+    """`check` reports each host's role for a multi-host URL; one host, SQLite and a URL it cannot
+    parse (which the registry finding reports) get no such lines."""
+    assert is_multi_host("postgresql://gw@db1:5432,db2:5432/reg?target_session_attrs=read-write")
+    assert is_multi_host("postgresql://gw@/reg?host=db1&host=db2")
+    assert not is_multi_host("postgresql://gw@db1:5432/reg")
+    assert not is_multi_host("postgresql://gw@db1:port/reg")
+    assert not is_multi_host("sqlite:////var/lib/reg.sqlite3")
 
 
 @pytest.mark.serial

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from gateway.registry.engine import database_hosts, sqlalchemy_url
@@ -54,7 +54,14 @@ class HostState:
 
 
 def is_multi_host(url: str) -> bool:
-    return url.partition("://")[0].partition("+")[0] == "postgresql" and len(database_hosts(url)) > 1
+    """A PostgreSQL URL naming more than one host (False for one it cannot parse: the registry's
+    own finding already says what is wrong with it)."""
+    if url.partition("://")[0].partition("+")[0] != "postgresql":
+        return False
+    try:
+        return len(database_hosts(url)) > 1
+    except (ValueError, ArgumentError):
+        return False
 
 
 def single_host_url(url: str, address: str):

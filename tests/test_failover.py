@@ -28,7 +28,7 @@ pytestmark = [
 
 KEY_CACHE_SECONDS = 1.0
 # Long enough for the test to see the upload's "forwarding" row and stop the primary under it.
-UPSTREAM_DELAY = 2.0
+UPSTREAM_DELAY = 3.0
 UPLOADS_PER_PHASE = 3
 NOTHING_PUBLISHED = "nothing was published"
 REGISTRY_DOWN = "cannot reach its account registry"

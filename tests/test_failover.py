@@ -19,6 +19,8 @@ from testbed import pgpair
 from testbed.failover import ACCOUNT, Attempt, FailoverRig, database_lines
 from tests.helpers import wait_until
 
+# Serial although it leaves the machine's own PostgreSQL alone: two servers, two replicas, HAProxy
+# and the legacy clients need the cores, and the crossing upload is held for a fixed time.
 pytestmark = [
     pytest.mark.serial,
     pytest.mark.skipif(pgpair.unavailable_reason() is not None, reason=str(pgpair.unavailable_reason())),

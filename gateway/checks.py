@@ -131,9 +131,10 @@ def _host_finding(host) -> Finding:
     if host.role == replication.PRIMARY:
         return ok(messages.database_host_primary(host.address, host.standbys))
     if host.role == replication.STANDBY:
-        if host.receiving != "streaming":
+        if host.receiving not in ("streaming", replication.HIDDEN):
             return fail(messages.database_host_standby_detached(host.address, host.receiving))
-        return ok(messages.database_host_standby(host.address, host.replay_bytes, host.last_replay_age))
+        return ok(messages.database_host_standby(host.address, host.receiving, host.replay_bytes,
+                                                 host.last_replay_age))
     return fail(messages.database_host_unreachable(host.address, host.error or "no answer"))
 
 

@@ -1078,17 +1078,26 @@ def _seconds(value: float | None) -> str:
 def database_host_primary(address: str, standbys: list) -> str:
     if not standbys:
         return f"database host {address}: the primary (accepts writes); no standby is streaming from it"
-    seen = "; ".join(
-        f"{s.client} {s.state or '?'} ({s.sync_state or '?'}), {_bytes(s.replay_bytes)} not yet replayed"
-        + (f", replay lag {_seconds(s.replay_seconds)}" if s.replay_seconds is not None else "")
-        for s in standbys)
+    seen = "; ".join(_standby_seen(s) for s in standbys)
     return f"database host {address}: the primary (accepts writes); standby: {seen}"
 
 
-def database_host_standby(address: str, replay_bytes: int | None, last_replay_age: float | None) -> str:
+MONITOR_HINT = "grant pg_monitor to the registry's role to see it"
+
+
+def _standby_seen(standby) -> str:
+    if standby.state is None:  # pg_stat_replication hides the details from other roles
+        return f"{standby.client} connected (its state and lag are hidden: {MONITOR_HINT})"
+    lag = f", replay lag {_seconds(standby.replay_seconds)}" if standby.replay_seconds is not None else ""
+    return f"{standby.client} {standby.state} ({standby.sync_state or '?'}), {_bytes(standby.replay_bytes)} not yet replayed{lag}"
+
+
+def database_host_standby(address: str, receiving: str, replay_bytes: int | None,
+                          last_replay_age: float | None) -> str:
     age = ("" if last_replay_age is None else
            f", last replayed commit {_seconds(last_replay_age)} old (this grows too while the primary is idle)")
-    return f"database host {address}: a standby (read-only), streaming; {_bytes(replay_bytes)} received but not yet replayed{age}"
+    how = "streaming" if receiving == "streaming" else f"WAL receiver {receiving} ({MONITOR_HINT})"
+    return f"database host {address}: a standby (read-only), {how}; {_bytes(replay_bytes)} received but not yet replayed{age}"
 
 
 def database_host_standby_detached(address: str, receiver: str | None) -> str:

@@ -113,9 +113,11 @@ class Cluster:
     def running(self) -> bool:
         return (self.datadir / "postmaster.pid").exists()
 
-    def query(self, sql: str, database: str = "postgres"):
+    def query(self, sql: str, database: str = "postgres") -> list:
+        """The rows of `sql`, run as the superuser (none for a statement that returns no rows)."""
         with psycopg.connect(self.admin_url(database), connect_timeout=3, autocommit=True) as conn:
-            return conn.execute(sql).fetchall()
+            cursor = conn.execute(sql)
+            return cursor.fetchall() if cursor.description is not None else []
 
     def log_tail(self, lines: int = 20) -> str:
         try:

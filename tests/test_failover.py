@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from gateway.checks import database_host_findings
+from gateway.settings import Settings
 from testbed import pgpair
 from testbed.failover import ACCOUNT, Attempt, FailoverRig, database_lines
 from tests.helpers import wait_until
@@ -215,3 +217,21 @@ def test_check_names_the_primary_and_the_standby_lag(story):
     assert after[0].startswith(f"[FAIL] database host {primary}: unreachable"), after
     assert after[1].startswith(f"[ok] database host {standby}: the primary"), after
 
+
+
+def test_check_without_pg_monitor_says_what_is_hidden_and_fails_nothing():
+    """A registry role without pg_monitor sees no replication state: `check` says so, and does not
+    mistake the hidden WAL receiver for a standby cut off from its primary."""
+    with pgpair.standby_pair() as pair:
+        pair.create_database("pypissh")
+        pair.primary.query("CREATE ROLE gateway LOGIN")
+        wait_until(lambda: pair.standby.query("SELECT 1 FROM pg_roles WHERE rolname = 'gateway'"),
+                   what="the role to reach the standby")
+        url = pair.url("pypissh").replace("postgres@", "gateway@")
+        findings = database_host_findings(Settings(database_url=url))
+    assert all(finding.ok for finding in findings), [f.line() for f in findings]
+    primary, standby = (finding.text for finding in findings)
+    assert primary.startswith(f"database host {pair.primary.address}: the primary")
+    assert "hidden: grant pg_monitor" in primary
+    assert standby.startswith(f"database host {pair.standby.address}: a standby (read-only), WAL receiver hidden")
+    assert "bytes received but not yet replayed" in standby

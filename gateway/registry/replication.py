@@ -23,6 +23,8 @@ from gateway.registry.engine import database_hosts, sqlalchemy_url
 PRIMARY = "primary"
 STANDBY = "standby"
 UNREACHABLE = "unreachable"
+# What a role without pg_monitor sees instead of a WAL receiver's status.
+HIDDEN = "hidden"
 
 # A check, not a connection pool: a few seconds tell a dead server from a live one.
 CONNECT_SECONDS = 3
@@ -105,5 +107,6 @@ def _standby(conn, address: str) -> HostState:
     behind, age = conn.execute(text(
         "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,"
         " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")).one()
-    receiver = conn.execute(text("SELECT status FROM pg_stat_wal_receiver")).scalar()
-    return HostState(address, STANDBY, receiving=receiver, replay_bytes=behind, last_replay_age=age)
+    # No row: no WAL receiver runs. A row without a status: one runs, but this role may not see it.
+    row = conn.execute(text("SELECT coalesce(status, :hidden) FROM pg_stat_wal_receiver"), {"hidden": HIDDEN}).first()
+    return HostState(address, STANDBY, receiving=row[0] if row else None, replay_bytes=behind, last_replay_age=age)

@@ -1079,7 +1079,8 @@ def database_host_primary(address: str, standbys: list) -> str:
     if not standbys:
         return f"database host {address}: the primary (accepts writes); no standby is streaming from it"
     seen = "; ".join(_standby_seen(s) for s in standbys)
-    return f"database host {address}: the primary (accepts writes); standby: {seen}"
+    label = "standby" if len(standbys) == 1 else f"{len(standbys)} standbys"
+    return f"database host {address}: the primary (accepts writes); {label}: {seen}"
 
 
 MONITOR_HINT = "grant pg_monitor to the registry's role to see it"

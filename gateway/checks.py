@@ -1,7 +1,8 @@
 """What `pypissh-gateway check` looks at, one finding per line, each failure with its fix.
 
 The settings' own problems (impossible numbers, unknown schemes, health_listen on listen), the
-config file's mode, the host keys and their modes, the registry and its file mode, the secret key,
+config file's mode, the host keys and their modes, the registry and its file mode (for a multi-host
+PostgreSQL URL also which host is the primary now and how far each standby lags), the secret key,
 its file mode and whether it opens every stored token, and the upstream: HTTPS, the CA bundle, and
 a real request (TLS handshake with the configured CA, then any HTTP answer). `show_lines` is
 `check --show`: every effective setting with its source, secrets masked.
@@ -107,6 +108,36 @@ def registry_findings(settings: Settings) -> tuple[list[Finding], bool]:
     return found, state != MISSING
 
 
+def database_host_findings(settings: Settings) -> list[Finding]:
+    """For a multi-host PostgreSQL URL: each host's role now, a standby's lag, and whether exactly
+    one host accepts writes (none: uploads are refused; two: a split brain)."""
+    from gateway.registry import replication
+
+    if not replication.is_multi_host(settings.database_url):
+        return []
+    hosts = replication.host_states(settings.database_url)
+    found = [_host_finding(host) for host in hosts]
+    primaries = [host.address for host in hosts if host.role == replication.PRIMARY]
+    if not primaries:
+        found.append(fail(messages.database_no_primary(len(hosts))))
+    elif len(primaries) > 1:
+        found.append(fail(messages.database_two_primaries(primaries)))
+    return found
+
+
+def _host_finding(host) -> Finding:
+    from gateway.registry import replication
+
+    if host.role == replication.PRIMARY:
+        return ok(messages.database_host_primary(host.address, host.standbys))
+    if host.role == replication.STANDBY:
+        if host.receiving not in ("streaming", replication.HIDDEN):
+            return fail(messages.database_host_standby_detached(host.address, host.receiving))
+        return ok(messages.database_host_standby(host.address, host.receiving, host.replay_bytes,
+                                                 host.last_replay_age))
+    return fail(messages.database_host_unreachable(host.address, host.error or "no answer"))
+
+
 def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding]:
     from gateway.tokens import TokenBox, key_file
 
@@ -178,6 +209,7 @@ def run_checks(loaded: Loaded) -> list[Finding]:
     found += host_key_findings(settings)
     registry, readable = registry_findings(settings)
     found += registry
+    found += database_host_findings(settings)
     found += secret_findings(settings, readable)
     found += upstream_findings(settings)
     return found

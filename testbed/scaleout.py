@@ -142,7 +142,8 @@ class Replica:
 
 def adapt_haproxy_config(text: str, bind: str, servers: Sequence[tuple[int, int]]) -> str:
     """deploy/haproxy.cfg for a test: the global section replaced (foreground, no chroot, user or
-    syslog), `bind` in place of `:22`, and the example servers gwN pointed at (ssh_port, health_port)."""
+    syslog), `bind` in place of `:22`, and the example servers gwN pointed at (ssh_port, health_port);
+    example servers beyond those given are left out."""
     sections = re.split(r"(?m)^(?=\S)", text)
     out = []
     for section in sections:
@@ -154,10 +155,12 @@ def adapt_haproxy_config(text: str, bind: str, servers: Sequence[tuple[int, int]
 
         def server(match: re.Match) -> str:
             index = int(match.group(2)) - 1
+            if index >= len(servers):
+                return ""
             ssh_port, health_port = servers[index]
-            return f"{match.group(1)}server gw{index + 1} 127.0.0.1:{ssh_port} port {health_port}"
+            return f"{match.group(1)}server gw{index + 1} 127.0.0.1:{ssh_port} port {health_port}\n"
 
-        section = re.sub(r"(?m)^(\s+)server gw(\d+) \S+", server, section)
+        section = re.sub(r"(?m)^(\s+)server gw(\d+) \S+[^\n]*\n?", server, section)
         out.append(section)
     return "".join(out)
 

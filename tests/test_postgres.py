@@ -11,7 +11,9 @@ from sqlalchemy import inspect
 
 from gateway.cli import cli
 from gateway.registry import Registry, RegistryError, UploadEvent
+from gateway.registry.engine import database_hosts, sqlalchemy_url
 from gateway.registry.migrate_db import head_revision, is_current, upgrade
+from gateway.registry.replication import is_multi_host
 from gateway.ssh.keycache import KeyCache, RegistryUnavailable
 from gateway.ssh.sshkeys import parse_public_key
 from testbed import pgserver, postgres
@@ -143,17 +145,43 @@ def test_schedule_round_trip(registry):
         registry.schedule.cancel_window(first)
 
 
-def test_multi_host_url_reaches_the_writable_server():
-    """A libpq multi-host URL (primary/replica failover) passes through: a dead first host is skipped."""
+@pytest.mark.parametrize("form", ["host parameters", "libpq host list"])
+def test_multi_host_url_reaches_the_writable_server(form):
+    """A libpq multi-host URL (primary/replica failover), in either spelling, passes through: a dead
+    first host is skipped."""
     with postgres.temporary_database("pypissh_test") as url:
         name = url.rsplit("/", 1)[1]
-        failover = (f"postgresql://postgres@/{name}?host=127.0.0.1:1&host={postgres.HOST}:{postgres.PORT}"
-                    "&target_session_attrs=read-write")
+        hosts = ["127.0.0.1:1", f"{postgres.HOST}:{postgres.PORT}"]
+        if form == "host parameters":
+            failover = f"postgresql://postgres@/{name}?host={hosts[0]}&host={hosts[1]}&target_session_attrs=read-write"
+        else:
+            failover = f"postgresql://postgres@{','.join(hosts)}/{name}?target_session_attrs=read-write"
+        assert database_hosts(failover) == hosts
         upgrade(failover)
         registry = Registry.from_url(failover)
         registry.accounts.add_account("gina")
         assert registry.accounts.get_account("gina").name == "gina"
         registry.engine.dispose()
+
+
+def test_libpq_host_list_becomes_host_parameters():
+    """`h1,h2` in the authority (which SQLAlchemy cannot parse) becomes repeated host= parameters,
+    before the URL's own, with the login kept; single-host and SQLite URLs are left alone."""
+    assert sqlalchemy_url("postgresql://gw:pw@db1:5432,db2:5433/reg?target_session_attrs=read-write") == (
+        "postgresql+psycopg://gw:pw@/reg?host=db1:5432&host=db2:5433&target_session_attrs=read-write")
+    assert sqlalchemy_url("postgresql://db1,db2/reg") == "postgresql+psycopg:///reg?host=db1&host=db2"
+    assert sqlalchemy_url("postgresql://gw@db1:5432/reg") == "postgresql+psycopg://gw@db1:5432/reg"
+    assert sqlalchemy_url("sqlite:////var/lib/reg.sqlite3") == "sqlite:////var/lib/reg.sqlite3"
+
+
+def test_only_a_url_naming_several_hosts_gets_the_per_host_check():
+    """`check` reports each host's role for a multi-host URL; one host, SQLite and a URL it cannot
+    parse (which the registry finding reports) get no such lines."""
+    assert is_multi_host("postgresql://gw@db1:5432,db2:5432/reg?target_session_attrs=read-write")
+    assert is_multi_host("postgresql://gw@/reg?host=db1&host=db2")
+    assert not is_multi_host("postgresql://gw@db1:5432/reg")
+    assert not is_multi_host("postgresql://gw@db1:port/reg")
+    assert not is_multi_host("sqlite:////var/lib/reg.sqlite3")
 
 
 @pytest.mark.serial

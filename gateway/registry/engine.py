@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from sqlalchemy import Engine, create_engine, event
 
@@ -49,8 +49,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    url = sqlalchemy_url(url)
     # pre_ping: a restarted database heals without restarting replicas.
     return create_engine(
         url,
@@ -61,6 +60,39 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL as SQLAlchemy's psycopg dialect reads it.
+
+    `postgresql://` gets the psycopg driver. libpq's multi-host form, `postgresql://h1:5432,h2:5432/db`
+    (what operators copy from the PostgreSQL manual and HA managers print), is not a URL SQLAlchemy
+    can parse (it reads "5432,h2:5432" as the port); the same hosts go into repeated `host=` query
+    parameters, which the dialect hands to libpq in order, so `target_session_attrs` still chooses.
+    """
+    scheme, sep, _rest = url.partition("://")
+    if not sep or scheme.partition("+")[0] != "postgresql":
+        return url
+    if scheme == "postgresql":
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    parts = urlsplit(url)
+    login, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return url
+    query = [("host", host) for host in hosts.split(",") if host] + parse_qsl(parts.query, keep_blank_values=True)
+    # By hand, not urlunsplit: an empty authority must stay "//" or the path loses its meaning.
+    return f"{parts.scheme}://{login}{at}{parts.path}?{urlencode(query, safe=':[]')}"
+
+
+def database_hosts(url: str) -> list[str]:
+    """The `host:port` entries of a PostgreSQL URL in the order libpq tries them (one for a plain URL)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(sqlalchemy_url(url))
+    hosts = parsed.query.get("host")
+    if hosts:
+        return [hosts] if isinstance(hosts, str) else list(hosts)
+    return [f"{parsed.host or 'localhost'}:{parsed.port or 5432}"]
 
 
 def create_sqlite_file(path: Path) -> bool:

@@ -83,6 +83,13 @@ class Context:
             self._registry = Registry.from_url(settings.database_url)
         return self._registry
 
+    def close(self) -> None:
+        """Close the registry's pooled database connections, if this command opened the registry.
+        Without this every command left its connections for the garbage collector to find."""
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
     def actor(self):
         """Who is making this command's changes, for the admin journal (gateway/registry/audit.py):
         the OS user of the effective uid (and the user sudo ran it for, when it did), the machine,
@@ -130,6 +137,7 @@ def global_options(func):
     @functools.wraps(func)
     def wrapper(ctx: click.Context, config: str | None, home: str | None, pairs: tuple[str, ...], **kwargs):
         ctx.obj = Context(config, pairs, home)
+        ctx.call_on_close(ctx.obj.close)  # after the subcommand, whether it succeeded or not
         return func(**kwargs)
 
     return wrapper

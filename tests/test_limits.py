@@ -86,13 +86,24 @@ def test_session_counter_caps_each_account():
 
 
 # -- through real sockets and real OpenSSH ------------------------------------------------------
-def _connect_from(source: str, port: int, send: bytes = b"") -> socket.socket:
-    sock = socket.socket()
-    sock.bind((source, 0))
-    sock.connect(("127.0.0.1", port))
-    if send:
-        sock.sendall(send)
-    return sock
+@pytest.fixture
+def connect_from():
+    """Opens a TCP connection to a local port from a given loopback address; every socket it opened,
+    connected or not, is closed when the test ends, whatever the test asserted."""
+    opened: list[socket.socket] = []
+
+    def connect(source: str, port: int, send: bytes = b"") -> socket.socket:
+        sock = socket.socket()
+        opened.append(sock)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+        if send:
+            sock.sendall(send)
+        return sock
+
+    yield connect
+    for sock in opened:
+        sock.close()
 
 
 def _read_until_closed(sock: socket.socket, timeout: float = 15.0) -> bytes:
@@ -121,39 +132,36 @@ def _ssh(client, *extra: str, keys=(), source: str | None = None, command: str =
                           capture_output=True, timeout=timeout)
 
 
-def test_one_source_cannot_take_every_slot(start_gateway, make_settings, ssh_client, user_key):
+def test_one_source_cannot_take_every_slot(start_gateway, make_settings, ssh_client, user_key, connect_from):
     """Past max_startups_per_source, an address's next connection is told why; others log in."""
     harness = start_gateway(make_settings(max_startups_per_source=3))
     register_account(harness, "alice", user_key)
-    held = [_connect_from("127.0.0.5", harness.port) for _ in range(3)]
-    refused = _read_until_closed(_connect_from("127.0.0.5", harness.port))
+    for _ in range(3):  # held open until the test ends
+        connect_from("127.0.0.5", harness.port)
+    refused = _read_until_closed(connect_from("127.0.0.5", harness.port))
     assert b"127.0.0.5 already has 3 connections that have not logged in" in refused
     assert _ssh(ssh_client(harness=harness)).returncode == 0
-    for sock in held:
-        sock.close()
 
 
-def test_full_replica_drops_the_oldest_idle_connection(start_gateway, make_settings, ssh_client, user_key):
+def test_full_replica_drops_the_oldest_idle_connection(start_gateway, make_settings, ssh_client, user_key,
+                                                       connect_from):
     """With max_startups idle connections held, a real login still succeeds: the oldest idle one goes."""
     harness = start_gateway(make_settings(max_startups=4, max_startups_per_source=0))
     register_account(harness, "alice", user_key)
-    idle = [_connect_from("127.0.0.6", harness.port) for _ in range(4)]
+    idle = [connect_from("127.0.0.6", harness.port) for _ in range(4)]
     wait_until(lambda: len(harness.services.limits.startups) == 4, what="4 pending connections")
     result = _ssh(ssh_client(harness=harness))
     assert result.returncode == 0, result.stderr
     assert b"flooded with connections that do not log in" in _read_until_closed(idle[0])
-    for sock in idle:
-        sock.close()
 
 
-def test_login_grace_time_closes_silent_connections(start_gateway, make_settings):
+def test_login_grace_time_closes_silent_connections(start_gateway, make_settings, connect_from):
     """A connection that sends its banner and then nothing is closed after login_timeout."""
     harness = start_gateway(make_settings(login_timeout=1.0))
-    sock = _connect_from("127.0.0.8", harness.port, b"SSH-2.0-Stalled\r\n")
+    sock = connect_from("127.0.0.8", harness.port, b"SSH-2.0-Stalled\r\n")
     data = _read_until_closed(sock, timeout=20)
     assert data.startswith(b"SSH-2.0-pypissh_gateway")
     assert sock.recv(1) == b""  # closed by the server, not timed out here
-    sock.close()
 
 
 def test_too_many_keys_tried_ends_the_connection_with_a_reason(start_gateway, make_settings, ssh_client,
@@ -239,23 +247,18 @@ def test_account_session_cap_names_the_account(start_gateway, make_settings, ssh
 
 
 def test_flood_of_300_connections_that_never_log_in_does_not_stop_an_upload(
-        gateway, alice, ssh_client, legacy_project, legacy_home, upstream, project_name):
+        gateway, alice, ssh_client, legacy_project, legacy_home, upstream, project_name, connect_from):
     """300 connections that never log in, from 100 addresses, do not stop a real legacy upload."""
-    flood = []
     for index in range(300):
         source = f"127.0.1.{index % 100 + 1}"
         send = (b"", b"SSH-2.0-flood\r\n", b"SSH-2.0-flood\r\n" + bytes(range(256)))[index % 3]
         try:
-            flood.append(_connect_from(source, gateway.port, send))
+            connect_from(source, gateway.port, send)  # held open until the test ends
         except OSError:
             pass  # a refused or reset connection is the gateway defending itself
-    try:
-        wait_until(lambda: len(gateway.services.limits.startups) >= 50, what="50 pending connections")
-        assert len(gateway.services.limits.startups) <= gateway.settings.max_startups
-        result = ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "Server response (200)" in result.stdout
-        assert project_name.lower().replace("-", "_") + "-1.0.tar.gz" in upstream.files()
-    finally:
-        for sock in flood:
-            sock.close()
+    wait_until(lambda: len(gateway.services.limits.startups) >= 50, what="50 pending connections")
+    assert len(gateway.services.limits.startups) <= gateway.settings.max_startups
+    result = ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Server response (200)" in result.stdout
+    assert project_name.lower().replace("-", "_") + "-1.0.tar.gz" in upstream.files()

@@ -88,12 +88,13 @@ STALLED_REQUEST = (b"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\nContent-Type: mu
 
 def answers_a_stalled_request(proc: subprocess.Popen) -> tuple[int, bytes]:
     """Write STALLED_REQUEST to `proc` (a session process on pipes), keep its stdin open, and
-    return its exit status and what it wrote once it gives up on the client by itself."""
-    proc.stdin.write(STALLED_REQUEST)
-    proc.stdin.flush()
-    try:
-        status = proc.wait(timeout=30)
-        return status, proc.stdout.read()
-    finally:
-        proc.stdin.close()
-        proc.kill()
+    return its exit status and what it wrote once it gives up on the client by itself. Its pipes
+    are closed and it is reaped however this ends."""
+    with proc:
+        try:
+            proc.stdin.write(STALLED_REQUEST)
+            proc.stdin.flush()
+            status = proc.wait(timeout=30)
+            return status, proc.stdout.read()
+        finally:
+            proc.kill()  # nothing to do if it has exited; otherwise the wait on leaving `with` would hang

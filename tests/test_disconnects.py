@@ -43,9 +43,8 @@ def test_fifty_channels_closed_before_their_answer_leave_no_traceback(start_gate
         assert master.session("whoami").returncode == 0
     finally:
         for client in clients:
-            if client.poll() is None:
+            with client:  # its pipes closed and the client reaped
                 client.kill()
-            client.wait()
         master.stop()
 
     for bad in ("session failed", "Task exception was never retrieved", "Traceback", "Exception in callback"):

@@ -80,29 +80,31 @@ def _send(client: SshClient, case: hostile.Case, timeout: float = 90) -> tuple[b
     for reader in readers:
         reader.start()
     assert proc.stdin is not None
-    try:
-        if case.mode == "stall":  # some bytes, then silence with the session held open
-            proc.stdin.write(case.data)
-            proc.stdin.flush()
-            proc.wait(timeout)
-        else:  # drip: one byte at a time, slower than any real client, until the gateway gives up
-            deadline = time.monotonic() + timeout
-            for byte in case.data:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    break
-                proc.stdin.write(bytes([byte]))
-                proc.stdin.flush()
-                time.sleep(0.05)
-            proc.wait(max(1.0, deadline - time.monotonic()))
-    except BrokenPipeError:
-        proc.wait(timeout)
-    finally:
+    with proc:  # its pipes closed and the client reaped, however this ends
         try:
-            proc.stdin.close()
+            if case.mode == "stall":  # some bytes, then silence with the session held open
+                proc.stdin.write(case.data)
+                proc.stdin.flush()
+                proc.wait(timeout)
+            else:  # drip: one byte at a time, slower than any real client, until the gateway gives up
+                deadline = time.monotonic() + timeout
+                for byte in case.data:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        break
+                    proc.stdin.write(bytes([byte]))
+                    proc.stdin.flush()
+                    time.sleep(0.05)
+                proc.wait(max(1.0, deadline - time.monotonic()))
         except BrokenPipeError:
-            pass
-        for reader in readers:
-            reader.join(10)
+            proc.wait(timeout)
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            proc.kill()  # only still running if a wait above timed out
+            for reader in readers:
+                reader.join(10)
     return out.get("out", b""), out.get("err", b"")
 
 

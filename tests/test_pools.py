@@ -103,8 +103,8 @@ def test_a_login_does_not_wait_behind_stalled_uploads(start_gateway, make_settin
         if health is not None:
             harness.call(_stop(health))
         for process in stalled:
-            process.kill()
-            process.wait()
+            with process:  # its pipes closed and the client reaped
+                process.kill()
 
 
 async def _stop(server: HealthServer) -> None:

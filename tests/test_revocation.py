@@ -103,9 +103,9 @@ def test_revocation_reaches_a_controlmaster(gateway, alice, ssh_client, user_key
         wait_until(lambda: not master.running(), what="the revoked master to be closed once idle")
     finally:
         for process in (waiting, forwarding):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+            if process is not None:
+                with process:  # its pipes closed and the client reaped
+                    process.kill()
         master.stop()
     outcomes = sorted(e.outcome for e in gateway.registry.events.recorded())
     assert outcomes == ["forwarded", "refused_policy"]
@@ -129,8 +129,8 @@ def test_disabling_reaches_every_replica(start_gateway, settings, ssh_client, us
             assert INACTIVE in refused.stderr
     finally:
         for process in held:
-            process.kill()
-            process.wait()
+            with process:  # its pipes closed and the client reaped
+                process.kill()
         for master in masters:
             master.stop()
 

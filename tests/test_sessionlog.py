@@ -144,15 +144,17 @@ def test_guide_command_is_logged_by_name(gateway, alice, ssh_client, json_log):
 def test_client_that_disconnects_mid_request(gateway, alice, ssh_client, json_log):
     """A client killed half-way through its request: the line says client_aborted, with the account."""
     client = ssh_client()
-    proc = subprocess.Popen([*client.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(b"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\n"
-                     b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 5000\r\n\r\n--xyz\r\n")
-    proc.stdin.flush()
-    # The session is under way once the account holds a session slot.
-    wait_until(lambda: gateway.services.limits.sessions.held("alice") > 0, what="the session to start")
-    proc.kill()
-    proc.wait(10)
+    with subprocess.Popen([*client.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # pipes closed, client reaped
+        try:
+            proc.stdin.write(b"POST /legacy/ HTTP/1.1\r\nHost: gateway\r\n"
+                             b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 5000\r\n\r\n"
+                             b"--xyz\r\n")
+            proc.stdin.flush()
+            # The session is under way once the account holds a session slot.
+            wait_until(lambda: gateway.services.limits.sessions.held("alice") > 0, what="the session to start")
+        finally:
+            proc.kill()
     (line,) = _wait_for(json_log, "connection closed")
     _common(line, "connection closed")
     assert (line["outcome"], line["account_name"], line["upstream_status"]) == ("client_aborted", "alice", None)

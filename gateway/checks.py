@@ -88,6 +88,8 @@ def registry_findings(settings: Settings) -> tuple[list[Finding], bool]:
     where = mask_url(settings.database_url) or ""
     try:
         state, revision = schema_state(settings.database_url)
+    except ModuleNotFoundError as exc:  # the database's driver is an extra the install left out
+        return [fail(messages.missing_extra("a postgresql:// database_url", exc.name or "psycopg", "postgres"))], False
     except SQLAlchemyError as exc:
         from gateway.cliutil import database_error_detail
 
@@ -212,7 +214,14 @@ def run_checks(loaded: Loaded) -> list[Finding]:
     found += database_host_findings(settings)
     found += secret_findings(settings, readable)
     found += upstream_findings(settings)
-    return found
+    return _once(found)
+
+
+def _once(found: list[Finding]) -> list[Finding]:
+    """Each finding once: a missing driver is both a settings problem and why the registry
+    cannot be read."""
+    seen: set[Finding] = set()
+    return [finding for finding in found if not (finding in seen or seen.add(finding))]
 
 
 # -- check --show ---------------------------------------------------------------------------------

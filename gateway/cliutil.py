@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -221,12 +222,55 @@ def run(group: click.Group, prog_name: str) -> None:
     except click.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(1)
+    except PermissionError as exc:  # a state file of a gateway another user owns
+        click.echo(f"Error: {permission_denied(exc, prog_name)}", err=True)
+        sys.exit(1)
     except Exception as exc:  # a database failure mid-command (locked, gone): one line, not a traceback
         if not type(exc).__module__.startswith("sqlalchemy"):
             raise
+        if _permission_cause(exc) is not None:
+            click.echo(f"Error: {permission_denied(_permission_cause(exc), prog_name)}", err=True)
+            sys.exit(1)
         click.echo(f"Error: {messages.registry_failed(database_error_detail(exc))}", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def permission_denied(exc: PermissionError, prog_name: str) -> str:
+    """One line for a file this user may not open: its path, who owns it, the command again."""
+    import shlex
+
+    path = exc.filename or "a file of the gateway's home"
+    command = shlex.join([prog_name, *sys.argv[1:]])
+    return messages.permission_denied(path, owner_of(path) if exc.filename else None, command)
+
+
+def owner_of(path: str | os.PathLike[str]) -> str | None:
+    """The user owning `path`, or its nearest folder this user can see (a folder it may not
+    enter hides the files inside)."""
+    import pwd
+    from pathlib import Path
+
+    for candidate in (Path(path), *Path(path).parents):
+        try:
+            uid = candidate.stat().st_uid
+        except OSError:
+            continue
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+    return None
+
+
+def _permission_cause(exc: BaseException) -> PermissionError | None:
+    """The PermissionError behind a wrapped error (SQLite cannot open a file in a closed folder)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, PermissionError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def setup_logging(level: str, log_format: str = "text", log_file: str | None = None) -> None:

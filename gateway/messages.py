@@ -67,6 +67,20 @@ def no_credential(account: str, fingerprint: str, token_url: str) -> str:
     )
 
 
+def stored_token_unopenable(account: str) -> str:
+    """The user's side of a token sealed under a secret key this gateway no longer has."""
+    return (f"the API token stored for account '{account}' cannot be used by this gateway; {NOTHING_PUBLISHED}; "
+            "ask the gateway's operator to store it again, or set username = __token__ and password = "
+            "<an API token> in ~/.pypirc")
+
+
+def stored_token_unopenable_log(account: str) -> str:
+    """The operator's side: the log line that names the fix."""
+    return (f"the API token stored for account {account} does not decrypt with the configured secret keys; "
+            f"store it again with `pypissh-migrate accounts set-token {account}`, or put the key it was sealed "
+            "with back in secret_key_file")
+
+
 def project_not_allowed(project: str, fingerprint: str, allowed: tuple[str, ...]) -> str:
     return (
         f"key {fingerprint} may upload only {', '.join(allowed)}, not '{project}'; "
@@ -935,6 +949,17 @@ def wrote_file(path: object, what: str) -> str:
 
 def already_there(path: object, what: str) -> str:
     return f"kept {path} ({what} already there)"
+
+
+def permission_denied(path: object, owner: str | None, command: str) -> str:
+    """A state file (or its folder) this user may not open: an admin running the tools as their own
+    login on a gateway another user owns."""
+    if owner is None:
+        return (f"permission denied on {path}; run the command as the user that owns the gateway's home, "
+                "or point home (--home, PYPISSH_HOME) at a gateway of your own")
+    return (f"permission denied on {path}; the gateway's files there belong to user {owner}: run the command "
+            f"as that user (sudo -u {owner} {command}), or point home (--home, PYPISSH_HOME) at a gateway of "
+            "your own")
 
 
 def cannot_write(path: object, reason: object, settings: str) -> str:

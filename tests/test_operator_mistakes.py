@@ -9,6 +9,7 @@ are made in a fresh folder.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -33,6 +34,9 @@ class Mistake:
     prepare: Callable[[Path], None] | None = None
     unprivileged: bool = False  # run without the capability that lets root read any file
     stdin: str = ""
+    # {case}/home: a copy of the prepared gateway owned by another user, its folders 0700, so
+    # this process (unprivileged) may not enter it: an admin running the tools as their own login.
+    foreign_home: bool = False
 
 
 def _write(name: str, data: bytes, mode: int | None = None) -> Callable[[Path], None]:
@@ -120,6 +124,18 @@ MISTAKES = {
                                        "upstream_ca_bundle {case}/ca.pem does not exist"),
     "serve-without-host-keys": Mistake("pypissh-gateway", ("--set", "host_key_dir={case}/keys", "serve"),
                                        "no host keys in {case}/keys/; run `pypissh-gateway keygen`"),
+    # -- a gateway another user owns
+    "foreign-home-serve": Mistake("pypissh-gateway", ("serve",), "permission denied on {case}/home/pypissh.sqlite3; "
+                                  "the gateway's files there belong to user nobody: run the command as that user "
+                                  "(sudo -u nobody pypissh-gateway serve)", foreign_home=True),
+    "foreign-home-report": Mistake("pypissh-migrate", ("report",), "(sudo -u nobody pypissh-migrate report), or point "
+                                   "home (--home, PYPISSH_HOME) at a gateway of your own", foreign_home=True),
+    "foreign-home-accounts-list": Mistake("pypissh-migrate", ("accounts", "list"), "permission denied on {case}/home/",
+                                          foreign_home=True),
+    "foreign-home-init": Mistake("pypissh-gateway", ("init",), "permission denied on {case}/home/",
+                                 foreign_home=True),
+    "foreign-home-check": Mistake("pypissh-gateway", ("check",), "permission denied on {case}/home/",
+                                  foreign_home=True),
     # -- what admins type
     "private-key-given": Mistake("pypissh-migrate", ("keys", "add", "alice", "{case}/id_ed25519"),
                                  "{case}/id_ed25519 is a private key; give the .pub file "
@@ -173,12 +189,29 @@ def _without_file_privileges() -> list[str]:
     return [SETPRIV, "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
+def _foreign_copy(prepared: Path, home: Path) -> Path:
+    """A copy of the prepared gateway owned by user nobody, every folder 0700. The interpreter of
+    this suite may live where nobody cannot read, so the command runs as this user without the
+    file privileges (see `_without_file_privileges`): to it, the copy is another user's."""
+    if os.geteuid() != 0:
+        pytest.skip("giving files to another user needs root")
+    nobody = pwd.getpwnam("nobody")
+    shutil.copytree(prepared, home)
+    for path in [home, *home.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        if path.is_dir():
+            path.chmod(0o700)
+    return home
+
+
 def _run(mistake: Mistake, home: Path, case: Path) -> subprocess.CompletedProcess:
     def fill(text: str) -> str:
         return text.replace("{case}", str(case)).replace("{home}", str(home))
 
+    if mistake.foreign_home:
+        home = _foreign_copy(home, case / "home")
     env = environment(**{"PYPISSH_HOME": str(home), **{k: fill(v) for k, v in mistake.env.items()}})
-    prefix = _without_file_privileges() if mistake.unprivileged else []
+    prefix = _without_file_privileges() if mistake.unprivileged or mistake.foreign_home else []
     return run_cli(mistake.program, *map(fill, mistake.args), env=env, stdin=mistake.stdin, prefix=prefix)
 
 
@@ -190,7 +223,7 @@ def test_operator_mistake_gets_one_line_that_says_what_to_do(name, prepared, tmp
     case = tmp_path
     if mistake.prepare is not None:
         mistake.prepare(case)
-    before = sorted(p.name for p in case.iterdir())
+    before = sorted([p.name for p in case.iterdir()] + (["home"] if mistake.foreign_home else []))
     done = _run(mistake, prepared, case)
     assert done.returncode != 0, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -215,3 +248,21 @@ def test_the_unreadable_config_really_is_unreadable_to_that_process(tmp_path):
     probe = subprocess.run([*_without_file_privileges(), sys.executable, "-c", f"open({str(tmp_path / 'c.toml')!r})"],
                            capture_output=True, text=True)
     assert probe.returncode == 1 and "PermissionError" in probe.stderr
+
+
+# Makes psycopg absent for one command, as on a core install without the [postgres] extra.
+WITHOUT_PSYCOPG = 'import sys\nsys.modules["psycopg"] = None\n'
+
+
+def test_check_without_psycopg_names_the_extra_once(tmp_path):
+    """`check` with a postgresql:// URL where psycopg is not installed: one [FAIL] line naming the
+    [postgres] extra, exit 1, no traceback, the URL's password never shown."""
+    (tmp_path / "sitecustomize.py").write_text(WITHOUT_PSYCOPG)
+    env = environment(PYTHONPATH=str(tmp_path), PYPISSH_HOME=str(tmp_path / "home"))
+    done = run_cli("pypissh-gateway", "--set", "database_url=postgresql://gw:s3cret@127.0.0.1:1/gw",
+                   "--set", "upstream_url=https://127.0.0.1:9/legacy/", "check",
+                   env=env)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr and "s3cret" not in done.stdout + done.stderr
+    extra = [line for line in done.stdout.splitlines() if "pypissh-gateway[postgres]" in line]
+    assert extra == ["[FAIL] a postgresql:// database_url needs psycopg: pip install 'pypissh-gateway[postgres]'"]

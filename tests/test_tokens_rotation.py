@@ -163,3 +163,24 @@ def test_upload_works_through_a_replica_started_after_rotation(gateway, user_key
     (dist,) = (project / "dist").glob("*.tar.gz")
     normalized = project_name.lower().replace("-", "_") + "-1.0.tar.gz"
     assert upstream.files()[normalized] == hashlib.sha256(dist.read_bytes()).hexdigest()
+
+
+def test_a_token_that_no_longer_opens_is_one_log_line_and_a_clear_refusal(gateway, user_key, upstream, ssh_client,
+                                                                          legacy_project, legacy_home, caplog):
+    """A stored token sealed under a key the replica lacks: the log has one line naming the account
+    and `accounts set-token`, without a traceback; the user is told the stored token cannot be
+    used, not that the gateway failed, and nothing is published."""
+    register_account(gateway, "alice", user_key, email="alice@example.org")
+    stray = TokenBox(parse_keys(new_key())).seal(upstream.token)
+    gateway.registry.accounts.set_token_ciphertext("alice", stray)
+    before = dict(upstream.files())
+    with caplog.at_level("ERROR", logger="gateway"):
+        result = ssh_client().legacy(legacy_project(), "sdist", "upload", home=legacy_home)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "the API token stored for account 'alice' cannot be used by this gateway" in output
+    assert "failed to handle" not in output
+    named = [r for r in caplog.records if "pypissh-migrate accounts set-token alice" in r.getMessage()]
+    assert len(named) == 1 and named[0].exc_info is None
+    assert not any(r.exc_info for r in caplog.records)
+    assert upstream.files() == before

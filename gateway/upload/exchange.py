@@ -25,6 +25,7 @@ from gateway import messages
 from gateway.errors import (
     BadRequest,
     ClientTimeout,
+    ConfigError,
     CredentialError,
     GatewayError,
     KeyInactive,
@@ -385,12 +386,22 @@ class Exchange:
         client's Authorization header says (usually the user's old password).
         """
         identity = self.peer.identity
-        if identity.token_ciphertext:
-            return self.services.tokens.open(identity.token_ciphertext)
         username, password = _basic_credentials(request.authorization)
-        if username == "__token__" and password and password.startswith("pypi-"):
+        if identity.token_ciphertext:
+            try:
+                return self.services.tokens.open(identity.token_ciphertext)
+            except ConfigError:  # sealed under a secret key this replica no longer has
+                log.error("%s", messages.stored_token_unopenable_log(identity.account_name))
+                if not _is_api_token(username, password):
+                    raise GatewayError(messages.stored_token_unopenable(identity.account_name), status=503,
+                                       outcome="no_credential") from None
+        if _is_api_token(username, password) and password:
             return password
         raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings.token_url))
+
+
+def _is_api_token(username: str | None, password: str | None) -> bool:
+    return username == "__token__" and bool(password) and password.startswith("pypi-")
 
 
 def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:

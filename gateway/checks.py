@@ -1,9 +1,10 @@
 """What `pypissh-gateway check` looks at, one finding per line, each failure with its fix.
 
-The settings' own problems (impossible numbers, unknown schemes, health_listen on listen), the
-config file's mode, the host keys and their modes, the registry and its file mode (for a multi-host
-PostgreSQL URL also which host is the primary now and how far each standby lags), the secret key,
-its file mode and whether it opens every stored token, and the upstream: HTTPS, the CA bundle, and
+The settings' own problems (impossible numbers, unknown schemes, health_listen on listen), file
+and folder modes as sshd's StrictModes judges them (`mode_findings`, which `serve` enforces too),
+the host keys, the registry (for a multi-host PostgreSQL URL also which host is the primary now and
+how far each standby lags), the secret key and whether it opens every stored token, and the
+upstream: HTTPS, the CA bundle, and
 a real request (TLS handshake with the configured CA, then any HTTP answer). `show_lines` is
 `check --show`: every effective setting with its source, secrets masked.
 """
@@ -59,24 +60,74 @@ def private_file(what: str, path: Path) -> list[Finding]:
     return []
 
 
+def folder_not_writable_by_others(what: str, path: Path) -> list[Finding]:
+    """A failure when group or others may write in `path`: they could replace a key inside it."""
+    mode = mode_of(path)
+    if mode is not None and path.is_dir() and mode & WRITABLE_BY_OTHERS:
+        return [fail(messages.folder_writable_by_others(what, path, mode))]
+    return []
+
+
 # -- the parts ------------------------------------------------------------------------------------
 def settings_findings(loaded: Loaded) -> list[Finding]:
-    found = [fail(problem) for problem in loaded.problems]
-    if loaded.config_path is not None:
-        mode = mode_of(loaded.config_path)
+    return [fail(problem) for problem in loaded.problems]
+
+
+def mode_findings(loaded: Loaded) -> list[Finding]:
+    """File modes as sshd's StrictModes judges them: private keys, the secret key, the registry
+    file and a configuration file holding a password readable by the owner alone; the config file,
+    home and the key folders writable by the owner alone. `serve` refuses to start on any of these
+    (unless --insecure-modes)."""
+    from gateway.tokens import key_file
+
+    settings = loaded.settings
+    found: list[Finding] = []
+    config = loaded.config_path
+    if config is not None:
+        mode = mode_of(config)
         if mode is not None and mode & WRITABLE_BY_OTHERS:
-            found.append(fail(messages.config_writable_by_others(loaded.config_path, mode)))
+            found.append(fail(messages.config_writable_by_others(config, mode)))
+        elif mode is not None and mode & PRIVATE and _config_holds_password(loaded):
+            found.append(fail(messages.config_password_readable(config, mode)))
+    found += folder_not_writable_by_others("home", Path(settings.home))
+    found += folder_not_writable_by_others("host_key_dir", Path(settings.host_key_dir))
+    for path in hostkeys.private_key_files(settings.host_key_dir):
+        found += private_file("host private key", path)
+    secret = key_file(settings)
+    if secret is not None:
+        if secret.parent != Path(settings.home):
+            found += folder_not_writable_by_others("the secret key's folder", secret.parent)
+        found += private_file("secret key file", secret)
+    database = settings.sqlite_path
+    if database is not None:
+        for suffix in ("", "-wal", "-shm"):
+            found += private_file("registry file", Path(f"{database}{suffix}"))
     return found
+
+
+def _config_holds_password(loaded: Loaded) -> bool:
+    """Whether the configuration file itself sets a URL with a password, or the secret key."""
+    from urllib.parse import urlsplit
+
+    def from_file(name: str) -> bool:
+        source = loaded.sources.get(name)
+        return source is not None and source.kind == "file"
+
+    settings = loaded.settings
+    if from_file("secret_key") and settings.secret_key:
+        return True
+    for name in ("database_url", "smtp_url"):
+        value = getattr(settings, name) or ""
+        if from_file(name) and "://" in value and (urlsplit(value).password or "password=" in value.lower()):
+            return True
+    return False
 
 
 def host_key_findings(settings: Settings) -> list[Finding]:
     try:
-        found = [ok(messages.host_keys_ok(hostkeys.fingerprints(settings.host_key_dir)))]
+        return [ok(messages.host_keys_ok(hostkeys.fingerprints(settings.host_key_dir)))]
     except ConfigError as exc:
-        found = [fail(str(exc))]
-    for path in hostkeys.private_key_files(settings.host_key_dir):
-        found += private_file("host private key", path)
-    return found
+        return [fail(str(exc))]
 
 
 def registry_findings(settings: Settings) -> tuple[list[Finding], bool]:
@@ -103,10 +154,6 @@ def registry_findings(settings: Settings) -> tuple[list[Finding], bool]:
         found.append(ok(messages.database_ok(where)))
     else:
         found.append(fail(messages.registry_unknown_revision(where, revision)))
-    database = settings.sqlite_path
-    if database is not None:
-        for suffix in ("", "-wal", "-shm"):
-            found += private_file("registry file", Path(f"{database}{suffix}"))
     return found, state != MISSING
 
 
@@ -117,7 +164,10 @@ def database_host_findings(settings: Settings) -> list[Finding]:
 
     if not replication.is_multi_host(settings.database_url):
         return []
-    hosts = replication.host_states(settings.database_url)
+    try:
+        hosts = replication.host_states(settings.database_url)
+    except ModuleNotFoundError:  # no psycopg: the settings' findings already name the extra
+        return []
     found = [_host_finding(host) for host in hosts]
     primaries = [host.address for host in hosts if host.role == replication.PRIMARY]
     if not primaries:
@@ -143,16 +193,13 @@ def _host_finding(host) -> Finding:
 def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding]:
     from gateway.tokens import TokenBox, key_file
 
-    found: list[Finding] = []
     path = key_file(settings)
-    if path is not None:
-        found += private_file("secret key file", path)
     try:
         box = TokenBox.from_settings(settings)
     except ConfigError as exc:
-        return [fail(str(exc)), *found]
+        return [fail(str(exc))]
     if not registry_readable:
-        return [ok(messages.secret_key_present(path or "secret_key")), *found]
+        return [ok(messages.secret_key_present(path or "secret_key"))]
     from gateway.registry import Registry
 
     registry = Registry.from_url(settings.database_url)
@@ -162,8 +209,8 @@ def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding
         registry.close()
     failing = sum(not box.opens(ciphertext) for ciphertext in sealed)
     if failing:
-        return [fail(messages.tokens_unopenable(failing, len(sealed), path or "secret_key")), *found]
-    return [ok(messages.tokens_open(len(sealed))), *found]
+        return [fail(messages.tokens_unopenable(failing, len(sealed), path or "secret_key"))]
+    return [ok(messages.tokens_open(len(sealed)))]
 
 
 def upstream_findings(settings: Settings) -> list[Finding]:
@@ -208,6 +255,7 @@ def run_checks(loaded: Loaded) -> list[Finding]:
     """Every finding, in the order an operator fixes things."""
     settings = loaded.settings
     found = settings_findings(loaded)
+    found += mode_findings(loaded)
     found += host_key_findings(settings)
     registry, readable = registry_findings(settings)
     found += registry

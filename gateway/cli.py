@@ -25,7 +25,7 @@ from gateway.cliutil import (
     yes_option,
 )
 from gateway.errors import ConfigError
-from gateway.settings import Settings, insecure_upstream
+from gateway.settings import Loaded, Settings, insecure_upstream
 from gateway.ssh import hostkeys
 
 
@@ -47,45 +47,77 @@ def cli() -> None:
 @click.option("--health-listen", metavar="HOST:PORT", help="Address of /healthz, /readyz and /metrics.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes sharing the port (SO_REUSEPORT); default 1, about one per core.")
+@click.option("--insecure-modes", is_flag=True,
+              help="Start even when file modes are too open (what `check` fails); each is logged as a warning.")
 @click.option("--worker-index", type=int, default=None, hidden=True)
 @pass_context
-def serve(obj: Context, listen, upstream_url, database_url, health_listen, workers, worker_index) -> None:
+def serve(obj: Context, listen, upstream_url, database_url, health_listen, workers, insecure_modes,
+          worker_index) -> None:
     """Accept legacy uploads over SSH and forward them upstream.
 
-    Refuses to start, in one line, with a plain-http upstream, a missing upstream_ca_bundle, or
-    without a registry, host keys or secret key. SIGTERM drains: readiness fails, no new
-    connections are accepted, uploads in flight get drain_seconds to finish, then the process exits.
+    Refuses to start, in one line, on what `check` fails before it connects anywhere: a plain-http
+    upstream, a missing upstream_ca_bundle, no registry, no host keys or secret key, a stored token
+    the secret key does not open, file modes as sshd's StrictModes judges them (private keys,
+    secret key, registry, a config file holding a password: owner only; home and key folders: not
+    writable by others; --insecure-modes starts anyway, with a warning for each), or a listen port
+    that another process holds. SIGTERM drains: readiness fails, no new connections are accepted,
+    uploads in flight get drain_seconds to finish, then the process exits.
     """
-    settings = obj.settings(listen=listen, upstream_url=upstream_url, database_url=database_url,
-                            health_listen=health_listen, workers=workers)
+    loaded = obj.loaded(listen=listen, upstream_url=upstream_url, database_url=database_url,
+                        health_listen=health_listen, workers=workers)
+    settings = loaded.settings
     setup_logging(settings.log_level, settings.log_format, settings.log_file)
-    refuse_to_serve(settings)
+    refuse_to_serve(loaded, insecure_modes=insecure_modes, worker=worker_index is not None)
     try:
-        _serve(obj, settings, worker_index, upstream_url, database_url)
+        _serve(obj, settings, worker_index, upstream_url, database_url, insecure_modes)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def refuse_to_serve(settings: Settings) -> None:
+def refuse_to_serve(loaded: Loaded, *, insecure_modes: bool = False, worker: bool = False) -> None:
     """Stop with one line before listening when the replica could not work safely: a cleartext
-    upstream, a missing CA bundle, no registry, no host keys, no secret key."""
-    from gateway.tokens import TokenBox
+    upstream, a missing CA bundle, no registry, no host keys, no secret key, stored tokens it
+    cannot open, file modes `check` fails (unless `insecure_modes`), a port another process holds."""
+    from gateway import checks
+    from gateway.ssh.listener import port_held_by_another
 
+    settings = loaded.settings
     cleartext = insecure_upstream(settings)
     if cleartext:
         raise click.ClickException(cleartext)
     if settings.upstream_ca_bundle and not Path(settings.upstream_ca_bundle).is_file():
         raise click.ClickException(messages.upstream_ca_bundle_missing(settings.upstream_ca_bundle))
+    _refuse_open_modes(checks.mode_findings(loaded), insecure_modes, worker)
     require_registry(settings)
     try:
         hostkeys.load(settings.host_key_dir)
-        TokenBox.from_settings(settings)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    tokens = [finding for finding in checks.secret_findings(settings, registry_readable=True) if not finding.ok]
+    if tokens:
+        raise click.ClickException(tokens[0].text)
+    if not worker and settings.listen_port and port_held_by_another(settings.listen_host, settings.listen_port):
+        raise click.ClickException(messages.listen_taken(settings.listen))
+
+
+def _refuse_open_modes(findings, insecure_modes: bool, worker: bool) -> None:
+    """Modes too open: the first stops `serve`; with --insecure-modes each is a warning in the log
+    (once, by the supervisor or the single process, not again by every worker)."""
+    import logging
+
+    failures = [finding.text for finding in findings if not finding.ok]
+    if not failures:
+        return
+    if not insecure_modes:
+        raise click.ClickException(messages.serve_modes_refused(failures[0], len(failures) - 1))
+    if not worker:
+        log = logging.getLogger("gateway")
+        for text in failures:
+            log.warning("%s", messages.serving_with_open_modes(text))
 
 
 def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str | None,
-           database_url: str | None) -> None:
+           database_url: str | None, insecure_modes: bool) -> None:
     if worker_index is not None:
         from gateway.ops.replica import run_replica
 
@@ -99,6 +131,8 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
             for flag, value in (("--upstream-url", upstream_url), ("--database-url", database_url)):
                 if value:
                     argv += [flag, value]
+            if insecure_modes:
+                argv.append("--insecure-modes")
             return argv
 
         sys.exit(asyncio.run(Supervisor(settings, worker_command, settings.workers).run()))

@@ -817,6 +817,25 @@ def home_not_absolute(value: str) -> str:
             "PYPISSH_HOME=/var/lib/pypissh-gateway (a relative --home is taken from the current directory)")
 
 
+def listen_taken(address: str) -> str:
+    return (f"listen {address} is already in use by another process, not one of this gateway's workers; "
+            "stop it (`ss -ltnp` shows which), or set listen to a free address")
+
+
+def cannot_listen(setting: str, address: str, reason: object) -> str:
+    return (f"cannot listen on {address} ({setting}): {reason}; stop what uses it (`ss -ltnp` shows which), "
+            f"or set {setting} to a free address")
+
+
+def serve_modes_refused(first: str, more: int) -> str:
+    rest = f" ({more} more: see `pypissh-gateway check`)" if more else ""
+    return (f"{first}{rest}; or start with --insecure-modes to serve anyway")
+
+
+def serving_with_open_modes(problem: str) -> str:
+    return f"serving with --insecure-modes although {problem}"
+
+
 def health_listen_is_listen(address: str) -> str:
     return (f"health_listen is the same address as listen ({address}); give the health endpoints a port "
             "of their own, e.g. health_listen = \"127.0.0.1:9122\"")
@@ -1054,6 +1073,16 @@ def file_mode_too_open(what: str, path: object, mode: int) -> str:
 
 def config_writable_by_others(path: object, mode: int) -> str:
     return f"configuration file {path} has mode {mode:04o}, writable by group or others; run chmod go-w {path}"
+
+
+def config_password_readable(path: object, mode: int) -> str:
+    return (f"configuration file {path} has mode {mode:04o} and holds a password (in database_url, smtp_url or "
+            f"secret_key); run chmod 600 {path}, or set the secret by its PYPISSH_* variable instead")
+
+
+def folder_writable_by_others(what: str, path: object, mode: int) -> str:
+    return (f"{what} {path} has mode {mode:04o}, writable by group or others, who could replace the keys in it; "
+            f"run chmod go-w {path}")
 
 
 def upstream_ca_bundle_missing(path: object) -> str:

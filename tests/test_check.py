@@ -88,6 +88,14 @@ def _writable_config(home: Path) -> dict[str, str]:
     return {"config": str(config)}
 
 
+def _config_with_password(home: Path) -> dict[str, str]:
+    """A readable config file that holds the mail server's password."""
+    config = home / "config.toml"
+    config.write_text('smtp_url = "smtp://mailer:mail-pass@127.0.0.1:25"\n')
+    config.chmod(0o644)
+    return {"config": str(config)}
+
+
 def _foreign_secret_key(home: Path) -> dict[str, str]:
     (home / "secret.key").write_text(new_key() + "\n")
     return {}
@@ -135,6 +143,13 @@ PROBLEMS = {
                                                         "group or others; run chmod 600 {home}/pypissh.sqlite3"),
     "config-group-writable": (_writable_config, "configuration file {home}/config.toml has mode 0664, writable by "
                                                 "group or others; run chmod go-w {home}/config.toml"),
+    "config-with-password-0644": (_config_with_password, "configuration file {home}/config.toml has mode 0644 and "
+                                                         "holds a password (in database_url, smtp_url or "
+                                                         "secret_key); run chmod 600 {home}/config.toml"),
+    "home-group-writable": (_chmod(".", 0o770), "home {home} has mode 0770, writable by group or others, who could "
+                                                "replace the keys in it; run chmod go-w {home}"),
+    "host-key-dir-world-writable": (_chmod("keys", 0o757), "host_key_dir {home}/keys has mode 0757, writable by "
+                                                           "group or others"),
     "secret-opens-no-token": (_foreign_secret_key, "1 of 1 stored token(s) do not open with the secret key in "
                                                    "{home}/secret.key; set secret_key_file to the key they were "
                                                    "sealed with"),

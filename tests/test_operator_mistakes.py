@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -20,9 +21,11 @@ from typing import Callable
 
 import pytest
 
-from tests.cli import environment, prepare_home, run_cli
+from tests.cli import copy_home, environment, home_registry, prepare_home, program, run_cli
+from tests.helpers import wait_until
 
 SETPRIV = shutil.which("setpriv")
+TOKEN = "pypi-AgEIcHlwaS5vcmcCJGFsaWNlLXRva2VuLW1pc3Rha2Vz"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Mistake:
     # {case}/home: a copy of the prepared gateway owned by another user, its folders 0700, so
     # this process (unprivileged) may not enter it: an admin running the tools as their own login.
     foreign_home: bool = False
+    # A change to {case}/home, this case's own copy of the prepared gateway.
+    home_change: Callable[[Path], None] | None = None
 
 
 def _write(name: str, data: bytes, mode: int | None = None) -> Callable[[Path], None]:
@@ -51,6 +56,21 @@ def _write(name: str, data: bytes, mode: int | None = None) -> Callable[[Path], 
 
 def _private_key(folder: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "id_ed25519")], check=True)
+
+
+def _chmod(relative: str, mode: int) -> Callable[[Path], None]:
+    return lambda home: (home / relative).chmod(mode)
+
+
+def _token_from_elsewhere(home: Path) -> None:
+    """alice's token sealed under a secret key this gateway does not have."""
+    from gateway.tokens import TokenBox, new_key, parse_keys
+
+    registry = home_registry(home)
+    try:
+        registry.accounts.set_token_ciphertext("alice", TokenBox(parse_keys(new_key())).seal(TOKEN))
+    finally:
+        registry.close()
 
 
 def _two_secret_keys(folder: Path) -> None:
@@ -124,10 +144,24 @@ MISTAKES = {
                                        "upstream_ca_bundle {case}/ca.pem does not exist"),
     "serve-without-host-keys": Mistake("pypissh-gateway", ("--set", "host_key_dir={case}/keys", "serve"),
                                        "no host keys in {case}/keys/; run `pypissh-gateway keygen`"),
+    # -- serve refuses what check fails
+    "serve-host-key-0644": Mistake("pypissh-gateway", ("serve",), "host private key {case}/home/keys/ssh_host_ed25519_key "
+                                   "has mode 0644, open to group or others; run chmod 600 {case}/home/keys/"
+                                   "ssh_host_ed25519_key; or start with --insecure-modes to serve anyway",
+                                   home_change=_chmod("keys/ssh_host_ed25519_key", 0o644)),
+    "serve-secret-key-0644": Mistake("pypissh-gateway", ("serve",), "secret key file {case}/home/secret.key has mode "
+                                     "0644", home_change=_chmod("secret.key", 0o644)),
+    "serve-home-group-writable": Mistake("pypissh-gateway", ("serve",), "home {case}/home has mode 0770, writable by "
+                                         "group or others", home_change=_chmod(".", 0o770)),
+    "serve-config-password-readable": Mistake(
+        "pypissh-gateway", ("--config", "{case}/c.toml", "serve"),
+        "configuration file {case}/c.toml has mode 0644 and holds a password",
+        prepare=_write("c.toml", b'database_url = "postgresql://gw:s3cret@127.0.0.1:1/gw"\n', mode=0o644)),
+    "serve-token-unopenable": Mistake("pypissh-gateway", ("serve",), "1 of 1 stored token(s) do not open with the "
+                                      "secret key in {case}/home/secret.key", home_change=_token_from_elsewhere),
     # -- a gateway another user owns
-    "foreign-home-serve": Mistake("pypissh-gateway", ("serve",), "permission denied on {case}/home/pypissh.sqlite3; "
-                                  "the gateway's files there belong to user nobody: run the command as that user "
-                                  "(sudo -u nobody pypissh-gateway serve)", foreign_home=True),
+    "foreign-home-serve": Mistake("pypissh-gateway", ("serve",), "the gateway's files there belong to user nobody: run "
+                                  "the command as that user (sudo -u nobody pypissh-gateway serve)", foreign_home=True),
     "foreign-home-report": Mistake("pypissh-migrate", ("report",), "(sudo -u nobody pypissh-migrate report), or point "
                                    "home (--home, PYPISSH_HOME) at a gateway of your own", foreign_home=True),
     "foreign-home-accounts-list": Mistake("pypissh-migrate", ("accounts", "list"), "permission denied on {case}/home/",
@@ -210,6 +244,9 @@ def _run(mistake: Mistake, home: Path, case: Path) -> subprocess.CompletedProces
 
     if mistake.foreign_home:
         home = _foreign_copy(home, case / "home")
+    elif mistake.home_change is not None:
+        home = copy_home(home, case)
+        mistake.home_change(home)
     env = environment(**{"PYPISSH_HOME": str(home), **{k: fill(v) for k, v in mistake.env.items()}})
     prefix = _without_file_privileges() if mistake.unprivileged or mistake.foreign_home else []
     return run_cli(mistake.program, *map(fill, mistake.args), env=env, stdin=mistake.stdin, prefix=prefix)
@@ -223,7 +260,8 @@ def test_operator_mistake_gets_one_line_that_says_what_to_do(name, prepared, tmp
     case = tmp_path
     if mistake.prepare is not None:
         mistake.prepare(case)
-    before = sorted([p.name for p in case.iterdir()] + (["home"] if mistake.foreign_home else []))
+    own_home = mistake.foreign_home or mistake.home_change is not None
+    before = sorted([p.name for p in case.iterdir()] + (["home"] if own_home else []))
     done = _run(mistake, prepared, case)
     assert done.returncode != 0, done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
@@ -266,3 +304,63 @@ def test_check_without_psycopg_names_the_extra_once(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr and "s3cret" not in done.stdout + done.stderr
     extra = [line for line in done.stdout.splitlines() if "pypissh-gateway[postgres]" in line]
     assert extra == ["[FAIL] a postgresql:// database_url needs psycopg: pip install 'pypissh-gateway[postgres]'"]
+
+
+def _listening_socket(reuse_port: bool) -> socket.socket:
+    sock = socket.socket()
+    if reuse_port:  # as a second gateway binds it: SO_REUSEPORT would let ours share it silently
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "so-reuseport"])
+def test_serve_refuses_a_port_another_process_holds(reuse_port, prepared, tmp_path):
+    """A listen port held by anything but this serve's own workers (a stray second gateway too)
+    stops serve with one line naming `listen`."""
+    home = copy_home(prepared, tmp_path)
+    with _listening_socket(reuse_port) as holder:
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = run_cli("pypissh-gateway", "serve", "--listen", address, "--health-listen", "127.0.0.1:0",
+                       env=environment(PYPISSH_HOME=str(home)))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [f"Error: listen {address} is already in use by another process, not one of "
+                                        "this gateway's workers; stop it (`ss -ltnp` shows which), or set listen to a "
+                                        "free address"]
+
+
+def test_busy_health_port_names_health_listen(prepared, tmp_path):
+    """A health port in use: one line naming health_listen, the setting to change."""
+    home = copy_home(prepared, tmp_path)
+    with _listening_socket(False) as holder:
+        address = f"127.0.0.1:{holder.getsockname()[1]}"
+        done = run_cli("pypissh-gateway", "serve", "--listen", "127.0.0.1:0", "--health-listen", address,
+                       env=environment(PYPISSH_HOME=str(home)))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert line.startswith(f"Error: cannot listen on {address} (health_listen): ")
+    assert line.endswith("or set health_listen to a free address")
+
+
+def test_insecure_modes_serves_and_says_so_in_the_log(prepared, tmp_path):
+    """With --insecure-modes, serve starts on a 0644 host key and logs a warning naming it."""
+    home = copy_home(prepared, tmp_path)
+    (home / "keys" / "ssh_host_ed25519_key").chmod(0o644)
+    log = tmp_path / "gateway.log"
+    env = environment(PYPISSH_HOME=str(home), PYPISSH_LOG_FILE=str(log))
+    with subprocess.Popen(program("pypissh-gateway", "serve", "--insecure-modes", "--listen", "127.0.0.1:0",
+                                  "--health-listen", "127.0.0.1:0"), env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+        try:
+            wait_until(lambda: "listening on" in (log.read_text() if log.exists() else ""),
+                       what="serve to listen", timeout=30)
+        finally:
+            proc.terminate()
+            stderr = proc.communicate(timeout=30)[1]
+    assert b"Traceback" not in stderr
+    warnings = [line for line in log.read_text().splitlines() if "--insecure-modes" in line]
+    assert len(warnings) == 1, log.read_text()
+    assert "WARNING" in warnings[0]
+    assert (f"serving with --insecure-modes although host private key {home}/keys/ssh_host_ed25519_key has mode "
+            "0644") in warnings[0]

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 
+from gateway import messages
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
@@ -44,7 +45,7 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     flushing = asyncio.get_running_loop().create_task(_flush_log(services))
     keyfile: asyncio.Task | None = None
     try:
-        server = await _listening(settings.listen, start_server(services))
+        server = await _listening("listen", settings.listen, start_server(services))
         if settings.openssh_mode:
             shim = await _shim_server(services, supervised)
             if settings.authorized_keys_file and not supervised:  # under a supervisor, it writes the file
@@ -52,7 +53,7 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
         metrics.LISTENING.set(1)
         metrics.publish_build_info()
         if serve_health:
-            health = await _listening(settings.health_listen, HealthServer(
+            health = await _listening("health_listen", settings.health_listen, HealthServer(
                 settings.health_host, settings.health_port,
                 readiness_check(state, probe, saturation=services.saturation)).start())
         log.info("replica %s listening on %s for user %s (proxy_protocol %s), health on %s, forwarding to %s",
@@ -108,11 +109,11 @@ async def _flush_log(services: Services) -> None:
         services.sessionlog.flush()
 
 
-async def _listening(address: str, starting):
+async def _listening(setting: str, address: str, starting):
     try:
         return await starting
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc}; is something else using it?") from None
+        raise ConfigError(messages.cannot_listen(setting, address, exc.strerror or exc)) from None
 
 
 async def _stopped(supervised: bool) -> None:

@@ -28,6 +28,7 @@ import tempfile
 import time
 from typing import Callable
 
+from gateway import messages
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
@@ -79,8 +80,7 @@ class Supervisor:
         try:
             port_holder = reserve_port(settings.listen_host, settings.listen_port)
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {settings.listen}: {exc.strerror or exc}; "
-                              "is something else using it?") from None
+            raise ConfigError(messages.cannot_listen("listen", settings.listen, exc.strerror or exc)) from None
         listen = host_port(settings.listen_host, port_holder.getsockname()[1])
         if settings.openssh_mode:
             try:
@@ -100,8 +100,8 @@ class Supervisor:
             if self._shim is not None:
                 self._shim.close()
                 shimserver.remove_socket_file(settings.shim_socket, shim_inode)
-            raise ConfigError(f"cannot listen on {settings.health_listen}: {exc.strerror or exc}; "
-                              "is something else using it?") from None
+            raise ConfigError(messages.cannot_listen("health_listen", settings.health_listen,
+                                                     exc.strerror or exc)) from None
         log.info("supervising %d workers on %s, health on %s:%d", self.workers, listen,
                  settings.health_host, health.port)
         stop = asyncio.Event()

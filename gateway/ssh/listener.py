@@ -73,6 +73,24 @@ def bind(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
     return sock
 
 
+def port_held_by_another(host: str, port: int) -> bool:
+    """Whether another process holds the port. Our own workers share it with SO_REUSEPORT, and so
+    would a stray second gateway of the same user, silently taking a share of the connections: a
+    bind without SO_REUSEPORT fails on any holder (SO_REUSEADDR still lets it pass the connections
+    of a previous run in TIME_WAIT)."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
 def networks(cidrs: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 

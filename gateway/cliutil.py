@@ -205,8 +205,29 @@ reason_option = click.option(
     help="Why: recorded with the change in the admin journal (`pypissh-migrate audit`).")
 
 
+def _take_late_pairs(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+    obj = ctx.find_object(Context)
+    if value and obj is not None:
+        obj.pairs = (*obj.pairs, *value)
+
+
+def accept_set_after_commands(command: click.Command) -> None:
+    """Let every command take `--set NAME=VALUE` after its name too (`serve --set listen=...`), as
+    operators type it; it adds to the --set given before the command."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_set_after_commands(sub)
+        return
+    if any("--set" in param.opts for param in command.params):
+        return
+    command.params.append(click.Option(
+        ["--set", "late_pairs"], metavar="NAME=VALUE", multiple=True, expose_value=False,
+        callback=_take_late_pairs, help="Override one setting, as --set before the command does (repeatable)."))
+
+
 def run(group: click.Group, prog_name: str) -> None:
     """Run a command-line tool: every error is one line on stderr, and a non-zero exit."""
+    accept_set_after_commands(group)
     try:
         code = group.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:

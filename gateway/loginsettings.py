@@ -170,6 +170,16 @@ class LoginSettings:
             setattr(self, name, values.get(name, default))
 
 
+def _coerce_from(kind: str, name: str, raw: Any, origin: str) -> Any:
+    """`coerce`, its error saying where the value was set (as `Source.origin` in gateway/settings.py)."""
+    from gateway.errors import ConfigError
+
+    try:
+        return coerce(kind, name, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{origin}") from None
+
+
 def load_login_settings(config_path: str | None = None, environ: Mapping[str, str] | None = None,
                         overrides: Mapping[str, Any] | None = None) -> LoginSettings:
     """The per-login commands' settings from the TOML file, the environment and flag overrides,
@@ -185,11 +195,11 @@ def load_login_settings(config_path: str | None = None, environ: Mapping[str, st
     for name, (kind, _default) in LOGIN_FIELDS.items():
         env_name = ENV_PREFIX + name.upper()
         if overrides.get(name) is not None:
-            values[name] = coerce(kind, name, overrides[name])
+            values[name] = _coerce_from(kind, name, overrides[name], " (set by a command-line flag)")
         elif env_name in environ:
-            values[name] = coerce(kind, name, environ[env_name])
+            values[name] = _coerce_from(kind, name, environ[env_name], f" (set by {env_name})")
         elif name in from_file:
-            values[name] = coerce(kind, name, from_file[name])
+            values[name] = _coerce_from(kind, name, from_file[name], f" (set in {os.path.abspath(str(path))})")
             in_file.add(name)
     home = values.get("home") or default_home(environ)
     if "home" in in_file and config_dir is not None:

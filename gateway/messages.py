@@ -1003,7 +1003,9 @@ def host_keys_backed_up(old: object, backup: object) -> str:
 
 
 def host_keys_exist(folder: object) -> str:
-    return f"host keys already exist in {folder}/ (use --force to replace them, or --next to rotate)"
+    # `init` says this too, and has no --force of its own: name the command that has.
+    return (f"host keys already exist in {folder}/ (`pypissh-gateway keygen --force` replaces them, "
+            "`pypissh-gateway keygen --next` starts a rotation)")
 
 
 # -- confirmations of what cannot be undone -------------------------------------------------------

@@ -269,6 +269,14 @@ def _coerce(name: str, raw: Any) -> Any:
     return login.coerce(_field_types()[name], name, raw)
 
 
+def _coerce_from(name: str, raw: Any, source: Source) -> Any:
+    """`_coerce`, its error naming where the value was written (the file, or a flag)."""
+    try:
+        return _coerce(name, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{source.origin()}") from None
+
+
 def _closest(name: str, candidates: list[str]) -> str | None:
     found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return found[0] if found else None
@@ -403,8 +411,8 @@ def load_all(
         for name, raw in login.read_config_file(config).items():
             if name not in known:
                 raise ConfigError(messages.unknown_setting(name, config, _closest(name, list(known))))
-            values[name] = _coerce(name, raw)
             sources[name] = Source("file", str(config))
+            values[name] = _coerce_from(name, raw, sources[name])
 
     for name in known:
         env_name = ENV_PREFIX + name.upper()
@@ -420,8 +428,8 @@ def load_all(
             continue
         if name not in known:
             raise ConfigError(messages.unknown_setting(name, None, _closest(name, list(known))))
-        values[name] = _coerce(name, raw)
         sources[name] = Source("flag")
+        values[name] = _coerce_from(name, raw, sources[name])
 
     _resolve_paths(values, sources, config, environ)
     settings = Settings(**values)

@@ -39,7 +39,10 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, settings: Mapping[str, Any]) -> Path:
+    """The replica's TOML file, readable by its owner only (it may hold a password), as SECURITY.md
+    asks of an operator's."""
     path.write_text("".join(f"{name} = {toml_value(value)}\n" for name, value in settings.items()))
+    path.chmod(0o600)
     return path
 
 

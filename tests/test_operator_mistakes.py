@@ -96,7 +96,20 @@ MISTAKES = {
     "config-misspelt-setting": Mistake("pypissh-gateway", ("--config", "{case}/c.toml", "check"),
                                        "did you mean 'database_url'?",
                                        prepare=_write("c.toml", b'databse_url = "sqlite:////x"\n')),
+    "config-word-for-number": Mistake("pypissh-gateway", ("--config", "{case}/c.toml", "serve"),
+                                      "setting workers must be a whole number, not 'four' (set in {case}/c.toml)",
+                                      prepare=_write("c.toml", b'workers = "four"\n', mode=0o600)),
+    "config-word-for-number-fast-path": Mistake("pypissh-gateway", ("--config", "{case}/c.toml", "stdio", "--account",
+                                                                    "alice"),
+                                                "setting max_upload_bytes must be a whole number, not 'big' (set in "
+                                                "{case}/c.toml)",
+                                                prepare=_write("c.toml", b'max_upload_bytes = "big"\n', mode=0o600)),
     # -- settings from flags and the environment
+    "set-after-the-command": Mistake("pypissh-gateway", ("serve", "--set", "log_level=LOUD"),
+                                     "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not 'LOUD' "
+                                     "(set by a command-line flag)"),
+    "set-after-a-subcommand": Mistake("pypissh-migrate", ("accounts", "list", "--set", "colour=blue"),
+                                      "unknown setting 'colour'"),
     "database-scheme-misspelt": Mistake("pypissh-migrate", ("--set", "database_url=postgress://x/y", "accounts", "list"),
                                         "(postgres:// is spelt postgresql://); write sqlite:///PATH or postgresql://"),
     "database-url-is-a-path": Mistake("pypissh-migrate", ("--set", "database_url=/tmp/x.sqlite3", "report"),
@@ -364,3 +377,26 @@ def test_insecure_modes_serves_and_says_so_in_the_log(prepared, tmp_path):
     assert "WARNING" in warnings[0]
     assert (f"serving with --insecure-modes although host private key {home}/keys/ssh_host_ed25519_key has mode "
             "0644") in warnings[0]
+
+
+def test_init_again_points_at_options_that_exist(prepared, tmp_path):
+    """`init` on a set-up gateway changes nothing and names `keygen --force` and `keygen --next`,
+    options that exist, for replacing or rotating the host keys."""
+    home = copy_home(prepared, tmp_path)
+    env = environment(PYPISSH_HOME=str(home))
+    done = run_cli("pypissh-gateway", "init", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (f"host keys already exist in {home}/keys/ (`pypissh-gateway keygen --force` replaces them, "
+            "`pypissh-gateway keygen --next` starts a rotation)") in done.stdout
+    options = run_cli("pypissh-gateway", "keygen", "--help", env=env).stdout
+    assert "--force" in options and "--next" in options
+
+
+def test_set_after_the_command_is_the_same_as_before_it(prepared):
+    """`check --show --set NAME=VALUE` shows the value as a flag's, and adds to a --set before the command."""
+    env = environment(PYPISSH_HOME=str(prepared))
+    done = run_cli("pypissh-gateway", "--set", "ssh_user=upload", "check", "--show", "--set", "listen=127.0.0.1:2022",
+                   env=env)
+    assert done.returncode == 0, done.stderr
+    assert 'listen = "127.0.0.1:2022"  # flag' in done.stdout.splitlines()
+    assert 'ssh_user = "upload"  # flag' in done.stdout.splitlines()

@@ -184,3 +184,24 @@ def test_a_token_that_no_longer_opens_is_one_log_line_and_a_clear_refusal(gatewa
     assert len(named) == 1 and named[0].exc_info is None
     assert not any(r.exc_info for r in caplog.records)
     assert upstream.files() == before
+
+
+def test_dry_run_alone_checks_the_current_keys(env):
+    """`rotate-secret --dry-run` alone counts the tokens the configured keys open and changes nothing."""
+    invoke, registry, key_file, _tmp_path = env
+    _store_tokens(invoke)
+    before = key_file.read_text(), registry.accounts.token_ciphertexts()
+    result = invoke("rotate-secret", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output == "dry run: all 2 stored token(s) open with the 1 configured key(s); nothing changed\n"
+    assert (key_file.read_text(), registry.accounts.token_ciphertexts()) == before
+
+
+def test_dry_run_alone_names_the_tokens_that_do_not_open(env):
+    """A token sealed under another key fails the dry run, naming its account."""
+    invoke, registry, _key_file, _tmp_path = env
+    _store_tokens(invoke)
+    registry.accounts.set_token_ciphertext("bob", TokenBox(parse_keys(new_key())).seal(TOKENS["bob"]))
+    result = invoke("rotate-secret", "--dry-run")
+    assert result.exit_code == 1
+    assert "the token(s) of bob cannot be decrypted with any configured key" in result.output

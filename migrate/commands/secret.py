@@ -146,9 +146,14 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
     2. rotate-secret --new-key-file F           (new key first, tokens re-encrypted; restart)
     3. rotate-secret --retire-old               (old keys dropped once every host has the new file;
                                                 asks first, --yes in scripts)
+
+    --dry-run alone checks that every stored token opens with the configured keys.
     """
+    if dry_run and not retire_old and not new_key_file:
+        _check_current(obj)
+        return
     if retire_old == bool(new_key_file):
-        raise click.UsageError("give --new-key-file F (steps 1 and 2) or --retire-old (step 3)")
+        raise click.UsageError("give --new-key-file F (steps 1 and 2) or --retire-old (step 3), or --dry-run alone")
     if stage and retire_old:
         raise click.UsageError("--stage goes with --new-key-file, not with --retire-old")
     settings = obj.settings()
@@ -172,6 +177,18 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
     if done is not None:  # recorded right after the step: it spans the key file and many rows
         registry.audit.record(obj.actor(), target_kind=audit.SECRET_KEY,
                               target="secret_key" if inline else str(key_file), after=done)
+
+
+def _check_current(obj: Context) -> None:
+    """--dry-run alone: every stored token must open with the keys configured now."""
+    settings = obj.settings()
+    try:
+        box = TokenBox.from_settings(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    count, _ = reseal_all(obj.registry(), box, dry_run=True)
+    keys = len(current_entries(settings))
+    click.echo(f"dry run: all {count} stored token(s) open with the {keys} configured key(s); nothing changed")
 
 
 def _stage(current: list[str], new: str, key_file: Path, *, inline: bool, dry_run: bool) -> dict | None:

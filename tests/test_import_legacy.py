@@ -173,3 +173,17 @@ def test_imported_key_logs_in_over_ssh(gateway, user_keys, ssh_client, tmp_path)
     assert whoami.returncode == 0, whoami.stderr
     assert b"account:  bob" in whoami.stdout
     assert b"bob@example.org" in whoami.stdout
+
+
+def test_import_into_a_pipe_draws_no_progress_bar(database, tmp_path):
+    """Run by the real script with stdout a pipe, the import prints its summary and no progress bar."""
+    from tests.cli import environment, run_cli
+    from tests.helpers import BOX_DRAWING
+
+    done = run_cli("pypissh-migrate", "--set", f"database_url={database}", "import-legacy", *SOURCES,
+                   env=environment(PYPISSH_HOME=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert "accounts: 9 created, 0 already present" in done.stdout
+    assert "importing" not in done.stdout + done.stderr
+    assert not (BOX_DRAWING | {"━", "╸", "╺"}) & set(done.stdout + done.stderr)
+    assert "\x1b[" not in done.stdout + done.stderr

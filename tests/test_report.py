@@ -246,20 +246,20 @@ def test_report_is_as_of_the_end_of_the_period(sqlite_url):
 
 # -- the formats agree --------------------------------------------------------------------------------
 def _table_rows(text: str, title: str) -> list[list[str]]:
-    """The first line of each row of the rich table printed under `title`."""
+    """The rows of the table printed under `title`, as the report prints tables into a pipe: a
+    header (its upper lines indented when a heading wraps), then one row a line (a value of
+    several lines continues on indented lines), columns at least two blanks apart."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == title)
-    rows, started = [], False
+    start = next(i for i, line in enumerate(lines) if line == title)
+    rows, header = [], False
     for line in lines[start + 1:]:
-        if line.startswith("┡"):
-            started = True
-            continue
-        if started and line.startswith("└"):
+        if not line:
             break
-        if started and line.startswith("│"):
-            cells = [c.strip() for c in line.strip("│").split("│")]
-            if cells[0]:
-                rows.append(cells)
+        if line.startswith(" "):
+            continue
+        if header:
+            rows.append(re.split(r"\s{2,}", line.strip()))
+        header = True
     return rows
 
 
@@ -524,3 +524,21 @@ def test_table_to_a_file_is_plain_text(sqlite_url, tmp_path):
     assert "\x1b[" not in text
     weeks = {row[0]: int(row[2]) for row in _table_rows(text, "SSH sessions per week by outcome")}
     assert weeks == {**{label: v[0] for label, v in WEEKS.items()}, "total": 22}
+
+
+def test_table_into_a_pipe_has_plain_columns(sqlite_url, tmp_path):
+    """The real script with stdout a pipe: no box drawing, no colour, no trailing blanks, no value
+    folded over lines (a fingerprint whole on its account's line), no line padded to a fixed width."""
+    from tests.cli import environment, run_cli
+    from tests.helpers import BOX_DRAWING
+
+    done = run_cli("pypissh-migrate", "--set", f"database_url={sqlite_url}", "report", "--since", SINCE,
+                   "--until", UNTIL, env=environment(PYPISSH_HOME=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert not BOX_DRAWING & set(done.stdout) and "\x1b[" not in done.stdout
+    assert all(line == line.rstrip() for line in lines)
+    alice = next(line for line in lines if line.startswith("alice ") and "SHA256:" in line)
+    assert "SSH-2.0-OpenSSH_7.4" in alice and "Python-urllib/2.7" in alice
+    assert len({len(line) for line in lines if line}) > 10  # each table as wide as itself
+    assert "Is it safe to switch off?" in lines

@@ -184,7 +184,8 @@ def import_legacy(obj: Context, authorized_keys: Path | None, users: Path | None
     registry = obj.registry()
     rows, lines, rejected = _read_sources(authorized_keys, users, keys_csv)
     plan = make_plan(registry, rows, lines, rejected, allow_weak_keys=settings.allow_weak_keys)
-    failed = Failed() if dry_run or not plan.changes else apply_plan(registry, plan, show_progress=fmt == "text")
+    progress = fmt == "text" and console.is_terminal  # never a progress bar into a pipe or a file
+    failed = Failed() if dry_run or not plan.changes else apply_plan(registry, plan, show_progress=progress)
     summary = summary_data(plan, failed, dry_run=dry_run)
     if not dry_run and plan.changes:  # one summary row, right after the import's many transactions
         sources = [path.name for path in (authorized_keys, users, keys_csv) if path is not None]

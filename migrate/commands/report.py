@@ -12,7 +12,8 @@ from gateway import messages
 from gateway.cliutil import Context, database_name, pass_context
 
 FORMATS = ("table", "csv", "json", "html")
-PIPED_WIDTH = 220
+# A pipe has no width: only a line longer than this (no table of the report) would wrap.
+PLAIN_WIDTH = 1000
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -96,15 +97,21 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     else:
         from migrate.report import terminal
 
-        if output is None:
-            console = Console(highlight=False)
-            if not console.is_terminal:  # piped: keep whole rows rather than the 80-column default
-                console = Console(highlight=False, width=PIPED_WIDTH)
+        console = Console(highlight=False)
+        if output is None and console.is_terminal:
             terminal.render(result, console)
         else:
-            buffer = io.StringIO()
-            terminal.render(result, Console(file=buffer, width=PIPED_WIDTH, highlight=False, color_system=None))
-            _write(output, buffer.getvalue())
+            _emit(plain_report(result), output)
+
+
+def plain_report(result) -> str:
+    """The table report for a pipe or a file: plain columns as wide as their contents, never folded
+    to a width nobody's terminal has, and no trailing blanks (for grep, awk, cut and less)."""
+    from migrate.report import terminal
+
+    buffer = io.StringIO()
+    terminal.render(result, Console(file=buffer, width=PLAIN_WIDTH, highlight=False, color_system=None))
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def _chart_module():

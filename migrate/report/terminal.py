@@ -80,6 +80,21 @@ def bar(counts, scale: float) -> Text:
 
 
 def verdict_panel(report: Report) -> Panel:
+    style = "yellow" if report.verdict.empty else ("green" if report.verdict.safe else "red")
+    return Panel(verdict_body(report), title=VERDICT_TITLE, border_style=style, title_align="left")
+
+
+def verdict_text(report: Report) -> Text:
+    """The verdict without a box, for a pipe or a file."""
+    text = Text(VERDICT_TITLE + "\n", style="bold")
+    text.append(verdict_body(report))
+    return text
+
+
+VERDICT_TITLE = "Is it safe to switch off?"
+
+
+def verdict_body(report: Report) -> Text:
     verdict = report.verdict
     body = Text(verdict.headline + "\n", style="bold")
     body.append(verdict.overall)
@@ -89,8 +104,7 @@ def verdict_panel(report: Report) -> Panel:
     if verdict.migrated:
         body.append("\nMigrated, by the evidence on the index (not counted as breaking): "
                     + ", ".join(a.name for a in verdict.migrated) + ".")
-    style = "yellow" if verdict.empty else ("green" if verdict.safe else "red")
-    return Panel(body, title="Is it safe to switch off?", border_style=style, title_align="left")
+    return body
 
 
 def would_break_table(report: Report) -> Table:
@@ -127,7 +141,7 @@ def weeks_table(report: Report) -> Table:
                       *[str(w.counts[c]) for c in CATEGORIES], str(w.active_accounts), str(w.migrations),
                       bar(w.counts, scale))
     total = report.totals
-    table.add_row("total", "", str(total.total), *[str(total[c]) for c in CATEGORIES],
+    table.add_row("total", "-", str(total.total), *[str(total[c]) for c in CATEGORIES],
                   str(sum(1 for a in report.accounts if a.sessions)), str(sum(w.migrations for w in report.weeks)),
                   "", style="bold")
     return table
@@ -203,14 +217,17 @@ def statuses_table(report: Report) -> Table:
 
 
 def render(report: Report, console: Console) -> None:
+    """The report on `console`: boxed tables on a terminal; for a pipe or a file, plain columns
+    as wide as their contents (for grep, awk and less), and the verdict as plain lines."""
+    plain = not console.is_terminal
     period = report.period
     last_day = period.until - dt.timedelta(microseconds=1)
     console.print(Text(f"SSH upload path report: {period.since:%Y-%m-%d %H:%M} to {last_day:%Y-%m-%d %H:%M} UTC "
                        f"({period.days:.0f} days), generated {when(report.generated_at)} UTC; times are UTC",
                        style="bold"))
     console.print(Text(f"registry: {report.database or '-'}"))
-    console.print(verdict_panel(report))
-    parts = []
+    console.print(verdict_text(report) if plain else verdict_panel(report))
+    parts: list = []
     if report.verdict.would_break:
         parts.append(would_break_table(report))
     if report.verdict.trend:
@@ -229,5 +246,8 @@ def render(report: Report, console: Console) -> None:
     if upcoming:
         parts.append(Text("After this period: " + "; ".join(marker_label(m) for m in upcoming)))
     for part in parts:
+        if plain and isinstance(part, Table):
+            part.box = None
+            part.pad_edge = False
         console.print()
         console.print(part)

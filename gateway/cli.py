@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
 import sys
 from pathlib import Path
 
@@ -61,8 +62,12 @@ def serve(obj: Context, listen, upstream_url, database_url, health_listen, worke
     secret key, registry, a config file holding a password: owner only; home and key folders: not
     writable by others; --insecure-modes starts anyway, with a warning for each), or a listen port
     that another process holds. SIGTERM drains: readiness fails, no new connections are accepted,
-    uploads in flight get drain_seconds to finish, then the process exits.
+    uploads in flight get drain_seconds to finish, then the process exits. SIGHUP reopens log_file
+    (after logrotate) and reads the secret keys again, without dropping a session.
     """
+    # SIGHUP reopens log_file once the event loop runs (gateway/ops/hangup.py); until then it must
+    # not end the process, as its default action would.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loaded = obj.loaded(listen=listen, upstream_url=upstream_url, database_url=database_url,
                         health_listen=health_listen, workers=workers)
     settings = loaded.settings

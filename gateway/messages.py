@@ -1229,6 +1229,25 @@ def penalty_detail(seconds: float) -> str:
     return f"too many failed logins from the address ({wait_phrase(seconds)} left)"
 
 
+# -- SIGHUP (gateway/ops/hangup.py) -----------------------------------------------------------------
+def hangup_log_reopened(path: str | None) -> str:
+    if path is None:
+        return "SIGHUP: the log goes to stderr (no log_file), nothing to reopen"
+    return f"SIGHUP: reopened log_file {path}"
+
+
+def hangup_log_unusable(path: object, reason: object) -> str:
+    return f"SIGHUP: cannot reopen log_file {path} ({reason}); still writing to the file open before"
+
+
+def hangup_keys_read(count: int, where: object) -> str:
+    return f"SIGHUP: read {count} secret key(s) again from {where}"
+
+
+def hangup_keys_kept(problem: str) -> str:
+    return f"SIGHUP: kept the secret keys in use, since {problem}"
+
+
 # -- the index's evidence (pypissh-migrate evidence refresh) ---------------------------------------
 def evidence_project_failed(project: str, reason: str) -> str:
     """One line per project whose page a refresh could not read."""

@@ -89,6 +89,14 @@ class TokenBox:
         """The box for the configured key(s); ConfigError naming the key file when it is missing."""
         return cls(parse_keys(read_secret_text(settings), key_file(settings) or "secret_key"))
 
+    def take_keys(self, other: "TokenBox") -> None:
+        """Use `other`'s keys from now on (the key file read again on SIGHUP, after a rotation)."""
+        self._keys, self._fernet = other._keys, other._fernet
+
+    @property
+    def key_count(self) -> int:
+        return len(self._keys)
+
     def opens(self, ciphertext: str) -> bool:
         try:
             self.open(ciphertext)

@@ -106,6 +106,21 @@ def file_handler(path: str) -> logging.Handler:
     return logging.FileHandler(path, mode="a", encoding="utf-8")
 
 
+def reopen_log_file() -> str | None:
+    """Reopen the root logger's log file by its name (after logrotate moved the old one away, as
+    sshd and nginx do on SIGHUP); the file's path, or None when the log goes elsewhere."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler, logging.FileHandler):
+            continue
+        path = handler.baseFilename
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)  # a new file is 0640, as at start
+        old = handler.setStream(os.fdopen(fd, "a", encoding="utf-8"))
+        if old is not None:
+            old.close()
+        return path
+    return None
+
+
 def syslog_handler() -> logging.Handler:
     """Syslog when the machine has one, else nowhere (a missing socket would fail on each line)."""
     if os.path.exists("/dev/log"):

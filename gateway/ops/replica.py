@@ -15,7 +15,7 @@ import signal
 
 from gateway import messages
 from gateway.errors import ConfigError
-from gateway.ops import metrics
+from gateway.ops import hangup, metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.services import Services
 from gateway.settings import Settings
@@ -43,6 +43,7 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     server = None
     shim: ShimServer | None = None
     flushing = asyncio.get_running_loop().create_task(_flush_log(services))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _hangup, services)
     keyfile: asyncio.Task | None = None
     try:
         server = await _listening("listen", settings.listen, start_server(services))
@@ -76,6 +77,7 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
         else:
             log.info("drained")
     finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         flushing.cancel()
         if keyfile is not None:
             keyfile.cancel()
@@ -100,6 +102,12 @@ async def _shim_server(services: Services, supervised: bool) -> ShimServer:
     log.info("serving the OpenSSH mode's sessions of user %s on %s", services.settings.shim_user,
              services.settings.shim_socket)
     return shim
+
+
+def _hangup(services: Services) -> None:
+    """SIGHUP: reopen log_file and read the secret keys again (gateway/ops/hangup.py)."""
+    hangup.reopen_log()
+    hangup.reload_secret_keys(services.settings, services.tokens)
 
 
 async def _flush_log(services: Services) -> None:

@@ -30,7 +30,7 @@ from typing import Callable
 
 from gateway import messages
 from gateway.errors import ConfigError
-from gateway.ops import metrics
+from gateway.ops import hangup, metrics
 from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
 from gateway.registry import Registry
 from gateway.settings import Settings
@@ -108,6 +108,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._hangup)
         slots = [loop.create_task(self._keep_running(index, listen)) for index in range(self.workers)]
         keyfile = (loop.create_task(KeyFileWriter(settings, registry).run())  # one writer for all workers
                    if settings.openssh_mode and settings.authorized_keys_file else None)
@@ -160,6 +161,14 @@ class Supervisor:
         # The kernel spreads connections over every worker, so one saturated worker is enough.
         pools = metrics.saturated_pools(self._metrics_dir)
         return f"a worker's {' and '.join(pools)} pool is saturated" if pools else None
+
+    def _hangup(self) -> None:
+        """SIGHUP: reopen the supervisor's log_file and pass the signal on, so that each worker
+        reopens its own and reads the secret keys again (gateway/ops/hangup.py)."""
+        hangup.reopen_log()
+        for proc in list(self.processes.values()):
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGHUP)
 
     async def _keep_running(self, index: int, listen: str) -> None:
         backoff = 0.5

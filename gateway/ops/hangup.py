@@ -1,0 +1,44 @@
+"""SIGHUP, as operators know it from sshd and nginx: what can change without dropping a session
+is taken up again, and the log says what was done.
+
+- `log_file` is reopened by its name, so that after logrotate (or `mv gw.log gw.log.1`) the lines
+  go to the new file;
+- the secret keys are read again from `secret_key_file`, so a replica follows `pypissh-migrate
+  rotate-secret` without a restart (a key file that cannot be read leaves the keys in use).
+
+Host keys and the other settings are read at start only: restart the replica (one at a time
+behind the balancer; SIGTERM drains) for those.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway import messages
+from gateway.errors import ConfigError
+from gateway.ops import logformat
+from gateway.tokens import TokenBox
+
+log = logging.getLogger("gateway.hangup")
+
+
+def reopen_log() -> None:
+    """Reopen log_file, then say so in it (in the new file)."""
+    try:
+        path = logformat.reopen_log_file()
+    except OSError as exc:  # the old stream is kept: lines still go somewhere
+        log.error("%s", messages.hangup_log_unusable(exc.filename or "log_file", exc.strerror or exc))
+        return
+    log.info("%s", messages.hangup_log_reopened(path))
+
+
+def reload_secret_keys(settings, tokens: TokenBox) -> None:
+    """Read the secret keys again into `tokens`; on any problem keep the keys in use."""
+    try:
+        fresh = TokenBox.from_settings(settings)
+    except ConfigError as exc:
+        log.error("%s", messages.hangup_keys_kept(str(exc)))
+        return
+    tokens.take_keys(fresh)
+    log.info("%s", messages.hangup_keys_read(fresh.key_count, settings.secret_key_file if not settings.secret_key
+                                             else "secret_key"))

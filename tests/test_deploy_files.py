@@ -132,6 +132,24 @@ def test_systemd_waits_longer_than_the_drain():
     assert re.search(r"^ExecStart=\S+ serve$", unit, re.MULTILINE)
 
 
+def test_replicas_listen_where_the_balancer_sends():
+    """The example configuration's listen port is the port of every server in haproxy.cfg, and of
+    the replica settings its comment gives."""
+    listen = tomllib.loads((DEPLOY / "config.toml").read_text())["listen"]
+    port = listen.rpartition(":")[2]
+    haproxy = (DEPLOY / "haproxy.cfg").read_text()
+    servers = re.findall(r"^\s*server \S+ [\d.]+:(\d+)", haproxy, re.MULTILINE)
+    assert servers and set(servers) == {port}
+    assert f'listen = "{listen}"' in haproxy
+
+
+def test_systemctl_reload_sends_sighup_to_the_main_process():
+    """`systemctl reload` sends SIGHUP to the supervisor (which passes it to its workers), the
+    signal `serve` reopens log_file on (tests/test_hangup.py)."""
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", unit, re.MULTILINE)
+
+
 def test_unit_and_configuration_share_one_home():
     """The unit's state directory (made 0700 by systemd before the start) is the home that its
     PYPISSH_HOME and the example configuration name."""

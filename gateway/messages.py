@@ -1244,6 +1244,10 @@ def hangup_keys_read(count: int, where: object) -> str:
     return f"SIGHUP: read {count} secret key(s) again from {where}"
 
 
+def secret_keys_changed(count: int, where: object) -> str:
+    return f"a stored token did not open: read the secret keys again from {where}, now {count} key(s)"
+
+
 def hangup_keys_kept(problem: str) -> str:
     return f"SIGHUP: kept the secret keys in use, since {problem}"
 

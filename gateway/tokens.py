@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gateway.errors import ConfigError
 from gateway.settings import Settings
 
 TOKEN_PREFIX = "pypi-"
+log = logging.getLogger(__name__)
 
 
 def _as_fernet_key(text: str) -> bytes:
@@ -78,24 +80,41 @@ def create_key_file(path: Path) -> bool:
 
 
 class TokenBox:
-    """Seals and opens upstream tokens; knows nothing of the database."""
+    """Seals and opens upstream tokens; knows nothing of the database.
 
-    def __init__(self, keys: list[bytes]):
+    A box made from the settings reads its key file again when a token does not open with the
+    keys it holds: after `pypissh-migrate rotate-secret` a running replica opens the re-sealed
+    tokens without a restart, and `--retire-old` cannot break it (once the file is on its machine).
+    """
+
+    def __init__(self, keys: list[bytes], settings: Settings | None = None):
+        self._settings = settings  # where to read the keys again; None: never
+        self._use(keys)
+
+    def _use(self, keys: list[bytes]) -> None:
         self._keys = keys
         self._fernet = MultiFernet([Fernet(key) for key in keys])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenBox":
         """The box for the configured key(s); ConfigError naming the key file when it is missing."""
-        return cls(parse_keys(read_secret_text(settings), key_file(settings) or "secret_key"))
-
-    def take_keys(self, other: "TokenBox") -> None:
-        """Use `other`'s keys from now on (the key file read again on SIGHUP, after a rotation)."""
-        self._keys, self._fernet = other._keys, other._fernet
+        return cls(parse_keys(read_secret_text(settings), key_file(settings) or "secret_key"), settings)
 
     @property
     def key_count(self) -> int:
         return len(self._keys)
+
+    def reread(self) -> bool:
+        """Read the configured keys again; True when they changed. ConfigError (the keys in use
+        kept) when they cannot be read."""
+        if self._settings is None:
+            return False
+        fresh = parse_keys(read_secret_text(self._settings), key_file(self._settings) or "secret_key")
+        if fresh == self._keys:
+            return False
+        self._use(fresh)
+        log.info("%s", messages.secret_keys_changed(len(fresh), key_file(self._settings) or "secret_key"))
+        return True
 
     def opens(self, ciphertext: str) -> bool:
         try:
@@ -111,7 +130,17 @@ class TokenBox:
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
-            raise ConfigError(messages.token_undecryptable()) from None
+            pass
+        try:
+            changed = self.reread()  # a rotation may have changed the key file since
+        except ConfigError:
+            changed = False
+        try:
+            if changed:
+                return self._fernet.decrypt(ciphertext.encode()).decode()
+        except InvalidToken:
+            pass
+        raise ConfigError(messages.token_undecryptable())
 
     def reseal(self, ciphertext: str) -> str:
         """Re-encrypt under the first (newest) key."""

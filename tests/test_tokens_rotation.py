@@ -205,3 +205,26 @@ def test_dry_run_alone_names_the_tokens_that_do_not_open(env):
     result = invoke("rotate-secret", "--dry-run")
     assert result.exit_code == 1
     assert "the token(s) of bob cannot be decrypted with any configured key" in result.output
+
+
+def test_a_running_replica_follows_the_whole_rotation_without_a_restart(gateway, user_key, upstream, ssh_client,
+                                                                        legacy_project, legacy_home, project_name,
+                                                                        caplog):
+    """Rotate and retire the old key while a replica runs: its next upload opens the re-sealed
+    token (it reads the key file again by itself) and is published."""
+    register_account(gateway, "alice", user_key, token=upstream.token, email="alice@example.org")
+    settings = gateway.settings
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["--set", f"database_url={settings.database_url}",
+                                        "--set", f"secret_key_file={settings.secret_key_file}", *args])
+
+    assert invoke("rotate-secret", "--new-key-file", f"{settings.secret_key_file}.new").exit_code == 0
+    assert invoke("rotate-secret", "--retire-old", "--yes").exit_code == 0
+    project = legacy_project()
+    with caplog.at_level("INFO", logger="gateway.tokens"):
+        result = ssh_client().legacy(project, "sdist", "upload", home=legacy_home)
+    assert result.returncode == 0, result.stdout + result.stderr
+    normalized = project_name.lower().replace("-", "_") + "-1.0.tar.gz"
+    assert normalized in upstream.files()
+    assert any("read the secret keys again" in record.getMessage() for record in caplog.records)

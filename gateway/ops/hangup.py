@@ -3,8 +3,9 @@ is taken up again, and the log says what was done.
 
 - `log_file` is reopened by its name, so that after logrotate (or `mv gw.log gw.log.1`) the lines
   go to the new file;
-- the secret keys are read again from `secret_key_file`, so a replica follows `pypissh-migrate
-  rotate-secret` without a restart (a key file that cannot be read leaves the keys in use).
+- the secret keys are read again from `secret_key_file` (a replica also does so by itself when a
+  token does not open, see gateway/tokens.py); a key file that cannot be read leaves the keys in
+  use.
 
 Host keys and the other settings are read at start only: restart the replica (one at a time
 behind the balancer; SIGTERM drains) for those.
@@ -35,10 +36,9 @@ def reopen_log() -> None:
 def reload_secret_keys(settings, tokens: TokenBox) -> None:
     """Read the secret keys again into `tokens`; on any problem keep the keys in use."""
     try:
-        fresh = TokenBox.from_settings(settings)
+        tokens.reread()
     except ConfigError as exc:
         log.error("%s", messages.hangup_keys_kept(str(exc)))
         return
-    tokens.take_keys(fresh)
-    log.info("%s", messages.hangup_keys_read(fresh.key_count, settings.secret_key_file if not settings.secret_key
+    log.info("%s", messages.hangup_keys_read(tokens.key_count, settings.secret_key_file if not settings.secret_key
                                              else "secret_key"))

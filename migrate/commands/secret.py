@@ -1,19 +1,21 @@
 """`pypissh-migrate rotate-secret`: re-encrypt every stored token under a new secret key.
 
-A key file lists keys one per line; the first encrypts, all decrypt (see gateway.tokens). Replicas
-read it when they start, so a rotation without downtime has up to three steps:
+A key file lists keys one per line; the first encrypts, all decrypt (see gateway.tokens). A
+running replica reads its key file again by itself when a stored token does not open with the
+keys it holds (and on SIGHUP), so it follows each step below without a restart, once the file is
+on its machine. With several machines, copy the key file to every one after each step.
 
-1. `rotate-secret --new-key-file F --stage`  (only with running replicas) the new key is added
-   at the end of the key file: accepted, not yet used. Restart the replicas.
+1. `rotate-secret --new-key-file F --stage`  (optional) the new key is added at the end of the
+   key file: accepted, not yet used.
 2. `rotate-secret --new-key-file F`  the new key moves first, the old ones stay after it (still
-   accepted), and every stored token is re-encrypted under the new key and checked.
-   Restart the replicas and admin hosts so new tokens are sealed with the new key.
+   accepted), and every stored token is re-encrypted under the new key and checked. Admin hosts
+   seal new tokens with the new key once they have the file.
 3. `rotate-secret --retire-old`  once every host has the new file: tokens still sealed with an
    old key (set meanwhile by a host on the old file) are re-encrypted, then the old keys are
    dropped from the file.
 
 F holds the new key; it is generated (mode 0600) when it does not exist. Tokens and keys are
-never printed.
+never printed. Keys given inline (`secret_key`) are read at start only: restart for those.
 """
 
 from __future__ import annotations
@@ -142,8 +144,8 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
     """Re-encrypt every stored upstream token under a new secret key, keeping the old key accepted.
 
     \b
-    1. rotate-secret --new-key-file F --stage   (with running replicas; then restart them)
-    2. rotate-secret --new-key-file F           (new key first, tokens re-encrypted; restart)
+    1. rotate-secret --new-key-file F --stage   (optional: the new key accepted, not yet used)
+    2. rotate-secret --new-key-file F           (new key first, tokens re-encrypted)
     3. rotate-secret --retire-old               (old keys dropped once every host has the new file;
                                                 asks first, --yes in scripts)
 
@@ -194,7 +196,7 @@ def _check_current(obj: Context) -> None:
 def _stage(current: list[str], new: str, key_file: Path, *, inline: bool, dry_run: bool) -> dict | None:
     """Step 1; returns what changed, for the admin journal (None: nothing)."""
     if new in current:
-        click.echo("the new key is already in the key list; next: restart the replicas, then step 2")
+        click.echo("the new key is already in the key list; next: step 2")
         return None
     if inline:
         click.echo("secret_key is set inline, so this command cannot change it: append the key from "
@@ -204,7 +206,7 @@ def _stage(current: list[str], new: str, key_file: Path, *, inline: bool, dry_ru
         click.echo(f"dry run: would add the new key at the end of {key_file}")
         return None
     write_key_file(key_file, ordered(current, [new]))
-    click.echo(f"added the new key at the end of {key_file}: accepted, not yet used. Next: restart every "
+    click.echo(f"added the new key at the end of {key_file}: accepted, not yet used. Next: copy it to every "
                "replica, then run `pypissh-migrate rotate-secret --new-key-file FILE` with the same file")
     return {"step": "stage", "keys_accepted": len(ordered(current, [new]))}
 
@@ -232,7 +234,8 @@ def _rotate(registry: Registry, current: list[str], new: str, key_file: Path, *,
                    "then restart the replicas")
     else:
         click.echo(f"{key_file} now lists the new key first and {len(entries) - 1} old key(s) after it (still accepted)")
-    click.echo("next: restart every replica and admin host; when all use the new key, run "
+    click.echo("next: copy the key file to every machine (running replicas read it again by themselves); "
+               "when all have it, run "
                "`pypissh-migrate rotate-secret --retire-old`")
     return {"step": "rotate", "tokens_resealed": count, "keys_accepted": len(entries)}
 

@@ -105,20 +105,81 @@ def test_snippet_applies_to_the_submit_user_only(sshd_config):
 
 
 # -- systemd --------------------------------------------------------------------------------------
-def test_systemd_unit_verifies_without_a_warning(tmp_path):
-    """`systemd-analyze verify` reports nothing about the unit (its program pointed at the
-    installed pypissh-gateway of this environment)."""
+UNITS = ("pypissh-gateway.service", "pypissh-evidence.service", "pypissh-evidence.timer", "pypissh-prune.service",
+         "pypissh-prune.timer")
+SERVICES = [name for name in UNITS if name.endswith(".service")]
+
+
+def _units_here(tmp_path: Path) -> list[Path]:
+    """Copies of the shipped units, their programs pointed at this environment's installed ones."""
     if SYSTEMD_ANALYZE is None:
         pytest.skip("systemd-analyze is not installed (./dev test installs Debian's systemd)")
-    text = (DEPLOY / "pypissh-gateway.service").read_text()
-    shipped = re.search(r"^ExecStart=(\S+)", text, re.MULTILINE)
-    assert shipped and shipped.group(1).startswith("/")
-    unit = tmp_path / "pypissh-gateway.service"
-    unit.write_text(text[:shipped.start(1)] + str(INSTALLED_PROGRAM) + text[shipped.end(1):])
-    done = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", "--generators=no", str(unit)],
+    copies = []
+    for name in UNITS:
+        text = (DEPLOY / name).read_text()
+        for shipped in set(re.findall(r"^ExecStart=(/\S+)", text, re.MULTILINE)):
+            assert shipped.startswith("/opt/pypissh/bin/")
+            text = text.replace(shipped, str(INSTALLED_PROGRAM.with_name(Path(shipped).name)))
+        copy = tmp_path / name
+        copy.write_text(text)
+        copies.append(copy)
+    return copies
+
+
+def test_systemd_units_verify_without_a_warning(tmp_path):
+    """`systemd-analyze verify` reports nothing about the gateway's unit, nor about the timers and
+    services of `evidence refresh` and `prune` (their programs pointed at the installed ones)."""
+    units = _units_here(tmp_path)
+    done = subprocess.run([SYSTEMD_ANALYZE, "verify", "--man=no", "--generators=no", *map(str, units)],
                           capture_output=True, text=True, timeout=60)
-    about_unit = [line for line in (done.stdout + done.stderr).splitlines() if unit.name in line]
-    assert done.returncode == 0 and about_unit == [], done.stdout + done.stderr
+    about_units = [line for line in (done.stdout + done.stderr).splitlines()
+                   if any(unit.name in line for unit in units)]
+    assert done.returncode == 0 and about_units == [], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_systemd_rates_each_service_at_most_2(name, tmp_path):
+    """`systemd-analyze security` rates every shipped service 2.0 or below ("OK")."""
+    unit = next(copy for copy in _units_here(tmp_path) if copy.name == name)
+    done = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=yes", "--no-pager", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert found, done.stdout + done.stderr
+    assert float(found.group(1)) <= 2.0, done.stdout
+
+
+def test_sysusers_creates_the_user_every_unit_runs_as(tmp_path):
+    """systemd-sysusers, on an empty root, makes the user and group the units name, its home the
+    units' state directory and no login shell."""
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        pytest.skip("systemd-sysusers is not installed (./dev test installs Debian's systemd)")
+    (tmp_path / "etc").mkdir()
+    done = subprocess.run([sysusers, f"--root={tmp_path}", str(DEPLOY / "pypissh-gateway.sysusers")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (user,) = [line.split(":") for line in (tmp_path / "etc" / "passwd").read_text().splitlines()]
+    (group,) = [line.split(":") for line in (tmp_path / "etc" / "group").read_text().splitlines()]
+    assert user[0] == group[0] and user[3] == group[2]
+    assert user[6] == "/usr/sbin/nologin"
+    for name in SERVICES:
+        unit = (DEPLOY / name).read_text()
+        assert re.search(rf"^User={user[0]}$", unit, re.MULTILINE) and re.search(rf"^Group={group[0]}$", unit,
+                                                                                  re.MULTILINE), name
+        state = re.search(r"^StateDirectory=(\S+)$", unit, re.MULTILINE).group(1)
+        assert user[5] == f"/var/lib/{state}", name
+
+
+def test_timers_run_evidence_refresh_daily_and_prune_weekly():
+    """The timers start their services; the services run `evidence refresh` and `prune --yes`."""
+    for timer, calendar, command in (("pypissh-evidence", "*-*-* ", "evidence refresh"),
+                                     ("pypissh-prune", "Sun *-*-* ", "prune --before 400d --yes")):
+        text = (DEPLOY / f"{timer}.timer").read_text()
+        assert re.search(rf"^OnCalendar={re.escape(calendar)}", text, re.MULTILINE), timer
+        assert re.search(r"^Persistent=true$", text, re.MULTILINE)
+        service = (DEPLOY / f"{timer}.service").read_text()
+        assert re.search(rf"^ExecStart=/opt/pypissh/bin/pypissh-migrate .*{re.escape(command)}$", service,
+                         re.MULTILINE), timer
 
 
 def test_systemd_waits_longer_than_the_drain():
@@ -210,3 +271,18 @@ def test_openssh_mode_lines_of_the_example_configuration_fit_the_unit():
     assert Path(config["shim_socket"]).parent == Path("/run") / runtime
     settings = load(None, {}, {name: config[name] for name in ("openssh_mode", "shim_socket", "shim_user")})
     assert (settings.openssh_mode, settings.shim_user) == (True, "submit")
+
+
+@pytest.mark.parametrize("name", ["pypissh-evidence.service", "pypissh-prune.service"])
+def test_timer_services_commands_run_on_a_fresh_gateway(name, tmp_path):
+    """Each timer service's command line, as shipped, runs and succeeds on a gateway made by `init`."""
+    import shlex
+
+    from tests.cli import environment, prepare_home
+
+    home = prepare_home(tmp_path / "home", [(("pypissh-gateway", "init"), "")])
+    command = re.search(r"^ExecStart=(.+)$", (DEPLOY / name).read_text(), re.MULTILINE).group(1)
+    argv = shlex.split(command)
+    argv[0] = str(INSTALLED_PROGRAM.with_name(Path(argv[0]).name))
+    done = subprocess.run(argv, env=environment(PYPISSH_HOME=str(home)), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

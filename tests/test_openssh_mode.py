@@ -83,9 +83,15 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path, lo
         registry.accounts.add_account("alice", email="alice@example.org")
         registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
         registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
+        # The key in a file of the replica's own: the configuration is readable by user submit,
+        # so it holds no secret (SECURITY.md; serve refuses a readable one that does).
+        secret_key_file = folder / "secret.key"
+        secret_key_file.write_text(SECRET + "\n")
+        secret_key_file.chmod(0o600)
         replica = Replica(folder, dict(
             database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
-            upstream_ca_bundle=str(upstream.ca_file), secret_key=SECRET, host_key_dir=str(host_key_dir), public_host="127.0.0.1",
+            upstream_ca_bundle=str(upstream.ca_file), secret_key_file=str(secret_key_file),
+            host_key_dir=str(host_key_dir), public_host="127.0.0.1",
             openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit", key_cache_seconds=1,
             **KEY_FILE_SETTINGS(folder) if lookup == "key-file" else {}), name="replica")
         replica.config.chmod(0o644)  # the shim, run as user submit, reads it

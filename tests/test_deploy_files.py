@@ -286,3 +286,79 @@ def test_timer_services_commands_run_on_a_fresh_gateway(name, tmp_path):
     argv[0] = str(INSTALLED_PROGRAM.with_name(Path(argv[0]).name))
     done = subprocess.run(argv, env=environment(PYPISSH_HOME=str(home)), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- Prometheus -----------------------------------------------------------------------------------
+PROMTOOL = shutil.which("promtool")
+ALERTS = DEPLOY / "alerts.yml"
+
+
+def _promtool() -> str:
+    if PROMTOOL is None:
+        pytest.skip("promtool is not installed (./dev test installs Debian's prometheus)")
+    return PROMTOOL
+
+
+def test_alert_rules_pass_promtool():
+    """`promtool check rules` accepts deploy/alerts.yml."""
+    done = subprocess.run([_promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_alert_rules_name_only_metrics_the_gateway_exports():
+    """Every pypissh_* metric in the rules is one gateway/ops/metrics.py defines (a renamed metric
+    would leave an alert that never fires)."""
+    from gateway.ops import metrics
+
+    source = Path(metrics.__file__).read_text()
+    used = set(re.findall(r"\b(pypissh_[a-z_]+)\b", ALERTS.read_text()))
+    assert len(used) >= 6, used
+    for name in used:  # prometheus-client adds _total to a counter's name
+        assert f'"{name}"' in source or f'"{name.removesuffix("_total")}"' in source, name
+
+
+# Series and the alerts they must raise, for `promtool test rules`.
+SERIES = {
+    'pypissh_build_info{job="pypissh-gateway", instance="gw1", version="0.1.0"}': "1x180",
+    'pypissh_build_info{job="pypissh-gateway", instance="gw2", version="0.2.0"}': "1x180",
+    'pypissh_pool_saturated{job="pypissh-gateway", instance="gw1", pool="upload"}': "0 1x20",
+    'pypissh_listening_processes{job="pypissh-gateway", instance="gw2"}': "2x5 0x20",
+    'up{job="pypissh-gateway", instance="gw3"}': "1x5 0x20",
+    'pypissh_upstream_attempts_total{job="pypissh-gateway", instance="gw1", result="2xx"}': "0+10x30",
+    'pypissh_upstream_attempts_total{job="pypissh-gateway", instance="gw1", result="no_answer"}': "0+10x30",
+}
+EXPECTED = [  # (when, alert, the labels of each alert raised)
+    ("10m", "PypisshPoolSaturated", [{"instance": "gw1", "pool": "upload", "severity": "warning"}]),
+    ("15m", "PypisshReplicaNotReady", [{"job": "pypissh-gateway", "instance": "gw2", "severity": "page"}]),
+    ("15m", "PypisshReplicaDown", [{"job": "pypissh-gateway", "instance": "gw3", "severity": "page"}]),
+    ("25m", "PypisshUpstreamFailing", [{"instance": "gw1", "severity": "page"}]),
+    ("1h", "PypisshMixedVersions", []),  # a rolling deploy has two hours
+    ("150m", "PypisshMixedVersions", [{"severity": "warning"}]),
+]
+
+
+def _annotations(alert: str, labels: dict[str, str]) -> dict[str, str]:
+    """The alert's annotations as Prometheus renders them for `labels` (alerts.yml's only
+    template is {{ $labels.NAME }})."""
+    block = ALERTS.read_text().split(f"- alert: {alert}\n", 1)[1].split("- alert: ", 1)[0]
+    found = dict(re.findall(r'^\s+(summary|description): "(.*)"$', block, re.MULTILINE))
+    return {key: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], value)
+            for key, value in found.items()}
+
+
+def test_alert_rules_fire_on_the_situations_they_name(tmp_path):
+    """`promtool test rules`: a saturated pool, a replica not listening, one down, half the upstream
+    attempts unanswered and two versions side by side each raise their alert, after their `for`."""
+    import json
+
+    cases = [{"eval_time": when, "alertname": alert,
+              "exp_alerts": [{"exp_labels": labels, "exp_annotations": _annotations(alert, labels)}
+                             for labels in raised]}
+             for when, alert, raised in EXPECTED]
+    tests = tmp_path / "alerts_test.yml"  # JSON is YAML
+    tests.write_text(json.dumps({
+        "rule_files": [str(ALERTS)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": [{"series": k, "values": v} for k, v in SERIES.items()],
+                   "alert_rule_test": cases}]}))
+    done = subprocess.run([_promtool(), "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

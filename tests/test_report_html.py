@@ -313,3 +313,57 @@ def test_chart_names_a_far_sunset_outside_the_chart(database_url):
     registry.engine.dispose()
     labels = [text.get_text() for text in chart.figure(report).axes[0].get_legend().get_texts()]
     assert "sunset 2026-04-01 (outside the chart)" in labels
+
+
+# Run in the page by headless chromium: every table's right edge and the chart's x-axis labels'
+# lowest point and legend's highest, written into the DOM that --dump-dom prints.
+MEASURE = """<script>
+window.addEventListener("load", () => {
+  const tables = {};
+  for (const t of document.querySelectorAll("table")) tables[t.id] = t.getBoundingClientRect().right;
+  const bottom = (el) => el.getBoundingClientRect().bottom, top = (el) => el.getBoundingClientRect().top;
+  const labels = [...document.querySelectorAll("#chart svg g.x-ticks text")];
+  const legend = [...document.querySelectorAll("#chart svg g.legend *")];
+  document.body.setAttribute("data-measured", JSON.stringify({
+    viewport: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth, tables,
+    labels_bottom: Math.max(...labels.map(bottom)), legend_top: Math.min(...legend.map(top)),
+    labels: labels.length}));
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def measured(written, tmp_path_factory) -> dict:
+    """The page as laid out by headless chromium in a 1280 px wide window."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (./dev test installs it)")
+    page, _ = written
+    folder = tmp_path_factory.mktemp("chromium-1280")
+    probe = folder / "page.html"
+    probe.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={folder / 'profile'}",
+         "--window-size=1280,1600", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'data-measured="([^"]*)"', done.stdout)
+    assert found, done.stdout[-2000:]
+    import html as html_module
+    import json
+
+    return json.loads(html_module.unescape(found.group(1)))
+
+
+def test_every_table_fits_a_1280_px_window(measured):
+    """In a 1280 px window no table runs past the right edge and the page needs no sideways scroll."""
+    assert measured["tables"] and "accounts" in measured["tables"]
+    for name, right in measured["tables"].items():
+        assert right <= measured["viewport"], (name, right, measured["viewport"])
+    assert measured["scroll"] <= measured["viewport"]
+
+
+def test_chart_date_labels_stay_clear_of_the_legend(measured):
+    """The x-axis's slanted dates end above the legend's first row, with room between."""
+    assert measured["labels"] >= 8
+    assert measured["labels_bottom"] + 4 <= measured["legend_top"], measured

@@ -19,7 +19,8 @@ from migrate.report.model import CATEGORIES, CATEGORY_LABELS, Report
 WIDTH = 1100
 PLOT_LEFT, PLOT_RIGHT = 70.0, 1030.0
 PLOT_TOP, PLOT_BOTTOM = 48.0, 330.0
-LEGEND_TOP = 385.0
+# Below the slanted date labels of the x axis (about 40 px deep), with room to spare.
+LEGEND_TOP = 410.0
 LEGEND_ROW = 20.0
 LEGEND_COLUMNS = 3
 SESSIONS_HEADROOM = 1.15  # room above the tallest bar, as in the PNG

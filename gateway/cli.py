@@ -63,7 +63,7 @@ def serve(obj: Context, listen, upstream_url, database_url, health_listen, worke
     writable by others; --insecure-modes starts anyway, with a warning for each), or a listen port
     that another process holds. SIGTERM drains: readiness fails, no new connections are accepted,
     uploads in flight get drain_seconds to finish, then the process exits. SIGHUP reopens log_file
-    (after logrotate) and reads the secret keys again, without dropping a session.
+    (after logrotate) and reads the secret keys and host keys again, without dropping a session.
     """
     # SIGHUP reopens log_file once the event loop runs (gateway/ops/hangup.py); until then it must
     # not end the process, as its default action would.
@@ -165,8 +165,8 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
     Files are written 0600, new folders 0700; nothing that exists is overwritten without --force
     (host keys only: a new secret key could not open the tokens already stored).
 
-    Rotation: `keygen --next`, copy the folder to every replica and restart them one by one; wait
-    while clients with UpdateHostKeys learn the new keys; then `keygen --promote`, copy, restart.
+    Rotation: `keygen --next`, copy the folder to every replica and reload them (SIGHUP); wait
+    while clients with UpdateHostKeys learn the new keys; then `keygen --promote`, copy, reload.
 
     --force, --next and --promote are recorded in the admin journal (`pypissh-migrate audit`)
     when the registry exists; without one they are done all the same, and say so.

@@ -1248,6 +1248,14 @@ def secret_keys_changed(count: int, where: object) -> str:
     return f"a stored token did not open: read the secret keys again from {where}, now {count} key(s)"
 
 
+def hangup_host_keys_read(fingerprints: list[str]) -> str:
+    return f"SIGHUP: read the host keys again; new connections get {', '.join(fingerprints)}"
+
+
+def hangup_host_keys_kept(problem: str) -> str:
+    return f"SIGHUP: kept the host keys in use, since {problem}"
+
+
 def hangup_keys_kept(problem: str) -> str:
     return f"SIGHUP: kept the secret keys in use, since {problem}"
 

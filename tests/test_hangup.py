@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import environment, prepare_home, program
+from tests.cli import copy_home, environment, prepare_home, program, run_cli
 from tests.helpers import wait_until
 
 
@@ -26,12 +26,14 @@ def _text(path: Path) -> str:
 
 @pytest.fixture
 def serve(prepared, tmp_path):
-    """Start `serve` with a log_file (extra arguments after `serve`); stop it at the end."""
+    """Start `serve` on this test's copy of the prepared home, with a log_file (extra arguments
+    after `serve`); stop it at the end. Yields the starter, the log and the home."""
     started: list[subprocess.Popen] = []
     log = tmp_path / "gw.log"
+    home = copy_home(prepared, tmp_path)
 
     def _start(*args: str, ready: int = 1) -> subprocess.Popen:
-        env = environment(PYPISSH_HOME=str(prepared), PYPISSH_LOG_FILE=str(log))
+        env = environment(PYPISSH_HOME=str(home), PYPISSH_LOG_FILE=str(log))
         proc = subprocess.Popen(program("pypissh-gateway", "serve", "--listen", "127.0.0.1:0", "--health-listen",
                                         "127.0.0.1:0", *args),
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -41,7 +43,7 @@ def serve(prepared, tmp_path):
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         return proc
 
-    yield _start, log
+    yield _start, log, home
     for proc in started:
         if proc.poll() is None:
             proc.terminate()
@@ -61,7 +63,7 @@ def _rotate_and_hang_up(proc: subprocess.Popen, log: Path, processes: int) -> tu
 def test_sighup_reopens_the_log_file_of_a_single_process(serve):
     """After a rename and SIGHUP the process keeps running, says what it did in the new file, and
     its later lines (the drain on SIGTERM) go there, not to the renamed file."""
-    start, log = serve
+    start, log, _home = serve
     proc = start()
     old, new = _rotate_and_hang_up(proc, log, 1)
     assert "SIGHUP" not in old
@@ -77,7 +79,7 @@ def test_sighup_reopens_the_log_file_of_a_single_process(serve):
 def test_sighup_to_a_supervisor_reaches_every_worker_and_stops_none(serve):
     """Under `--workers 2` SIGHUP neither stops the supervisor nor its workers; the supervisor and
     both workers reopen the log."""
-    start, log = serve
+    start, log, _home = serve
     proc = start("--workers", "2", ready=2)
     _old, new = _rotate_and_hang_up(proc, log, 3)
     assert new.count("SIGHUP: read 1 secret key(s) again") == 2  # each worker; the supervisor holds no tokens
@@ -124,3 +126,32 @@ def test_sighup_during_an_upload_lets_it_finish(tmp_path, upstream, host_key_dir
             uploading.kill()
             uploading.communicate()
         process.stop()
+
+
+def _served_host_key(port: int) -> str:
+    """The ed25519 host key the gateway on `port` shows a new connection (ssh-keyscan)."""
+    done = subprocess.run(["ssh-keyscan", "-t", "ed25519", "-p", str(port), "127.0.0.1"], capture_output=True,
+                          text=True, timeout=30)
+    (line,) = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    return line.split()[2]
+
+
+def test_sighup_serves_the_promoted_host_keys_to_new_connections(serve):
+    """`keygen --next`, `keygen --promote`, SIGHUP: a new connection gets the promoted key, without
+    a restart, and the log says which keys are served."""
+    start, log, home = serve
+    from testbed import free_port
+
+    port = free_port()
+    proc = start("--listen", f"127.0.0.1:{port}")  # the later --listen wins
+    before = _served_host_key(port)
+    env = environment(PYPISSH_HOME=str(home))
+    for step in ("--next", "--promote"):
+        done = run_cli("pypissh-gateway", "keygen", step, env=env)
+        assert done.returncode == 0, done.stderr
+    promoted = (home / "keys" / "ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert promoted != before
+    proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "SIGHUP: read the host keys again" in _text(log), what="the host keys read again")
+    assert _served_host_key(port) == promoted
+    assert proc.poll() is None

@@ -7,8 +7,11 @@ is taken up again, and the log says what was done.
   token does not open, see gateway/tokens.py); a key file that cannot be read leaves the keys in
   use.
 
-Host keys and the other settings are read at start only: restart the replica (one at a time
-behind the balancer; SIGTERM drains) for those.
+- the host keys are read again from host_key_dir (after `keygen --promote`): new connections get
+  them, open ones keep the keys they were made with.
+
+The other settings are read at start only: restart the replica (one at a time behind the
+balancer; SIGTERM drains) for those.
 """
 
 from __future__ import annotations
@@ -31,6 +34,21 @@ def reopen_log() -> None:
         log.error("%s", messages.hangup_log_unusable(exc.filename or "log_file", exc.strerror or exc))
         return
     log.info("%s", messages.hangup_log_reopened(path))
+
+
+async def reload_host_keys(services, server) -> None:
+    """Serve new connections with the host keys host_key_dir holds now (after `keygen --promote`);
+    connections already open keep theirs. Keys that cannot be read leave the served ones."""
+    from gateway.ssh import hostkeys
+    from gateway.ssh.server import connection_options
+
+    try:
+        options = await connection_options(services)
+    except (ConfigError, OSError) as exc:
+        log.error("%s", messages.hangup_host_keys_kept(str(exc)))
+        return
+    server.use_options(options)
+    log.info("%s", messages.hangup_host_keys_read(hostkeys.fingerprints(services.settings.host_key_dir)))
 
 
 def reload_secret_keys(settings, tokens: TokenBox) -> None:

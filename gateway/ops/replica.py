@@ -43,10 +43,12 @@ async def run_replica(settings: Settings, *, serve_health: bool = True, supervis
     server = None
     shim: ShimServer | None = None
     flushing = asyncio.get_running_loop().create_task(_flush_log(services))
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _hangup, services)
+    listening: list = []  # the SSH server, once it listens (SIGHUP gives it the host keys again)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _hangup, services, listening)
     keyfile: asyncio.Task | None = None
     try:
         server = await _listening("listen", settings.listen, start_server(services))
+        listening.append(server)
         if settings.openssh_mode:
             shim = await _shim_server(services, supervised)
             if settings.authorized_keys_file and not supervised:  # under a supervisor, it writes the file
@@ -104,10 +106,17 @@ async def _shim_server(services: Services, supervised: bool) -> ShimServer:
     return shim
 
 
-def _hangup(services: Services) -> None:
-    """SIGHUP: reopen log_file and read the secret keys again (gateway/ops/hangup.py)."""
+def _hangup(services: Services, listening: list) -> None:
+    """SIGHUP: reopen log_file, read the secret keys and the host keys again (gateway/ops/hangup.py)."""
     hangup.reopen_log()
     hangup.reload_secret_keys(services.settings, services.tokens)
+    for server in listening:
+        task = asyncio.get_running_loop().create_task(hangup.reload_host_keys(services, server))
+        _HANGUPS.add(task)
+        task.add_done_callback(_HANGUPS.discard)
+
+
+_HANGUPS: set[asyncio.Task] = set()  # reloads under way (the loop keeps only weak references)
 
 
 async def _flush_log(services: Services) -> None:

@@ -106,7 +106,7 @@ def promote(directory: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
     """Make each `*_next_key` the primary key of its type; the old primary becomes `*.retired`.
 
     Returns the (from, to) renames done. Run it on the shared folder once clients have had time to
-    learn the next keys, then restart the replicas one by one.
+    learn the next keys, then reload the replicas (SIGHUP).
     """
     folder = Path(directory)
     moves: list[tuple[Path, Path]] = []

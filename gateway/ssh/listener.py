@@ -204,6 +204,10 @@ class GatewayListener:
         self._companions: set[asyncio.Task] = set()
         self.sockets = [sock]
 
+    def use_options(self, options: asyncssh.SSHServerConnectionOptions) -> None:
+        """Serve new connections with `options` (host keys read again); open ones keep theirs."""
+        self._options = options
+
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "GatewayListener":
         self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())

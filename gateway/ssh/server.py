@@ -361,6 +361,12 @@ def server_options(services: Services) -> dict:
     )
 
 
+async def connection_options(services: Services) -> asyncssh.SSHServerConnectionOptions:
+    """The options of every new connection: the host keys as host_key_dir holds them now."""
+    return await asyncssh.SSHServerConnectionOptions.construct(
+        server_factory=lambda: GatewayServer(services), **server_options(services))
+
+
 async def start_server(services: Services, *, host: str | None = None, port: int | None = None,
                        sock=None) -> GatewayListener:
     """Listen on `listen` (or `sock`, an already bound listening socket) and serve SSH.
@@ -369,8 +375,7 @@ async def start_server(services: Services, *, host: str | None = None, port: int
     `proxy_protocol` on, each connection's PROXY header is read before SSH starts.
     """
     settings = services.settings
-    options = await asyncssh.SSHServerConnectionOptions.construct(
-        server_factory=lambda: GatewayServer(services), **server_options(services))
+    options = await connection_options(services)
     if sock is None:
         sock = listener.bind(host if host is not None else settings.listen_host,
                              port if port is not None else settings.listen_port)

@@ -3,9 +3,9 @@ stdlib distutils (testbed/pypissh.py) on Python 3.11.
 
 The gateway may run on any supported Python (3.11 to 3.13), but the clients it serves are old:
 distutils left the standard library in 3.12, and pypissh 1.4 is Python 2 only. So the suite never
-runs a client on the gateway's interpreter. `./dev` exports the interpreters it found as
-PYPISSH_PYTHON27 and PYPISSH_PYTHON311; without those variables they are looked for on PATH,
-among Debian's, and under the pyenv root.
+runs a client on the gateway's interpreter. The interpreters are looked for among Debian's, under
+the pyenv root and on PATH; LEGACY_PYTHON27 and LEGACY_PYTHON311 name others. (Not PYPISSH_*
+variables: the gateway would warn that they are no setting of its own.)
 
 The real client is fetched like any test dependency: `pip download` of the sdist pinned with its
 hash in requirements/legacy-client.txt, kept in the virtualenv (so a fresh virtualenv fetches it
@@ -66,17 +66,17 @@ def find_interpreter(version: str, variable: str, *, check: str = "") -> str | N
 @functools.cache
 def python311() -> str:
     """Python 3.11 with the stdlib distutils, for testbed/pypissh.py."""
-    found = find_interpreter("3.11", "PYPISSH_PYTHON311", check="import distutils")
+    found = find_interpreter("3.11", "LEGACY_PYTHON311", check="import distutils")
     if found is None:
         raise LegacyClientMissing("no Python 3.11 with distutils for the legacy client: install Debian's "
-                                  "python3.11 and python3-distutils, or pyenv's 3.11, or set PYPISSH_PYTHON311")
+                                  "python3.11 and python3-distutils, or pyenv's 3.11, or set LEGACY_PYTHON311")
     return found
 
 
 @functools.cache
 def python27() -> str | None:
     """Python 2.7 for the real pypissh, or None (Debian has had none since 11; pyenv builds one)."""
-    return find_interpreter("2.7", "PYPISSH_PYTHON27")
+    return find_interpreter("2.7", "LEGACY_PYTHON27")
 
 
 def pypissh_sdist() -> Path:

@@ -106,6 +106,9 @@ class GatewayHarness:
             if self._server is not None:
                 self._server.close()
                 await self._server.wait_closed()
+                # As `serve` does on SIGTERM, with no grace: open connections are disconnected, so
+                # their transports close here rather than in the garbage collector.
+                await self._server.drain(0)
             if self.shim is not None:
                 self.shim.close()
             # What asyncio.run does for `serve` on its way out: sessions still open are cancelled

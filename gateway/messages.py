@@ -295,6 +295,12 @@ def key_refused_registry_unreadable(problem: str) -> str:
     return f"{PROGRAM}: cannot read the registry ({problem}); key refused"
 
 
+def key_refused_unsafe_line(problem: str) -> str:
+    """What the registry says about a key cannot be written into a safe authorized_keys line."""
+    return (f"{PROGRAM}: warning: key refused, its authorized_keys line would be unsafe ({problem}); "
+            "fix or remove the account in the registry")
+
+
 def shim_socket_in_use(path: object) -> str:
     return (
         f"another replica already serves shim_socket {path}; stop it, or give this one its own "

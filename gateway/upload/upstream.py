@@ -35,12 +35,12 @@ from typing import Callable
 import requests
 
 from gateway import __version__, messages
-from gateway.errors import UpstreamError, one_line
+from gateway.errors import ConfigError, UpstreamError, one_line
 from gateway.ops import metrics
 from gateway.upload.connections import CONNECTING, Attempt, Deadline, verified_session
 from gateway.upload.failures import CLOSED, TLS, TransportFailure, classify
 from gateway.upload.index import IndexClient, IndexUnavailable
-from gateway.settings import Settings
+from gateway.settings import Settings, insecure_upstream
 from gateway.upload.form import MultipartBody
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,12 @@ def explain(status: int, reason: str, body: str) -> str:
 class UpstreamClient:
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
                  index: IndexClient | None = None):
+        # The one gate for the upstream's address: every path that can forward (serve, its
+        # workers, stdio in process, `check`, test harnesses) builds this client, so none can
+        # send a token over plain http.
+        cleartext = insecure_upstream(settings)
+        if cleartext:
+            raise ConfigError(cleartext)
         self.url = settings.upstream_url
         self.read_timeout = settings.upstream_timeout
         self.retries = max(0, settings.upstream_retries)

@@ -6,7 +6,9 @@ through to the user's terminal. The longer texts with dates (notices, guides, em
 templates under `templates/`. The operator's messages about the configuration are here too.
 
 A refusal says what happened and what to do next; when nothing reached the index it says so with
-`NOTHING_PUBLISHED`, the one spelling of that phrase.
+`NOTHING_PUBLISHED`, the one spelling of that phrase. When an upload may have been published (the
+upload server took it all and its answer was lost or was an error) the words are MAYBE_PUBLISHED,
+with the project's page on the index to check: never "not published".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 
 SSH_COMMANDS = ("guide", "whoami", "help")
 NOTHING_PUBLISHED = "nothing was published"
+MAYBE_PUBLISHED = "may have been published"
 PROGRAM = "pypissh-gateway"
 
 
@@ -113,7 +116,11 @@ def session_notice(account: str, fingerprint: str, place: Place) -> str:
     )
 
 
-def refusal_line(status: int, reason: str) -> str:
+def refusal_line(status: int, reason: str, *, maybe_published: bool = False) -> str:
+    """The stderr line of a failed exchange. "not published" only when the gateway knows nothing
+    was stored; the reason of a `maybe_published` answer names the page to check."""
+    if maybe_published:
+        return f"{PROGRAM}: {MAYBE_PUBLISHED} ({status}): {reason}\n"
     return f"{PROGRAM}: not published ({status}): {reason}\n"
 
 
@@ -706,10 +713,26 @@ def confirmed_after_drop_note(check_url: str) -> str:
     )
 
 
-def refusal_unconfirmed(reason: str, detail: str) -> str:
+def refusal_unconfirmed(reason: str, detail: str, filename: str, check_url: str) -> str:
     return (
         f"{reason} (the connection had dropped after the whole upload was sent, and the gateway "
-        f"could not read the index to see whether that file is this upload: {detail})"
+        f"could not read the index to see whether that file is this upload: {detail}; it "
+        f"{MAYBE_PUBLISHED}: look for {filename} on {check_url} before uploading it again)"
+    )
+
+
+def exists_unconfirmed(reason: str, filename: str, check_url: str) -> str:
+    return (
+        f"{reason} (but an earlier attempt sent the whole upload and got no answer, and the index "
+        f"does not list {filename} yet: it {MAYBE_PUBLISHED}; look for it on {check_url} in a few "
+        "minutes before uploading it again)"
+    )
+
+
+def upstream_failed_after_upload(reason: str, filename: str, check_url: str) -> str:
+    return (
+        f"{reason} (the upload server failed after receiving the whole upload: it {MAYBE_PUBLISHED}; "
+        f"look for {filename} on {check_url} before uploading it again)"
     )
 
 

@@ -14,7 +14,14 @@ judged by how far it got (gateway/connections.py) and by its cause (gateway/fail
   was still being sent: nothing can have been published; retried with backoff, like 502/503/504;
 - the whole request sent and no answer: the file may have been published. Retried; if the retry
   is refused because the file already exists, the index's simple API decides: the same file name
-  with the same sha256 means it was this upload, confirmed; anything else passes the refusal on.
+  with the same sha256 means it was this upload, confirmed; the same name with another sha256
+  means another file holds the name, a refusal; a page that does not list the file (yet: an index
+  lags, and a new project's page is missing) or cannot be read leaves the outcome unknown.
+
+What the user is told follows what is known (`maybe_published`): "not published" only when
+nothing was sent, or when the upload server refused the first whole attempt with a 4xx; a 5xx
+after the whole upload was sent, or any failure after an unanswered attempt, "may have been
+published", with the project's page on the index to check.
 
 `upstream_deadline` bounds all of it; past it, the answer says whether the outcome is unknown.
 """
@@ -74,6 +81,9 @@ class UpstreamResponse:
     # Published, known from the index because the upload server's own answer was lost.
     confirmed: bool = False
     note: str | None = None
+    # Not published as far as the answer says, but it may have been all the same (see the module
+    # notes): the user reads "may have been published", the event records "unknown".
+    maybe_published: bool = False
 
     @property
     def ok(self) -> bool:
@@ -198,7 +208,12 @@ class _Forwarding:
             if self.maybe_published and already_exists(answer.status, answer.reason):
                 return self._resolve(answer)
             if self.maybe_published and not 200 <= answer.status < 300:
-                return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()))
+                return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
+                                      maybe_published=True)
+            if answer.status >= 500:
+                # The upload server had the whole upload and failed: it may have stored the file.
+                return self._response(answer.status, messages.upstream_failed_after_upload(answer.reason, *self._where()),
+                                      maybe_published=True)
             return self._response(answer.status, answer.reason)
 
     # -- one attempt ----------------------------------------------------------------------------
@@ -246,15 +261,18 @@ class _Forwarding:
         return True
 
     # -- endings --------------------------------------------------------------------------------
-    def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None):
+    def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None,
+                  maybe_published: bool = False):
         return UpstreamResponse(status=status, reason=reason, attempts=self.attempts,
-                                seconds=time.monotonic() - self.started, confirmed=confirmed, note=note)
+                                seconds=time.monotonic() - self.started, confirmed=confirmed, note=note,
+                                maybe_published=maybe_published)
 
     def _resolve(self, answer: _Answer) -> UpstreamResponse:
         """The retry was refused as already existing after an attempt that may have published the
         file: the index says whether the existing file is this upload."""
         if self.upload is None:
-            return self._response(answer.status, answer.reason)
+            return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
+                                  maybe_published=True)
         index = self.client.index
         check_url = index.project_url(self.upload.project)
         try:
@@ -264,12 +282,20 @@ class _Forwarding:
             if self.deadline.expired:
                 raise self._deadline_passed() from None
             log.warning("could not check the index after a dropped connection: %s", exc.reason)
-            return self._response(answer.status, messages.refusal_unconfirmed(answer.reason, exc.reason))
+            return self._response(answer.status, messages.refusal_unconfirmed(
+                answer.reason, exc.reason, self.upload.filename, check_url), maybe_published=True)
         for found in files:
-            if found.filename == self.upload.filename and (found.sha256 or "").lower() == self.upload.sha256.lower():
+            if found.filename != self.upload.filename:
+                continue
+            if (found.sha256 or "").lower() == self.upload.sha256.lower():
                 return self._response(200, messages.confirmed_after_drop(self.upload.filename), confirmed=True,
                                       note=messages.confirmed_after_drop_note(check_url))
-        return self._response(answer.status, answer.reason)
+            if found.sha256:  # another file holds the name: this upload cannot be the one stored
+                return self._response(answer.status, answer.reason)
+        # Not listed (yet): the index may lag behind the upload server, and a brand-new project's
+        # page is missing until its first file shows. The refusal proves nothing either way.
+        return self._response(answer.status, messages.exists_unconfirmed(answer.reason, self.upload.filename, check_url),
+                              maybe_published=True)
 
     def _where(self) -> tuple[str, str]:
         """The file to look for and the page to look on."""
@@ -281,14 +307,16 @@ class _Forwarding:
         url, seconds = self.client.url, self.client.deadline_seconds
         if sent or self.maybe_published:
             filename, check_url = self._where()
-            return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504)
+            return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504,
+                                 maybe_published=True)
         return UpstreamError(messages.upstream_deadline_unsent(url, seconds), status=504)
 
     def _gave_up(self, attempt: Attempt, failure: TransportFailure) -> UpstreamError:
         url = self.client.url
         if self.maybe_published:
             filename, check_url = self._where()
-            return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504)
+            return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504,
+                                 maybe_published=True)
         if attempt.phase == CONNECTING:
             detail = failure.detail
             if failure.kind in (TLS, CLOSED):
@@ -302,7 +330,8 @@ class _Forwarding:
         target = one_line(answer.location) or None
         if self.maybe_published:
             detail = messages.retry_redirected(target)
-            return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504)
+            return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504,
+                                 maybe_published=True)
         return UpstreamError(messages.upstream_redirect(self.client.url, answer.status, target))
 
 

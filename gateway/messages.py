@@ -747,6 +747,23 @@ def index_unreadable(url: str, detail: str) -> str:
     return f"cannot read the index page {url} ({detail})"
 
 
+def index_redirect_refused(target: str, host: str | None) -> str:
+    return (f"it redirects to {target[:200]}, and only https on {host} is followed; point index_url "
+            "at the page's real address")
+
+
+def index_page_too_large(limit: int) -> str:
+    return f"the page is larger than index_max_page_bytes ({limit} bytes); raise it if the index is right"
+
+
+def index_page_too_slow(seconds: float) -> str:
+    return f"the page did not arrive within {seconds:.0f} s"
+
+
+def index_too_many_files(count: int, limit: int) -> str:
+    return f"the page lists {count} files, more than the {limit} a page may list"
+
+
 def internal_error_after_forwarding(filename: str, check_url: str) -> str:
     return (
         f"the gateway failed after handing the upload to the upload server; {filename} may have "
@@ -1111,6 +1128,11 @@ def penalty_detail(seconds: float) -> str:
 
 
 # -- the index's evidence (pypissh-migrate evidence refresh) ---------------------------------------
+def evidence_file_refused(project: str, filename: str, reason: str) -> str:
+    """One line per file a project's page listed and the refresh left out (the rest is recorded)."""
+    return f"{project}: file '{filename}' left out: {reason}"
+
+
 def evidence_project_failed(project: str, reason: str) -> str:
     """One line per project whose page a refresh could not read."""
     return f"{project}: {reason}; its evidence is unchanged, run the refresh again later"

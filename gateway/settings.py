@@ -58,7 +58,7 @@ LOG_FORMATS = ("text", "json")
 # Numbers: every numeric setting must be finite and not negative (0 turns a limit off where the
 # README says so). These must be larger still; anything else is an impossible value.
 AT_LEAST_ONE = ("workers", "max_upload_bytes", "max_header_bytes", "max_auth_tries", "public_port",
-                "upload_threads", "registry_threads")
+                "upload_threads", "registry_threads", "index_max_page_bytes")
 ABOVE_ZERO = ("read_timeout", "upstream_timeout", "upstream_deadline", "login_timeout", "failed_login_half_life")
 PORT_MAX = 65535
 
@@ -84,6 +84,8 @@ class Settings:
     # The index's simple API: after a dropped connection the gateway looks there to see whether
     # the upload was published. Verified against upstream_ca_bundle like the upload server.
     index_url: str = "https://pypi.org/simple/"
+    # The largest index page read (gateway/upload/index.py): PyPI's largest are a few MB.
+    index_max_page_bytes: int = 20 * 1024 * 1024
     spool_dir: str | None = None
     health_listen: str = "127.0.0.1:9122"
     smtp_url: str = "smtp://127.0.0.1:25"

@@ -206,6 +206,13 @@ def too_many_sessions(account: str, limit: int) -> str:
     )
 
 
+def too_many_channels(account: str, limit: int) -> str:
+    return (
+        f"this connection of account '{account}' already has {limit} session channel"
+        f"{'s' if limit != 1 else ''} open; close one first, or open a new connection"
+    )
+
+
 def too_many_connections(account: str, limit: int) -> str:
     return (
         f"account '{account}' already has {limit} connection{'s' if limit != 1 else ''} logged in to this "

@@ -58,7 +58,7 @@ LOG_FORMATS = ("text", "json")
 # Numbers: every numeric setting must be finite and not negative (0 turns a limit off where the
 # README says so). These must be larger still; anything else is an impossible value.
 AT_LEAST_ONE = ("workers", "max_upload_bytes", "max_header_bytes", "max_auth_tries", "public_port",
-                "upload_threads", "registry_threads", "index_max_page_bytes")
+                "upload_threads", "registry_threads", "index_max_page_bytes", "max_sessions_per_connection")
 ABOVE_ZERO = ("read_timeout", "upstream_timeout", "upstream_deadline", "login_timeout", "failed_login_half_life")
 PORT_MAX = 65535
 
@@ -108,6 +108,9 @@ class Settings:
     failed_login_half_life: float = 300.0
     max_auth_tries: int = 6
     max_sessions_per_account: int = 8
+    # Session channels one connection may hold open at once (OpenSSH's MaxSessions): a channel
+    # past it is refused at its open, before the gateway keeps anything for it.
+    max_sessions_per_connection: int = 10
     # Logged-in connections one account may hold on a replica (an OpenSSH ControlMaster holds one
     # for all its sessions); 0 means no cap.
     max_connections_per_account: int = 16

@@ -283,6 +283,14 @@ def shim_no_replica() -> str:
     return f"the upload service on this machine is not running; {NOTHING_PUBLISHED}; try again in a minute"
 
 
+def shim_socket_denied(path: str) -> str:
+    """The replica's socket is there but this local user may not use it (its file mode)."""
+    return (
+        f"permission denied on the upload service's socket {path}: this local user may not use it; "
+        f"{NOTHING_PUBLISHED}; log in as the user sshd runs the sessions as (setting shim_user)"
+    )
+
+
 def shim_replica_lost() -> str:
     """The replica went away mid-session: it may have forwarded the upload already."""
     return (

@@ -295,6 +295,29 @@ def test_socket_refuses_a_user_other_than_shim_user(sshd, user_keys):
     assert metric(replica.metrics(), "pypissh_shim_refused_total") == refused_before + 1
 
 
+def test_a_user_the_socket_denies_is_told_permission_denied(sshd, user_keys, legacy_home, tmp_path):
+    """The shim run as a user outside shim_user's group (nobody, its own group) cannot open the
+    socket: the user reads that permission was denied, not that the service is not running."""
+    nobody = pwd.getpwnam("nobody")
+    program = session_program(sshd["folder"])
+    socket_path = sshd["folder"] / "shim.sock"
+    base = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", str(program),
+            "--config", str(sshd["replica"].config), "stdio", "--account", "alice",
+            "--fingerprint", user_keys["alice"].fingerprint]
+    reason = (f"permission denied on the upload service's socket {socket_path}: this local user may not use "
+              "it; nothing was published; log in as the user sshd runs the sessions as (setting shim_user)")
+    command = subprocess.run(base, env={"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": "whoami"},
+                             capture_output=True, text=True, timeout=60, cwd="/")
+    assert (command.returncode, command.stdout) == (1, "")
+    assert command.stderr == f"pypissh-gateway: {reason}\n"
+    upload = subprocess.run(base, env={"PATH": os.environ["PATH"]}, input=LIST_CLASSIFIERS, capture_output=True,
+                            timeout=60, cwd="/")
+    assert upload.returncode == 1
+    assert upload.stdout.startswith(f"HTTP/1.0 503 {reason}\r\n".encode())
+    assert upload.stderr.decode() == f"pypissh-gateway: not published (503): {reason}\n"
+    assert b"not running" not in upload.stdout + upload.stderr
+
+
 def test_socket_file_is_the_replicas_and_shim_users_group_only(sshd):
     """shim_socket is a socket owned by the replica's user, of mode 0660, in the group of submit."""
     info = (sshd["folder"] / "shim.sock").stat()

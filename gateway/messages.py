@@ -762,6 +762,11 @@ def index_unreadable(url: str, detail: str) -> str:
     return f"cannot read the index page {url} ({detail})"
 
 
+def index_not_https(url: str) -> str:
+    return (f"index_url {url} is plain http: what it lists could be forged on the way, and it decides "
+            "who counts as migrated; use the index's https:// address")
+
+
 def index_redirect_refused(target: str, host: str | None) -> str:
     return (f"it redirects to {target[:200]}, and only https on {host} is followed; point index_url "
             "at the page's real address")

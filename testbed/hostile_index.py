@@ -171,6 +171,11 @@ class HostileIndex:
         return f"https://127.0.0.1:{self._server.server_address[1]}/simple/"
 
     @property
+    def plain_url(self) -> str:
+        """The plain-http twin's address, shaped like `url`."""
+        return f"http://127.0.0.1:{self._server.plain_port}/simple/"
+
+    @property
     def asked(self) -> list[str]:
         """The projects whose page was asked for, in order."""
         with self._server.lock:

@@ -128,6 +128,14 @@ def test_each_bad_file_is_refused_with_its_reason_and_the_good_one_kept(client, 
     assert all("\0" not in r.filename and len(r.filename) <= 80 for r in page.refused)
 
 
+def test_a_plain_http_index_url_is_refused_when_the_client_is_built(make_settings):
+    """index_url over plain http: ConfigError naming it, before any page is asked for."""
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^index_url http://127\.0\.0\.1:9/simple/ is plain http"):
+        IndexClient(make_settings(index_url="http://127.0.0.1:9/simple/"))
+
+
 # -- evidence refresh ---------------------------------------------------------------------------
 def test_evidence_refresh_obeys_the_same_bounds(gateway, hostile):
     """`evidence refresh` over the hostile index: the redirected page is a failure of its own (and
@@ -172,3 +180,16 @@ def test_the_check_after_a_lost_answer_does_not_follow_a_redirect_to_http(
     assert "it redirects to http://127.0.0.1:" in stderr and "only https on 127.0.0.1 is followed" in stderr
     (event,) = harness.registry.events.recorded()
     assert event.outcome == "unknown"
+
+
+def test_evidence_refresh_refuses_a_plain_http_index_url(gateway, hostile):
+    """`evidence refresh` with an http:// index_url: one line, exit 1, and nothing connects to it."""
+    gateway.registry.events.record(UploadEvent(at=NOW - dt.timedelta(days=30), outcome="forwarded", project="demo",
+                                               filename="demo-0.1.tar.gz", sha256="cd" * 32))
+    plain = hostile.plain_url
+    before = hostile.plain_connections
+    result = invoke_at(NOW, migrate_cli, ["--set", f"database_url={gateway.settings.database_url}",
+                                          "--set", f"index_url={plain}", "evidence", "refresh"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: index_url {plain} is plain http")
+    assert hostile.plain_connections == before

@@ -14,8 +14,9 @@ sent:
 
 - a page is at most `index_max_page_bytes` (20 MB by default: PyPI's largest pages are a few MB),
   read within PAGE_SECONDS however slowly it trickles, and lists at most MAX_FILES files;
-- a redirect is followed (MAX_REDIRECTS at most) only to https on the index's own host: never to
-  plain http, where the page could be forged, and never to another host;
+- `index_url` itself must be https, and a redirect is followed (MAX_REDIRECTS at most) only to
+  https on the index's own host: never to plain http, where the page could be forged, and never
+  to another host;
 - each file is checked on its own and refused with a named reason, the others kept: a name with a
   path separator, a NUL or a control character, longer than MAX_FILENAME, or of another project;
   an upload time without a time zone, or later than the clock plus CLOCK_SKEW.
@@ -43,7 +44,8 @@ from packaging.utils import (
 )
 
 from gateway import messages
-from gateway.settings import Settings
+from gateway.errors import ConfigError
+from gateway.settings import Settings, mask_url
 from gateway.upload.connections import Attempt, Deadline, verified_session
 from gateway.upload.failures import classify
 
@@ -100,6 +102,9 @@ class IndexClient:
     def __init__(self, settings: Settings, *, session: requests.Session | None = None, pool_maxsize: int = 4,
                  clock: Callable[[], dt.datetime] = _utcnow, page_seconds: float = PAGE_SECONDS,
                  max_files: int = MAX_FILES):
+        if urlsplit(settings.index_url).scheme.lower() != "https":
+            # A plain-http page could be forged on the way: nothing read from it may count.
+            raise ConfigError(messages.index_not_https(mask_url(settings.index_url) or ""))
         self.url = settings.index_url
         self.max_bytes = settings.index_max_page_bytes
         self.page_seconds = page_seconds

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
+from gateway.errors import ConfigError
 from gateway.registry import audit
 from gateway.upload.index import IndexClient, RefusedFile
 from migrate import evidence as refreshing
@@ -59,7 +60,10 @@ def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str)
         _report(RefreshSummary(settings.index_url, obj.now(), obj.now(), concurrency, 0, 0, 0, ()), fmt)
         return
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    client = IndexClient(settings, pool_maxsize=concurrency, clock=obj.now)
+    try:
+        client = IndexClient(settings, pool_maxsize=concurrency, clock=obj.now)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     progress = Progress(TextColumn("reading the index"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=errors, transient=True, disable=not errors.is_terminal)
 

@@ -32,7 +32,7 @@ def is_account_name(name: object) -> bool:
 
 def shown(name: str) -> str:
     """`name` quoted for a one-line message: control characters escaped, a long name cut."""
-    text = ascii(name)[1:-1] if name.isprintable() is False or not name.isascii() else name
+    text = name if name.isascii() and name.isprintable() else ascii(name)[1:-1]
     if len(text) > SHOWN:
         text = text[:SHOWN] + "..."
     return f"'{text}'"

@@ -730,17 +730,17 @@ def confirmed_after_drop_note(check_url: str) -> str:
 
 def refusal_unconfirmed(reason: str, detail: str, filename: str, check_url: str) -> str:
     return (
-        f"{reason} (the connection had dropped after the whole upload was sent, and the gateway "
-        f"could not read the index to see whether that file is this upload: {detail}; it "
-        f"{MAYBE_PUBLISHED}: look for {filename} on {check_url} before uploading it again)"
+        f"{reason} (an earlier attempt sent the whole upload and its answer was lost or a server "
+        f"error, and the gateway could not read the index to see whether that file is this upload: "
+        f"{detail}; it {MAYBE_PUBLISHED}: look for {filename} on {check_url} before uploading it again)"
     )
 
 
 def exists_unconfirmed(reason: str, filename: str, check_url: str) -> str:
     return (
-        f"{reason} (but an earlier attempt sent the whole upload and got no answer, and the index "
-        f"does not list {filename} yet: it {MAYBE_PUBLISHED}; look for it on {check_url} in a few "
-        "minutes before uploading it again)"
+        f"{reason} (but an earlier attempt sent the whole upload and its answer was lost or a server "
+        f"error, and the index does not list {filename} yet: it {MAYBE_PUBLISHED}; look for it on "
+        f"{check_url} in a few minutes before uploading it again)"
     )
 
 

@@ -303,3 +303,38 @@ def test_a_refusal_of_the_first_attempt_is_not_published(start_gateway, settings
     assert again.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (409): {reason}"
     assert "may have been" not in again.stderr.decode()
     assert [event.outcome for event in gateway.registry.events.recorded()] == ["forwarded", "refused_upstream"]
+
+
+def test_exists_after_a_504_from_a_server_that_stored_it_may_have_been_published(
+        proxied, alice_key, ssh_client, upstream, project_name, tmp_path):
+    """A front end answers 504 although the server stored the upload, the retry gets 409, and the
+    index lists nothing yet: "may have been published", never a refusal; the event is unknown."""
+    empty = tmp_path / "lagging-index"
+    empty.mkdir()
+    with JsonIndex(empty, upstream.tls) as lagging:
+        harness, proxy, sleeps = proxied(lambda seen: fp.STORE_THEN_504 if seen.number == 1 else fp.FORWARD,
+                                         index_url=lagging.url)
+        alice_key(harness)
+        result = ssh_client(harness=harness).run(
+            data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (409, 1)
+    assert [h.upstream_status for h in proxy.handled] == [200, 409] and sleeps == [0.5]
+    ((filename, _sha),) = _stored(upstream, project_name).items()
+    assert f"the index does not list {filename} yet" in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown"
+
+
+def test_exists_after_a_504_is_confirmed_on_the_index(proxied, alice_key, ssh_client, upstream, project_name):
+    """The same, with the index listing the file and its sha256: published, confirmed, exit 0."""
+    harness, proxy, _sleeps = proxied(lambda seen: fp.STORE_THEN_504 if seen.number == 1 else fp.FORWARD)
+    alice_key(harness)
+    content = lr.make_sdist(project_name, "1.0")
+    result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (200, 0), reason
+    assert "confirmed on the index" in reason
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "forwarded" and event.sha256 == hashlib.sha256(content).hexdigest()

@@ -13,7 +13,8 @@ judged by how far it got (gateway/connections.py) and by its cause (gateway/fail
 - no connection (refused, timed out, TLS handshake cut off), or one dropped while the request
   was still being sent: nothing can have been published; retried with backoff, like 502/503/504;
 - the whole request sent and no answer: the file may have been published. Retried; if the retry
-  is refused because the file already exists, the index's simple API decides: the same file name
+  (after this, or after a 5xx, which a server may give having stored the file) is refused because
+  the file already exists, the index's simple API decides: the same file name
   with the same sha256 means it was this upload, confirmed; the same name with another sha256
   means another file holds the name, a refusal; a page that does not list the file (yet: an index
   lags, and a new project's page is missing) or cannot be read leaves the outcome unknown.
@@ -185,6 +186,8 @@ class _Forwarding:
         self.fresh_only = False
         # Some attempt sent the whole request and got no answer: the file may be published.
         self.maybe_published = False
+        # Some attempt got a 5xx after the whole request: the server may have stored it all the same.
+        self.server_failed = False
 
     def run(self) -> UpstreamResponse:
         while True:
@@ -203,9 +206,11 @@ class _Forwarding:
                 raise self._deadline_passed(sent=attempt.request_sent)
             if 300 <= answer.status < 400:
                 raise self._redirected(answer)
+            if answer.status >= 500:
+                self.server_failed = True
             if answer.status in RETRY_STATUSES and self._pause():
                 continue
-            if self.maybe_published and already_exists(answer.status, answer.reason):
+            if (self.maybe_published or self.server_failed) and already_exists(answer.status, answer.reason):
                 return self._resolve(answer)
             if self.maybe_published and not 200 <= answer.status < 300:
                 return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),

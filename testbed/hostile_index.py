@@ -160,6 +160,7 @@ class HostileIndex:
     answers: any connection to it is counted by `plain_connections`)."""
 
     def __init__(self, tls: TlsFiles):
+        self.tls = tls  # its CA is what a client must trust (upstream_ca_bundle)
         self._plain = socket.create_server(("127.0.0.1", 0))
         self._plain.settimeout(0)
         self._plain_count = 0

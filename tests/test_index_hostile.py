@@ -29,7 +29,6 @@ NOW = dt.datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
 def hostile(tmp_path_factory):
     tls = make_tls(tmp_path_factory.mktemp("hostile-index"))
     with HostileIndex(tls) as index:
-        index.tls = tls
         yield index
 
 

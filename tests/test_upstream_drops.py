@@ -338,3 +338,21 @@ def test_exists_after_a_504_is_confirmed_on_the_index(proxied, alice_key, ssh_cl
     assert "confirmed on the index" in reason
     (event,) = harness.registry.events.recorded()
     assert event.outcome == "forwarded" and event.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_a_redirect_after_a_504_from_a_server_that_stored_it_may_have_been_published(
+        proxied, alice_key, ssh_client, upstream, project_name):
+    """A 504 although the server stored the upload, then a redirect for the retry: a redirect alone
+    would mean "not published", but after the 504 the outcome is unknown."""
+    harness, proxy, sleeps = proxied(lambda seen: fp.STORE_THEN_504 if seen.number == 1 else fp.REDIRECT_UNFORWARDED)
+    alice_key(harness)
+    result = ssh_client(harness=harness).run(
+        data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (504, 1)
+    assert proxy.actions() == [fp.STORE_THEN_504, fp.REDIRECT_UNFORWARDED] and sleeps == [0.5]
+    ((filename, _sha),) = _stored(upstream, project_name).items()
+    assert f"look for {filename} on {upstream.simple_url}" in reason and "nothing was published" not in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown"

@@ -189,6 +189,11 @@ class _Forwarding:
         # Some attempt got a 5xx after the whole request: the server may have stored it all the same.
         self.server_failed = False
 
+    @property
+    def unsure(self) -> bool:
+        """Some earlier attempt may have published the file: nothing later can say it was not."""
+        return self.maybe_published or self.server_failed
+
     def run(self) -> UpstreamResponse:
         while True:
             if self.deadline.expired:
@@ -210,7 +215,7 @@ class _Forwarding:
                 self.server_failed = True
             if answer.status in RETRY_STATUSES and self._pause():
                 continue
-            if (self.maybe_published or self.server_failed) and already_exists(answer.status, answer.reason):
+            if self.unsure and already_exists(answer.status, answer.reason):
                 return self._resolve(answer)
             if self.maybe_published and not 200 <= answer.status < 300:
                 return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
@@ -237,7 +242,7 @@ class _Forwarding:
     def _after_failure(self, attempt: Attempt, failure: TransportFailure) -> None:
         """Decide what a failed attempt leads to: go on (return) or give up (raise)."""
         if failure.certificate:
-            if self.maybe_published:  # an earlier attempt may have published it all the same
+            if self.unsure:  # an earlier attempt may have published it all the same
                 raise self._gave_up(attempt, failure)
             raise UpstreamError(messages.upstream_certificate(self.client.url, failure.detail))
         if attempt.request_sent:
@@ -310,7 +315,7 @@ class _Forwarding:
 
     def _deadline_passed(self, *, sent: bool = False) -> UpstreamError:
         url, seconds = self.client.url, self.client.deadline_seconds
-        if sent or self.maybe_published:
+        if sent or self.unsure:
             filename, check_url = self._where()
             return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504,
                                  maybe_published=True)
@@ -318,7 +323,7 @@ class _Forwarding:
 
     def _gave_up(self, attempt: Attempt, failure: TransportFailure) -> UpstreamError:
         url = self.client.url
-        if self.maybe_published:
+        if self.unsure:
             filename, check_url = self._where()
             return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504,
                                  maybe_published=True)
@@ -333,7 +338,7 @@ class _Forwarding:
         # As twine does: never follow (the body and the credentials would go where the redirect
         # says), and name the target so the operator can decide to trust it.
         target = one_line(answer.location) or None
-        if self.maybe_published:
+        if self.unsure:
             detail = messages.retry_redirected(target)
             return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504,
                                  maybe_published=True)

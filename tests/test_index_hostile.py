@@ -153,7 +153,8 @@ def test_evidence_refresh_obeys_the_same_bounds(gateway, hostile):
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout.splitlines()[-1])
     assert (summary["projects"], summary["projects_read"], summary["failed"]) == (2, 1, 1)
-    assert summary["failures"][0]["project"] == "to-http" and "only https on 127.0.0.1" in summary["failures"][0]["reason"]
+    (failure,) = summary["failures"]
+    assert failure["project"] == "to-http" and "only https on 127.0.0.1" in failure["reason"]
     assert summary["files_recorded"] == 1
     assert hostile.plain_connections == before
     refused = [line for line in result.stderr.splitlines() if line.startswith("mixed: file ")]

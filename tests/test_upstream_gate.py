@@ -68,7 +68,8 @@ def test_stdio_in_process_refuses_a_plain_http_upstream_and_sends_nothing(gatewa
         input=request, capture_output=True, timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")})
     assert done.returncode == 1
-    assert done.stderr.decode().splitlines()[-1] == "pypissh-gateway: internal error; nothing was published; try again later"
+    assert done.stderr.decode().splitlines()[-1] == (
+        "pypissh-gateway: internal error; nothing was published; try again later")
     assert TOKEN.encode() not in done.stdout + done.stderr
     assert _reached(sink) is False
     assert gateway.registry.events.recorded(account_name="alice") == []

@@ -150,7 +150,8 @@ class IndexClient:
         except (simple.UnsupportedMIMEType, simple.UnsupportedAPIVersion, ValueError, KeyError, TypeError) as exc:
             raise IndexUnavailable(messages.index_unreadable(url, f"unreadable page: {exc}")) from None
         if len(entries) > self.max_files:
-            raise IndexUnavailable(messages.index_unreadable(url, messages.index_too_many_files(len(entries), self.max_files)))
+            too_many = messages.index_too_many_files(len(entries), self.max_files)
+            raise IndexUnavailable(messages.index_unreadable(url, too_many))
         return self._checked(entries, project)
 
     # -- reading, bounded ---------------------------------------------------------------------
@@ -182,15 +183,16 @@ class IndexClient:
         raise IndexUnavailable(messages.index_unreadable(url, f"more than {MAX_REDIRECTS} redirects"))
 
     def _body(self, url: str, response: requests.Response, deadline: Deadline) -> str:
+        too_large = IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_large(self.max_bytes)))
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_large(self.max_bytes)))
+            raise too_large
         data = bytearray()
         try:
             for chunk in response.iter_content(chunk_size=CHUNK):
                 data += chunk
                 if len(data) > self.max_bytes:
-                    raise IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_large(self.max_bytes)))
+                    raise too_large
         except (requests.RequestException, OSError) as exc:
             if deadline.expired:
                 raise IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_slow(

@@ -222,8 +222,8 @@ class _Forwarding:
                                       maybe_published=True)
             if answer.status >= 500:
                 # The upload server had the whole upload and failed: it may have stored the file.
-                return self._response(answer.status, messages.upstream_failed_after_upload(answer.reason, *self._where()),
-                                      maybe_published=True)
+                reason = messages.upstream_failed_after_upload(answer.reason, *self._where())
+                return self._response(answer.status, reason, maybe_published=True)
             return self._response(answer.status, answer.reason)
 
     # -- one attempt ----------------------------------------------------------------------------
@@ -304,8 +304,8 @@ class _Forwarding:
                 return self._response(answer.status, answer.reason)
         # Not listed (yet): the index may lag behind the upload server, and a brand-new project's
         # page is missing until its first file shows. The refusal proves nothing either way.
-        return self._response(answer.status, messages.exists_unconfirmed(answer.reason, self.upload.filename, check_url),
-                              maybe_published=True)
+        reason = messages.exists_unconfirmed(answer.reason, self.upload.filename, check_url)
+        return self._response(answer.status, reason, maybe_published=True)
 
     def _where(self) -> tuple[str, str]:
         """The file to look for and the page to look on."""

@@ -44,6 +44,7 @@ from gateway.registry import Registry  # noqa: E402
 from gateway.registry.migrate_db import upgrade  # noqa: E402
 from gateway.registry.schema import accounts, upload_events  # noqa: E402
 from testbed import postgres, source_tree_environment  # noqa: E402
+from testbed.clock import command_at  # noqa: E402
 from testbed.json_index import JsonIndex  # noqa: E402
 from testbed.tlsca import make_tls  # noqa: E402
 from testbed.upstream import TlsPypiServer  # noqa: E402
@@ -116,8 +117,9 @@ def database(kind: str) -> Iterator[str]:
 def migrate_cli(url: str, index_url: str, ca: Path, *args: str,
                 pinned: bool = False) -> tuple[float, subprocess.CompletedProcess]:
     """One `pypissh-migrate` process and its wall time (`pinned`: with `now` set to NOW)."""
-    command = [sys.executable, "-m", "migrate", "--set", f"database_url={url}", "--set", f"index_url={index_url}",
-               "--set", f"upstream_ca_bundle={ca}", *(["--now", NOW.isoformat()] if pinned else []), *args]
+    program = command_at(NOW) if pinned else [sys.executable, "-m", "migrate"]
+    command = [*program, "--set", f"database_url={url}", "--set", f"index_url={index_url}",
+               "--set", f"upstream_ca_bundle={ca}", *args]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=source_tree_environment(), cwd=ROOT)
     elapsed = time.perf_counter() - started

@@ -16,6 +16,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gateway import messages
 from gateway.errors import ConfigError
@@ -224,6 +225,13 @@ def upstream_findings(settings: Settings) -> list[Finding]:
     return [probe_upstream(settings.upstream_url, bundle, url)]
 
 
+def index_findings(settings: Settings) -> list[Finding]:
+    """A plain-http index_url: the replicas and `evidence refresh` refuse to read it."""
+    if urlsplit(settings.index_url).scheme.lower() != "https":
+        return [fail(messages.index_not_https(mask_url(settings.index_url) or ""))]
+    return []
+
+
 def probe_upstream(address: str, bundle: str | None, shown: str) -> Finding:
     """One real HEAD request: a verified TLS handshake and any HTTP status count as reachable."""
     import requests
@@ -262,6 +270,7 @@ def run_checks(loaded: Loaded) -> list[Finding]:
     found += database_host_findings(settings)
     found += secret_findings(settings, readable)
     found += upstream_findings(settings)
+    found += index_findings(settings)
     return _once(found)
 
 

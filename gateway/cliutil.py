@@ -17,13 +17,20 @@ from gateway.errors import ConfigError
 from gateway.settings import Loaded, Settings, load_all, mask_url
 
 
+def wall_clock() -> dt.datetime:
+    """The current UTC time, the only clock of the commands: the admin journal's rows, prune's
+    cut-offs and what is due are stamped with real time, and no option or variable changes it."""
+    from gateway.registry import utcnow
+
+    return utcnow()
+
+
 class Context:
     def __init__(self, config: str | None, pairs: tuple[str, ...], home: str | None = None):
         self.config = config
         self.pairs = pairs
         self.home = home
         self._registry = None
-        self._clock: Callable[[], dt.datetime] | None = None
         self._loaded: dict[Any, Loaded] = {}
         self._warned = False
         # Why the change is made (--reason), recorded with it in the admin journal.
@@ -32,16 +39,8 @@ class Context:
         self.warn: Callable[[str], None] = lambda line: click.echo(line, err=True)
 
     def now(self) -> dt.datetime:
-        """The current UTC time for this command: the real clock unless one was fixed."""
-        if self._clock is None:
-            from gateway.registry import utcnow
-
-            return utcnow()
-        return self._clock()
-
-    def fix_clock(self, when: dt.datetime) -> None:
-        """Make `now()` answer `when` for the rest of this command (tests pin the date this way)."""
-        self._clock = lambda: when
+        """The current UTC time for this command (`wall_clock`)."""
+        return wall_clock()
 
     def overrides(self, **flags: Any) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -156,7 +156,7 @@ def authorized_keys_command(settings: LoginSettings, global_args: Sequence[str],
     `settings` is a `LoginSettings` or a full `Settings`; `global_args` go into the forced command."""
     if not key:
         return 0  # sshd passed no key (%k missing): list none rather than every key we know
-    from gateway.ssh.keycommand import KeyQuery, LookupFailed, lines_for_query
+    from gateway.ssh.keycommand import KeyQuery, LookupFailed, UnsafeLine, lines_for_query
 
     query = KeyQuery(user, key, key_type, os.path.abspath(executable or sys.argv[0]), tuple(global_args))
     try:
@@ -165,6 +165,11 @@ def authorized_keys_command(settings: LoginSettings, global_args: Sequence[str],
         from gateway import messages
 
         sys.stderr.write(messages.key_refused_registry_unreadable(str(exc)) + "\n")
+        return 1
+    except UnsafeLine as exc:  # a bad registry row: no line at all, and a warning in sshd's log
+        from gateway import messages
+
+        sys.stderr.write(messages.key_refused_unsafe_line(str(exc)) + "\n")
         return 1
     sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()

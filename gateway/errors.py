@@ -14,17 +14,28 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message says which and how to fix it."""
 
 
+# The event outcome of an upload that may or may not have been published.
+UNKNOWN = "unknown"
+
+
 class GatewayError(Exception):
     status: int = 400
     outcome: str = "bad_request"
+    # True when the upload may have been published all the same (the upload server took the whole
+    # upload and its answer was lost): the user must not read "not published".
+    maybe_published: bool = False
 
-    def __init__(self, reason: str, *, status: int | None = None, outcome: str | None = None):
+    def __init__(self, reason: str, *, status: int | None = None, outcome: str | None = None,
+                 maybe_published: bool = False):
         super().__init__(reason)
         self.reason = one_line(reason)
         if status is not None:
             self.status = status
         if outcome is not None:
             self.outcome = outcome
+        if maybe_published:
+            self.maybe_published = True
+            self.outcome = UNKNOWN
 
 
 class BadRequest(GatewayError):
@@ -78,7 +89,8 @@ class KeyInactive(GatewayError):
 
 
 class UpstreamError(GatewayError):
-    """The upstream could not be reached or failed; the file was not published."""
+    """The upstream could not be reached or failed: the file was not published, unless
+    `maybe_published` says it may have been."""
 
     status = 502
     outcome = "upstream_error"

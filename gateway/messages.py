@@ -6,7 +6,9 @@ through to the user's terminal. The longer texts with dates (notices, guides, em
 templates under `templates/`. The operator's messages about the configuration are here too.
 
 A refusal says what happened and what to do next; when nothing reached the index it says so with
-`NOTHING_PUBLISHED`, the one spelling of that phrase.
+`NOTHING_PUBLISHED`, the one spelling of that phrase. When an upload may have been published (the
+upload server took it all and its answer was lost or was an error) the words are MAYBE_PUBLISHED,
+with the project's page on the index to check: never "not published".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 
 SSH_COMMANDS = ("guide", "whoami", "help")
 NOTHING_PUBLISHED = "nothing was published"
+MAYBE_PUBLISHED = "may have been published"
 PROGRAM = "pypissh-gateway"
 
 
@@ -127,7 +130,11 @@ def session_notice(account: str, fingerprint: str, place: Place) -> str:
     )
 
 
-def refusal_line(status: int, reason: str) -> str:
+def refusal_line(status: int, reason: str, *, maybe_published: bool = False) -> str:
+    """The stderr line of a failed exchange. "not published" only when the gateway knows nothing
+    was stored; the reason of a `maybe_published` answer names the page to check."""
+    if maybe_published:
+        return f"{PROGRAM}: {MAYBE_PUBLISHED} ({status}): {reason}\n"
     return f"{PROGRAM}: not published ({status}): {reason}\n"
 
 
@@ -233,6 +240,13 @@ def too_many_sessions(account: str, limit: int) -> str:
     )
 
 
+def too_many_channels(account: str, limit: int) -> str:
+    return (
+        f"this connection of account '{account}' already has {limit} session channel"
+        f"{'s' if limit != 1 else ''} open; close one first, or open a new connection"
+    )
+
+
 def too_many_connections(account: str, limit: int) -> str:
     return (
         f"account '{account}' already has {limit} connection{'s' if limit != 1 else ''} logged in to this "
@@ -303,6 +317,14 @@ def shim_no_replica() -> str:
     return f"the upload service on this machine is not running; {NOTHING_PUBLISHED}; try again in a minute"
 
 
+def shim_socket_denied(path: str) -> str:
+    """The replica's socket is there but this local user may not use it (its file mode)."""
+    return (
+        f"permission denied on the upload service's socket {path}: this local user may not use it; "
+        f"{NOTHING_PUBLISHED}; log in as the user sshd runs the sessions as (setting shim_user)"
+    )
+
+
 def shim_replica_lost() -> str:
     """The replica went away mid-session: it may have forwarded the upload already."""
     return (
@@ -327,6 +349,12 @@ def shim_wrong_user(uid: int, shim_user: str) -> str:
 def key_refused_registry_unreadable(problem: str) -> str:
     """sshd's AuthorizedKeysCommand could not find out who owns a key (sshd logs stderr)."""
     return f"{PROGRAM}: cannot read the registry ({problem}); key refused"
+
+
+def key_refused_unsafe_line(problem: str) -> str:
+    """What the registry says about a key cannot be written into a safe authorized_keys line."""
+    return (f"{PROGRAM}: warning: key refused, its authorized_keys line would be unsafe ({problem}); "
+            "fix or remove the account in the registry")
 
 
 def shim_socket_in_use(path: object) -> str:
@@ -750,10 +778,26 @@ def confirmed_after_drop_note(check_url: str) -> str:
     )
 
 
-def refusal_unconfirmed(reason: str, detail: str) -> str:
+def refusal_unconfirmed(reason: str, detail: str, filename: str, check_url: str) -> str:
     return (
-        f"{reason} (the connection had dropped after the whole upload was sent, and the gateway "
-        f"could not read the index to see whether that file is this upload: {detail})"
+        f"{reason} (an earlier attempt sent the whole upload and its answer was lost or a server "
+        f"error, and the gateway could not read the index to see whether that file is this upload: "
+        f"{detail}; it {MAYBE_PUBLISHED}: look for {filename} on {check_url} before uploading it again)"
+    )
+
+
+def exists_unconfirmed(reason: str, filename: str, check_url: str) -> str:
+    return (
+        f"{reason} (but an earlier attempt sent the whole upload and its answer was lost or a server "
+        f"error, and the index does not list {filename} yet: it {MAYBE_PUBLISHED}; look for it on "
+        f"{check_url} in a few minutes before uploading it again)"
+    )
+
+
+def upstream_failed_after_upload(reason: str, filename: str, check_url: str) -> str:
+    return (
+        f"{reason} (the upload server failed after receiving the whole upload: it {MAYBE_PUBLISHED}; "
+        f"look for {filename} on {check_url} before uploading it again)"
     )
 
 
@@ -766,6 +810,28 @@ def refusal_after_lost_answer(reason: str, filename: str, check_url: str) -> str
 
 def index_unreadable(url: str, detail: str) -> str:
     return f"cannot read the index page {url} ({detail})"
+
+
+def index_not_https(url: str) -> str:
+    return (f"index_url {url} is plain http: what it lists could be forged on the way, and it decides "
+            "who counts as migrated; use the index's https:// address")
+
+
+def index_redirect_refused(target: str, host: str | None) -> str:
+    return (f"it redirects to {target[:200]}, and only https on {host} is followed; point index_url "
+            "at the page's real address")
+
+
+def index_page_too_large(limit: int) -> str:
+    return f"the page is larger than index_max_page_bytes ({limit} bytes); raise it if the index is right"
+
+
+def index_page_too_slow(seconds: float) -> str:
+    return f"the page did not arrive within {seconds:.0f} s"
+
+
+def index_too_many_files(count: int, limit: int) -> str:
+    return f"the page lists {count} files, more than the {limit} a page may list"
 
 
 def internal_error_after_forwarding(filename: str, check_url: str) -> str:
@@ -1261,6 +1327,11 @@ def hangup_keys_kept(problem: str) -> str:
 
 
 # -- the index's evidence (pypissh-migrate evidence refresh) ---------------------------------------
+def evidence_file_refused(project: str, filename: str, reason: str) -> str:
+    """One line per file a project's page listed and the refresh left out (the rest is recorded)."""
+    return f"{project}: file '{filename}' left out: {reason}"
+
+
 def evidence_project_failed(project: str, reason: str) -> str:
     """One line per project whose page a refresh could not read."""
     return f"{project}: {reason}; its evidence is unchanged, run the refresh again later"

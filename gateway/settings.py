@@ -58,7 +58,7 @@ LOG_FORMATS = ("text", "json")
 # Numbers: every numeric setting must be finite and not negative (0 turns a limit off where the
 # README says so). These must be larger still; anything else is an impossible value.
 AT_LEAST_ONE = ("workers", "max_upload_bytes", "max_header_bytes", "max_auth_tries", "public_port",
-                "upload_threads", "registry_threads")
+                "upload_threads", "registry_threads", "index_max_page_bytes", "max_sessions_per_connection")
 ABOVE_ZERO = ("read_timeout", "upstream_timeout", "upstream_deadline", "login_timeout", "failed_login_half_life")
 PORT_MAX = 65535
 
@@ -84,6 +84,8 @@ class Settings:
     # The index's simple API: after a dropped connection the gateway looks there to see whether
     # the upload was published. Verified against upstream_ca_bundle like the upload server.
     index_url: str = "https://pypi.org/simple/"
+    # The largest index page read (gateway/upload/index.py): PyPI's largest are a few MB.
+    index_max_page_bytes: int = 20 * 1024 * 1024
     spool_dir: str | None = None
     health_listen: str = "127.0.0.1:9122"
     smtp_url: str = "smtp://127.0.0.1:25"
@@ -106,6 +108,9 @@ class Settings:
     failed_login_half_life: float = 300.0
     max_auth_tries: int = 6
     max_sessions_per_account: int = 8
+    # Session channels one connection may hold open at once (OpenSSH's MaxSessions): a channel
+    # past it is refused at its open, before the gateway keeps anything for it.
+    max_sessions_per_connection: int = 10
     # Logged-in connections one account may hold on a replica (an OpenSSH ControlMaster holds one
     # for all its sessions); 0 means no cap.
     max_connections_per_account: int = 16

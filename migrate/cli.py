@@ -7,7 +7,6 @@ import click
 from gateway import messages
 from gateway.cliutil import global_options, run
 from gateway.errors import one_line
-from gateway.lifecycle.schedule import ScheduleError, parse_utc
 from migrate.commands import accounts, keys
 from migrate.commands import audit, guide, import_legacy, prune, scan, secret
 from migrate.commands import evidence, report
@@ -18,13 +17,12 @@ from migrate.commands.schedule import schedule
 @click.group("pypissh-migrate", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pypissh-gateway")
 @global_options
-# Hidden: the test suite pins "now" with it so that nothing it checks depends on the date or the
-# time of day it runs at. Admins rehearse dates with `schedule show --at` instead.
-@click.option("--now", "fixed_now", metavar="TIME", hidden=True, help="Treat TIME (UTC) as the current time.")
+# No option sets the time: the journal and prune use the real clock (admins rehearse dates with
+# `schedule show --at`); the test suite pins it from outside, through testbed/clock.py.
 @click.option("--reason", metavar="TEXT",
               help="Why: recorded with every change this command makes in the admin journal (also an option "
                    "of each command that changes something).")
-def cli(fixed_now: str | None, reason: str | None) -> None:
+def cli(reason: str | None) -> None:
     """Administer the SSH gateway's accounts and keys and run its retirement.
 
     Settings come from flags, PYPISSH_<NAME> environment variables, the TOML file and built-in
@@ -36,11 +34,6 @@ def cli(fixed_now: str | None, reason: str | None) -> None:
         obj.reason = one_line(reason, 500) or None
         if obj.reason is None:
             raise click.BadParameter(messages.reason_empty(), param_hint="--reason")
-    if fixed_now is not None:
-        try:
-            obj.fix_clock(parse_utc(fixed_now, obj.now()))
-        except ScheduleError as exc:
-            raise click.BadParameter(str(exc), param_hint="--now") from None
 
 
 cli.add_command(accounts.accounts)

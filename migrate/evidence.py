@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from gateway import messages
 from gateway.lifecycle.migration import forwarded_by_gateway
 from gateway.registry import Registry
-from gateway.upload.index import IndexClient, IndexFile, IndexUnavailable
+from gateway.upload.index import IndexClient, IndexFile, IndexPage, IndexUnavailable, RefusedFile
 
 DEFAULT_CONCURRENCY = 8
 
@@ -47,20 +47,27 @@ class RefreshSummary:
 
 def refresh(registry: Registry, client: IndexClient, projects: Sequence[str], *, concurrency: int,
             clock: Callable[[], dt.datetime],
-            on_done: Callable[[str, Failure | None], None] | None = None) -> RefreshSummary:
+            on_done: Callable[[str, Failure | None], None] | None = None,
+            on_refused: Callable[[str, RefusedFile], None] | None = None) -> RefreshSummary:
     """Read each project's page, `concurrency` at a time, and record what the gateway did not
-    forward. `on_done(project, failure)` is called as each page is dealt with (for progress)."""
+    forward. `on_done(project, failure)` is called as each page is dealt with (for progress),
+    `on_refused(project, file)` for each file a page listed and the client refused (the page's
+    other files are recorded)."""
     started = clock()
     read = recorded = 0
     failures: list[Failure] = []
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="evidence")
     try:
-        futures: dict[Future[list[IndexFile]], str] = {pool.submit(client.files, p): p for p in projects}
+        futures: dict[Future[IndexPage], str] = {pool.submit(client.page, p): p for p in projects}
         for future in as_completed(futures):
             project = futures[future]
             failure = _unreadable(client, project, future)
             if failure is None:
-                recorded += _record(registry, project, future.result(), clock())
+                page = future.result()
+                for refused in page.refused:
+                    if on_refused is not None:
+                        on_refused(project, refused)
+                recorded += _record(registry, project, page.files, clock())
                 read += 1
             else:
                 failures.append(failure)

@@ -20,14 +20,15 @@ from typing import Collection, Iterable, Mapping
 
 from gateway import messages
 from gateway.emails import EmailError, normalised_email
+from gateway.registry import names
 from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
 
 # Key types OpenSSH accepts in authorized_keys; an option name never starts like one of these.
 _KEY_TYPE = re.compile(r"^(ssh-|ecdsa-sha2-|sk-)[A-Za-z0-9@.+-]+$")
 _OPTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
-# Names as the index stores them: no whitespace, quotes, commas or control characters.
-_USER_NAME = re.compile(r"^[^\s\"'\\,;\x00-\x1f\x7f]{1,100}$")
-NOT_A_USER_NAME = "is not a valid user name (no blanks, quotes, commas, semicolons or backslashes; at most 100 characters)"
+# The registry's own grammar (gateway/registry/names.py): a name it would refuse is reported here,
+# with its line, rather than when the import is applied.
+NOT_A_USER_NAME = f"is not a valid user name (an account name is {names.RULE})"
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def parse_authorized_keys_line(line: str, where: Where) -> KeyLine | Rejected | 
     user = user_from_command(commands[-1] or "")
     if not user:
         return Rejected(where, "the command option has no '-r <user>'")
-    if not _USER_NAME.match(user):
+    if not names.is_account_name(user):
         return Rejected(where, f"the user after -r {NOT_A_USER_NAME}")
     parts = rest.split(None, 2)
     if len(parts) < 2:
@@ -191,7 +192,7 @@ def parse_users_csv(text: str, source: str = "users.csv") -> tuple[list[UserRow]
             rejected.append(Rejected(where, f"expected 2 columns (name,email), found {len(row)}"))
             continue
         name, email = row[0].strip(), row[1].strip()
-        if not _USER_NAME.match(name):
+        if not names.is_account_name(name):
             rejected.append(Rejected(where, f"the name {NOT_A_USER_NAME}" if name else "the name is empty"))
             continue
         if email:
@@ -214,7 +215,7 @@ def parse_keys_csv(text: str, source: str = "keys.csv") -> tuple[list[KeyLine], 
             rejected.append(Rejected(where, f"expected 2 columns (name,key), found {len(row)}"))
             continue
         name, key = row[0].strip(), row[1].strip()
-        if not _USER_NAME.match(name):
+        if not names.is_account_name(name):
             rejected.append(Rejected(where, f"the name {NOT_A_USER_NAME}" if name else "the name is empty"))
             continue
         try:

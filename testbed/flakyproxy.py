@@ -37,8 +37,11 @@ STORE_THEN_RESET = "store-then-reset"  # forward the whole request, drop the ans
 HUGE_BODY = "huge-body"  # forward; answer with its status line and a body of `huge_bytes`
 BROKEN_CHUNKED = "broken-chunked"  # forward; answer with its status line and a corrupt chunked body
 TRICKLE = "trickle"  # forward; then send an answer's head one byte at a time, never finishing it
+STORE_THEN_504 = "store-then-504"  # forward the whole request, answer 504 whatever the upstream said
+REDIRECT_UNFORWARDED = "redirect-unforwarded"  # read the whole request, forward nothing, answer 302
 
-ACTIONS = (FORWARD, RESET_AFTER_HEADERS, RESET_UNFORWARDED, STORE_THEN_RESET, HUGE_BODY, BROKEN_CHUNKED, TRICKLE)
+ACTIONS = (FORWARD, RESET_AFTER_HEADERS, RESET_UNFORWARDED, STORE_THEN_RESET, HUGE_BODY, BROKEN_CHUNKED, TRICKLE,
+           STORE_THEN_504, REDIRECT_UNFORWARDED)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "upgrade"}
 CHUNK = 64 * 1024
 
@@ -163,11 +166,17 @@ class FlakyProxy:
             body = self._read_body(conn, sock)
             if action == RESET_UNFORWARDED:
                 return _reset(sock)
+            if action == REDIRECT_UNFORWARDED:
+                sock.sendall(b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.example/legacy/\r\n"
+                             b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                return None
             status, reason, headers, payload = self._forward(event, body)
             handled.upstream_status = status
             if action == STORE_THEN_RESET:
                 return _reset(sock)
-            if action != FORWARD:
+            if action == STORE_THEN_504:  # a front end that gave up waiting on a server that stored it
+                status, reason, headers, payload = 504, "Gateway Timeout", [], b"gateway timeout\n"
+            elif action != FORWARD:
                 return self._misanswer(action, sock, status, reason)
             response_headers = [*headers, ("Content-Length", str(len(payload)))]
             sock.sendall(conn.send(h11.Response(status_code=status, reason=reason.encode("latin-1"),

@@ -30,7 +30,7 @@ from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.upstream import TlsPypiServer
 from tests.helpers import register_account
 
-# The hidden --now of the `admin` fixture's commands.
+# The time the `admin` fixture's commands run at (pinned through testbed/clock.py).
 ADMIN_NOW = "2027-03-01 10:00"
 
 SSH = shutil.which("ssh")
@@ -283,10 +283,9 @@ def legacy_project(tmp_path, project_name):
 def admin(tmp_path, monkeypatch):
     """pypissh-migrate against a fresh registry, its clock pinned to ADMIN_NOW (or `now=`), not run
     by sudo; returns (invoke, registry). `invoke.sets` are its --set options, `invoke.tmp` its folder."""
-    from click.testing import CliRunner
-
     from gateway.registry.migrate_db import upgrade
     from migrate.cli import cli as migrate_cli
+    from testbed.clock import invoke_at
 
     monkeypatch.delenv("SUDO_USER", raising=False)
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
@@ -297,7 +296,7 @@ def admin(tmp_path, monkeypatch):
             "--set", f"host_key_dir={tmp_path / 'keys'}"]
 
     def invoke(*args: str, input: str | None = None, now: str = ADMIN_NOW):
-        return CliRunner().invoke(migrate_cli, [*sets, "--now", now, *args], input=input)
+        return invoke_at(now, migrate_cli, [*sets, *args], input=input)
 
     invoke.sets = sets
     invoke.tmp = tmp_path

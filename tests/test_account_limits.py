@@ -86,3 +86,36 @@ def test_a_session_channel_without_a_request_is_closed(start_gateway, make_setti
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(user_keys["alice"], harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
     assert result.stdout.startswith(b"HTTP/1.0 200 "), result.stderr
+
+
+def test_channels_past_the_connection_cap_are_refused_and_others_still_log_in(
+        start_gateway, make_settings, ssh_client, user_keys, upstream):
+    """One connection opens max_sessions_per_connection channels that ask for nothing, then floods
+    hundreds more: each one past the cap is refused at its open with the reason, a closed channel's
+    place is usable again, and meanwhile another account logs in and runs `whoami`."""
+    harness = start_gateway(make_settings(max_sessions_per_connection=10, max_sessions_per_account=50,
+                                          channel_request_timeout=60.0))
+    register_account(harness, "alice", user_keys["alice"], token=upstream.token)
+    register_account(harness, "bob", user_keys["bob"], token=upstream.token)
+    bob = ssh_client(user_keys["bob"], harness=harness)
+
+    async def flood() -> tuple[list, subprocess.CompletedProcess, bool]:
+        key = asyncssh.read_private_key(str(user_keys["alice"].path))
+        async with asyncssh.connect("127.0.0.1", harness.port, username="submit", client_keys=[key],
+                                    known_hosts=None, agent_path=None) as conn:
+            held = [await open_bare_session(conn) for _ in range(10)]
+            refused = await asyncio.gather(*(open_bare_session(conn) for _ in range(300)), return_exceptions=True)
+            whoami = await asyncio.get_running_loop().run_in_executor(None, lambda: bob.run("whoami"))
+            held[0][0].close()
+            await held[0][0].wait_closed()
+            reopened = await open_bare_session(conn)
+            return refused, whoami, reopened is not None
+
+    refused, whoami, reopened = asyncio.run(flood())
+    assert all(isinstance(r, asyncssh.ChannelOpenError) for r in refused)
+    assert {r.code for r in refused} == {asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED}
+    assert {r.reason for r in refused} == {
+        "this connection of account 'alice' already has 10 session channels open; close one first, "
+        "or open a new connection"}
+    assert whoami.returncode == 0 and b"account:  bob" in whoami.stdout
+    assert reopened

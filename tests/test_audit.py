@@ -23,6 +23,7 @@ from gateway.registry.schema import metadata
 from gateway.ssh import hostkeys
 from migrate.cli import cli
 from migrate.commands.audit import describe_change
+from testbed.clock import invoke_at
 from tests.conftest import ADMIN_NOW
 from tests.test_migrate_accounts_keys import DATA, KEYS, TOKEN
 
@@ -166,9 +167,9 @@ def test_notify_run_records_the_campaign_and_counts(admin):
     controller = Controller(Mailbox(), hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
-        result = CliRunner().invoke(cli, [*invoke.sets, "--set", f"smtp_url=smtp://127.0.0.1:{controller.port}",
-                                          "--now", ADMIN_NOW, "notify", "--campaign", "announce", "--all",
-                                          "--reason", "first announcement"])
+        result = invoke_at(ADMIN_NOW, cli, [*invoke.sets, "--set", f"smtp_url=smtp://127.0.0.1:{controller.port}",
+                                            "notify", "--campaign", "announce", "--all",
+                                            "--reason", "first announcement"])
     finally:
         controller.stop()
     _ok(result)
@@ -329,3 +330,41 @@ def test_every_changing_command_takes_a_reason():
     for command in (gateway_cli.commands["keygen"], gateway_cli.commands["init"],
                     gateway_cli.commands["db"].commands["upgrade"]):
         assert "--reason" in [opt for param in command.params for opt in param.opts], command.name
+
+
+def test_the_shipped_command_has_no_way_to_set_its_clock(tmp_path):
+    """`pypissh-migrate --now TIME ...` is refused as an unknown option and changes nothing; a
+    change made right after is journalled at the real time, not at a backdated one."""
+    from tests.cli import environment, prepare_home, run_cli
+
+    home = prepare_home(tmp_path / "home", [(("pypissh-gateway", "init"), ""),
+                                            (("pypissh-migrate", "accounts", "add", "bob"), "")])
+    env = environment(PYPISSH_HOME=str(home))
+    forged = run_cli("pypissh-migrate", "--now", "2020-01-01T00:00:00Z", "accounts", "disable", "bob", env=env)
+    assert forged.returncode == 2 and "No such option '--now'" in forged.stderr
+    registry = Registry.from_url(f"sqlite:///{home}/pypissh.sqlite3")
+    try:
+        assert registry.accounts.get_account("bob").disabled is False
+        before = dt.datetime.now(dt.timezone.utc)
+        assert run_cli("pypissh-migrate", "accounts", "disable", "bob", env=env).returncode == 0
+        after = dt.datetime.now(dt.timezone.utc)
+        entry = _newest(registry)
+        assert (entry.target, entry.after["disabled"]) == ("bob", True)
+        assert before - dt.timedelta(seconds=1) <= entry.at <= after + dt.timedelta(seconds=1)
+    finally:
+        registry.close()
+
+
+def test_prune_counts_its_days_from_the_real_time(tmp_path):
+    """`prune --before 400d` in a process of its own: the cut-off printed is 400 days before the
+    real time of the run, whatever the test suite pins elsewhere."""
+    from tests.cli import environment, prepare_home, run_cli
+
+    home = prepare_home(tmp_path / "home", [(("pypissh-gateway", "init"), "")])
+    env = environment(PYPISSH_HOME=str(home), COLUMNS="200")
+    before = dt.datetime.now(dt.timezone.utc)
+    done = run_cli("pypissh-migrate", "prune", "--before", "400d", "--yes", env=env)
+    after = dt.datetime.now(dt.timezone.utc)
+    assert done.returncode == 0, done.stderr
+    cutoffs = {(moment - dt.timedelta(days=400)).strftime("%Y-%m-%d %H:%M") for moment in (before, after)}
+    assert any(cutoff in done.stdout for cutoff in cutoffs), done.stdout

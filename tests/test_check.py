@@ -121,6 +121,9 @@ PROBLEMS = {
     "plain-http-upstream": (_settings(upstream_url="http://127.0.0.1:9/legacy/", upstream_ca_bundle=""),
                             "upstream_url http://127.0.0.1:9/legacy/ is plain http: API tokens and uploads would "
                             "cross the network in cleartext; use the upload API's https:// address"),
+    "plain-http-index": (_settings(index_url="http://127.0.0.1:9/simple/"),
+                         "index_url http://127.0.0.1:9/simple/ is plain http: what it lists could be forged on the "
+                         "way, and it decides who counts as migrated; use the index's https:// address"),
     "unreachable-upstream": (lambda _home: {"upstream_url": f"https://127.0.0.1:{_closed_port()}/legacy/"},
                              "is unreachable (Connection refused); check upstream_url, DNS and the firewall"),
     "upstream-not-verified": (_settings(upstream_ca_bundle=""),

@@ -98,6 +98,8 @@ def test_snippet_applies_to_the_submit_user_only(sshd_config):
     for name in ("passwordauthentication", "kbdinteractiveauthentication", "permittty", "x11forwarding"):
         assert submit[name] == "no", name
     assert submit["allowtcpforwarding"] == "no"
+    assert submit["maxsessions"] == "10"
+    assert "MaxSessions 10" in (DEPLOY / "sshd_config.openssh-mode").read_text()
 
     other = _effective(config, "alice")
     assert other["authorizedkeyscommand"] == "none"
@@ -234,6 +236,8 @@ def test_sshd_accepts_the_key_file_snippet_as_shipped(tmp_path):
     for name in ("passwordauthentication", "kbdinteractiveauthentication", "permittty", "x11forwarding",
                  "allowtcpforwarding"):
         assert submit[name] == "no", name
+    assert submit["maxsessions"] == "10"
+    assert "MaxSessions 10" in (DEPLOY / "sshd_config.openssh-mode-keyfile").read_text()
     assert _effective(config, "alice")["authorizedkeyscommand"] == "none"
 
 

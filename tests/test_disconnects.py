@@ -20,7 +20,8 @@ def test_fifty_channels_closed_before_their_answer_leave_no_traceback(start_gate
     """50 sessions whose clients are killed mid-request: each is logged as closed by the client, none as
     a failure, and the connection serves the next session."""
     caplog.set_level(logging.INFO)
-    harness = start_gateway(make_settings(max_sessions_per_account=CHANNELS, read_timeout=60.0))
+    harness = start_gateway(make_settings(max_sessions_per_account=CHANNELS, max_sessions_per_connection=CHANNELS,
+                                          read_timeout=60.0))
     register_account(harness, "alice", user_key, token=upstream.token)
     master = ControlMaster(ssh_client(harness=harness), tmp_path / "cm").start()
     sessions = harness.services.limits.sessions

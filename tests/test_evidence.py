@@ -2,7 +2,7 @@
 testbed's PEP 691 JSON stand-in over the same files: uploads through the gateway with the real
 OpenSSH client and distutils, releases made another way with the real twine, and what the
 report, the verdict and the per-use reminder make of it. Every clock is pinned: the gateway's
-through the harness, the admin tool's with --now, the JSON index's upload times with os.utime."""
+through the harness, the admin tool's with testbed/clock.py, the JSON index's upload times with os.utime."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from gateway.registry import UploadEvent
 from migrate.cli import cli
 from testbed import legacyrequests as lr
 from testbed.json_index import JsonIndex
+from testbed.clock import invoke_at
 from tests.helpers import register_account, wait_until
 
 UTC = dt.timezone.utc
@@ -38,10 +39,9 @@ def fixed(when: dt.datetime):
 
 def admin(settings, *args: str, now: dt.datetime, index_url: str | None = None):
     """`pypissh-migrate` on the gateway's registry, with "now" pinned."""
-    return CliRunner().invoke(cli, ["--set", f"database_url={settings.database_url}",
-                                    "--set", f"index_url={index_url or settings.index_url}",
-                                    "--set", f"upstream_ca_bundle={settings.upstream_ca_bundle}",
-                                    "--now", now.isoformat(), *args])
+    return invoke_at(now, cli, ["--set", f"database_url={settings.database_url}",
+                                "--set", f"index_url={index_url or settings.index_url}",
+                                "--set", f"upstream_ca_bundle={settings.upstream_ca_bundle}", *args])
 
 
 def refresh(settings, *args: str, now: dt.datetime, index_url: str | None = None):

@@ -19,6 +19,11 @@ from testbed import legacyrequests as lr
 from testbed.tlsca import make_tls
 
 
+# The clock of the clients that read the upload times below (in 2031): a time after them, so that
+# none is "in the future" whatever today's date is.
+LATER = dt.datetime(2032, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def _publish(upstream, name: str, version: str) -> tuple[str, bytes]:
     """Upload an sdist straight to the test upstream, as twine would; returns its file name and bytes."""
     content = lr.make_sdist(name, version)
@@ -125,7 +130,7 @@ def json_index(tmp_path):
 def test_pep_691_json_is_asked_for_and_read(make_settings, json_index):
     """The client prefers JSON; a JSON page gives the files with sha256 and their upload time."""
     url, tls = json_index
-    client = IndexClient(make_settings(index_url=url, upstream_ca_bundle=str(tls.ca_cert)))
+    client = IndexClient(make_settings(index_url=url, upstream_ca_bundle=str(tls.ca_cert)), clock=lambda: LATER)
     try:
         files = client.files("JSON.Demo")
     finally:
@@ -146,7 +151,7 @@ def test_html_and_json_pages_of_the_same_files_agree(make_settings, settings, up
         os.utime(upstream.packages_dir / filename, (stamp.timestamp(), stamp.timestamp()))
     html_client = IndexClient(settings)
     with JsonIndex(upstream.packages_dir, upstream.tls) as index:
-        json_client = IndexClient(make_settings(index_url=index.url))
+        json_client = IndexClient(make_settings(index_url=index.url), clock=lambda: LATER)
         try:
             from_json = sorted(json_client.files(project_name), key=lambda f: f.filename)
             from_html = sorted(html_client.files(project_name), key=lambda f: f.filename)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.registry import Registry
+from testbed.clock import command_at
 from tests.helpers import register_account, wait_until
 
 UTC = dt.timezone.utc
@@ -41,10 +42,12 @@ def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
-def migrate_cli(settings, *args: str) -> subprocess.CompletedProcess:
-    """`pypissh-migrate` in a process of its own, on the gateway's database."""
+def migrate_cli(settings, *args: str, now: dt.datetime | None = None) -> subprocess.CompletedProcess:
+    """`pypissh-migrate` in a process of its own, on the gateway's database; at `now` when given
+    (the clock pinned through testbed/clock.py)."""
+    program = command_at(now) if now is not None else [sys.executable, "-m", "migrate"]
     return subprocess.run(
-        [sys.executable, "-m", "migrate", "--set", f"database_url={settings.database_url}", *args],
+        [*program, "--set", f"database_url={settings.database_url}", *args],
         capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
 
 
@@ -139,28 +142,27 @@ def test_schedule_change_from_another_process_is_obeyed_without_restart(
     harness = start_gateway(settings)
     client = ssh_client(harness=harness)
     project = legacy_project()
-    admin_now = dt.datetime(2031, 5, 3, 9, 0, tzinfo=UTC)  # the admin tool's clock (--now)
+    admin_now = dt.datetime(2031, 5, 3, 9, 0, tzinfo=UTC)  # the admin tool's clock (pinned)
     tomorrow = admin_now + dt.timedelta(days=1)
     harness.set_clock(fixed(tomorrow + dt.timedelta(minutes=30)))
     assert client.legacy(legacy_project(version="0.1"), "sdist", "upload", home=legacy_home).returncode == 0
 
-    done = migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "pause", "--note", "maintenance", "--yes")
+    done = migrate_cli(settings, "schedule", "pause", "--note", "maintenance", "--yes", now=admin_now)
     assert done.returncode == 0, done.stderr
     harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are paused" in output(refused)
 
-    assert migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "resume").returncode == 0
+    assert migrate_cli(settings, "schedule", "resume", now=admin_now).returncode == 0
     start = tomorrow.strftime("%Y-%m-%d %H:%M")
-    added = migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "add-brownout", start, "--for", "2h")
+    added = migrate_cli(settings, "schedule", "add-brownout", start, "--for", "2h", now=admin_now)
     assert added.returncode == 0, added.stderr
     harness.ticks.advance(2.5)
     refused = client.legacy(project, "sdist", "upload", home=legacy_home)
     assert "Upload failed (410): SSH uploads are off for a scheduled brownout" in output(refused)
 
     brownout_id = harness.registry.schedule.current().brownouts[0].id
-    assert migrate_cli(settings, "--now", admin_now.isoformat(), "schedule", "cancel-brownout",
-                       str(brownout_id)).returncode == 0
+    assert migrate_cli(settings, "schedule", "cancel-brownout", str(brownout_id), now=admin_now).returncode == 0
     harness.ticks.advance(2.5)
     assert client.legacy(project, "sdist", "upload", home=legacy_home).returncode == 0
 

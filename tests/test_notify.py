@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from click.testing import CliRunner
 
 from gateway.registry import Registry, UploadEvent
 from gateway.registry.migrate_db import upgrade
@@ -28,9 +27,10 @@ from migrate.cli import cli
 from migrate.mail import Mailer, SmtpTarget, build_message, new_message_id
 from testbed import free_port
 from testbed.tlsca import make_tls
+from testbed.clock import command_at, invoke_at
 
 UTC = dt.timezone.utc
-# Every run of `notify` here is told this is the current time (the hidden --now), so what is due,
+# Every run of `notify` here is told this is the current time (pinned through testbed/clock.py), so what is due,
 # active or repeated never depends on the date or the time of day the suite runs at.
 NOW = dt.datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +114,8 @@ def people(registry, user_keys):
 def run_notify(registry: Registry, smtp, *args: str):
     url = str(registry.engine.url)
     smtp_url = f"smtp://127.0.0.1:{smtp.port}" if smtp is not None else "smtp://127.0.0.1:9"
-    return CliRunner().invoke(cli, ["--set", f"database_url={url}", "--set", f"smtp_url={smtp_url}",
-                                    "--now", NOW.isoformat(), "notify", *args], catch_exceptions=False)
+    return invoke_at(NOW, cli, ["--set", f"database_url={url}", "--set", f"smtp_url={smtp_url}", "notify", *args],
+                     catch_exceptions=False)
 
 
 def test_active_since_picks_the_right_recipients_and_counts_skips(people, smtp):
@@ -170,8 +170,8 @@ def test_killed_run_resumes_without_duplicates(people, smtp):
     smtp.mailbox.hold_number = 3
     url = str(people.engine.url)
     process = subprocess.Popen(
-        [sys.executable, "-m", "migrate", "--set", f"database_url={url}", "--set",
-         f"smtp_url=smtp://127.0.0.1:{smtp.port}", "--now", NOW.isoformat(), "notify", "--campaign", "announce", "--all"],
+        [*command_at(NOW), "--set", f"database_url={url}", "--set",
+         f"smtp_url=smtp://127.0.0.1:{smtp.port}", "notify", "--campaign", "announce", "--all"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert smtp.mailbox.holding.wait(60), "the third message never arrived"

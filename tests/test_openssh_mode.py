@@ -28,7 +28,8 @@ from gateway.cli import cli
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.keycommand import KeyQuery, authorized_keys_line, forced_command, lines_for_query
+from gateway.registry.schema import accounts, ssh_keys
+from gateway.ssh.keycommand import LINE_PREFIX, KeyQuery, authorized_keys_line, forced_command, lines_for_query
 from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
@@ -201,6 +202,44 @@ def test_unknown_key_is_refused_by_sshd(sshd, user_keys):
     assert "Permission denied" in result.stderr
 
 
+def test_a_planted_account_name_never_logs_in(sshd, user_keys, tmp_path):
+    """An account row written straight into the database with a name that carries a newline and
+    the attacker's key gets no usable authorized_keys line: the attacker's key is refused by sshd
+    (it logged in with a shell before), while a good account planted alongside logs in."""
+    from tests.conftest import _make_user_key
+    from tests.test_account_names import plant
+
+    attacker = _make_user_key(tmp_path, "attacker")
+    witness = _make_user_key(tmp_path, "witness")
+    blob = attacker.public_line.split()[1]
+    registry = sshd["registry"]
+    planted = plant(registry, f"inj\nssh-ed25519 {blob} x", attacker.public_line)
+    witnessed = plant(registry, "witness", witness.public_line)
+    try:
+        def run(key) -> subprocess.CompletedProcess:
+            return subprocess.run([*ssh_command(sshd, key), "-T", "-l", "submit", "127.0.0.1", "whoami"],
+                                  capture_output=True, text=True, timeout=60)
+
+        # Both rows are read together: once the witness logs in, the planted row has been seen.
+        assert "account:  witness" in wait_until(
+            lambda: (r := run(witness)).returncode == 0 and r.stdout, timeout=30, interval=0.5,
+            what="the witness account to log in")
+        refused = run(attacker)
+        assert refused.returncode == 255, refused.stdout
+        assert "Permission denied" in refused.stderr
+        if sshd["lookup"] == "key-file":
+            text = _text(sshd["folder"] / "authorized_keys")
+            lines = [line for line in text.splitlines() if not line.startswith("#")]
+            assert lines and all(line.startswith(LINE_PREFIX) for line in lines)
+            assert blob not in text
+    finally:
+        for fingerprint in (planted, witnessed):
+            account = registry.accounts.find_key(fingerprint).account_name
+            with registry.engine.begin() as conn:
+                conn.execute(ssh_keys.delete().where(ssh_keys.c.fingerprint == fingerprint))
+                conn.execute(accounts.delete().where(accounts.c.name == account))
+
+
 def test_a_revocation_reaches_sshd_within_the_key_cache_time(sshd, user_keys):
     """A key added to the registry logs in; once revoked, sshd refuses it within key_cache_seconds
     (the key command's answer, or the key file's next rewrite), without a restart."""
@@ -260,6 +299,29 @@ def test_socket_refuses_a_user_other_than_shim_user(sshd, user_keys):
                              f"process runs as uid {nobody.pw_uid}; sshd runs the forced command as 'submit' "
                              "(setting shim_user)\n")
     assert metric(replica.metrics(), "pypissh_shim_refused_total") == refused_before + 1
+
+
+def test_a_user_the_socket_denies_is_told_permission_denied(sshd, user_keys, legacy_home, tmp_path):
+    """The shim run as a user outside shim_user's group (nobody, its own group) cannot open the
+    socket: the user reads that permission was denied, not that the service is not running."""
+    nobody = pwd.getpwnam("nobody")
+    program = session_program(sshd["folder"])
+    socket_path = sshd["folder"] / "shim.sock"
+    base = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", str(program),
+            "--config", str(sshd["replica"].config), "stdio", "--account", "alice",
+            "--fingerprint", user_keys["alice"].fingerprint]
+    reason = (f"permission denied on the upload service's socket {socket_path}: this local user may not use "
+              "it; nothing was published; log in as the user sshd runs the sessions as (setting shim_user)")
+    command = subprocess.run(base, env={"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": "whoami"},
+                             capture_output=True, text=True, timeout=60, cwd="/")
+    assert (command.returncode, command.stdout) == (1, "")
+    assert command.stderr == f"pypissh-gateway: {reason}\n"
+    upload = subprocess.run(base, env={"PATH": os.environ["PATH"]}, input=LIST_CLASSIFIERS, capture_output=True,
+                            timeout=60, cwd="/")
+    assert upload.returncode == 1
+    assert upload.stdout.startswith(f"HTTP/1.0 503 {reason}\r\n".encode())
+    assert upload.stderr.decode() == f"pypissh-gateway: not published (503): {reason}\n"
+    assert b"not running" not in upload.stdout + upload.stderr
 
 
 def test_socket_file_is_the_replicas_and_shim_users_group_only(sshd):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from click.testing import CliRunner
 
 from gateway.registry import Registry, UploadEvent
 from migrate.cli import cli
+from testbed.clock import invoke_at
 from tests.helpers import ok
 
 UTC = dt.timezone.utc
@@ -42,7 +42,7 @@ def history(registry_url):
     event(None, _day(1, 1))
 
     def invoke(*args: str):
-        return CliRunner().invoke(cli, ["--set", f"database_url={registry_url}", "--now", NOW, *args])
+        return invoke_at(NOW, cli, ["--set", f"database_url={registry_url}", *args])
 
     yield invoke, registry
     registry.engine.dispose()

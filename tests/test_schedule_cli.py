@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from click.testing import CliRunner
 
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from migrate.cli import cli
+from testbed.clock import invoke_at
 
 UTC = dt.timezone.utc
-# Every command here is told this is the current time (the hidden --now): the listing, the
+# Every command here is told this is the current time (pinned through testbed/clock.py): the listing, the
 # countdown and the checks against the past never depend on when the suite runs.
 NOW = dt.datetime(2031, 3, 10, 9, 17, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ def day(offset: int, hour: int = 14) -> str:
 
 
 def schedule(database: str, *args: str):
-    return CliRunner().invoke(cli, ["--set", f"database_url={database}", "--now", NOW.isoformat(), "schedule", *args])
+    return invoke_at(NOW, cli, ["--set", f"database_url={database}", "schedule", *args])
 
 
 def test_show_lists_what_happens_when_with_now_in_place(database):

@@ -15,6 +15,7 @@ from gateway.upload.upstream import UpstreamClient
 from testbed import flakyproxy as fp
 from testbed import legacyrequests as lr
 from testbed.flakyproxy import FlakyProxy
+from testbed.json_index import JsonIndex
 from testbed.tlsca import make_tls
 from tests.helpers import register_account
 
@@ -117,6 +118,8 @@ def test_lost_answer_with_another_file_on_the_index_passes_the_refusal_on(
     assert proxy.actions() == [fp.RESET_UNFORWARDED, fp.FORWARD]
     (stored_sha,) = _stored(upstream, project_name).values()
     assert stored_sha != hashlib.sha256(other).hexdigest()
+    # The index shows another file under the name: this upload is known not to be the one stored.
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (409): {reason}"
     (event,) = harness.registry.events.recorded()
     assert event.outcome == "refused_upstream" and event.upstream_status == 409
 
@@ -171,6 +174,9 @@ def test_an_answer_trickled_past_the_deadline_is_reported_as_unknown(
     assert f"look for {filename} on {upstream.simple_url}" in reason
     assert "nothing was published" not in reason
     assert len(proxy.seen) == 1
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown"
 
 
 def test_lost_answer_with_an_unreadable_index_passes_the_refusal_on_and_says_why(
@@ -188,6 +194,11 @@ def test_lost_answer_with_an_unreadable_index_passes_the_refusal_on_and_says_why
     assert (code, result.returncode) == (409, 1)
     assert reason.startswith("Conflict") and "could not read the index" in reason
     assert "connection refused" in reason
+    filename = next(iter(_stored(upstream, project_name)))
+    assert f"may have been published: look for {filename} on https://127.0.0.1:{port}/simple/" in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown" and event.upstream_status == 409
 
 
 class _FailsAfterForwarding(UpstreamClient):
@@ -210,8 +221,9 @@ def test_a_fault_after_forwarding_never_claims_nothing_was_published(
     assert code == 500 and "nothing was published" not in reason
     ((filename, _sha),) = _stored(upstream, project_name).items()
     assert f"{filename} may have been published: look for it on {upstream.simple_url}" in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (500): {reason}"
     (event,) = gateway.registry.events.recorded()
-    assert event.outcome == "internal_error"
+    assert event.outcome == "unknown" and event.error == "RuntimeError"
 
 
 def test_an_error_after_a_lost_answer_says_the_file_may_be_published(
@@ -227,3 +239,120 @@ def test_an_error_after_a_lost_answer_says_the_file_may_be_published(
     assert reason.startswith("Service Unavailable (but an earlier attempt sent the whole upload and got no answer")
     assert f"on {upstream.simple_url}" in reason and sleeps == [0.5, 1.0]
     assert proxy.actions() == [fp.RESET_UNFORWARDED, fp.FORWARD, fp.FORWARD]
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (503): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown" and event.upstream_status == 503
+
+
+# -- what the user reads: "not published" only when nothing was stored ----------------------------
+def test_every_attempt_stored_without_an_answer_may_have_been_published(
+        proxied, alice_key, ssh_client, upstream, project_name):
+    """The upload server stores the first attempt and no attempt is ever answered: the user reads
+    "may have been published" with the page to check, never "not published"; the event is unknown."""
+    harness, proxy, sleeps = proxied(lambda seen: fp.STORE_THEN_RESET, upstream_retries=2)
+    alice_key(harness)
+    result = ssh_client(harness=harness).run(
+        data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (504, 1)
+    assert proxy.actions() == [fp.STORE_THEN_RESET] * 3 and sleeps == [0.5, 1.0]
+    ((filename, _sha),) = _stored(upstream, project_name).items()  # it was published
+    assert f"it may have been published: look for {filename} on {upstream.simple_url}" in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
+    assert b"not published" not in result.stderr
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown"
+
+
+def test_exists_after_a_lost_answer_with_no_page_yet_may_have_been_published(
+        proxied, alice_key, ssh_client, upstream, project_name, tmp_path):
+    """The first attempt is stored without an answer, the retry gets 409, and the index has no page
+    for the project yet (a lagging index, a brand-new project): "may have been published", never a
+    refusal; the event is unknown."""
+    empty = tmp_path / "lagging-index"
+    empty.mkdir()
+    with JsonIndex(empty, upstream.tls) as lagging:
+        harness, proxy, _sleeps = proxied(lambda seen: fp.STORE_THEN_RESET if seen.number == 1 else fp.FORWARD,
+                                          index_url=lagging.url)
+        alice_key(harness)
+        result = ssh_client(harness=harness).run(
+            data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
+        assert lagging.requests == 1  # the page was asked for, and was missing
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (409, 1)
+    assert [h.upstream_status for h in proxy.handled] == [200, 409]
+    ((filename, _sha),) = _stored(upstream, project_name).items()
+    assert reason.startswith("Conflict") and f"the index does not list {filename} yet" in reason
+    assert f"look for it on {lagging.url}" in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown" and event.upstream_status == 409
+
+
+def test_a_refusal_of_the_first_attempt_is_not_published(start_gateway, settings, user_key, ssh_client, upstream,
+                                                         project_name):
+    """A definite 4xx to the first and only attempt (the file exists already, from an earlier
+    upload): "not published", and the event is a refusal."""
+    gateway = start_gateway(settings)
+    register_account(gateway, "alice", user_key, token=upstream.token)
+    request = lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0"))
+    assert _status(ssh_client(harness=gateway).run(data=request).stdout)[0] == 200
+    again = ssh_client(harness=gateway).run(data=request)
+    code, reason = _status(again.stdout)
+    assert (code, again.returncode) == (409, 1)
+    assert again.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (409): {reason}"
+    assert "may have been" not in again.stderr.decode()
+    assert [event.outcome for event in gateway.registry.events.recorded()] == ["forwarded", "refused_upstream"]
+
+
+def test_exists_after_a_504_from_a_server_that_stored_it_may_have_been_published(
+        proxied, alice_key, ssh_client, upstream, project_name, tmp_path):
+    """A front end answers 504 although the server stored the upload, the retry gets 409, and the
+    index lists nothing yet: "may have been published", never a refusal; the event is unknown."""
+    empty = tmp_path / "lagging-index"
+    empty.mkdir()
+    with JsonIndex(empty, upstream.tls) as lagging:
+        harness, proxy, sleeps = proxied(lambda seen: fp.STORE_THEN_504 if seen.number == 1 else fp.FORWARD,
+                                         index_url=lagging.url)
+        alice_key(harness)
+        result = ssh_client(harness=harness).run(
+            data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (409, 1)
+    assert [h.upstream_status for h in proxy.handled] == [200, 409] and sleeps == [0.5]
+    ((filename, _sha),) = _stored(upstream, project_name).items()
+    assert f"the index does not list {filename} yet" in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown"
+
+
+def test_exists_after_a_504_is_confirmed_on_the_index(proxied, alice_key, ssh_client, upstream, project_name):
+    """The same, with the index listing the file and its sha256: published, confirmed, exit 0."""
+    harness, proxy, _sleeps = proxied(lambda seen: fp.STORE_THEN_504 if seen.number == 1 else fp.FORWARD)
+    alice_key(harness)
+    content = lr.make_sdist(project_name, "1.0")
+    result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (200, 0), reason
+    assert "confirmed on the index" in reason
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "forwarded" and event.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_a_redirect_after_a_504_from_a_server_that_stored_it_may_have_been_published(
+        proxied, alice_key, ssh_client, upstream, project_name):
+    """A 504 although the server stored the upload, then a redirect for the retry: a redirect alone
+    would mean "not published", but after the 504 the outcome is unknown."""
+    harness, proxy, sleeps = proxied(lambda seen: fp.STORE_THEN_504 if seen.number == 1 else fp.REDIRECT_UNFORWARDED)
+    alice_key(harness)
+    result = ssh_client(harness=harness).run(
+        data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
+    code, reason = _status(result.stdout)
+    assert (code, result.returncode) == (504, 1)
+    assert proxy.actions() == [fp.STORE_THEN_504, fp.REDIRECT_UNFORWARDED] and sleeps == [0.5]
+    ((filename, _sha),) = _stored(upstream, project_name).items()
+    assert f"look for {filename} on {upstream.simple_url}" in reason and "nothing was published" not in reason
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
+    (event,) = harness.registry.events.recorded()
+    assert event.outcome == "unknown"

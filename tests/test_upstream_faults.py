@@ -26,19 +26,24 @@ def test_upstream_down(start_gateway, make_settings, ssh_client, user_key, upstr
     code, reason = _status(result.stdout)
     assert code == 502 and "cannot reach the upload server" in reason and "nothing was published" in reason
     assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (502): {reason}"
     (event,) = harness.registry.events.recorded()
     assert event.outcome == "upstream_error" and "cannot reach" in event.error
 
 
 def test_upstream_5xx_is_passed_on(gateway, ssh_client, user_key, upstream, project_name):
-    """An upstream 500 reaches the user with its reason; the event records the status."""
+    """An upstream 500 after the whole upload reaches the user with its reason and "may have been
+    published" with the page to check (the server had it all); the event records "unknown"."""
     upstream.set_fault(status=500, reason="Internal Server Error")
     result = _upload(gateway, ssh_client, user_key, upstream, project_name)
     code, reason = _status(result.stdout)
-    assert code == 500 and "Internal Server Error" in reason
+    assert code == 500 and reason.startswith("Internal Server Error (the upload server failed after receiving")
+    assert f"look for {project_name.lower().replace('-', '_')}-1.0.tar.gz on {upstream.simple_url}" in reason
     assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (500): {reason}"
+    assert b"not published" not in result.stderr
     (event,) = gateway.registry.events.recorded()
-    assert event.outcome == "upstream_error" and event.upstream_status == 500
+    assert event.outcome == "unknown" and event.upstream_status == 500
 
 
 def test_transient_503_is_retried_from_the_spool(gateway, ssh_client, user_key, upstream, project_name):

@@ -56,6 +56,9 @@ CLOSED_BY_GATEWAY = Counter(
     "pypissh_closed_by_gateway",
     "Logged-in connections (revoked key or account, idle) and session channels (no request) the gateway closed.",
     ["reason"])
+CHANNELS_REFUSED = Counter(
+    "pypissh_channels_refused",
+    "Session channel opens refused because their connection had max_sessions_per_connection open.")
 SHIM_REFUSED = Counter(
     "pypissh_shim_refused",
     "Connections to shim_socket refused by peer credentials (not shim_user, root or the replica's user).")

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway import messages
 from gateway.emails import EmailError, normalised_email
 from gateway.registry import audit as journal
+from gateway.registry import names
 from gateway.registry.audit import Actor
 from gateway.registry.engine import RegistryError, utcnow
 from gateway.registry.schema import accounts, ssh_keys
@@ -130,6 +131,17 @@ def checked_email(address: str | None) -> str | None:
         raise RegistryError(messages.email_invalid(address.strip(), str(exc))) from None
 
 
+def checked_account_name(name: str) -> str:
+    """`name` when it follows the account-name grammar (gateway/registry/names.py), else
+    RegistryError. Every path that makes or renames an account comes through here: the name ends
+    up in authorized_keys lines and command lines."""
+    if not name or not name.strip():
+        raise RegistryError("an account needs a name (the user's name on the index)")
+    if not names.is_account_name(name):
+        raise RegistryError(names.refusal(name))
+    return name
+
+
 class AccountStore:
     """Accounts, keys and tokens; `identity_for_key` is the lookup of every login."""
 
@@ -139,9 +151,7 @@ class AccountStore:
     # -- accounts -------------------------------------------------------------------------------
     def add_account(self, name: str, *, email: str | None = None, exempt: bool = False,
                     note: str | None = None, audit: Actor | None = None) -> Account:
-        name = name.strip()
-        if not name:
-            raise RegistryError("an account needs a name (the user's name on the index)")
+        name = checked_account_name(name)
         email = checked_email(email)
         try:
             with self.engine.begin() as conn:

@@ -23,10 +23,10 @@ from gateway.lifecycle.migration import IndexRelease, MigrationState, ProjectUpl
 from gateway.registry.engine import aware
 from gateway.registry.schema import index_files, index_projects, upload_events
 
-# Uploads over SSH: those the upload server accepted, and those whose replica died while
-# forwarding them (they may have been published). Counting the latter can only keep an account
-# from looking migrated, never make it look so.
-UPLOADED = ("forwarded", "forwarding")
+# Uploads over SSH: those the upload server accepted, those whose replica died while forwarding
+# them, and those whose answer was lost ("unknown"): the last two may have been published.
+# Counting them can only keep an account from looking migrated, never make it look so.
+UPLOADED = ("forwarded", "forwarding", "unknown")
 
 
 class ListedFile(Protocol):

@@ -65,5 +65,5 @@ async def run_exchange(source: ByteSource, peer: Peer, services: Services) -> Ex
         stderr += notices.session_text(exchange.notice)
     if reply.exit_status:
         # stderr reaches the user's terminal even when the client stopped reading stdout.
-        stderr += messages.refusal_line(reply.status, reply.reason)
+        stderr += messages.refusal_line(reply.status, reply.reason, maybe_published=reply.maybe_published)
     return ExchangeResult(reply.to_bytes(), stderr, reply.exit_status, exchange.event)

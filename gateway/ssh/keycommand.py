@@ -23,9 +23,11 @@ library only, and no more of it than needed: tests/test_fast_paths.py checks the
 from __future__ import annotations
 
 import binascii
+import re
 import shlex
 import socket
 
+from gateway.registry import names
 from gateway.ssh import shimwire
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
@@ -73,15 +75,56 @@ def fingerprint_of(blob: bytes) -> str:
     return "SHA256:" + digest.rstrip("=")
 
 
+# Every line this package writes starts so: `restrict` turns off forwarding, pty, X11 and user rc,
+# and the forced command is the only thing sshd will run for the key.
+LINE_PREFIX = 'restrict,command="'
+# Characters no line may hold anywhere: each ends the line, or the C string sshd reads it into.
+LINE_BREAKERS = ("\n", "\r", "\0")
+# The bare key (no options, no comment) and an OpenSSH SHA256 fingerprint. `re` costs nothing
+# more here: shlex imports it.
+_PUBLIC_KEY = re.compile(r"[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}")
+_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{1,64}={0,3}")
+
+
+class UnsafeLine(ValueError):
+    """A part of an authorized_keys line (an account name from the registry, say) could change
+    what the line means; the line is not written and the key gets no access."""
+
+
+def check_account(account: str) -> str:
+    """`account` if it follows the account-name grammar, else UnsafeLine."""
+    if not names.is_account_name(account):
+        raise UnsafeLine(names.refusal(account))
+    return account
+
+
+def check_fingerprint(fingerprint: str) -> str:
+    if _FINGERPRINT.fullmatch(fingerprint) is None:
+        raise UnsafeLine(f"fingerprint {ascii(fingerprint)[:80]} is not an OpenSSH SHA256 fingerprint")
+    return fingerprint
+
+
+def check_public_key(key_openssh: str) -> str:
+    """`<type> <base64>` and nothing else: a comment or options have no place in a built line."""
+    if _PUBLIC_KEY.fullmatch(key_openssh) is None:
+        raise UnsafeLine(f"public key {ascii(key_openssh)[:60]}... is not '<type> <base64>'")
+    return key_openssh
+
+
 def forced_command(executable: str, global_args: Sequence[str], account: str, fingerprint: str) -> str:
     """The command sshd runs for this key: `stdio` as its account, naming the key for the record."""
-    return shlex.join([executable, *global_args, "stdio", "--account", account, "--fingerprint", fingerprint])
+    return shlex.join([executable, *global_args, "stdio", "--account", check_account(account),
+                       "--fingerprint", check_fingerprint(fingerprint)])
 
 
 def authorized_keys_line(command: str, key_openssh: str) -> str:
-    # `restrict` turns off forwarding, pty, X11 and user rc; in sshd's option syntax only `\"`
-    # is an escape inside a quoted value.
-    return f'restrict,command="{command.replace(chr(34), chr(92) + chr(34))}" {key_openssh}'
+    """The one builder of lines: the fixed prefix, the command, the bare key. Raises UnsafeLine
+    rather than return a line that does not start with LINE_PREFIX or that holds a line break."""
+    # In sshd's option syntax only `\"` is an escape inside a quoted value.
+    line = f'{LINE_PREFIX}{command.replace(chr(34), chr(92) + chr(34))}" {check_public_key(key_openssh)}'
+    if not line.startswith(LINE_PREFIX) or any(char in line for char in LINE_BREAKERS):
+        raise UnsafeLine("the line would hold a line break or lose its forced command")
+    return line
 
 
 def ask_replica(socket_path: str, key_base64: str, timeout: float = LOOKUP_TIMEOUT
@@ -140,7 +183,8 @@ class KeyQuery:
 
 def lines_for_query(query: KeyQuery, ssh_user: str, socket_path: str, database_url: str) -> list[str]:
     """The authorized_keys lines for one login attempt (empty: sshd refuses the key). Raises
-    LookupFailed when the owner cannot be found out."""
+    LookupFailed when the owner cannot be found out, UnsafeLine when what the registry says
+    cannot be written into a safe line."""
     if query.user != ssh_user:
         return []
     blob = key_blob(query.key_base64, query.key_type)
@@ -150,5 +194,7 @@ def lines_for_query(query: KeyQuery, ssh_user: str, socket_path: str, database_u
     if found is None:
         return []
     account, fingerprint = found
+    # A registry row that breaks the grammar (written by hand, or before it was enforced) raises
+    # UnsafeLine here: the caller prints no line, and sshd refuses the key.
     command = forced_command(query.executable, query.global_args, account, fingerprint)
     return [authorized_keys_line(command, f"{blob_type(blob)} {query.key_base64}")]

@@ -66,15 +66,22 @@ def shim_command(settings: Settings, account: str, fingerprint: str) -> str:
     """The forced command of one key's line: the shim's launcher (see the module notes)."""
     python = settings.shim_python or sys.executable
     return shlex.join([python, "-I", "-S", SHIMEXEC,
-                       "--socket", settings.shim_socket, "--account", account, "--fingerprint", fingerprint,
+                       "--socket", settings.shim_socket, "--account", keycommand.check_account(account),
+                       "--fingerprint", keycommand.check_fingerprint(fingerprint),
                        "--read-timeout", str(settings.read_timeout),
                        "--max-upload-bytes", str(settings.max_upload_bytes)])
 
 
 def file_text(settings: Settings, keys: list[tuple[str, str, str]]) -> str:
-    """The file's content for `keys`, (account, fingerprint, "<type> <base64>") each."""
-    lines = [keycommand.authorized_keys_line(shim_command(settings, account, fingerprint), public_key)
-             for account, fingerprint, public_key in keys]
+    """The file's content for `keys`, (account, fingerprint, "<type> <base64>") each. A row that
+    cannot make a safe line (an account name against the grammar, planted in the database by
+    hand) is left out with a warning: its key gets no access rather than a shell."""
+    lines = []
+    for account, fingerprint, public_key in keys:
+        try:
+            lines.append(keycommand.authorized_keys_line(shim_command(settings, account, fingerprint), public_key))
+        except keycommand.UnsafeLine as exc:
+            log.warning("authorized_keys_file: key %s left out: %s", ascii(fingerprint)[1:-1][:80], exc)
     return HEADER + "".join(line + "\n" for line in lines)
 
 

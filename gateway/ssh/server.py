@@ -52,6 +52,7 @@ class GatewayServer(asyncssh.SSHServer):
         # Set once logged in and counted against the account's connections.
         self._login: Login | None = None
         self._channels = 0  # session channels open now
+        self._channels_refused = 0  # past max_sessions_per_connection
         self._idle_timer: asyncio.TimerHandle | None = None
         self._revoked = False
         # This connection's line in the log (gateway/ops/sessionlog.py), written when it ends.
@@ -276,6 +277,16 @@ class GatewayServer(asyncssh.SSHServer):
         if self._identity is None or self._conn is None or self._login is None:
             return False
         account = self._identity.account_name
+        cap = self._services.settings.max_sessions_per_connection
+        if self._channels >= cap:
+            # Refused at the open, as OpenSSH's MaxSessions does: no channel object, no timer, and
+            # one log line per connection however many opens a client sends.
+            self._channels_refused += 1
+            metrics.CHANNELS_REFUSED.inc()
+            if self._channels_refused == 1:
+                log.info("refusing session channels of account %s past %d open on one connection", account, cap)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                            messages.too_many_channels(account, cap))
         timeout = self._services.settings.channel_request_timeout
         sessions = self._services.limits.sessions
         if self._revoked:

@@ -147,9 +147,14 @@ def no_replica(settings: ShimSettings, command: str, problem: OSError) -> int:
     """No replica to hand the session to: one line for the user, 503 for a legacy client."""
     from gateway import messages
 
-    _log(f"cannot reach the replica at {settings.shim_socket}: {problem.strerror or problem}; "
-         "is `pypissh-gateway serve` running with openssh_mode = true?")
-    reason = messages.shim_no_replica()
+    if isinstance(problem, PermissionError):  # the replica may well run: say what is wrong
+        _log(f"permission denied on {settings.shim_socket} for uid {os.getuid()}; the socket serves "
+             "shim_user and its group only")
+        reason = messages.shim_socket_denied(settings.shim_socket)
+    else:
+        _log(f"cannot reach the replica at {settings.shim_socket}: {problem.strerror or problem}; "
+             "is `pypissh-gateway serve` running with openssh_mode = true?")
+        reason = messages.shim_no_replica()
     if command:
         _write_all(STDERR, f"{messages.PROGRAM}: {reason}\n".encode())
         return 1

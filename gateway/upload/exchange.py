@@ -31,6 +31,7 @@ from gateway.errors import (
     KeyInactive,
     PolicyRefusal,
     RequestTooLarge,
+    UNKNOWN,
 )
 from gateway.lifecycle import notices
 from gateway.lifecycle.schedule import Decision, Schedule, decide
@@ -110,6 +111,9 @@ class Reply:
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
     reason_charset: str = REASON_LATIN1
+    # A failure after which the upload may have been published all the same (the reason names
+    # where to look): the user must not read "not published".
+    maybe_published: bool = False
 
     @property
     def exit_status(self) -> int:
@@ -177,7 +181,7 @@ class Exchange:
         except GatewayError as exc:
             self.event.outcome = exc.outcome
             self.event.error = exc.reason
-            reply = Reply(exc.status, exc.reason, exc.reason + "\n")
+            reply = Reply(exc.status, exc.reason, exc.reason + "\n", maybe_published=exc.maybe_published)
         except Exception as exc:  # a bug or an outage of ours: the user gets no internals
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
             self.event.outcome = "internal_error"
@@ -187,7 +191,8 @@ class Exchange:
             else:
                 check_url = self.services.upstream.index.project_url(self.forwarded.project)
                 reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
-            reply = Reply(500, reason, reason + "\n")
+                self.event.outcome = UNKNOWN
+            reply = Reply(500, reason, reason + "\n", maybe_published=self.forwarded is not None)
         finally:
             if form is not None:
                 form.close()
@@ -322,9 +327,13 @@ class Exchange:
             return Reply(response.status, response.reason,
                          messages.upload_done_body(found.upload_filename, digests.sha256,
                                                    self.peer.identity.account_name))
-        self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
+        if response.maybe_published:
+            self.event.outcome = UNKNOWN
+        else:
+            self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
         self.event.error = response.reason
-        return Reply(response.status, response.reason, response.reason + "\n")
+        return Reply(response.status, response.reason, response.reason + "\n",
+                     maybe_published=response.maybe_published)
 
     async def _check_still_active(self) -> None:
         """The key may have been revoked, or its account disabled, while the request arrived:

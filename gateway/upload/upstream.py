@@ -13,8 +13,16 @@ judged by how far it got (gateway/connections.py) and by its cause (gateway/fail
 - no connection (refused, timed out, TLS handshake cut off), or one dropped while the request
   was still being sent: nothing can have been published; retried with backoff, like 502/503/504;
 - the whole request sent and no answer: the file may have been published. Retried; if the retry
-  is refused because the file already exists, the index's simple API decides: the same file name
-  with the same sha256 means it was this upload, confirmed; anything else passes the refusal on.
+  (after this, or after a 5xx, which a server may give having stored the file) is refused because
+  the file already exists, the index's simple API decides: the same file name
+  with the same sha256 means it was this upload, confirmed; the same name with another sha256
+  means another file holds the name, a refusal; a page that does not list the file (yet: an index
+  lags, and a new project's page is missing) or cannot be read leaves the outcome unknown.
+
+What the user is told follows what is known (`maybe_published`): "not published" only when
+nothing was sent, or when the upload server refused the first whole attempt with a 4xx; a 5xx
+after the whole upload was sent, or any failure after an unanswered attempt, "may have been
+published", with the project's page on the index to check.
 
 `upstream_deadline` bounds all of it; past it, the answer says whether the outcome is unknown.
 """
@@ -35,12 +43,12 @@ from typing import Callable
 import requests
 
 from gateway import __version__, messages
-from gateway.errors import UpstreamError, one_line
+from gateway.errors import ConfigError, UpstreamError, one_line
 from gateway.ops import metrics
 from gateway.upload.connections import CONNECTING, Attempt, Deadline, verified_session
 from gateway.upload.failures import CLOSED, TLS, TransportFailure, classify
 from gateway.upload.index import IndexClient, IndexUnavailable
-from gateway.settings import Settings
+from gateway.settings import Settings, insecure_upstream
 from gateway.upload.form import MultipartBody
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,9 @@ class UpstreamResponse:
     # Published, known from the index because the upload server's own answer was lost.
     confirmed: bool = False
     note: str | None = None
+    # Not published as far as the answer says, but it may have been all the same (see the module
+    # notes): the user reads "may have been published", the event records "unknown".
+    maybe_published: bool = False
 
     @property
     def ok(self) -> bool:
@@ -139,6 +150,12 @@ def explain(status: int, reason: str, body: str) -> str:
 class UpstreamClient:
     def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
                  index: IndexClient | None = None):
+        # The one gate for the upstream's address: every path that can forward (serve, its
+        # workers, stdio in process, `check`, test harnesses) builds this client, so none can
+        # send a token over plain http.
+        cleartext = insecure_upstream(settings)
+        if cleartext:
+            raise ConfigError(cleartext)
         self.url = settings.upstream_url
         self.read_timeout = settings.upstream_timeout
         self.retries = max(0, settings.upstream_retries)
@@ -188,6 +205,13 @@ class _Forwarding:
         self.fresh_only = False
         # Some attempt sent the whole request and got no answer: the file may be published.
         self.maybe_published = False
+        # Some attempt got a 5xx after the whole request: the server may have stored it all the same.
+        self.server_failed = False
+
+    @property
+    def unsure(self) -> bool:
+        """Some earlier attempt may have published the file: nothing later can say it was not."""
+        return self.maybe_published or self.server_failed
 
     def run(self) -> UpstreamResponse:
         while True:
@@ -206,12 +230,19 @@ class _Forwarding:
                 raise self._deadline_passed(sent=attempt.request_sent)
             if 300 <= answer.status < 400:
                 raise self._redirected(answer)
+            if answer.status >= 500:
+                self.server_failed = True
             if answer.status in RETRY_STATUSES and self._pause():
                 continue
-            if self.maybe_published and already_exists(answer.status, answer.reason):
+            if self.unsure and already_exists(answer.status, answer.reason):
                 return self._resolve(answer)
             if self.maybe_published and not 200 <= answer.status < 300:
-                return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()))
+                return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
+                                      maybe_published=True)
+            if answer.status >= 500:
+                # The upload server had the whole upload and failed: it may have stored the file.
+                reason = messages.upstream_failed_after_upload(answer.reason, *self._where())
+                return self._response(answer.status, reason, maybe_published=True)
             return self._response(answer.status, answer.reason)
 
     # -- one attempt ----------------------------------------------------------------------------
@@ -230,7 +261,7 @@ class _Forwarding:
     def _after_failure(self, attempt: Attempt, failure: TransportFailure) -> None:
         """Decide what a failed attempt leads to: go on (return) or give up (raise)."""
         if failure.certificate:
-            if self.maybe_published:  # an earlier attempt may have published it all the same
+            if self.unsure:  # an earlier attempt may have published it all the same
                 raise self._gave_up(attempt, failure)
             raise UpstreamError(messages.upstream_certificate(self.client.url, failure.detail))
         if attempt.request_sent:
@@ -259,15 +290,18 @@ class _Forwarding:
         return True
 
     # -- endings --------------------------------------------------------------------------------
-    def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None):
+    def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None,
+                  maybe_published: bool = False):
         return UpstreamResponse(status=status, reason=reason, attempts=self.attempts,
-                                seconds=time.monotonic() - self.started, confirmed=confirmed, note=note)
+                                seconds=time.monotonic() - self.started, confirmed=confirmed, note=note,
+                                maybe_published=maybe_published)
 
     def _resolve(self, answer: _Answer) -> UpstreamResponse:
         """The retry was refused as already existing after an attempt that may have published the
         file: the index says whether the existing file is this upload."""
         if self.upload is None:
-            return self._response(answer.status, answer.reason)
+            return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
+                                  maybe_published=True)
         index = self.client.index
         check_url = index.project_url(self.upload.project)
         try:
@@ -277,12 +311,20 @@ class _Forwarding:
             if self.deadline.expired:
                 raise self._deadline_passed() from None
             log.warning("could not check the index after a dropped connection: %s", exc.reason)
-            return self._response(answer.status, messages.refusal_unconfirmed(answer.reason, exc.reason))
+            return self._response(answer.status, messages.refusal_unconfirmed(
+                answer.reason, exc.reason, self.upload.filename, check_url), maybe_published=True)
         for found in files:
-            if found.filename == self.upload.filename and (found.sha256 or "").lower() == self.upload.sha256.lower():
+            if found.filename != self.upload.filename:
+                continue
+            if (found.sha256 or "").lower() == self.upload.sha256.lower():
                 return self._response(200, messages.confirmed_after_drop(self.upload.filename), confirmed=True,
                                       note=messages.confirmed_after_drop_note(check_url))
-        return self._response(answer.status, answer.reason)
+            if found.sha256:  # another file holds the name: this upload cannot be the one stored
+                return self._response(answer.status, answer.reason)
+        # Not listed (yet): the index may lag behind the upload server, and a brand-new project's
+        # page is missing until its first file shows. The refusal proves nothing either way.
+        reason = messages.exists_unconfirmed(answer.reason, self.upload.filename, check_url)
+        return self._response(answer.status, reason, maybe_published=True)
 
     def _where(self) -> tuple[str, str]:
         """The file to look for and the page to look on."""
@@ -292,16 +334,18 @@ class _Forwarding:
 
     def _deadline_passed(self, *, sent: bool = False) -> UpstreamError:
         url, seconds = self.client.url, self.client.deadline_seconds
-        if sent or self.maybe_published:
+        if sent or self.unsure:
             filename, check_url = self._where()
-            return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504)
+            return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504,
+                                 maybe_published=True)
         return UpstreamError(messages.upstream_deadline_unsent(url, seconds), status=504)
 
     def _gave_up(self, attempt: Attempt, failure: TransportFailure) -> UpstreamError:
         url = self.client.url
-        if self.maybe_published:
+        if self.unsure:
             filename, check_url = self._where()
-            return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504)
+            return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504,
+                                 maybe_published=True)
         if attempt.phase == CONNECTING:
             detail = failure.detail
             if failure.kind in (TLS, CLOSED):
@@ -313,9 +357,10 @@ class _Forwarding:
         # As twine does: never follow (the body and the credentials would go where the redirect
         # says), and name the target so the operator can decide to trust it.
         target = one_line(answer.location) or None
-        if self.maybe_published:
+        if self.unsure:
             detail = messages.retry_redirected(target)
-            return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504)
+            return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504,
+                                 maybe_published=True)
         return UpstreamError(messages.upstream_redirect(self.client.url, answer.status, target))
 
 

@@ -12,8 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
+from gateway.errors import ConfigError
 from gateway.registry import audit
-from gateway.upload.index import IndexClient
+from gateway.upload.index import IndexClient, RefusedFile
 from migrate import evidence as refreshing
 from migrate.evidence import DEFAULT_CONCURRENCY, Failure, RefreshSummary
 
@@ -59,7 +60,10 @@ def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str)
         _report(RefreshSummary(settings.index_url, obj.now(), obj.now(), concurrency, 0, 0, 0, ()), fmt)
         return
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    client = IndexClient(settings, pool_maxsize=concurrency)
+    try:
+        client = IndexClient(settings, pool_maxsize=concurrency, clock=obj.now)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     progress = Progress(TextColumn("reading the index"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=errors, transient=True, disable=not errors.is_terminal)
 
@@ -68,11 +72,14 @@ def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str)
             progress.console.print(messages.evidence_project_failed(project, failure.reason), markup=False)
         progress.advance(task)
 
+    def refused(project: str, file: RefusedFile) -> None:
+        progress.console.print(messages.evidence_file_refused(project, file.filename, file.reason), markup=False)
+
     try:
         with progress:
             task = progress.add_task("read", total=len(wanted))
             summary = refreshing.refresh(registry, client, wanted, concurrency=concurrency, clock=obj.now,
-                                         on_done=done)
+                                         on_done=done, on_refused=refused)
     finally:
         client.close()
     # One journal entry per run, with the counts and the projects that could not be read.

@@ -14,7 +14,8 @@ from gateway.lifecycle.migration import FIRST_SEEN, FROM_INDEX, MIGRATED, MIXED_
 # (answered locally, no credential, refused by a key's project policy, internal errors) is "other".
 # "forwarding" is written before an upload is handed to the upload server and replaced by the
 # outcome afterwards; a row still "forwarding" is one whose replica died meanwhile (or that is in
-# flight right now): it may or may not have been published.
+# flight right now): it may or may not have been published, like an "unknown" one, whose answer was
+# lost or an error after the upload server had the whole upload.
 OUTCOME_CATEGORIES: dict[str, tuple[str, ...]] = {
     "forwarded": ("forwarded",),
     "refused_upstream": ("refused_upstream",),
@@ -22,7 +23,7 @@ OUTCOME_CATEGORIES: dict[str, tuple[str, ...]] = {
     "bad_request": ("bad_request",),
     "client_aborted": ("client_aborted",),
     "upstream_error": ("upstream_error",),
-    "unknown": ("forwarding",),
+    "unknown": ("forwarding", "unknown"),
 }
 OTHER = "other"
 CATEGORIES: tuple[str, ...] = (*OUTCOME_CATEGORIES, OTHER)

@@ -214,7 +214,7 @@ def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding
     return [ok(messages.tokens_open(len(sealed)))]
 
 
-def upstream_findings(settings: Settings) -> list[Finding]:
+def upstream_findings(settings: Settings, *, offline: bool = False) -> list[Finding]:
     url = mask_url(settings.upstream_url) or ""
     cleartext = insecure_upstream(settings)
     if cleartext:
@@ -222,6 +222,8 @@ def upstream_findings(settings: Settings) -> list[Finding]:
     bundle = settings.upstream_ca_bundle
     if bundle and not Path(bundle).is_file():
         return [fail(messages.upstream_ca_bundle_missing(bundle))]
+    if offline:
+        return [ok(messages.upstream_not_contacted(url))]
     return [probe_upstream(settings.upstream_url, bundle, url)]
 
 
@@ -259,8 +261,9 @@ def short_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def run_checks(loaded: Loaded) -> list[Finding]:
-    """Every finding, in the order an operator fixes things."""
+def run_checks(loaded: Loaded, *, offline: bool = False) -> list[Finding]:
+    """Every finding, in the order an operator fixes things; `offline`: the upstream is not
+    contacted (an upstream outage must not keep a replica from starting)."""
     settings = loaded.settings
     found = settings_findings(loaded)
     found += mode_findings(loaded)
@@ -269,7 +272,7 @@ def run_checks(loaded: Loaded) -> list[Finding]:
     found += registry
     found += database_host_findings(settings)
     found += secret_findings(settings, readable)
-    found += upstream_findings(settings)
+    found += upstream_findings(settings, offline=offline)
     found += index_findings(settings)
     return _once(found)
 

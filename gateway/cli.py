@@ -399,8 +399,11 @@ def py_compile_error() -> type[Exception]:
 @cli.command()
 @click.option("--show", is_flag=True,
               help="Print every effective setting with its source (default, file, env, flag), secrets masked.")
+@click.option("--offline", is_flag=True,
+              help="Do not contact the upstream (the unit's ExecStartPre: an upstream outage must not keep "
+                   "a replica down).")
 @pass_context
-def check(obj: Context, show: bool) -> None:
+def check(obj: Context, show: bool, offline: bool) -> None:
     """Check settings, file modes, host keys, the registry, the secret key against every stored
     token, and the upstream for real (TLS handshake with the configured CA, an HTTP answer).
 
@@ -415,7 +418,7 @@ def check(obj: Context, show: bool) -> None:
         for problem in loaded.problems:
             click.echo(checks.fail(problem).line())
         sys.exit(1 if loaded.problems else 0)
-    findings = checks.run_checks(loaded)
+    findings = checks.run_checks(loaded, offline=offline)
     for finding in findings:
         click.echo(finding.line())
     sys.exit(0 if all(finding.ok for finding in findings) else 1)

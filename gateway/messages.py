@@ -1153,6 +1153,10 @@ def folder_writable_by_others(what: str, path: object, mode: int) -> str:
             f"run chmod go-w {path}")
 
 
+def upstream_not_contacted(url: str) -> str:
+    return f"upstream {url} not contacted (--offline); `pypissh-gateway check` tries it for real"
+
+
 def upstream_ca_bundle_missing(path: object) -> str:
     return (f"upstream_ca_bundle {path} does not exist; point it at the CA file that signed the "
             "upstream's certificate, or remove the setting to use the system CAs")

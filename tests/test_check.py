@@ -69,6 +69,20 @@ def test_sound_setup_passes_every_check(home, upstream):
                for line in lines)
 
 
+def test_offline_check_leaves_the_upstream_alone(home, upstream):
+    """`check --offline` (the unit's ExecStartPre) passes with the upstream unreachable and says
+    it did not contact it; without the flag the same set-up fails on the upstream."""
+    unreachable = f"https://127.0.0.1:{_closed_port()}/"
+    env = _environment(home, upstream, upstream_url=unreachable)
+    offline = run_cli("pypissh-gateway", "check", "--offline", env=env)
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert f"[ok] upstream {unreachable} not contacted (--offline); `pypissh-gateway check` tries it for real" \
+        in offline.stdout.splitlines()
+    online = run_cli("pypissh-gateway", "check", env=env)
+    assert online.returncode == 1
+    assert [line for line in failures(online) if line.startswith(f"upstream {unreachable}")]
+
+
 def _chmod(relative: str, mode: int) -> Callable[[Path], dict[str, str]]:
     def change(home: Path) -> dict[str, str]:
         (home / relative).chmod(mode)

@@ -213,6 +213,14 @@ def test_systemctl_reload_sends_sighup_to_the_main_process():
     assert re.search(r"^ExecReload=/bin/kill -HUP \$MAINPID$", unit, re.MULTILINE)
 
 
+def test_unit_runs_check_before_every_start_without_the_upstream():
+    """ExecStartPre runs `check --offline` (tests/test_check.py shows it never contacts the
+    upstream), with the same program the unit serves with."""
+    unit = (DEPLOY / "pypissh-gateway.service").read_text()
+    program = re.search(r"^ExecStart=(\S+) serve$", unit, re.MULTILINE).group(1)
+    assert re.search(rf"^ExecStartPre={re.escape(program)} check --offline$", unit, re.MULTILINE)
+
+
 def test_unit_and_configuration_share_one_home():
     """The unit's state directory (made 0700 by systemd before the start) is the home that its
     PYPISSH_HOME and the example configuration name."""

@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _setup import machine, note, print_machine, print_table, spread  # noqa: E402
 
 from gateway.ssh import hostkeys  # noqa: E402
-from testbed.failover import Attempt, FailoverRig, wait_for  # noqa: E402
+from testbed import wait_until  # noqa: E402
+from testbed.failover import Attempt, FailoverRig  # noqa: E402
 from testbed.upstream import TlsPypiServer  # noqa: E402
 
 NOTHING_PUBLISHED = "nothing was published"
@@ -92,16 +93,16 @@ def one_run(workdir: Path, upstream: TlsPypiServer, keys: Path, key: UserKey, re
         for thread in threads:
             thread.start()
         try:
-            wait_for(lambda: len(succeeded_after(attempts, 0)) >= WARM_SUCCESSES, timeout=60,
+            wait_until(lambda: len(succeeded_after(attempts, 0)) >= WARM_SUCCESSES, timeout=60,
                      what="the stream to warm up")
             rig.pair.primary.stop_hard()
             crashed_at = time.monotonic()
             time.sleep(outage)  # the outage's length is this run's input, not a condition to wait for
             rig.pair.standby.promote()
             promoted_at = time.monotonic()
-            ready_at = wait_for(lambda: rig.all_ready(True) and time.monotonic(), timeout=60,
+            ready_at = wait_until(lambda: rig.all_ready(True) and time.monotonic(), timeout=60,
                                 what="every replica to be ready")
-            wait_for(lambda: len(succeeded_after(attempts, promoted_at)) >= SUCCESSES_AFTER, timeout=60,
+            wait_until(lambda: len(succeeded_after(attempts, promoted_at)) >= SUCCESSES_AFTER, timeout=60,
                      what="uploads to succeed after the promotion")
         finally:
             stop.set()

@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
+
+T = TypeVar("T")
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +47,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, what: str = "the condition",
+               interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something true, and return that. For what happens in
+    another thread or process (a worker thread, a server starting); `timeout` only bounds a
+    failure, it is never the expected outcome."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return value

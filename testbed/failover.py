@@ -192,16 +192,6 @@ class FailoverRig:
         return all(answer is not None and (answer[0] == 200) == ready for answer in answers)
 
 
-def wait_for(condition, *, timeout: float, what: str, interval: float = 0.05):
-    """Poll `condition` until it returns something true, and return that; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-    return value
-
-
 def database_lines(check_output: str) -> list[str]:
     """The lines of `check` about the database hosts."""
     return [line for line in check_output.splitlines() if "database host" in line]

@@ -4,35 +4,20 @@ registering an account the way an admin would, and a `pypissh-gateway serve` pro
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable
 
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.ssh.sshkeys import parse_public_key
 from gateway.tokens import TokenBox, create_key_file
+from testbed import wait_until  # noqa: F401  (tests import it from here)
 from testbed.gatewayprocess import GatewayProcess
 from testbed.harness import GatewayHarness
 
 if TYPE_CHECKING:
     from tests.conftest import UserKey
-
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, what: str = "the condition",
-               interval: float = 0.05) -> T:
-    """Poll `condition` until it returns something true, and return that. For what happens in
-    another thread or process (a worker thread, a server starting); `timeout` only bounds a
-    failure, it is never the expected outcome."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-    return value
 
 
 def register_account(gateway: GatewayHarness, name: str, key: "UserKey | None", *, token: str | None = None,

@@ -83,3 +83,32 @@ def answers_a_stalled_request(proc: subprocess.Popen) -> tuple[int, bytes]:
             return status, proc.stdout.read()
         finally:
             proc.kill()  # nothing to do if it has exited; otherwise the wait on leaving `with` would hang
+
+
+def start_held_upload(process: GatewayProcess, key: "UserKey", upstream, project_name: str, folder: Path, *,
+                      hold: float) -> tuple[subprocess.Popen, bytes]:
+    """One legacy upload through the real ssh client to `process`, which the upload server holds for
+    `hold` seconds; returns (the client, the sdist's bytes) once the upload has reached the upload
+    server. The caller reads the answer (`communicate`) and kills the client if it must."""
+    from testbed import legacyrequests as lr
+    from tests.conftest import SshClient
+
+    known = folder / "known_hosts"
+    known.write_text(process.known_hosts_line())
+    client = SshClient(process, key, known)  # type: ignore[arg-type]
+    content = lr.make_sdist(project_name, "1.0")
+    upstream.clear_recordings()
+    upstream.set_fault(delay=hold, count=1)
+    uploading = subprocess.Popen([*client.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert uploading.stdin is not None
+        uploading.stdin.write(lr.python3_upload(project_name, "1.0", content))
+        uploading.stdin.flush()
+        wait_until(lambda: any(r.method == "POST" and r.faulted for r in upstream.recordings()),
+                   what="the upload to reach the upload server")
+    except BaseException:
+        uploading.kill()
+        uploading.communicate()
+        raise
+    return uploading, content

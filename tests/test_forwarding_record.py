@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 
 from click.testing import CliRunner
 
 from gateway.registry import Registry
 from migrate.cli import cli
 from testbed import legacyrequests as lr
-from tests.conftest import SshClient
-from tests.helpers import serve_process, wait_until
+from tests.helpers import serve_process, start_held_upload
 
 
 def test_kill_9_while_forwarding_leaves_a_row_the_report_counts_as_unknown(tmp_path, upstream, host_key_dir,
@@ -22,28 +20,19 @@ def test_kill_9_while_forwarding_leaves_a_row_the_report_counts_as_unknown(tmp_p
     """SIGKILL of `pypissh-gateway serve` while the upload server holds an upload: the registry keeps a
     "forwarding" row for it (who, which file, its sha256) and the report counts it as unknown."""
     process = serve_process(tmp_path, upstream, host_key_dir, {"alice": user_keys["alice"]})
-    known = tmp_path / "known_hosts"
-    known.write_text(process.known_hosts_line())
-    client = SshClient(process, user_keys["alice"], known)  # type: ignore[arg-type]
     registry = Registry.from_url(process.settings.database_url)
-    content = lr.make_sdist(project_name, "1.0")
-    upstream.clear_recordings()
-    upstream.set_fault(delay=10, count=1)  # the upload server sits on the upload
-    uploading = subprocess.Popen([*client.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    uploading = None
     try:
-        uploading.stdin.write(lr.python3_upload(project_name, "1.0", content))
-        uploading.stdin.flush()
-        wait_until(lambda: any(r.method == "POST" and r.faulted for r in upstream.recordings()),
-                   what="the upload to reach the upload server")
+        uploading, content = start_held_upload(process, user_keys["alice"], upstream, project_name, tmp_path,
+                                               hold=10)
         process.process.send_signal(signal.SIGKILL)
         process.process.wait(10)
         out, _ = uploading.communicate(timeout=30)
         assert b"HTTP/1.0" not in out  # the client never got an answer
     finally:
-        if uploading.poll() is None:
+        if uploading is not None and uploading.poll() is None:
             uploading.kill()
-            uploading.wait()
+            uploading.communicate()
         process.stop()
 
     (row,) = registry.events.recorded()

@@ -93,25 +93,14 @@ def test_sighup_to_a_supervisor_reaches_every_worker_and_stops_none(serve):
 def test_sighup_during_an_upload_lets_it_finish(tmp_path, upstream, host_key_dir, user_keys, project_name):
     """SIGHUP while the upload server holds an upload: the upload still gets its 200 and is
     published, and the replica goes on serving."""
-    from testbed import legacyrequests as lr
-    from tests.conftest import SshClient
-    from tests.helpers import serve_process
+    from tests.helpers import serve_process, start_held_upload
 
     log = tmp_path / "gw.log"
     process = serve_process(tmp_path, upstream, host_key_dir, {"alice": user_keys["alice"]}, log_file=str(log))
-    known = tmp_path / "known_hosts"
-    known.write_text(process.known_hosts_line())
-    client = SshClient(process, user_keys["alice"], known)  # type: ignore[arg-type]
-    content = lr.make_sdist(project_name, "1.0")
-    upstream.clear_recordings()
-    upstream.set_fault(delay=3, count=1)  # the upload server sits on the upload for a while
-    uploading = subprocess.Popen([*client.argv("-T", "-l", "submit"), "127.0.0.1"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    uploading = None
     try:
-        uploading.stdin.write(lr.python3_upload(project_name, "1.0", content))
-        uploading.stdin.flush()
-        wait_until(lambda: any(r.method == "POST" and r.faulted for r in upstream.recordings()),
-                   what="the upload to reach the upload server")
+        uploading, _content = start_held_upload(process, user_keys["alice"], upstream, project_name, tmp_path,
+                                                hold=3)
         log.rename(tmp_path / "gw.log.1")
         process.process.send_signal(signal.SIGHUP)
         out, _err = uploading.communicate(timeout=60)
@@ -122,7 +111,7 @@ def test_sighup_during_an_upload_lets_it_finish(tmp_path, upstream, host_key_dir
         wait_until(lambda: "connection closed" in _text(log),  # the upload's own line, after the SIGHUP
                    what="the upload's line in the reopened log")
     finally:
-        if uploading.poll() is None:
+        if uploading is not None and uploading.poll() is None:
             uploading.kill()
             uploading.communicate()
         process.stop()

@@ -200,7 +200,10 @@ def test_an_incomplete_body_is_recorded_and_not_stored(clean_upstream):
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             tls.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
                         b"boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\npartial")
-    [record] = clean_upstream.wait_recordings(1)
+            # End of input without closing: a close with the answer unread can reach the server
+            # as a reset, which discards the body it has not read yet.
+            tls.shutdown(socket.SHUT_WR)
+            [record] = clean_upstream.wait_recordings(1)
     assert record.body_complete is False and record.body == b"--b\r\npartial"
     assert record.content_length == 100000
 

@@ -119,7 +119,7 @@ class GatewayHarness:
             await asyncio.gather(*others, return_exceptions=True)
 
         try:
-            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
+            asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(30)
         except Exception:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -128,8 +128,10 @@ class GatewayHarness:
         if self._thread is None or not self._thread.is_alive():
             # As asyncio.run ends: the executor's threads joined, then the loop and its
             # self-pipe closed (left to the garbage collector, each is a ResourceWarning).
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
-            self._loop.close()
+            try:
+                self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            finally:
+                self._loop.close()
         if self.services is not None:
             self.services.close()
         self._loop = None

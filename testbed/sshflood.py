@@ -92,6 +92,8 @@ class LoginFlood:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            if not self._thread.is_alive():  # else the loop still runs; closing it would fail
+                self._loop.close()  # its self-pipe with it, not left to the garbage collector
 
 
 class _Collector(asyncssh.SSHClientSession):

@@ -8,6 +8,8 @@ import socket
 
 import asyncssh
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gateway.ssh import asyncssh_seams as seams
 from gateway.ssh.algorithms import kexinit_namelists, signature_algorithm
@@ -93,6 +95,48 @@ def test_wrapped_verify_sees_the_signature_and_can_refuse_it(host_key, client_ke
     assert seen == ["ssh-ed25519"]
     with pytest.raises(asyncssh.PermissionDenied):
         asyncio.run(login(refuse))
+
+
+def _short_rsa_signature() -> tuple[asyncssh.SSHKey, bytes, bytes]:
+    """(an RSA public key, data, an rsa-sha2-512 signature blob of the data whose signature has
+    lost its leading zero byte, as PuTTY sends it about one time in 256)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = asyncssh.import_public_key(asyncssh.import_private_key(pem).export_public_key())
+    for n in range(20_000):  # PKCS#1 v1.5 is deterministic: some data gives a leading zero
+        data = b"login %d" % n
+        signature = private.sign(data, padding.PKCS1v15(), hashes.SHA512())
+        if signature[0] == 0:
+            return public, data, _blob(b"rsa-sha2-512", signature[1:])
+    raise AssertionError("no signature with a leading zero byte in 20,000")
+
+
+def _blob(algorithm: bytes, signature: bytes) -> bytes:
+    """An SSH signature blob: string algorithm, string signature."""
+    return b"".join(len(part).to_bytes(4, "big") + part for part in (algorithm, signature))
+
+
+def test_asyncssh_still_refuses_an_rsa_signature_shorter_than_the_modulus():
+    """asyncssh hands an RSA signature to OpenSSL as it came, and OpenSSL refuses one shorter than
+    the modulus, which OpenSSH accepts and PuTTY sends. When this fails, asyncssh pads it itself
+    and watch_signature's padding can go."""
+    public, data, short = _short_rsa_signature()
+    assert public.verify(data, short) is False
+
+
+def test_wrapped_verify_pads_a_short_rsa_signature_as_openssh_does():
+    """Through watch_signature the same short signature verifies (the check still sees it), while
+    a signature of other data, or one longer than the modulus, is still refused."""
+    public, data, short = _short_rsa_signature()
+    seen: list[str | None] = []
+    seams.watch_signature(public, lambda signature: seen.append(signature_algorithm(signature)))
+    assert public.verify(data, short) is True
+    assert seen == ["rsa-sha2-512"]
+    assert public.verify(data + b"!", short) is False
+    algorithm, signature = short[4:16], short[20:]
+    too_long = _blob(algorithm, b"\0\0" + signature)  # 257 bytes for a 256-byte modulus
+    assert public.verify(data, too_long) is False
 
 
 def test_host_key_algorithms_limit_what_a_host_key_is_offered_under(client_key):

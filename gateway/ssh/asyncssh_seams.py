@@ -2,7 +2,8 @@
 
 The gateway needs a few things asyncssh does not offer publicly: which key exchange a connection
 negotiated, which algorithm signed a user's login, an RSA host key that offers only SHA-2
-signatures, two costs per login removed and TCP back-pressure on a connection, a client's guessed
+signatures, an RSA login signature PuTTY sent without its leading zero byte accepted as OpenSSH
+accepts it, two costs per login removed and TCP back-pressure on a connection, a client's guessed
 key-exchange packet judged as RFC 4253 says (Dropbear's dbclient could not log in otherwise), and
 SSH started on a socket the gateway accepted itself (to read a PROXY header first). Each is done
 here, and only here, and each has a focused test in tests/test_asyncssh_seams.py, so an asyncssh
@@ -15,7 +16,8 @@ What is relied on, read from asyncssh 2.24's source:
   `_packet_handlers[MSG_KEXINIT]`; it sets `_ignore_first_kex`, which the receive loop reads to drop
   the next key-exchange packet, and the packets after a KEXINIT wait until its handler returns;
 - `SSHKey.verify(data, signature)` is what the server calls, on the key object it passed to
-  `validate_public_key`, to check the signed login attempt;
+  `validate_public_key`, to check the signed login attempt, and it refuses an RSA signature
+  shorter than the modulus (which OpenSSH accepts, and PuTTY sends);
 - `SSHKeyPair.host_key_algorithms`: the list a host key is offered under;
 - `asyncssh.kex/encryption/mac/public_key.get_*_algs()`: what this build can negotiate;
 - `SSHServerConnection(loop, options, acceptor=...)` is an asyncio protocol (`connection_made`,
@@ -90,14 +92,58 @@ def watch_signature(key: asyncssh.SSHKey, check: Callable[[bytes], None]) -> Non
     the server's signature_algs, and does not say which one signed. It verifies with the key object
     it handed to `validate_public_key`, so wrapping that object's verify sees the signature; `check`
     may raise (asyncssh.PermissionDenied) to refuse it.
+
+    An RSA signature shorter than the key's modulus is padded with leading zero bytes first, as
+    OpenSSH's sshd does. PuTTY (plink 0.78 measured) drops the leading zero byte of a signature
+    whose first byte is zero, about one login in 256 with an RSA key; asyncssh passes it to
+    OpenSSL unchanged, which refuses any length but the modulus's, and the user reads "Server
+    refused public-key signature despite accepting key!".
     """
     verify = key.verify
+    modulus_size = _rsa_modulus_size(key)
 
     def checked(data: bytes, signature: bytes) -> bool:
         check(signature)
+        if modulus_size:
+            signature = _pad_rsa_signature(signature, modulus_size)
         return verify(data, signature)
 
     key.verify = checked  # type: ignore[method-assign]
+
+
+RSA_SIGNATURES = (b"ssh-rsa", b"rsa-sha2-256", b"rsa-sha2-512")
+
+
+def _ssh_strings(blob: bytes) -> list[bytes]:
+    """The SSH wire strings (uint32 length, bytes) `blob` is made of; [] if it is not only those."""
+    strings, offset = [], 0
+    while offset + 4 <= len(blob):
+        size = int.from_bytes(blob[offset:offset + 4], "big")
+        offset += 4
+        if offset + size > len(blob):
+            return []
+        strings.append(blob[offset:offset + size])
+        offset += size
+    return strings if offset == len(blob) else []
+
+
+def _rsa_modulus_size(key: asyncssh.SSHKey) -> int:
+    """The modulus's length in bytes for an RSA key (0 for any other key), from its public blob:
+    string "ssh-rsa", mpint e, mpint n."""
+    fields = _ssh_strings(key.public_data)
+    if len(fields) != 3 or fields[0] != b"ssh-rsa":
+        return 0
+    return len(fields[2].lstrip(b"\0"))
+
+
+def _pad_rsa_signature(blob: bytes, modulus_size: int) -> bytes:
+    """The signature blob (string algorithm, string signature) with an RSA signature shorter than
+    the modulus left-padded with zero bytes; anything else unchanged."""
+    fields = _ssh_strings(blob)
+    if len(fields) != 2 or fields[0] not in RSA_SIGNATURES or len(fields[1]) >= modulus_size:
+        return blob
+    padded = fields[1].rjust(modulus_size, b"\0")
+    return b"".join(len(field).to_bytes(4, "big") + field for field in (fields[0], padded))
 
 
 # -- the server connection -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.ssh import hostkeys
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import create_key_file
 from testbed import postgres
 from testbed.harness import GatewayHarness

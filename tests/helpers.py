@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox, create_key_file
 from testbed import wait_until  # noqa: F401  (tests import it from here)
 from testbed.gatewayprocess import GatewayProcess

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import create_key_file
 from migrate import output
 from migrate.cli import cli

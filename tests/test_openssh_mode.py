@@ -30,7 +30,7 @@ from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.ssh.keycommand import LINE_PREFIX, KeyQuery, authorized_keys_line, forced_command, lines_for_query
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy

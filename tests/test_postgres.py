@@ -15,7 +15,7 @@ from gateway.registry.engine import database_hosts, sqlalchemy_url
 from gateway.registry.migrate_db import head_revision, is_current, upgrade
 from gateway.registry.replication import is_multi_host
 from gateway.ssh.keycache import KeyCache, RegistryUnavailable
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from testbed import pgserver, postgres
 
 pytestmark = pytest.mark.skipif(postgres.unavailable_reason() is not None, reason="PostgreSQL is not running")

@@ -19,7 +19,7 @@ from gateway.ops.sessionlog import RefusalLimiter
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from testbed.gatewayprocess import GatewayProcess
 from tests.helpers import register_account, wait_until
 

@@ -214,7 +214,7 @@ def test_workers_share_the_supervisors_socket_and_it_goes_with_it(socket_dir, up
     upgrade(url)
     registry = Registry.from_url(url)
     registry.accounts.add_account("alice")
-    from gateway.ssh.sshkeys import parse_public_key
+    from gateway.sshkeys import parse_public_key
 
     registry.accounts.add_key("alice", parse_public_key(user_key.public_line))
     registry.close()

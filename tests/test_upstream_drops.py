@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.upload.upstream import UpstreamClient
 from testbed import flakyproxy as fp
 from testbed import legacyrequests as lr

@@ -15,16 +15,17 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
 from gateway.errors import one_line
 from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
 from gateway.messages import NOTHING_PUBLISHED, Place
-from gateway.registry import Identity
+from gateway.registry import Identity, Registry
 from gateway.render import render
-from gateway.services import Services
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,18 @@ def wants_reminder(settings: Settings, identity: Identity, notice: Notice) -> bo
             and bool(identity.email))
 
 
-def queue_reminder_soon(services: Services, identity: Identity, when: dt.datetime) -> asyncio.Future:
+class ReminderServices(Protocol):
+    """What queueing a reminder uses of the process's `Services`."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def registry_executor(self) -> Executor: ...
+
+
+def queue_reminder_soon(services: ReminderServices, identity: Identity, when: dt.datetime) -> asyncio.Future:
     """Queue the per-use reminder in a worker thread without waiting for it: the session's answer
     never waits on this, and the mail itself goes out only with `pypissh-migrate notify --reminders`.
     An account the index shows has migrated gets none: a stray attempt (a forgotten cron job

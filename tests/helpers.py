@@ -7,7 +7,10 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from gateway.registry import Registry
+from sqlalchemy import select
+
+from gateway.registry import Registry, UploadEvent
+from gateway.registry.schema import upload_events
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.sshkeys import parse_public_key
@@ -18,6 +21,16 @@ from testbed.harness import GatewayHarness
 
 if TYPE_CHECKING:
     from tests.conftest import UserKey
+
+
+def recorded_events(registry: Registry, *, account_name: str | None = None) -> list[UploadEvent]:
+    """The upload events stored, oldest first (all of them, or one account's)."""
+    query = select(upload_events).order_by(upload_events.c.at, upload_events.c.id)
+    if account_name is not None:
+        query = query.where(upload_events.c.account_name == account_name)
+    names = list(UploadEvent.__dataclass_fields__)
+    with registry.engine.connect() as conn:
+        return [UploadEvent(**{n: row._mapping[n] for n in names}) for row in conn.execute(query)]
 
 
 def register_account(gateway: GatewayHarness, name: str, key: "UserKey | None", *, token: str | None = None,

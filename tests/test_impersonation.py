@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from testbed import legacyrequests as lr
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:
@@ -31,7 +31,7 @@ def test_header_naming_another_account_does_not_change_the_account(gateway, ssh_
     assert _status(result.stdout)[0] == 200, result.stdout + result.stderr
     (record,) = [r for r in upstream.recordings() if r.method == "POST"]
     assert record.basic_auth() == ("__token__", upstream.token)
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert (event.account_name, event.key_fingerprint) == ("alice", user_keys["alice"].fingerprint)
 
 
@@ -45,7 +45,7 @@ def test_header_naming_a_user_with_a_password_is_never_forwarded(gateway, ssh_cl
     code, reason = _status(result.stdout)
     assert code == 403 and "account 'bob'" in reason and "alice" not in reason
     assert upstream.recordings() == []
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert (event.account_name, event.outcome) == ("bob", "no_credential")
 
 
@@ -75,5 +75,5 @@ def test_key_restricted_to_projects_uploads_only_those(gateway, ssh_client, user
 
     code, reason = _status(_upload(client, allowed, "Og==").stdout)
     assert code == 200, reason
-    outcomes = [(event.project, event.outcome) for event in gateway.registry.events.recorded()]
+    outcomes = [(event.project, event.outcome) for event in recorded_events(gateway.registry)]
     assert outcomes == [(other.lower(), "refused_policy"), (allowed.lower(), "forwarded")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from testbed import legacyrequests as lr
 from testbed.tlsca import make_tls
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:
@@ -27,7 +27,7 @@ def test_upstream_down(start_gateway, make_settings, ssh_client, user_key, upstr
     assert code == 502 and "cannot reach the upload server" in reason and "nothing was published" in reason
     assert result.returncode == 1
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (502): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "upstream_error" and "cannot reach" in event.error
 
 
@@ -42,7 +42,7 @@ def test_upstream_5xx_is_passed_on(gateway, ssh_client, user_key, upstream, proj
     assert result.returncode == 1
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (500): {reason}"
     assert b"not published" not in result.stderr
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert event.outcome == "unknown" and event.upstream_status == 500
 
 
@@ -66,5 +66,5 @@ def test_untrusted_upstream_certificate(start_gateway, make_settings, ssh_client
     assert code == 502 and "certificate" in reason and "upstream_ca_bundle" in reason
     assert result.returncode == 1
     assert [r for r in upstream.recordings() if r.method == "POST"] == []
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "upstream_error"

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from testbed import legacyrequests as lr
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 
 def _status(stdout: bytes) -> tuple[int, str]:
@@ -42,7 +42,7 @@ def test_upstream_timeout_after_the_whole_upload_is_retried_and_lands_once(
     upstream.wait_recordings(2, timeout=15)
     assert len(_posts(upstream)) == 2
     assert [name for name in upstream.files() if name.endswith(".tar.gz") and project_name.lower().replace("-", "_") in name]
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "forwarded"
 
 
@@ -59,7 +59,7 @@ def test_upstream_timeout_without_retries_says_the_outcome_is_unknown(
     assert f"{upstream.simple_url}" in reason
     upstream.wait_recordings(1, timeout=15)
     assert len(_posts(upstream)) == 1
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"
 
 
@@ -100,7 +100,7 @@ def test_gateway_errors_are_retried_a_bounded_number_of_times_with_backoff(
     posts = _posts(upstream)
     assert len(posts) == 3 and posts[0].body == posts[1].body == posts[2].body
     assert sleeps == [0.5, 1.0]
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert (event.outcome, event.upstream_status) == ("unknown", status)
 
 

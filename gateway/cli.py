@@ -372,31 +372,6 @@ def init(obj: Context) -> None:
 
 
 @cli.command()
-def bytecode() -> None:
-    """Write the bytecode of every module the commands import into this virtualenv.
-
-    For an install made with `pip install --no-compile`: the virtualenv then holds bytecode for
-    what runs and nothing else, and processes that may not write to it start as fast as with
-    pip's own bytecode. Run it again after installing an extra or upgrading.
-    """
-    from gateway.ops.bytecode import compile_imported
-
-    try:
-        done = compile_imported()
-    except (OSError, py_compile_error()) as exc:
-        raise click.ClickException(messages.bytecode_failed(exc)) from None
-    click.echo(messages.bytecode_done(done.written, done.current, sys.prefix))
-    for name in done.skipped:
-        click.echo(messages.bytecode_skipped(name))
-
-
-def py_compile_error() -> type[Exception]:
-    import py_compile
-
-    return py_compile.PyCompileError
-
-
-@cli.command()
 @click.option("--show", is_flag=True,
               help="Print every effective setting with its source (default, file, env, flag), secrets masked.")
 @click.option("--offline", is_flag=True,

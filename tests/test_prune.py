@@ -9,8 +9,7 @@ import pytest
 
 from gateway.registry import Registry, UploadEvent
 from migrate.cli import cli
-from testbed.clock import invoke_at
-from tests.helpers import ok, recorded_events
+from tests.helpers import cli_runner, ok, recorded_events
 
 UTC = dt.timezone.utc
 NOW = "2027-03-01 10:00"
@@ -41,10 +40,7 @@ def history(registry_url):
     event(None, _day(1, 1))
     event(None, _day(1, 1))
 
-    def invoke(*args: str):
-        return invoke_at(NOW, cli, ["--set", f"database_url={registry_url}", *args])
-
-    yield invoke, registry
+    yield cli_runner(cli, now=NOW, database_url=registry_url), registry
     registry.engine.dispose()
 
 

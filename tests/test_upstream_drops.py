@@ -17,7 +17,7 @@ from testbed import legacyrequests as lr
 from testbed.flakyproxy import FlakyProxy
 from testbed.json_index import JsonIndex
 from testbed.tlsca import make_tls
-from tests.helpers import recorded_events, register_account
+from tests.helpers import recorded_events, register_account, reply_status
 
 
 @pytest.fixture
@@ -45,11 +45,6 @@ def alice_key(user_key):
         harness.registry.accounts.add_key("alice", parse_public_key(user_key.public_line))
 
     return _register
-
-
-def _status(stdout: bytes) -> tuple[int, str]:
-    _, code, reason = stdout.split(b"\r\n", 1)[0].decode().split(" ", 2)
-    return int(code), reason
 
 
 def _stored(upstream, project: str) -> dict[str, str]:
@@ -107,12 +102,12 @@ def test_lost_answer_with_another_file_on_the_index_passes_the_refusal_on(
     register_account(direct, "alice", user_key, token=upstream.token)
     first = ssh_client(harness=direct).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0", pad=b"# first\n")))
-    assert _status(first.stdout)[0] == 200
+    assert reply_status(first.stdout)[0] == 200
     harness, proxy, _sleeps = proxied(lambda seen: fp.RESET_UNFORWARDED if seen.number == 1 else fp.FORWARD)
     alice_key(harness)
     other = lr.make_sdist(project_name, "1.0", pad=b"# second, different\n")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", other))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert reason.startswith("Conflict") and "confirmed" not in reason
     assert proxy.actions() == [fp.RESET_UNFORWARDED, fp.FORWARD]
@@ -147,7 +142,7 @@ def test_a_2xx_with_a_bad_body_is_still_published(proxied, alice_key, ssh_client
     alice_key(harness)
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (200, 0), reason
     assert [h.upstream_status for h in proxy.handled] == [200] and sleeps == []
     assert list(_stored(upstream, project_name).values()) == [hashlib.sha256(content).hexdigest()]
@@ -167,7 +162,7 @@ def test_an_answer_trickled_past_the_deadline_is_reported_as_unknown(
     alice_key(harness)
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (504, 1)
     assert "no complete answer within 3 s (upstream_deadline)" in reason and "the outcome is unknown" in reason
     filename = next(iter(_stored(upstream, project_name)))
@@ -190,7 +185,7 @@ def test_lost_answer_with_an_unreadable_index_passes_the_refusal_on_and_says_why
     alice_key(harness)
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert reason.startswith("Conflict") and "could not read the index" in reason
     assert "connection refused" in reason
@@ -217,7 +212,7 @@ def test_a_fault_after_forwarding_never_claims_nothing_was_published(
     register_account(gateway, "alice", user_key, token=upstream.token)
     result = ssh_client(harness=gateway).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 500 and "nothing was published" not in reason
     ((filename, _sha),) = _stored(upstream, project_name).items()
     assert f"{filename} may have been published: look for it on {upstream.simple_url}" in reason
@@ -234,7 +229,7 @@ def test_an_error_after_a_lost_answer_says_the_file_may_be_published(
     upstream.set_fault(status=503, reason="Service Unavailable")
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (503, 1)
     assert reason.startswith("Service Unavailable (but an earlier attempt sent the whole upload and got no answer")
     assert f"on {upstream.simple_url}" in reason and sleeps == [0.5, 1.0]
@@ -253,7 +248,7 @@ def test_every_attempt_stored_without_an_answer_may_have_been_published(
     alice_key(harness)
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (504, 1)
     assert proxy.actions() == [fp.STORE_THEN_RESET] * 3 and sleeps == [0.5, 1.0]
     ((filename, _sha),) = _stored(upstream, project_name).items()  # it was published
@@ -278,7 +273,7 @@ def test_exists_after_a_lost_answer_with_no_page_yet_may_have_been_published(
         result = ssh_client(harness=harness).run(
             data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
         assert lagging.requests == 1  # the page was asked for, and was missing
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert [h.upstream_status for h in proxy.handled] == [200, 409]
     ((filename, _sha),) = _stored(upstream, project_name).items()
@@ -296,9 +291,9 @@ def test_a_refusal_of_the_first_attempt_is_not_published(start_gateway, settings
     gateway = start_gateway(settings)
     register_account(gateway, "alice", user_key, token=upstream.token)
     request = lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0"))
-    assert _status(ssh_client(harness=gateway).run(data=request).stdout)[0] == 200
+    assert reply_status(ssh_client(harness=gateway).run(data=request).stdout)[0] == 200
     again = ssh_client(harness=gateway).run(data=request)
-    code, reason = _status(again.stdout)
+    code, reason = reply_status(again.stdout)
     assert (code, again.returncode) == (409, 1)
     assert again.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (409): {reason}"
     assert "may have been" not in again.stderr.decode()
@@ -317,7 +312,7 @@ def test_exists_after_a_504_from_a_server_that_stored_it_may_have_been_published
         alice_key(harness)
         result = ssh_client(harness=harness).run(
             data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert [h.upstream_status for h in proxy.handled] == [200, 409] and sleeps == [0.5]
     ((filename, _sha),) = _stored(upstream, project_name).items()
@@ -333,7 +328,7 @@ def test_exists_after_a_504_is_confirmed_on_the_index(proxied, alice_key, ssh_cl
     alice_key(harness)
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (200, 0), reason
     assert "confirmed on the index" in reason
     (event,) = recorded_events(harness.registry)
@@ -348,7 +343,7 @@ def test_a_redirect_after_a_504_from_a_server_that_stored_it_may_have_been_publi
     alice_key(harness)
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (504, 1)
     assert proxy.actions() == [fp.STORE_THEN_504, fp.REDIRECT_UNFORWARDED] and sleeps == [0.5]
     ((filename, _sha),) = _stored(upstream, project_name).items()

@@ -108,7 +108,8 @@ def run_fast(invocation: Invocation) -> int | None:
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
         executable = dict(parsed[0]).get("--command")
-        user, key, key_type = (*parsed[1], None, None)[:3]
+        user = parsed[1][0]
+        key, key_type = (*parsed[1][1:], None, None)[:2]
         settings = _settings(invocation)
         if settings is None:
             return 1

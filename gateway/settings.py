@@ -270,7 +270,7 @@ def _field_types() -> dict[str, Any]:
 
 def _fields() -> dict[str, tuple[str, Any]]:
     """name -> (type, default) of every setting, as `loginsettings.merge_sources` reads them."""
-    return {f.name: (f.type, f.default) for f in dataclasses.fields(Settings)}
+    return {f.name: (str(f.type), f.default) for f in dataclasses.fields(Settings)}
 
 
 def _closest(name: str, candidates: list[str]) -> str | None:

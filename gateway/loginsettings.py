@@ -197,8 +197,9 @@ class Merged:
         self.config = config
 
 
-def merge_sources(fields: Mapping[str, tuple[str, Any]], paths: Sequence[str], config_path: str | os.PathLike[str] | None,
-                  environ: Mapping[str, str], overrides: Mapping[str, Any] | None, *,
+def merge_sources(fields: Mapping[str, tuple[str, Any]], paths: Sequence[str],
+                  config_path: str | os.PathLike[str] | None, environ: Mapping[str, str],
+                  overrides: Mapping[str, Any] | None, *,
                   unknown: Callable[[str, str | None], Exception] | None = None) -> Merged:
     """The one reading of the settings' sources: `fields` (name -> (type, default)) from the TOML
     file, the environment and flags, flag > environment > file > default. Every value given is
@@ -218,7 +219,11 @@ def merge_sources(fields: Mapping[str, tuple[str, Any]], paths: Sequence[str], c
         origins[name] = (kind, where)
 
     path = config_path or environ.get(CONFIG_ENV)
-    config = os.path.join(os.getcwd(), path) if path and not os.path.isabs(path) else (os.fspath(path) if path else None)
+    config = None
+    if path:
+        from pathlib import Path
+
+        config = str(Path(path).absolute())
     if config is not None:
         for name, raw in read_config_file(config).items():
             if name in fields:

@@ -11,8 +11,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from gateway.registry import Registry, UploadEvent
-from gateway.registry.schema import upload_events
 from gateway.registry.migrate_db import upgrade
+from gateway.registry.schema import upload_events
 from gateway.settings import Settings
 from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox, create_key_file

@@ -10,7 +10,7 @@ from gateway.loginsettings import LoginSettings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 
 def authorized_keys_command(settings: LoginSettings, global_args: Sequence[str], user: str,

@@ -19,7 +19,8 @@ import os
 # name TYPE_CHECKING as true wherever it is defined.)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 ENV_PREFIX = "PYPISSH_"
 CONFIG_ENV = "PYPISSH_CONFIG"
@@ -189,7 +190,7 @@ class Merged:
     """The sources merged: the values set (with `home`, the paths and database_url resolved),
     where each came from, and the configuration file's absolute path (None: no file)."""
 
-    __slots__ = ("values", "origins", "config")
+    __slots__ = ("config", "origins", "values")
 
     def __init__(self, values: dict[str, Any], origins: dict[str, tuple[str, str]], config: str | None):
         self.values = values

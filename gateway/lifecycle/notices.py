@@ -15,10 +15,11 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Protocol
+from typing import Protocol
 
 from gateway.errors import one_line
 from gateway.lifecycle.migration import MIGRATED

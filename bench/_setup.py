@@ -54,7 +54,7 @@ from gateway.registry.schema import accounts as accounts_table  # noqa: E402
 from gateway.registry.schema import ssh_keys as keys_table  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.ssh import hostkeys  # noqa: E402
-from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
+from gateway.sshkeys import parse_public_key  # noqa: E402
 from gateway.tokens import TokenBox  # noqa: E402
 from testbed import SOURCE_ROOT, postgres  # noqa: E402
 from testbed.knownhosts import known_hosts_lines  # noqa: E402

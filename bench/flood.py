@@ -25,7 +25,7 @@ from gateway.registry import Registry  # noqa: E402
 from gateway.registry.migrate_db import upgrade  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.ssh import hostkeys  # noqa: E402
-from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
+from gateway.sshkeys import parse_public_key  # noqa: E402
 from gateway.tokens import create_key_file  # noqa: E402
 from testbed.gatewayprocess import GatewayProcess  # noqa: E402
 

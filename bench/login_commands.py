@@ -42,7 +42,7 @@ from gateway.registry import Registry  # noqa: E402
 from gateway.registry.migrate_db import upgrade  # noqa: E402
 from gateway.ssh import hostkeys  # noqa: E402
 from gateway.ssh.keyfile import SHIMEXEC  # noqa: E402
-from gateway.ssh.sshkeys import parse_public_key  # noqa: E402
+from gateway.sshkeys import parse_public_key  # noqa: E402
 from gateway.tokens import create_key_file  # noqa: E402
 from testbed import SOURCE_ROOT, postgres  # noqa: E402
 from testbed.scaleout import Replica  # noqa: E402

@@ -65,7 +65,7 @@ def serve(obj: Context, listen, upstream_url, database_url, health_listen, worke
     uploads in flight get drain_seconds to finish, then the process exits. SIGHUP reopens log_file
     (after logrotate) and reads the secret keys and host keys again, without dropping a session.
     """
-    # SIGHUP reopens log_file once the event loop runs (gateway/ops/hangup.py); until then it must
+    # SIGHUP reopens log_file once the event loop runs (gateway/runtime/hangup.py); until then it must
     # not end the process, as its default action would.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loaded = obj.loaded(listen=listen, upstream_url=upstream_url, database_url=database_url,
@@ -124,11 +124,11 @@ def _refuse_open_modes(findings, insecure_modes: bool, worker: bool) -> None:
 def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str | None,
            database_url: str | None, insecure_modes: bool) -> None:
     if worker_index is not None:
-        from gateway.ops.replica import run_replica
+        from gateway.runtime.replica import run_replica
 
         asyncio.run(run_replica(settings, serve_health=False, supervised=True))
     elif settings.workers > 1:
-        from gateway.ops.supervisor import Supervisor
+        from gateway.runtime.supervisor import Supervisor
 
         def worker_command(index: int, listen_at: str) -> list[str]:
             argv = [sys.executable, "-m", "gateway", *obj.global_args()]
@@ -142,7 +142,7 @@ def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str |
 
         sys.exit(asyncio.run(Supervisor(settings, worker_command, settings.workers).run()))
     else:
-        from gateway.ops.replica import run_replica
+        from gateway.runtime.replica import run_replica
 
         asyncio.run(run_replica(settings))
 
@@ -372,31 +372,6 @@ def init(obj: Context) -> None:
 
 
 @cli.command()
-def bytecode() -> None:
-    """Write the bytecode of every module the commands import into this virtualenv.
-
-    For an install made with `pip install --no-compile`: the virtualenv then holds bytecode for
-    what runs and nothing else, and processes that may not write to it start as fast as with
-    pip's own bytecode. Run it again after installing an extra or upgrading.
-    """
-    from gateway.ops.bytecode import compile_imported
-
-    try:
-        done = compile_imported()
-    except (OSError, py_compile_error()) as exc:
-        raise click.ClickException(messages.bytecode_failed(exc)) from None
-    click.echo(messages.bytecode_done(done.written, done.current, sys.prefix))
-    for name in done.skipped:
-        click.echo(messages.bytecode_skipped(name))
-
-
-def py_compile_error() -> type[Exception]:
-    import py_compile
-
-    return py_compile.PyCompileError
-
-
-@cli.command()
 @click.option("--show", is_flag=True,
               help="Print every effective setting with its source (default, file, env, flag), secrets masked.")
 @click.option("--offline", is_flag=True,
@@ -439,7 +414,7 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     """
     import logging
 
-    from gateway.entry import stdio_command
+    from gateway.logincommands import stdio_command
     from gateway.ssh.stdio import run_stdio
 
     # stderr is the user's terminal here: operator logs and warnings go to syslog, never to the user.
@@ -448,7 +423,7 @@ def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     obj.warn = log.warning
     settings = obj.settings()
     if not settings.stdio_in_process:
-        sys.exit(stdio_command(settings, account, fingerprint))
+        sys.exit(stdio_command(settings.for_login(), account, fingerprint))
     setup_syslog("WARNING", settings.log_format, settings.log_file)
     try:
         status = run_stdio(settings, account, fingerprint)
@@ -475,10 +450,10 @@ def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: 
     for an active key of an enabled account, and nothing for any other key or user. Asks the
     local replica (shim_socket) first, else reads the registry.
     """
-    from gateway.entry import authorized_keys_command as run
+    from gateway.logincommands import authorized_keys_command as run
 
     settings = obj.settings()
-    sys.exit(run(settings, obj.global_args(), user, key, key_type, executable))
+    sys.exit(run(settings.for_login(), obj.global_args(), user, key, key_type, executable))
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ In the OpenSSH mode sshd starts `authorized-keys-command` twice per login and `s
 session, so each must cost about one interpreter start. They are recognised here, after the
 global options of gateway/cliutil.py (`--config PATH`, `--home DIR`, `--set NAME=VALUE`), and run with the
 standard library only, and as little of it as will do: the light settings reader
-(gateway/loginsettings.py), the shim (gateway/ssh/shim.py) and the key lookup
-(gateway/ssh/keycommand.py). Every other command, and anything this small
+(gateway/loginsettings.py), and the commands themselves (gateway/logincommands.py: the shim and the
+key lookup). Every other command, and anything this small
 parser does not recognise (`--help`, a usage error), goes to the click CLI (gateway/cli.py),
 which imports everything and also holds these two commands' help texts.
 """
@@ -16,6 +16,7 @@ import os
 import sys
 
 from gateway.errors import ConfigError
+from gateway.logincommands import authorized_keys_command, stdio_command
 from gateway.loginsettings import CONFIG_ENV, LoginSettings, load_login_settings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
@@ -107,7 +108,8 @@ def run_fast(invocation: Invocation) -> int | None:
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
         executable = dict(parsed[0]).get("--command")
-        user, key, key_type = (*parsed[1], None, None)[:3]
+        user = parsed[1][0]
+        key, key_type = (*parsed[1][1:], None, None)[:2]
         settings = _settings(invocation)
         if settings is None:
             return 1
@@ -148,36 +150,3 @@ def _global_args(invocation: Invocation) -> list[str]:
     if invocation.home is not None:
         args += ["--home", invocation.home]
     return args + [arg for pair in invocation.pairs for arg in ("--set", pair)]
-
-
-def authorized_keys_command(settings: LoginSettings, global_args: Sequence[str], user: str,
-                            key: str | None, key_type: str | None, executable: str | None) -> int:
-    """Print the authorized_keys line for the key sshd presents (see gateway/ssh/keycommand.py).
-    `settings` is a `LoginSettings` or a full `Settings`; `global_args` go into the forced command."""
-    if not key:
-        return 0  # sshd passed no key (%k missing): list none rather than every key we know
-    from gateway.ssh.keycommand import KeyQuery, LookupFailed, UnsafeLine, lines_for_query
-
-    query = KeyQuery(user, key, key_type, os.path.abspath(executable or sys.argv[0]), tuple(global_args))
-    try:
-        lines = lines_for_query(query, settings.ssh_user, settings.shim_socket, settings.database_url)
-    except LookupFailed as exc:  # sshd logs our stderr; the login is refused
-        from gateway import messages
-
-        sys.stderr.write(messages.key_refused_registry_unreadable(str(exc)) + "\n")
-        return 1
-    except UnsafeLine as exc:  # a bad registry row: no line at all, and a warning in sshd's log
-        from gateway import messages
-
-        sys.stderr.write(messages.key_refused_unsafe_line(str(exc)) + "\n")
-        return 1
-    sys.stdout.write("".join(line + "\n" for line in lines))
-    sys.stdout.flush()
-    return 0
-
-
-def stdio_command(settings: LoginSettings, account: str, fingerprint: str | None) -> int:
-    """Hand this session to the local replica (gateway/ssh/shim.py)."""
-    from gateway.ssh.shim import run_shim
-
-    return run_shim(settings, account, fingerprint, os.environ)

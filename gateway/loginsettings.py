@@ -19,7 +19,8 @@ import os
 # name TYPE_CHECKING as true wherever it is defined.)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 ENV_PREFIX = "PYPISSH_"
 CONFIG_ENV = "PYPISSH_CONFIG"
@@ -170,46 +171,110 @@ class LoginSettings:
             setattr(self, name, values.get(name, default))
 
 
-def _coerce_from(kind: str, name: str, raw: Any, origin: str) -> Any:
-    """`coerce`, its error saying where the value was set (as `Source.origin` in gateway/settings.py)."""
+# Where a value came from, as `Merged.origins` records it: (kind, where).
+FILE, ENV, FLAG = "file", "env", "flag"
+
+
+def origin_note(kind: str, where: str) -> str:
+    """For messages: where the operator fixes a value ('' for a default)."""
+    if kind == FILE:
+        return f" (set in {where})"
+    if kind == ENV:
+        return f" (set by {where})"
+    if kind == FLAG:
+        return " (set by a command-line flag)"
+    return ""
+
+
+class Merged:
+    """The sources merged: the values set (with `home`, the paths and database_url resolved),
+    where each came from, and the configuration file's absolute path (None: no file)."""
+
+    __slots__ = ("config", "origins", "values")
+
+    def __init__(self, values: dict[str, Any], origins: dict[str, tuple[str, str]], config: str | None):
+        self.values = values
+        self.origins = origins
+        self.config = config
+
+
+def merge_sources(fields: Mapping[str, tuple[str, Any]], paths: Sequence[str],
+                  config_path: str | os.PathLike[str] | None, environ: Mapping[str, str],
+                  overrides: Mapping[str, Any] | None, *,
+                  unknown: Callable[[str, str | None], Exception] | None = None) -> Merged:
+    """The one reading of the settings' sources: `fields` (name -> (type, default)) from the TOML
+    file, the environment and flags, flag > environment > file > default. Every value given is
+    converted, so a bad one is an error wherever it was overridden. A name no field has, in the
+    file or among the flags, raises `unknown(name, the file or None)`, or is skipped without it.
+    Relative paths resolve against the file's folder when written there, else against `home`."""
     from gateway.errors import ConfigError
 
-    try:
-        return coerce(kind, name, raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}{origin}") from None
+    values: dict[str, Any] = {}
+    origins: dict[str, tuple[str, str]] = {}
+
+    def take(name: str, raw: Any, kind: str, where: str) -> None:
+        try:
+            values[name] = coerce(fields[name][0], name, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{origin_note(kind, where)}") from None
+        origins[name] = (kind, where)
+
+    path = config_path or environ.get(CONFIG_ENV)
+    config = None
+    if path:
+        from pathlib import Path
+
+        config = str(Path(path).absolute())
+    if config is not None:
+        for name, raw in read_config_file(config).items():
+            if name in fields:
+                take(name, raw, FILE, config)
+            elif unknown is not None:
+                raise unknown(name, config)
+    for name in fields:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            take(name, environ[env_name], ENV, env_name)
+    for name, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if name in fields:
+            take(name, raw, FLAG, "")
+        elif unknown is not None:
+            raise unknown(name, None)
+    _resolve_paths(values, origins, paths, fields, config, environ)
+    return Merged(values, origins, config)
+
+
+def _resolve_paths(values: dict[str, Any], origins: Mapping[str, tuple[str, str]], paths: Sequence[str],
+                   fields: Mapping[str, tuple[str, Any]], config: str | None, environ: Mapping[str, str]) -> None:
+    """Make every path absolute: against the config file's folder when written there, else
+    against `home` (never against the current directory)."""
+    config_dir = os.path.dirname(config) if config is not None else None
+
+    def base(name: str) -> str:
+        return config_dir if config_dir is not None and origins.get(name, ("",))[0] == FILE else home
+
+    home = values.get("home") or ""
+    if not home:
+        home = default_home(environ)
+    elif not os.path.isabs(home) and config_dir is not None and origins["home"][0] == FILE:
+        home = resolve_path(home, config_dir)
+    values["home"] = home
+    if not os.path.isabs(home):
+        return  # nothing can be resolved against it (the full reader reports it)
+    for name in paths:
+        value = values.get(name, fields[name][1])
+        if value:
+            values[name] = resolve_path(value, base(name))
+    values["database_url"] = resolve_database_url(values.get("database_url", fields["database_url"][1]),
+                                                  base("database_url"))
 
 
 def load_login_settings(config_path: str | None = None, environ: Mapping[str, str] | None = None,
                         overrides: Mapping[str, Any] | None = None) -> LoginSettings:
-    """The per-login commands' settings from the TOML file, the environment and flag overrides,
-    with relative paths resolved as `gateway.settings` resolves them: against the config file's
-    folder when written there, else against `home`."""
-    environ = os.environ if environ is None else environ
-    overrides = overrides or {}
-    path = config_path or environ.get(CONFIG_ENV)
-    config_dir = os.path.dirname(os.path.abspath(path)) if path else None
-    from_file = read_config_file(path) if path else {}
-    values = {}
-    in_file = set()
-    for name, (kind, _default) in LOGIN_FIELDS.items():
-        env_name = ENV_PREFIX + name.upper()
-        if overrides.get(name) is not None:
-            values[name] = _coerce_from(kind, name, overrides[name], " (set by a command-line flag)")
-        elif env_name in environ:
-            values[name] = _coerce_from(kind, name, environ[env_name], f" (set by {env_name})")
-        elif name in from_file:
-            values[name] = _coerce_from(kind, name, from_file[name], f" (set in {os.path.abspath(str(path))})")
-            in_file.add(name)
-    home = values.get("home") or default_home(environ)
-    if "home" in in_file and config_dir is not None:
-        home = resolve_path(home, config_dir)
-    values["home"] = home
-
-    def base(name: str) -> str:
-        return config_dir if name in in_file and config_dir is not None else home
-
-    for name in LOGIN_PATHS:
-        values[name] = resolve_path(values.get(name) or LOGIN_FIELDS[name][1], base(name))
-    values["database_url"] = resolve_database_url(values.get("database_url", DATABASE_URL), base("database_url"))
-    return LoginSettings(values)
+    """The per-login commands' settings, merged as `gateway.settings` merges them (other
+    settings in the file or among the flags are skipped)."""
+    merged = merge_sources(LOGIN_FIELDS, LOGIN_PATHS, config_path, os.environ if environ is None else environ,
+                           overrides)
+    return LoginSettings(merged.values)

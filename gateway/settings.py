@@ -180,6 +180,10 @@ class Settings:
         """The registry's file when database_url is a SQLite file, else None."""
         return sqlite_path(self.database_url)
 
+    def for_login(self) -> login.LoginSettings:
+        """These settings as the per-login commands read them."""
+        return login.LoginSettings({name: getattr(self, name) for name in login.LOGIN_FIELDS})
+
     def replace(self, **changes: Any) -> "Settings":
         return validate(dataclasses.replace(self, **changes))
 
@@ -197,13 +201,7 @@ class Source:
 
     def origin(self) -> str:
         """For messages: where the operator fixes the value ('' for a default)."""
-        if self.kind == "file":
-            return f" (set in {self.where})"
-        if self.kind == "env":
-            return f" (set by {self.where})"
-        if self.kind == "flag":
-            return " (set by a command-line flag)"
-        return ""
+        return login.origin_note(self.kind, self.where)
 
 
 DEFAULT = Source("default")
@@ -265,21 +263,14 @@ def shown_value(name: str, value: Any) -> Any:
     return value
 
 
-# -- coercion -------------------------------------------------------------------------------------
+# -- the sources ----------------------------------------------------------------------------------
 def _field_types() -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(Settings)}
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    return login.coerce(_field_types()[name], name, raw)
-
-
-def _coerce_from(name: str, raw: Any, source: Source) -> Any:
-    """`_coerce`, its error naming where the value was written (the file, or a flag)."""
-    try:
-        return _coerce(name, raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}{source.origin()}") from None
+def _fields() -> dict[str, tuple[str, Any]]:
+    """name -> (type, default) of every setting, as `loginsettings.merge_sources` reads them."""
+    return {f.name: (str(f.type), f.default) for f in dataclasses.fields(Settings)}
 
 
 def _closest(name: str, candidates: list[str]) -> str | None:
@@ -406,69 +397,18 @@ def load_all(
     """The settings with the source of each value, warnings about unknown `PYPISSH_*` variables
     and (with strict=False, instead of raising on the first) every problem found."""
     environ = os.environ if environ is None else environ
-    known = _field_types()
-    values: dict[str, Any] = {}
-    sources: dict[str, Source] = {}
-
-    path = config_path or environ.get(CONFIG_ENV)
-    config = Path(path).absolute() if path else None
-    if config is not None:
-        for name, raw in login.read_config_file(config).items():
-            if name not in known:
-                raise ConfigError(messages.unknown_setting(name, config, _closest(name, list(known))))
-            sources[name] = Source("file", str(config))
-            values[name] = _coerce_from(name, raw, sources[name])
-
-    for name in known:
-        env_name = ENV_PREFIX + name.upper()
-        if env_name in environ:
-            try:
-                values[name] = _coerce(name, environ[env_name])
-            except ConfigError as exc:
-                raise ConfigError(messages.set_by(str(exc), env_name)) from None
-            sources[name] = Source("env", env_name)
-
-    for name, raw in (overrides or {}).items():
-        if raw is None:
-            continue
-        if name not in known:
-            raise ConfigError(messages.unknown_setting(name, None, _closest(name, list(known))))
-        sources[name] = Source("flag")
-        values[name] = _coerce_from(name, raw, sources[name])
-
-    _resolve_paths(values, sources, config, environ)
-    settings = Settings(**values)
-    for name in known:
-        sources.setdefault(name, DEFAULT)
+    merged = login.merge_sources(_fields(), PATH_SETTINGS, config_path, environ, overrides, unknown=_unknown_setting)
+    settings = Settings(**merged.values)
+    sources = {name: Source(*merged.origins[name]) if name in merged.origins else DEFAULT for name in _fields()}
     found = [f"{p.message}{sources[p.setting].origin() if p.setting else ''}" for p in problems(settings)]
     if strict and found:
         raise ConfigError(found[0])
+    config = Path(merged.config) if merged.config is not None else None
     return Loaded(settings, sources, config, tuple(unknown_variables(environ)), tuple(found))
 
 
-def _resolve_paths(values: dict[str, Any], sources: dict[str, Source], config: Path | None,
-                   environ: Mapping[str, str]) -> None:
-    """Make every path absolute: against the config file's folder when written there, else
-    against `home` (never against the current directory)."""
-    home = values.get("home") or ""
-    if not home:
-        home = default_home(environ)
-        values["home"] = home
-    elif sources.get("home", DEFAULT).kind == "file" and config is not None and not os.path.isabs(home):
-        values["home"] = home = os.path.normpath(config.parent / home)
-    if not os.path.isabs(home):
-        return  # reported by `problems`; nothing can be resolved against it
-
-    def base(name: str) -> str:
-        source = sources.get(name, DEFAULT)
-        return str(config.parent) if source.kind == "file" and config is not None else home
-
-    for name in PATH_SETTINGS:
-        value = values.get(name, getattr(Settings, name, None))
-        if value:
-            values[name] = login.resolve_path(value, base(name))
-    values["database_url"] = login.resolve_database_url(values.get("database_url", Settings.database_url),
-                                                        base("database_url"))
+def _unknown_setting(name: str, config: str | None) -> ConfigError:
+    return ConfigError(messages.unknown_setting(name, config, _closest(name, list(_fields()))))
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

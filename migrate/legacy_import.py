@@ -21,7 +21,7 @@ from typing import Collection, Iterable, Mapping
 from gateway import messages
 from gateway.emails import EmailError, normalised_email
 from gateway.registry import names
-from gateway.ssh.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
+from gateway.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
 
 # Key types OpenSSH accepts in authorized_keys; an option name never starts like one of these.
 _KEY_TYPE = re.compile(r"^(ssh-|ecdsa-sha2-|sk-)[A-Za-z0-9@.+-]+$")

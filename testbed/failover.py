@@ -27,7 +27,7 @@ from pathlib import Path
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import source_tree_environment
 from testbed.knownhosts import known_hosts_lines

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from gateway.registry import Actor, Registry, UploadEvent, audit
-from gateway.ssh.sshkeys import PublicKey, from_asyncssh
+from gateway.sshkeys import PublicKey, from_asyncssh
 from gateway.upload.index import IndexFile
 
 UTC = dt.timezone.utc

@@ -20,7 +20,7 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.ssh import hostkeys
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import create_key_file
 from testbed import postgres
 from testbed.harness import GatewayHarness
@@ -285,20 +285,15 @@ def admin(tmp_path, monkeypatch):
     by sudo; returns (invoke, registry). `invoke.sets` are its --set options, `invoke.tmp` its folder."""
     from gateway.registry.migrate_db import upgrade
     from migrate.cli import cli as migrate_cli
-    from testbed.clock import invoke_at
+    from tests.helpers import cli_runner
 
     monkeypatch.delenv("SUDO_USER", raising=False)
     url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     upgrade(url)
     create_key_file(tmp_path / "secret.key")
     registry = Registry.from_url(url)
-    sets = ["--set", f"database_url={url}", "--set", f"secret_key_file={tmp_path / 'secret.key'}",
-            "--set", f"host_key_dir={tmp_path / 'keys'}"]
-
-    def invoke(*args: str, input: str | None = None, now: str = ADMIN_NOW):
-        return invoke_at(now, migrate_cli, [*sets, *args], input=input)
-
-    invoke.sets = sets
+    invoke = cli_runner(migrate_cli, now=ADMIN_NOW, database_url=url, secret_key_file=tmp_path / "secret.key",
+                        host_key_dir=tmp_path / "keys")
     invoke.tmp = tmp_path
     yield invoke, registry
     registry.engine.dispose()

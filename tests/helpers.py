@@ -5,19 +5,55 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from gateway.registry import Registry
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from gateway.registry import Registry, UploadEvent
 from gateway.registry.migrate_db import upgrade
+from gateway.registry.schema import upload_events
 from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox, create_key_file
 from testbed import wait_until  # noqa: F401  (tests import it from here)
+from testbed.clock import invoke_at
 from testbed.gatewayprocess import GatewayProcess
 from testbed.harness import GatewayHarness
 
 if TYPE_CHECKING:
     from tests.conftest import UserKey
+
+
+def reply_status(stdout: bytes) -> tuple[int, str]:
+    """The status code and reason of the legacy HTTP reply a session wrote on stdout."""
+    _, code, reason = stdout.split(b"\r\n", 1)[0].decode().split(" ", 2)
+    return int(code), reason
+
+
+def cli_runner(command: Any, *, now: str | None = None, **settings: object) -> Callable[..., Result]:
+    """A runner of the click `command` with each of `settings` as `--set NAME=VALUE` before the
+    arguments, its clock pinned to `now` (testbed/clock.py) unless a call gives its own `now`.
+    The runner's `sets` are those options."""
+    sets = [arg for name, value in settings.items() for arg in ("--set", f"{name}={value}")]
+
+    def invoke(*args: str, input: str | None = None, now: str | None = now) -> Result:
+        if now is not None:
+            return invoke_at(now, command, [*sets, *args], input=input)
+        return CliRunner().invoke(command, [*sets, *args], input=input)
+
+    invoke.sets = sets  # type: ignore[attr-defined]
+    return invoke
+
+
+def recorded_events(registry: Registry, *, account_name: str | None = None) -> list[UploadEvent]:
+    """The upload events stored, oldest first (all of them, or one account's)."""
+    query = select(upload_events).order_by(upload_events.c.at, upload_events.c.id)
+    if account_name is not None:
+        query = query.where(upload_events.c.account_name == account_name)
+    names = list(UploadEvent.__dataclass_fields__)
+    with registry.engine.connect() as conn:
+        return [UploadEvent(**{n: row._mapping[n] for n in names}) for row in conn.execute(query)]
 
 
 def register_account(gateway: GatewayHarness, name: str, key: "UserKey | None", *, token: str | None = None,

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from gateway.entry import authorized_keys_command
+from gateway.logincommands import authorized_keys_command
 from gateway.registry import Registry, RegistryError, names, utcnow
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.ssh import keycommand
 from gateway.ssh.keyfile import KeyFileWriter, file_text
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from tests.cli import environment, prepare_home, run_cli
 from tests.helpers import register_account
 

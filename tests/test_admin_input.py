@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa
 
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from tests.cli import copy_home, environment, home_registry, prepare_home, run_cli
 
 DATA = Path(__file__).parent / "data" / "legacy"

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.ssh import algorithms
 from tests.conftest import UserKey, _make_user_key, register_account
+from tests.helpers import recorded_events
 
 OLD_CLIENT = ("-o", "KexAlgorithms=diffie-hellman-group14-sha1", "-o", "HostKeyAlgorithms=ssh-rsa",
               "-o", "PubkeyAcceptedAlgorithms=ssh-rsa")
@@ -80,7 +81,7 @@ def test_sha1_user_signature_is_refused_by_default(gateway, rsa_key):
         asyncio.run(login())
     assert "signed with ssh-rsa (SHA-1), which this gateway refuses" in refused.value.reason
     assert rsa_key.fingerprint in refused.value.reason
-    assert gateway.registry.events.recorded() == []
+    assert recorded_events(gateway.registry) == []
 
 
 def test_modern_rsa_signature_is_accepted_by_default(gateway, ssh_client, rsa_key):
@@ -88,7 +89,7 @@ def test_modern_rsa_signature_is_accepted_by_default(gateway, ssh_client, rsa_ke
     register_account(gateway, "oldtimer", rsa_key)
     result = _run(ssh_client(rsa_key))
     assert result.returncode == 0, result.stderr
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert event.legacy_crypto is False
 
 
@@ -103,7 +104,7 @@ def test_old_client_is_accepted_with_legacy_algorithms_and_marked(start_gateway,
     assert old.stdout.startswith(b"HTTP/1.0 200 OK")
     modern = _run(ssh_client(user_key, harness=harness))
     assert modern.returncode == 0, modern.stderr
-    marks = {event.account_name: event.legacy_crypto for event in harness.registry.events.recorded()}
+    marks = {event.account_name: event.legacy_crypto for event in recorded_events(harness.registry)}
     assert marks == {"oldtimer": True, "alice": False}
 
 
@@ -116,5 +117,5 @@ def test_each_legacy_algorithm_alone_marks_the_event(start_gateway, make_setting
     extra = ("-o", "Ciphers=aes128-ctr") if option.startswith("MACs") else ()
     result = _run(ssh_client(rsa_key, harness=harness), "-o", option, *extra)
     assert result.returncode == 0, result.stderr
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.legacy_crypto is True

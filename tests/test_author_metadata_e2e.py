@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import warehouse_rules
+from tests.helpers import recorded_events
 
 PYTHONS = ["3.11", "2.7"]  # 2.7: the real pypissh 1.4 (the `python2` fixture skips where none exists)
 
@@ -128,7 +129,7 @@ def upload_as_written(alice, gateway, legacy_upload, legacy_project, upstream, p
         assert status == 0, output
         assert "Server response (200)" in output
         content = _only_dist(project).read_bytes()
-        (event,) = gateway.registry.events.recorded(account_name="alice")
+        (event,) = recorded_events(gateway.registry, account_name="alice")
         assert event.outcome == "forwarded"
         return _forwarded(upstream), _as_written(project_name, setup, content), event.error
 

@@ -10,12 +10,7 @@ import time
 import pytest
 
 from testbed import legacyrequests as lr
-
-
-def _status(stdout: bytes) -> tuple[int, str]:
-    line = stdout.split(b"\r\n", 1)[0].decode()
-    _, code, reason = line.split(" ", 2)
-    return int(code), reason
+from tests.helpers import reply_status
 
 
 @pytest.fixture
@@ -41,13 +36,13 @@ def _nothing_forwarded_then_upload_works(client, upstream, project_name):
     assert upstream.recordings() == [], "a bad request reached the upstream"
     content = lr.make_sdist(project_name + "-after", "1.0")
     result = client.run(data=lr.python3_upload(project_name + "-after", "1.0", content))
-    assert _status(result.stdout)[0] == 200, result.stdout + result.stderr
+    assert reply_status(result.stdout)[0] == 200, result.stdout + result.stderr
 
 
 def test_garbage_instead_of_http(client):
     """Bytes that are not HTTP get a 400 saying this is the upload endpoint and how to get help."""
     result = client.run(data=b"hello there\r\n\r\n")
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 400
     assert "not an HTTP request" in reason and "help" in reason
     assert result.returncode == 1
@@ -58,7 +53,7 @@ def test_body_shorter_than_content_length(client, project_name):
     content = lr.make_sdist(project_name, "1.0")
     request = lr.python3_upload(project_name, "1.0", content)
     result = client.run(data=request[:-200])
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 400
     assert "cut short" in reason and "nothing was published" in reason
 
@@ -67,7 +62,7 @@ def test_file_larger_than_max_upload_bytes(client, project_name):
     """A file above max_upload_bytes (but a request within the form allowance) is refused with 413."""
     content = lr.make_sdist(project_name, "1.0", pad=os.urandom(100 * 1024))
     result = client.run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 413
     assert "above this gateway's limit of 64 KiB" in reason
 
@@ -84,7 +79,7 @@ def test_huge_header_block(client):
     """A header block beyond max_header_bytes is refused with 431."""
     headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 100) for i in range(400))
     result = client.run(data=b"POST /legacy/ HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 431
     assert "headers exceed" in reason
 
@@ -102,7 +97,7 @@ def test_client_that_stops_sending(client, project_name):
         elapsed = time.monotonic() - started
         proc.stdin.close()
         proc.wait(10)
-    code, reason = _status(out)
+    code, reason = reply_status(out)
     assert code == 408
     assert "no data from the client" in reason and "try again" in reason
     assert elapsed < 30  # bounded by the read timeout, not by the client

@@ -9,7 +9,7 @@ import gc
 import logging
 
 from testbed import legacyrequests as lr
-from tests.helpers import register_account, wait_until
+from tests.helpers import recorded_events, register_account, wait_until
 from tests.test_revocation import ControlMaster
 
 CHANNELS = 50
@@ -59,4 +59,4 @@ def test_fifty_channels_closed_before_their_answer_leave_no_traceback(start_gate
 
 
 def _aborted(harness) -> list:
-    return [e for e in harness.registry.events.recorded() if e.outcome == "client_aborted"]
+    return [e for e in recorded_events(harness.registry) if e.outcome == "client_aborted"]

@@ -17,7 +17,6 @@ import email.parser
 import hashlib
 import http.client
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -122,11 +121,6 @@ def built(tmp_path_factory) -> Built:
 class Installed:
     venv: Path
     work: Path
-    bytecode_output: str  # what `pypissh-gateway bytecode` printed after the install
-
-    def site_packages(self) -> Path:
-        (found,) = self.venv.glob("lib/python*/site-packages")
-        return found
 
     def bin(self, name: str) -> str:
         return str(self.venv / "bin" / name)
@@ -138,23 +132,17 @@ class Installed:
 
 @pytest.fixture(scope="session")
 def installed(built, tmp_path_factory) -> Installed:
-    """A fresh virtualenv with the wheel installed as the README says (no pip inside, no bytecode
-    from pip, the sdist's constraints, then `pypissh-gateway bytecode`), no extras, run from an
-    empty directory."""
+    """A fresh virtualenv with the wheel installed as the README says (`pip install` with the
+    sdist's constraints), no extras, run from an empty directory."""
     base = tmp_path_factory.mktemp("installed")
     venv, work = base / "venv", base / "work"
     work.mkdir()
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, cwd=work,
-                   env=_clean_environment())
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                           "--quiet", "--no-compile", "-c", str(built.unpacked / "requirements" / "constraints.txt"),
-                           str(built.wheel)],
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, cwd=work, env=_clean_environment())
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                           "-c", str(built.unpacked / "requirements" / "constraints.txt"), str(built.wheel)],
                           capture_output=True, text=True, cwd=work, env=_clean_environment(), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    compiled = subprocess.run([str(venv / "bin" / "pypissh-gateway"), "bytecode"], capture_output=True, text=True,
-                              cwd=work, env=_clean_environment(), timeout=300)
-    assert compiled.returncode == 0, compiled.stderr
-    return Installed(venv, work, compiled.stdout)
+    return Installed(venv, work)
 
 
 # -- what the archives hold ------------------------------------------------------------------------
@@ -259,31 +247,6 @@ def test_core_install_leaves_out_the_extras(installed):
     for module in ("matplotlib", "numpy", "psycopg", "pydantic"):
         found = installed.run(installed.bin("python"), "-c", f"import {module}")
         assert found.returncode == 1 and f"No module named '{module}'" in found.stderr
-
-
-def test_bytecode_is_written_for_what_the_commands_import_and_nothing_else(installed):
-    """After `pypissh-gateway bytecode` the commands' modules, ours and the libraries', have their
-    bytecode and a module nothing imports has none; run again, it has nothing to write."""
-    import importlib.util
-
-    lines = installed.bytecode_output.splitlines()
-    written = re.fullmatch(rf"wrote the bytecode of (\d+) modules in {re.escape(str(installed.venv))} "
-                           r"\((\d+) were up to date\)", lines[0])
-    assert written and int(written.group(1)) > 300, lines
-    assert lines[1:] == ["not compiled: migrate.report.chart, which needs an extra that is not installed"]
-    site = installed.site_packages()
-
-    def has_bytecode(relative: str) -> bool:
-        return Path(importlib.util.cache_from_source(str(site / relative))).is_file()
-
-    for used in ("gateway/cli.py", "gateway/ssh/shim.py", "migrate/cli.py", "sqlalchemy/engine/base.py",
-                 "asyncssh/connection.py", "rich/console.py", "mousebender/simple.py"):
-        assert has_bytecode(used), used
-    for unused in ("sqlalchemy/dialects/mssql/base.py", "pygments/lexers/rust.py"):
-        assert (site / unused).is_file() and not has_bytecode(unused), unused
-    again = installed.run(installed.bin("pypissh-gateway"), "bytecode")
-    assert again.returncode == 0
-    assert again.stdout.startswith("wrote the bytecode of 0 modules in ")
 
 
 def test_png_chart_without_matplotlib_names_the_report_extra(installed, tmp_path):

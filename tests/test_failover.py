@@ -19,7 +19,7 @@ from gateway.checks import database_host_findings
 from gateway.settings import Settings
 from testbed import pgpair
 from testbed.failover import ACCOUNT, Attempt, FailoverRig, database_lines
-from tests.helpers import wait_until
+from tests.helpers import recorded_events, wait_until
 
 # Serial although it leaves the machine's own PostgreSQL alone: two servers, two replicas, HAProxy
 # and the legacy clients need the cores, and the crossing upload is held for a fixed time.
@@ -72,7 +72,7 @@ def _phase(rig: FailoverRig, label: str) -> list[Attempt]:
 def _forwarding_rows(rig: FailoverRig) -> list:
     registry = rig.registry()
     try:
-        return [e for e in registry.events.recorded(account_name=ACCOUNT) if e.outcome == "forwarding"]
+        return [e for e in recorded_events(registry, account_name=ACCOUNT) if e.outcome == "forwarding"]
     finally:
         registry.close()
 
@@ -122,7 +122,7 @@ def test_every_file_at_the_upstream_has_its_event_on_the_new_primary(story, upst
     assert story.rig.pair.standby.query("SELECT pg_is_in_recovery()") == [(False,)]
     registry = story.rig.registry()
     try:
-        events = {event.filename: event for event in registry.events.recorded(account_name=ACCOUNT)}
+        events = {event.filename: event for event in recorded_events(registry, account_name=ACCOUNT)}
     finally:
         registry.close()
     published = [a for a in story.uploads(story.attempts) if a.upstream_name in upstream.files()]

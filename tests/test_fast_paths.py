@@ -25,7 +25,7 @@ from gateway.settings import Settings, load
 from gateway.ssh import session
 from gateway.ssh.keycache import KeyCache
 from testbed.legacyrequests import make_sdist, python3_upload
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 
 class _CountingLookup:
@@ -155,7 +155,7 @@ def test_record_event_stores_the_event_and_the_keys_last_use(gateway, user_key):
         registry.events.record(UploadEvent(at=at, outcome="forwarded", account_id=identity.account_id,
                                           account_name="alice", key_fingerprint=user_key.fingerprint,
                                           project=project, size=10))
-    assert [e.project for e in registry.events.recorded(account_name="alice")] == ["first", "second"]
+    assert [e.project for e in recorded_events(registry, account_name="alice")] == ["first", "second"]
     assert registry.accounts.find_key(user_key.fingerprint).last_used_at == at
 
 

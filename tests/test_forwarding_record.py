@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from gateway.registry import Registry
 from migrate.cli import cli
 from testbed import legacyrequests as lr
-from tests.helpers import serve_process, start_held_upload
+from tests.helpers import recorded_events, serve_process, start_held_upload
 
 
 def test_kill_9_while_forwarding_leaves_a_row_the_report_counts_as_unknown(tmp_path, upstream, host_key_dir,
@@ -35,7 +35,7 @@ def test_kill_9_while_forwarding_leaves_a_row_the_report_counts_as_unknown(tmp_p
             uploading.communicate()
         process.stop()
 
-    (row,) = registry.events.recorded()
+    (row,) = recorded_events(registry)
     registry.close()
     assert (row.outcome, row.account_name, row.action) == ("forwarding", "alice", "file_upload")
     assert row.filename == project_name.lower().replace("-", "_") + "-1.0.tar.gz"
@@ -53,6 +53,6 @@ def test_a_forwarded_upload_has_one_row_completed_in_place(gateway, alice, ssh_c
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client().run(data=lr.python3_upload(project_name, "1.0", content))
     assert result.stdout.startswith(b"HTTP/1.0 200 "), result.stderr
-    (row,) = gateway.registry.events.recorded()
+    (row,) = recorded_events(gateway.registry)
     assert (row.outcome, row.upstream_status, row.size) == ("forwarded", 200, len(content))
     assert row.duration_ms is not None and row.id is not None

@@ -9,11 +9,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
-from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.runtime.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.ssh.keycache import KeyCache
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from testbed import postgres
 from testbed.scaleout import http_get
 from tests.helpers import wait_until

@@ -21,7 +21,7 @@ from testbed import hostile
 from testbed.gatewayprocess import GatewayProcess
 from testbed.sample import make_legacy_project, write_pypirc
 from tests.conftest import SshClient
-from tests.helpers import serve_process
+from tests.helpers import recorded_events, serve_process
 
 PROJECT = "T-hostile-corpus"
 CASES = {case.name: case for case in hostile.corpus(PROJECT)}
@@ -140,7 +140,7 @@ def test_after_the_corpus_memory_spool_and_uploads_are_fine(hostile_gateway, cor
     assert peak_growth < 64 * 1024
     spool = hostile_gateway.settings.spool_dir
     assert [link for link in _open_files(hostile_gateway) if link.startswith(spool)] == [], "a spool file was left open"
-    outcomes = {event.outcome for event in Registry.from_url(hostile_gateway.settings.database_url).events.recorded()}
+    outcomes = {event.outcome for event in recorded_events(Registry.from_url(hostile_gateway.settings.database_url))}
     assert "internal_error" not in outcomes
     assert "Traceback" not in hostile_gateway.log()
     _legacy_upload(corpus_client, tmp_path, "T-hostile-after")

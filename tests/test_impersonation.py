@@ -8,12 +8,7 @@ import subprocess
 import sys
 
 from testbed import legacyrequests as lr
-from tests.helpers import register_account
-
-
-def _status(stdout: bytes) -> tuple[int, str]:
-    _, code, reason = stdout.split(b"\r\n", 1)[0].decode().split(" ", 2)
-    return int(code), reason
+from tests.helpers import recorded_events, register_account, reply_status
 
 
 def _upload(client, project: str, authorization: str):
@@ -28,10 +23,10 @@ def test_header_naming_another_account_does_not_change_the_account(gateway, ssh_
     register_account(gateway, "bob", user_keys["bob"])
     upstream.clear_recordings()
     result = _upload(ssh_client(user_keys["alice"]), project_name, lr.basic("__token__", "pypi-bobs-own-token"))
-    assert _status(result.stdout)[0] == 200, result.stdout + result.stderr
+    assert reply_status(result.stdout)[0] == 200, result.stdout + result.stderr
     (record,) = [r for r in upstream.recordings() if r.method == "POST"]
     assert record.basic_auth() == ("__token__", upstream.token)
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert (event.account_name, event.key_fingerprint) == ("alice", user_keys["alice"].fingerprint)
 
 
@@ -42,10 +37,10 @@ def test_header_naming_a_user_with_a_password_is_never_forwarded(gateway, ssh_cl
     register_account(gateway, "bob", user_keys["bob"])
     upstream.clear_recordings()
     result = _upload(ssh_client(user_keys["bob"]), project_name, lr.basic("alice", "alices-old-password"))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 403 and "account 'bob'" in reason and "alice" not in reason
     assert upstream.recordings() == []
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert (event.account_name, event.outcome) == ("bob", "no_credential")
 
 
@@ -68,12 +63,12 @@ def test_key_restricted_to_projects_uploads_only_those(gateway, ssh_client, user
 
     upstream.clear_recordings()
     other = project_name + "-other"
-    code, reason = _status(_upload(client, other, "Og==").stdout)
+    code, reason = reply_status(_upload(client, other, "Og==").stdout)
     assert code == 403
     assert user_keys["mallory"].fingerprint in reason and allowed.lower() in reason and other.lower() in reason
     assert upstream.recordings() == []
 
-    code, reason = _status(_upload(client, allowed, "Og==").stdout)
+    code, reason = reply_status(_upload(client, allowed, "Og==").stdout)
     assert code == 200, reason
-    outcomes = [(event.project, event.outcome) for event in gateway.registry.events.recorded()]
+    outcomes = [(event.project, event.outcome) for event in recorded_events(gateway.registry)]
     assert outcomes == [(other.lower(), "refused_policy"), (allowed.lower(), "forwarded")]

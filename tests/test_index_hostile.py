@@ -19,7 +19,7 @@ from testbed.clock import invoke_at
 from testbed.flakyproxy import FlakyProxy
 from testbed.hostile_index import HostileIndex
 from testbed.tlsca import make_tls
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2027, 3, 1, 10, 0, tzinfo=UTC)
@@ -178,7 +178,7 @@ def test_the_check_after_a_lost_answer_does_not_follow_a_redirect_to_http(
     stderr = result.stderr.decode()
     assert stderr.splitlines()[-1].startswith("pypissh-gateway: may have been published (409): Conflict")
     assert "it redirects to http://127.0.0.1:" in stderr and "only https on 127.0.0.1 is followed" in stderr
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"
 
 

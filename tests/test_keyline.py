@@ -8,7 +8,7 @@ import pytest
 
 from gateway.registry import Registry
 from gateway.registry.keyline import KeylineError, account_for_key
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 
 UNKNOWN = "SHA256:" + "B" * 43
 

@@ -8,6 +8,7 @@ import pytest
 
 from testbed import legacyrequests as lr
 from tests import warehouse_rules
+from tests.helpers import recorded_events
 
 
 def _reply(result) -> tuple[int, str]:
@@ -67,7 +68,7 @@ def test_python2_request_without_user_agent_is_recorded(send, gateway, project_n
     """A request with no User-Agent is accepted and recorded as such."""
     content = lr.make_sdist(project_name, "1.0")
     assert _reply(send(lr.python2_upload(project_name, "1.0", content, user_agent=None)))[0] == 200
-    (event,) = gateway.registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(gateway.registry, account_name="alice")
     assert event.user_agent is None and event.outcome == "forwarded"
 
 
@@ -118,7 +119,7 @@ def test_form_disagreeing_with_the_file_forwards_the_file_and_notes_the_fields(s
     assert _reply(send(request))[0] == 200
     values = _assert_modern(_forwarded_form(upstream), content, project_name)
     assert (values["summary"], values["author"]) == ("A legacy package", "Old Timer")
-    (event,) = gateway.registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(gateway.registry, account_name="alice")
     assert event.outcome == "forwarded"
     assert "disagreed with the file's metadata on summary, author" in event.error
 
@@ -130,5 +131,5 @@ def test_latin1_pkg_info_is_forwarded_as_text_and_noted(send, gateway, upstream,
     assert _reply(send(lr.python2_upload(project_name, "1.0", content)))[0] == 200
     values = _assert_modern(_forwarded_form(upstream), content, project_name, metadata_version="1.2")
     assert values["maintainer"] == "José Gonçalves"
-    (event,) = gateway.registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(gateway.registry, account_name="alice")
     assert event.outcome == "forwarded" and "not UTF-8; read as latin-1" in event.error

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.registry import Registry
 from testbed.clock import command_at
-from tests.helpers import register_account, wait_until
+from tests.helpers import recorded_events, register_account, wait_until
 
 UTC = dt.timezone.utc
 NOTICE = dt.datetime(2026, 8, 1, 9, 0, tzinfo=UTC)
@@ -68,7 +68,7 @@ def test_brownout_refuses_upload_with_410_and_nothing_reaches_upstream(
     assert "Upload failed (410): SSH uploads are off for a scheduled brownout until 2026-10-01 16:00 UTC" in text
     assert "twine upload dist/*" in text
     assert posts(upstream) == []
-    event = scheduled.registry.events.recorded(account_name="alice")[-1]
+    event = recorded_events(scheduled.registry, account_name="alice")[-1]
     assert event.outcome == "refused_schedule" and event.project == project_name.lower()
     assert "brownout" in event.error
 

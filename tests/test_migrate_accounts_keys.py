@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import create_key_file
 from migrate import output
 from migrate.cli import cli
 from migrate.legacy_import import OptionsError, split_options
+from tests.helpers import cli_runner
 
 DATA = Path(__file__).parent / "data" / "legacy"
 TOKEN = "pypi-AgEIcHlwaS5vcmcCJGFkbWluLXRlc3QtdG9rZW4tdGhhdC1tdXN0LW5vdC1sZWFr"
@@ -44,13 +44,7 @@ def db(tmp_path):
     create_key_file(tmp_path / "secret.key")
     registry = Registry.from_url(url)
 
-    def invoke(*args: str, input: str | None = None, weak: bool = False):
-        sets = ["--set", f"database_url={url}", "--set", f"secret_key_file={tmp_path / 'secret.key'}"]
-        if weak:
-            sets += ["--set", "allow_weak_keys=true"]
-        return CliRunner().invoke(cli, [*sets, *args], input=input)
-
-    yield invoke, registry
+    yield cli_runner(cli, database_url=url, secret_key_file=tmp_path / "secret.key"), registry
     registry.engine.dispose()
 
 
@@ -161,7 +155,8 @@ def test_weak_keys_accepted_with_setting_are_flagged(db):
     """With allow_weak_keys the weak keys go in, marked weak in the registry and in `keys list`."""
     invoke, registry = db
     invoke("accounts", "add", "dave")
-    result = invoke("keys", "add", "dave", "-", input=f"{KEYS['dave']}\n{KEYS['carol']}\n", weak=True)
+    result = invoke("--set", "allow_weak_keys=true", "keys", "add", "dave", "-",
+                    input=f"{KEYS['dave']}\n{KEYS['carol']}\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("(weak: accepted because allow_weak_keys is set)") == 2
     assert all(k.weak for k in registry.accounts.list_keys("dave"))

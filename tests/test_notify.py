@@ -20,7 +20,7 @@ from aiosmtpd.smtp import AuthResult
 
 from gateway.registry import Registry, UploadEvent
 from gateway.registry.migrate_db import upgrade
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.upload.index import IndexFile
 from migrate.campaigns import Audience, plan_campaign
 from migrate.cli import cli

@@ -30,14 +30,14 @@ from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.ssh.keycommand import LINE_PREFIX, KeyQuery, authorized_keys_line, forced_command, lines_for_query
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
 from testbed.scaleout import Replica, metric
 from testbed.sshdutil import (SSHD, Sshd, ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program,
                               session_python)
-from tests.helpers import answers_a_stalled_request, register_account, wait_until
+from tests.helpers import answers_a_stalled_request, recorded_events, register_account, wait_until
 
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 SECRET = "a test secret for the OpenSSH mode and long enough to derive a key"
@@ -160,7 +160,7 @@ def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, ali
     stored = f"openssh_mode_{sshd['lookup'].replace('-', '_')}-1.0.tar.gz"  # the index normalises the name
     assert upstream.files()[stored] == hashlib.sha256(dist.read_bytes()).hexdigest()
     via_sshd = forwarded_form_names(upstream, before)
-    (event,) = sshd["registry"].events.recorded(account_name="alice")
+    (event,) = recorded_events(sshd["registry"], account_name="alice")
     assert (event.outcome, event.client_addr, event.key_fingerprint) == (
         "forwarded", "127.0.0.1", user_keys["alice"].fingerprint)
     assert event.replica.endswith(f":{sshd['replica'].pid}")  # the shim handed it to the replica
@@ -442,7 +442,7 @@ def test_stdio_answers_one_request_and_records_the_client(settings, key_registry
     out, err = proc.communicate(LIST_CLASSIFIERS, timeout=60)
     assert proc.returncode == 0, err
     assert out.startswith(b"HTTP/1.0 200 OK")
-    (event,) = key_registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(key_registry, account_name="alice")
     assert (event.outcome, event.client_addr) == ("local", "192.0.2.44")
 
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.runtime.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.ops.pools import PoolFull, WorkerPool
 from testbed import legacyrequests as lr
 from testbed.scaleout import http_get

@@ -12,11 +12,12 @@ from sqlalchemy import inspect
 from gateway.cli import cli
 from gateway.registry import Registry, RegistryError, UploadEvent
 from gateway.registry.engine import database_hosts, sqlalchemy_url
-from gateway.registry.migrate_db import head_revision, is_current, upgrade
+from gateway.registry.migrate_db import CURRENT, head_revision, schema_state, upgrade
 from gateway.registry.replication import is_multi_host
 from gateway.ssh.keycache import KeyCache, RegistryUnavailable
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from testbed import pgserver, postgres
+from tests.helpers import recorded_events
 
 pytestmark = pytest.mark.skipif(postgres.unavailable_reason() is not None, reason="PostgreSQL is not running")
 
@@ -49,7 +50,7 @@ def test_db_upgrade_command_creates_the_schema(tmp_path):
             first = runner.invoke(cli, ["--set", f"database_url={url}", "db", "upgrade"])
             assert first.exit_code == 0, first.output
             assert f"database at revision {head_revision()}" in first.output
-            assert is_current(url)
+            assert schema_state(url)[0] == CURRENT
             again = runner.invoke(cli, ["--set", f"database_url={url}", "db", "upgrade"])
             assert again.exit_code == 0, again.output
             engine = Registry.from_url(url).engine
@@ -103,10 +104,10 @@ def test_an_event_written_before_forwarding_is_completed_in_place(registry):
     event = UploadEvent(at=at, outcome="forwarding", account_id=account.id, account_name="fran",
                         action="file_upload", project="fran-pkg", filename="fran_pkg-1.0.tar.gz")
     registry.events.record(event)
-    assert [e.outcome for e in registry.events.recorded(account_name="fran")] == ["forwarding"]
+    assert [e.outcome for e in recorded_events(registry, account_name="fran")] == ["forwarding"]
     event.outcome, event.upstream_status, event.duration_ms = "forwarded", 200, 512
     registry.events.record(event)
-    (back,) = registry.events.recorded(account_name="fran")
+    (back,) = recorded_events(registry, account_name="fran")
     assert back == event and back.outcome == "forwarded" and back.upstream_status == 200
 
 
@@ -121,7 +122,7 @@ def test_events_round_trip(registry):
                         filename="erin_pkg-1.0.tar.gz", size=1234, sha256="ab" * 32, upstream_status=200,
                         duration_ms=87, legacy_crypto=True, replica="host:1")
     registry.events.record(event)
-    (back,) = registry.events.recorded(account_name="erin")
+    (back,) = recorded_events(registry, account_name="erin")
     assert back == event
     activity = registry.events.account_activity(account.id)
     assert activity["last_use"] == at

@@ -20,7 +20,7 @@ from gateway.ssh.listener import is_trusted, networks, read_proxy_header
 from gateway.ssh.proxyproto import V1_MAX, V2_MAX, ProxyHeaderError, classify, header_length, parse
 from testbed import SOURCE_ROOT
 from testbed.proxyhead import build_v1, build_v2
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"
 LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
@@ -222,7 +222,7 @@ def test_require_records_the_address_from_the_header(proxied_gateway, ssh_client
     result = run_via(client, proxy_command("--source", "203.0.113.9:40000", *version), LIST_CLASSIFIERS)
     assert result.returncode == 0, result.stderr
     assert b"200 OK" in result.stdout
-    (event,) = proxied_gateway.registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(proxied_gateway.registry, account_name="alice")
     assert event.client_addr == "203.0.113.9"
 
 
@@ -259,4 +259,4 @@ def test_use_accepts_both(start_gateway, make_settings, ssh_client, user_key, up
     client = ssh_client(harness=harness)
     assert run_via(client, proxy_command("--source", "198.51.100.4:1"), LIST_CLASSIFIERS).returncode == 0
     assert client.run(data=LIST_CLASSIFIERS).returncode == 0
-    assert [e.client_addr for e in harness.registry.events.recorded(account_name="alice")] == ["198.51.100.4", "127.0.0.1"]
+    assert [e.client_addr for e in recorded_events(harness.registry, account_name="alice")] == ["198.51.100.4", "127.0.0.1"]

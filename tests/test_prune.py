@@ -9,8 +9,7 @@ import pytest
 
 from gateway.registry import Registry, UploadEvent
 from migrate.cli import cli
-from testbed.clock import invoke_at
-from tests.helpers import ok
+from tests.helpers import cli_runner, ok, recorded_events
 
 UTC = dt.timezone.utc
 NOW = "2027-03-01 10:00"
@@ -41,10 +40,7 @@ def history(registry_url):
     event(None, _day(1, 1))
     event(None, _day(1, 1))
 
-    def invoke(*args: str):
-        return invoke_at(NOW, cli, ["--set", f"database_url={registry_url}", *args])
-
-    yield invoke, registry
+    yield cli_runner(cli, now=NOW, database_url=registry_url), registry
     registry.engine.dispose()
 
 
@@ -56,7 +52,7 @@ def test_prune_deletes_old_events_but_each_accounts_latest(history):
     ok(result)
     assert "deleted 6 upload event(s) recorded before 2026-06-01 00:00 UTC in 3 batch(es)" in result.output
     assert "kept 2 older one(s) as their account's latest; 3 event(s) remain" in result.output
-    left = sorted((e.account_name, e.at) for e in registry.events.recorded())
+    left = sorted((e.account_name, e.at) for e in recorded_events(registry))
     assert left == [("alice", _day(12, 1)), ("bob", _day(1, 5)), ("carol", _day(2, 1))]
     last_use = registry.events.last_use_by_account()
     assert {registry.accounts.get_account(n).id for n in ("alice", "bob", "carol")} == set(last_use)
@@ -66,7 +62,7 @@ def test_prune_never_deletes_an_accounts_only_events(history):
     """A cut-off after every event still leaves each account its latest event."""
     invoke, registry = history
     ok(invoke("prune", "--before", "0d", "--yes"))
-    assert sorted(e.account_name for e in registry.events.recorded()) == ["alice", "bob", "carol"]
+    assert sorted(e.account_name for e in recorded_events(registry)) == ["alice", "bob", "carol"]
 
 
 def test_dry_run_counts_and_deletes_nothing(history):
@@ -76,7 +72,7 @@ def test_dry_run_counts_and_deletes_nothing(history):
     ok(result)
     assert "dry run: 6 upload event(s) recorded before 2026-06-01 00:00 UTC would be deleted; 2 older one(s) " \
            "kept" in result.output
-    assert len(registry.events.recorded()) == 9 and registry.audit.entries() == []
+    assert len(recorded_events(registry)) == 9 and registry.audit.entries() == []
 
 
 def test_relative_cut_off_and_the_journal(history):
@@ -93,7 +89,7 @@ def test_cut_off_in_the_future_is_refused(history):
     invoke, registry = history
     result = invoke("prune", "--before", "2030-01-01", "--yes")
     assert result.exit_code != 0 and "2030-01-01 is in the future" in result.output
-    assert len(registry.events.recorded()) == 9
+    assert len(recorded_events(registry)) == 9
 
 
 def test_prune_without_yes_in_a_script_refuses(history):
@@ -101,4 +97,4 @@ def test_prune_without_yes_in_a_script_refuses(history):
     invoke, registry = history
     result = invoke("prune", "--before", "2026-06-01")
     assert result.exit_code != 0 and "--yes" in result.output
-    assert len(registry.events.recorded()) == 9
+    assert len(recorded_events(registry)) == 9

@@ -2,7 +2,7 @@
 option of its commands table exists (`--help` of each). A renamed command or option, or a quick
 start that stopped working, fails here rather than on an operator's first day.
 
-The install recipe is run by tests/test_distribution.py (the wheel, the constraints, bytecode).
+The install recipe is run by tests/test_distribution.py (the wheel, the constraints).
 """
 
 from __future__ import annotations

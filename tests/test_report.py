@@ -34,6 +34,7 @@ from migrate.report.model import (
 )
 from testbed import postgres, report_history
 from testbed.report_history import SINCE, UNTIL, at
+from tests.helpers import cli_runner
 
 UTC = dt.timezone.utc
 GENERATED = dt.datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -130,9 +131,9 @@ def keys_by_fingerprint() -> dict[str, str]:
     return {key.fingerprint: label for label, key in report_history.keys().items()}
 
 
-def invoke(url: str, *args: str):
-    result = CliRunner().invoke(cli, ["--set", f"database_url={url}", "report", "--since", SINCE, "--until", UNTIL,
-                                      *args])
+def report_command(url: str, *args: str):
+    """`report` over the fixture's period, which must succeed."""
+    result = cli_runner(cli, database_url=url)("report", "--since", SINCE, "--until", UNTIL, *args)
     assert result.exit_code == 0, result.output
     return result
 
@@ -206,12 +207,12 @@ def test_changes_come_from_the_journal(report):
 
 def test_json_and_table_list_the_changes(sqlite_url):
     """`report --format json` has the changes with who and why; the table prints them in a section."""
-    data = json.loads(invoke(sqlite_url, "--format", "json").stdout)
+    data = json.loads(report_command(sqlite_url, "--format", "json").stdout)
     assert data["changes"][0] == {"at": "2026-01-12T09:00:00Z", "kind": "schedule",
                                   "label": "notice set: 2026-01-19 00:00", "actor": "ops",
                                   "reason": "announced on the blog"}
     assert [c["kind"] for c in data["changes"]].count("campaign") == 1
-    table = invoke(sqlite_url).stdout
+    table = report_command(sqlite_url).stdout
     section = table.split("Schedule changes and notify runs in the period (admin journal)")[1]
     assert "brownout 3 cancelled" in section and "one is enough" in section
 
@@ -265,7 +266,7 @@ def _table_rows(text: str, title: str) -> list[list[str]]:
 
 def test_table_shows_the_counts(sqlite_url):
     """The default terminal table has the verdict, every week's counts and every account's status."""
-    text = invoke(sqlite_url).stdout
+    text = report_command(sqlite_url).stdout
     assert "Not yet safe to switch off: 2 accounts would break" in text
     weeks = {row[0]: tuple(int(v) for v in row[2:12]) for row in _table_rows(text, "SSH sessions per week by outcome")}
     assert weeks == {**WEEKS, "total": (22, 15, 1, 1, 1, 1, 1, 0, 2, 5)}
@@ -286,7 +287,7 @@ def test_table_shows_the_counts(sqlite_url):
 
 def test_json_agrees_with_the_table(sqlite_url):
     """`--format json` parses and carries the same weeks, accounts, projects, trend and verdict."""
-    data = json.loads(invoke(sqlite_url, "--format", "json").stdout)
+    data = json.loads(report_command(sqlite_url, "--format", "json").stdout)
     weeks = {w["week"]: (w["sessions"], *(w[c] for c in CATEGORIES), w["active_accounts"]) for w in data["weeks"]}
     assert weeks == WEEKS
     assert {k: data["summary"][k] for k in TOTALS} == TOTALS
@@ -334,8 +335,8 @@ def _csv_summary(text: str) -> dict[str, str]:
 
 def test_csv_on_stdout_agrees_with_json(sqlite_url):
     """`--format csv` prints every section with its own header; its values equal the JSON's."""
-    data = json.loads(invoke(sqlite_url, "--format", "json").stdout)
-    sections = _csv_sections(invoke(sqlite_url, "--format", "csv").stdout)
+    data = json.loads(report_command(sqlite_url, "--format", "json").stdout)
+    sections = _csv_sections(report_command(sqlite_url, "--format", "csv").stdout)
     assert list(sections) == list(tabular.SECTIONS)
     assert {r["key"]: r["value"] for r in sections["summary"]}["sessions"] == "22"
     assert [r["week"] for r in sections["weeks"]] == list(WEEKS)
@@ -360,7 +361,7 @@ def test_csv_on_stdout_agrees_with_json(sqlite_url):
 def test_csv_output_folder_has_one_file_per_section(sqlite_url, tmp_path):
     """`--format csv --output DIR` writes <section>.csv files with plain headers."""
     folder = tmp_path / "csv"
-    result = invoke(sqlite_url, "--format", "csv", "--output", str(folder))
+    result = report_command(sqlite_url, "--format", "csv", "--output", str(folder))
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{s}.csv" for s in tabular.SECTIONS)
     assert f"wrote {folder / 'weeks.csv'}" in result.output
     with (folder / "weeks.csv").open(newline="") as handle:
@@ -462,13 +463,13 @@ def test_registry_nobody_used_is_safe_to_switch_off(tmp_path):
     registry.accounts.add_account("erin")
     registry.accounts.add_key("erin", report_history.keys()["erin"])
     registry.engine.dispose()
-    data = json.loads(invoke(url, "--format", "json").stdout)
+    data = json.loads(report_command(url, "--format", "json").stdout)
     assert data["summary"]["safe_to_switch_off"] is True and data["summary"]["verdict"] == "safe"
     assert data["summary"]["headline"] == "Safe to switch off: nobody used the SSH path in this period."
     assert data["summary"]["overall_trend"] == "No SSH session in this period."
     assert [w["sessions"] for w in data["weeks"]] == [0] * 8
-    assert "nobody used the SSH path" in invoke(url).stdout
-    sections = _csv_sections(invoke(url, "--format", "csv").stdout)
+    assert "nobody used the SSH path" in report_command(url).stdout
+    sections = _csv_sections(report_command(url, "--format", "csv").stdout)
     assert len(sections) == len(tabular.SECTIONS)
 
 
@@ -484,26 +485,26 @@ def test_empty_registry_is_never_called_safe(tmp_path, seed):
         registry.engine.dispose()
     expected = (f"the registry at {url} is empty ({'no accounts' if seed == 'nothing' else 'no keys'}): "
                 "nothing to judge; is this the right database_url?")
-    data = json.loads(invoke(url, "--format", "json").stdout)
+    data = json.loads(report_command(url, "--format", "json").stdout)
     assert data["summary"]["verdict"] == data["verdict"]["state"] == "empty"
     assert data["summary"]["safe_to_switch_off"] is False
     assert data["summary"]["headline"] == expected and data["summary"]["database"] == url
-    table = invoke(url).stdout
+    table = report_command(url).stdout
     assert f"registry: {url}" in table and "Safe to switch off" not in table
     assert "is empty" in table and "right database_url?" in table
-    summary = _csv_summary(invoke(url, "--format", "csv").stdout)
+    summary = _csv_summary(report_command(url, "--format", "csv").stdout)
     assert (summary["verdict"], summary["database"], summary["safe_to_switch_off"]) == ("empty", url, "false")
-    page = invoke(url, "--format", "html").stdout
+    page = report_command(url, "--format", "html").stdout
     assert 'data-verdict="empty"' in page and f'<code id="database">{url}</code>' in page
     assert "Safe to switch off" not in page
 
 
 def test_every_format_names_its_database(sqlite_url):
     """Table, JSON, CSV and HTML of a real history each name the registry they read."""
-    assert f"registry: {sqlite_url}" in invoke(sqlite_url).stdout
-    assert json.loads(invoke(sqlite_url, "--format", "json").stdout)["summary"]["database"] == sqlite_url
-    assert _csv_summary(invoke(sqlite_url, "--format", "csv").stdout)["database"] == sqlite_url
-    assert f'<code id="database">{sqlite_url}</code>' in invoke(sqlite_url, "--format", "html").stdout
+    assert f"registry: {sqlite_url}" in report_command(sqlite_url).stdout
+    assert json.loads(report_command(sqlite_url, "--format", "json").stdout)["summary"]["database"] == sqlite_url
+    assert _csv_summary(report_command(sqlite_url, "--format", "csv").stdout)["database"] == sqlite_url
+    assert f'<code id="database">{sqlite_url}</code>' in report_command(sqlite_url, "--format", "html").stdout
 
 
 def test_report_on_a_missing_registry_creates_nothing(tmp_path):
@@ -519,7 +520,7 @@ def test_report_on_a_missing_registry_creates_nothing(tmp_path):
 def test_table_to_a_file_is_plain_text(sqlite_url, tmp_path):
     """`--output FILE` with the table format writes the same tables without colour codes."""
     target = tmp_path / "report.txt"
-    invoke(sqlite_url, "--output", str(target))
+    report_command(sqlite_url, "--output", str(target))
     text = target.read_text()
     assert "\x1b[" not in text
     weeks = {row[0]: int(row[2]) for row in _table_rows(text, "SSH sessions per week by outcome")}

@@ -16,7 +16,7 @@ from gateway.ssh.limits import Login
 from gateway.ssh.revocation import recheck_logins
 from migrate.cli import cli
 from testbed import legacyrequests as lr
-from tests.helpers import register_account, wait_until
+from tests.helpers import recorded_events, register_account, wait_until
 
 INACTIVE = b"is no longer active for account 'alice' (revoked, or the account is disabled)"
 
@@ -63,7 +63,7 @@ def _cli(harness, *args: str):
 
 
 def _forwarding_rows(harness) -> list:
-    return [e for e in harness.registry.events.recorded() if e.outcome == "forwarding"]
+    return [e for e in recorded_events(harness.registry) if e.outcome == "forwarding"]
 
 
 def test_revocation_reaches_a_controlmaster(gateway, alice, ssh_client, user_key, upstream, tmp_path,
@@ -107,7 +107,7 @@ def test_revocation_reaches_a_controlmaster(gateway, alice, ssh_client, user_key
                 with process:  # its pipes closed and the client reaped
                     process.kill()
         master.stop()
-    outcomes = sorted(e.outcome for e in gateway.registry.events.recorded())
+    outcomes = sorted(e.outcome for e in recorded_events(gateway.registry))
     assert outcomes == ["forwarded", "refused_policy"]
 
 

@@ -19,13 +19,13 @@ import pytest
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import pgserver, postgres
 from testbed.knownhosts import known_hosts_lines
 from testbed.sample import make_legacy_project, run_legacy, write_pypirc
 from testbed.scaleout import Balancer, Replica, metric
-from tests.helpers import wait_until
+from tests.helpers import recorded_events, wait_until
 
 pytestmark = [
     pytest.mark.skipif(postgres.unavailable_reason() is not None, reason="PostgreSQL is not running"),
@@ -162,7 +162,7 @@ def run_concurrently(cluster: Cluster, uploads: list[Upload], key) -> list[threa
 
 
 def events_for(cluster: Cluster, project: str):
-    return [e for e in cluster.registry.events.recorded(account_name="alice") if e.project and e.project == project.lower()]
+    return [e for e in recorded_events(cluster.registry, account_name="alice") if e.project and e.project == project.lower()]
 
 
 def test_uploads_through_the_balancer_land_with_the_real_client_address(cluster, upstream, user_keys):

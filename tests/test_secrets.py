@@ -13,7 +13,7 @@ import pytest
 
 from testbed import legacyrequests as lr
 from testbed.sample import write_pypirc
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 OLD_PASSWORD = "old-password"  # what legacy_home's .pypirc holds
 
@@ -51,7 +51,7 @@ def test_no_secret_in_debug_logs_or_database(gateway, user_keys, ssh_client, leg
     refused = bob.run(data=lr.python3_upload(project_name + "-refused", "1.0", lr.make_sdist(project_name + "-refused", "1.0"),
                                              authorization=lr.basic("bob", OLD_PASSWORD)))
     assert b" 403 " in refused.stdout.split(b"\r\n", 1)[0]
-    assert len(gateway.registry.events.recorded()) == 3
+    assert len(recorded_events(gateway.registry)) == 3
 
     logs = "\n".join(debug_logs.messages + [debug_logs.text]).encode("utf-8", "replace")
     assert len(logs) > 10_000, "the DEBUG logs were not captured"

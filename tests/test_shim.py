@@ -22,7 +22,7 @@ from gateway.ssh import shimwire
 from gateway.ssh.shimserver import bind_shim_socket
 from testbed.legacyrequests import make_sdist, python3_upload
 from testbed.scaleout import Replica
-from tests.helpers import answers_a_stalled_request, register_account
+from tests.helpers import answers_a_stalled_request, recorded_events, register_account
 
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
 LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
@@ -64,7 +64,7 @@ def test_shim_answers_one_request_through_the_replica(replica, user_key):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(b"HTTP/1.0 200 OK")
     assert b"account 'alice'" in result.stderr
-    (event,) = replica.registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(replica.registry, account_name="alice")
     assert (event.outcome, event.client_addr, event.replica) == ("local", "192.0.2.44", replica.services.replica)
 
 
@@ -214,7 +214,7 @@ def test_workers_share_the_supervisors_socket_and_it_goes_with_it(socket_dir, up
     upgrade(url)
     registry = Registry.from_url(url)
     registry.accounts.add_account("alice")
-    from gateway.ssh.sshkeys import parse_public_key
+    from gateway.sshkeys import parse_public_key
 
     registry.accounts.add_key("alice", parse_public_key(user_key.public_line))
     registry.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from testbed.harness import GatewayHarness
 from testbed.legacyrequests import make_sdist, python3_upload
 from tests.helpers import register_account

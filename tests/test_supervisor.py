@@ -13,7 +13,7 @@ import pytest
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import legacyrequests as lr
 from testbed.knownhosts import known_hosts_lines

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from click.testing import CliRunner
 
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.tokens import TokenBox, create_key_file, new_key, parse_keys
 from migrate.cli import cli
-from tests.helpers import register_account
+from tests.helpers import cli_runner, register_account
 
 TOKENS = {
     "alice": "pypi-AgEIcHlwaS5vcmcCJGFsaWNlLXRva2VuLW5ldmVyLWluLXBsYWluLXRleHQtMDAx",
@@ -28,11 +27,7 @@ def env(tmp_path):
     create_key_file(key_file)
     registry = Registry.from_url(url)
 
-    def invoke(*args: str, input: str | None = None):
-        return CliRunner().invoke(cli, ["--set", f"database_url={url}", "--set", f"secret_key_file={key_file}", *args],
-                                  input=input)
-
-    yield invoke, registry, key_file, tmp_path
+    yield cli_runner(cli, database_url=url, secret_key_file=key_file), registry, key_file, tmp_path
     registry.engine.dispose()
 
 
@@ -147,9 +142,7 @@ def test_upload_works_through_a_replica_started_after_rotation(gateway, user_key
     settings = gateway.settings
     key_file = settings.secret_key_file
 
-    def invoke(*args):
-        return CliRunner().invoke(cli, ["--set", f"database_url={settings.database_url}",
-                                        "--set", f"secret_key_file={key_file}", *args])
+    invoke = cli_runner(cli, database_url=settings.database_url, secret_key_file=key_file)
 
     new_key_file = f"{key_file}.new"
     assert invoke("rotate-secret", "--new-key-file", new_key_file).exit_code == 0
@@ -215,9 +208,7 @@ def test_a_running_replica_follows_the_whole_rotation_without_a_restart(gateway,
     register_account(gateway, "alice", user_key, token=upstream.token, email="alice@example.org")
     settings = gateway.settings
 
-    def invoke(*args):
-        return CliRunner().invoke(cli, ["--set", f"database_url={settings.database_url}",
-                                        "--set", f"secret_key_file={settings.secret_key_file}", *args])
+    invoke = cli_runner(cli, database_url=settings.database_url, secret_key_file=settings.secret_key_file)
 
     assert invoke("rotate-secret", "--new-key-file", f"{settings.secret_key_file}.new").exit_code == 0
     assert invoke("rotate-secret", "--retire-old", "--yes").exit_code == 0

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from tests import warehouse_rules
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 
 def _sha256(path) -> str:
@@ -164,7 +164,7 @@ def test_upload_event_is_recorded_without_secrets(alice, gateway, ssh_client, le
     """Each session leaves one event row with who, what and how it ended, and no secret."""
     project = legacy_project()
     assert ssh_client().legacy(project, "sdist", "upload", home=legacy_home).returncode == 0
-    (event,) = gateway.registry.events.recorded(account_name="alice")
+    (event,) = recorded_events(gateway.registry, account_name="alice")
     assert event.outcome == "forwarded"
     assert event.upstream_status == 200
     assert event.key_fingerprint == user_key.fingerprint

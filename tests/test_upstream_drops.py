@@ -10,14 +10,14 @@ import socket
 
 import pytest
 
-from gateway.ssh.sshkeys import parse_public_key
+from gateway.sshkeys import parse_public_key
 from gateway.upload.upstream import UpstreamClient
 from testbed import flakyproxy as fp
 from testbed import legacyrequests as lr
 from testbed.flakyproxy import FlakyProxy
 from testbed.json_index import JsonIndex
 from testbed.tlsca import make_tls
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account, reply_status
 
 
 @pytest.fixture
@@ -47,11 +47,6 @@ def alice_key(user_key):
     return _register
 
 
-def _status(stdout: bytes) -> tuple[int, str]:
-    _, code, reason = stdout.split(b"\r\n", 1)[0].decode().split(" ", 2)
-    return int(code), reason
-
-
 def _stored(upstream, project: str) -> dict[str, str]:
     prefix = re.sub(r"[-_.]+", "_", project).lower()
     return {name: sha for name, sha in upstream.files().items() if name.lower().startswith(prefix + "-")}
@@ -76,7 +71,7 @@ def test_pooled_connection_dropped_by_the_server_is_retried_at_once_on_a_new_one
     assert proxy.actions().count(fp.RESET_AFTER_HEADERS) == 2  # the 2nd and 3rd uploads hit a reset
     assert sleeps == []  # retried at once, not after a backoff
     assert len(_stored(upstream, project_name)) == 3
-    assert [event.outcome for event in harness.registry.events.recorded()] == ["forwarded"] * 3
+    assert [event.outcome for event in recorded_events(harness.registry)] == ["forwarded"] * 3
 
 
 def test_answer_lost_after_the_file_was_stored_is_confirmed_on_the_index(
@@ -93,7 +88,7 @@ def test_answer_lost_after_the_file_was_stored_is_confirmed_on_the_index(
     assert sleeps == [0.5]
     ((filename, sha256),) = _stored(upstream, project_name).items()
     assert filename in text
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "forwarded" and event.upstream_status == 200 and event.sha256 == sha256
     assert "connection dropped" in event.error and upstream.simple_url in event.error
     simple_pages = [r for r in upstream.recordings() if r.method == "GET" and r.path.startswith("/simple/")]
@@ -107,12 +102,12 @@ def test_lost_answer_with_another_file_on_the_index_passes_the_refusal_on(
     register_account(direct, "alice", user_key, token=upstream.token)
     first = ssh_client(harness=direct).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0", pad=b"# first\n")))
-    assert _status(first.stdout)[0] == 200
+    assert reply_status(first.stdout)[0] == 200
     harness, proxy, _sleeps = proxied(lambda seen: fp.RESET_UNFORWARDED if seen.number == 1 else fp.FORWARD)
     alice_key(harness)
     other = lr.make_sdist(project_name, "1.0", pad=b"# second, different\n")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", other))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert reason.startswith("Conflict") and "confirmed" not in reason
     assert proxy.actions() == [fp.RESET_UNFORWARDED, fp.FORWARD]
@@ -120,7 +115,7 @@ def test_lost_answer_with_another_file_on_the_index_passes_the_refusal_on(
     assert stored_sha != hashlib.sha256(other).hexdigest()
     # The index shows another file under the name: this upload is known not to be the one stored.
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (409): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "refused_upstream" and event.upstream_status == 409
 
 
@@ -136,7 +131,7 @@ def test_untrusted_certificate_is_named_and_never_retried(proxied, alice_key, ss
     assert "Upload failed (502)" in text and "presented a certificate the gateway cannot verify" in text
     assert "upstream_ca_bundle" in text
     assert proxy.connections == 1 and proxy.seen == [] and sleeps == []
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "upstream_error" and "certificate" in event.error
 
 
@@ -147,11 +142,11 @@ def test_a_2xx_with_a_bad_body_is_still_published(proxied, alice_key, ssh_client
     alice_key(harness)
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (200, 0), reason
     assert [h.upstream_status for h in proxy.handled] == [200] and sleeps == []
     assert list(_stored(upstream, project_name).values()) == [hashlib.sha256(content).hexdigest()]
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "forwarded"
     if action == fp.HUGE_BODY:
         # The gateway read a bounded start of the body and hung up: what the proxy managed to
@@ -167,7 +162,7 @@ def test_an_answer_trickled_past_the_deadline_is_reported_as_unknown(
     alice_key(harness)
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (504, 1)
     assert "no complete answer within 3 s (upstream_deadline)" in reason and "the outcome is unknown" in reason
     filename = next(iter(_stored(upstream, project_name)))
@@ -175,7 +170,7 @@ def test_an_answer_trickled_past_the_deadline_is_reported_as_unknown(
     assert "nothing was published" not in reason
     assert len(proxy.seen) == 1
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"
 
 
@@ -190,14 +185,14 @@ def test_lost_answer_with_an_unreadable_index_passes_the_refusal_on_and_says_why
     alice_key(harness)
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert reason.startswith("Conflict") and "could not read the index" in reason
     assert "connection refused" in reason
     filename = next(iter(_stored(upstream, project_name)))
     assert f"may have been published: look for {filename} on https://127.0.0.1:{port}/simple/" in reason
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown" and event.upstream_status == 409
 
 
@@ -217,12 +212,12 @@ def test_a_fault_after_forwarding_never_claims_nothing_was_published(
     register_account(gateway, "alice", user_key, token=upstream.token)
     result = ssh_client(harness=gateway).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 500 and "nothing was published" not in reason
     ((filename, _sha),) = _stored(upstream, project_name).items()
     assert f"{filename} may have been published: look for it on {upstream.simple_url}" in reason
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (500): {reason}"
-    (event,) = gateway.registry.events.recorded()
+    (event,) = recorded_events(gateway.registry)
     assert event.outcome == "unknown" and event.error == "RuntimeError"
 
 
@@ -234,13 +229,13 @@ def test_an_error_after_a_lost_answer_says_the_file_may_be_published(
     upstream.set_fault(status=503, reason="Service Unavailable")
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (503, 1)
     assert reason.startswith("Service Unavailable (but an earlier attempt sent the whole upload and got no answer")
     assert f"on {upstream.simple_url}" in reason and sleeps == [0.5, 1.0]
     assert proxy.actions() == [fp.RESET_UNFORWARDED, fp.FORWARD, fp.FORWARD]
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (503): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown" and event.upstream_status == 503
 
 
@@ -253,14 +248,14 @@ def test_every_attempt_stored_without_an_answer_may_have_been_published(
     alice_key(harness)
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (504, 1)
     assert proxy.actions() == [fp.STORE_THEN_RESET] * 3 and sleeps == [0.5, 1.0]
     ((filename, _sha),) = _stored(upstream, project_name).items()  # it was published
     assert f"it may have been published: look for {filename} on {upstream.simple_url}" in reason
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
     assert b"not published" not in result.stderr
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"
 
 
@@ -278,14 +273,14 @@ def test_exists_after_a_lost_answer_with_no_page_yet_may_have_been_published(
         result = ssh_client(harness=harness).run(
             data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
         assert lagging.requests == 1  # the page was asked for, and was missing
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert [h.upstream_status for h in proxy.handled] == [200, 409]
     ((filename, _sha),) = _stored(upstream, project_name).items()
     assert reason.startswith("Conflict") and f"the index does not list {filename} yet" in reason
     assert f"look for it on {lagging.url}" in reason
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown" and event.upstream_status == 409
 
 
@@ -296,13 +291,13 @@ def test_a_refusal_of_the_first_attempt_is_not_published(start_gateway, settings
     gateway = start_gateway(settings)
     register_account(gateway, "alice", user_key, token=upstream.token)
     request = lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0"))
-    assert _status(ssh_client(harness=gateway).run(data=request).stdout)[0] == 200
+    assert reply_status(ssh_client(harness=gateway).run(data=request).stdout)[0] == 200
     again = ssh_client(harness=gateway).run(data=request)
-    code, reason = _status(again.stdout)
+    code, reason = reply_status(again.stdout)
     assert (code, again.returncode) == (409, 1)
     assert again.stderr.decode().splitlines()[-1] == f"pypissh-gateway: not published (409): {reason}"
     assert "may have been" not in again.stderr.decode()
-    assert [event.outcome for event in gateway.registry.events.recorded()] == ["forwarded", "refused_upstream"]
+    assert [event.outcome for event in recorded_events(gateway.registry)] == ["forwarded", "refused_upstream"]
 
 
 def test_exists_after_a_504_from_a_server_that_stored_it_may_have_been_published(
@@ -317,13 +312,13 @@ def test_exists_after_a_504_from_a_server_that_stored_it_may_have_been_published
         alice_key(harness)
         result = ssh_client(harness=harness).run(
             data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (409, 1)
     assert [h.upstream_status for h in proxy.handled] == [200, 409] and sleeps == [0.5]
     ((filename, _sha),) = _stored(upstream, project_name).items()
     assert f"the index does not list {filename} yet" in reason
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (409): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"
 
 
@@ -333,10 +328,10 @@ def test_exists_after_a_504_is_confirmed_on_the_index(proxied, alice_key, ssh_cl
     alice_key(harness)
     content = lr.make_sdist(project_name, "1.0")
     result = ssh_client(harness=harness).run(data=lr.python3_upload(project_name, "1.0", content))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (200, 0), reason
     assert "confirmed on the index" in reason
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "forwarded" and event.sha256 == hashlib.sha256(content).hexdigest()
 
 
@@ -348,11 +343,11 @@ def test_a_redirect_after_a_504_from_a_server_that_stored_it_may_have_been_publi
     alice_key(harness)
     result = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name, "1.0", lr.make_sdist(project_name, "1.0")))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert (code, result.returncode) == (504, 1)
     assert proxy.actions() == [fp.STORE_THEN_504, fp.REDIRECT_UNFORWARDED] and sleeps == [0.5]
     ((filename, _sha),) = _stored(upstream, project_name).items()
     assert f"look for {filename} on {upstream.simple_url}" in reason and "nothing was published" not in reason
     assert result.stderr.decode().splitlines()[-1] == f"pypissh-gateway: may have been published (504): {reason}"
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"

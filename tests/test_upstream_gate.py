@@ -17,7 +17,7 @@ from gateway.messages import upstream_not_https
 from gateway.services import Services
 from gateway.upload.upstream import UpstreamClient
 from testbed.legacyrequests import make_sdist, python3_upload
-from tests.helpers import register_account
+from tests.helpers import recorded_events, register_account
 
 TOKEN = "pypi-gate-test-token-never-in-cleartext"
 
@@ -72,4 +72,4 @@ def test_stdio_in_process_refuses_a_plain_http_upstream_and_sends_nothing(gatewa
         "pypissh-gateway: internal error; nothing was published; try again later")
     assert TOKEN.encode() not in done.stdout + done.stderr
     assert _reached(sink) is False
-    assert gateway.registry.events.recorded(account_name="alice") == []
+    assert recorded_events(gateway.registry, account_name="alice") == []

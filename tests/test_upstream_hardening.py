@@ -10,12 +10,7 @@ import subprocess
 import pytest
 
 from testbed import legacyrequests as lr
-from tests.helpers import register_account
-
-
-def _status(stdout: bytes) -> tuple[int, str]:
-    _, code, reason = stdout.split(b"\r\n", 1)[0].decode().split(" ", 2)
-    return int(code), reason
+from tests.helpers import recorded_events, register_account, reply_status
 
 
 def _upload(harness, ssh_client, user_key, upstream, project_name, *, pad: bytes = b""):
@@ -35,14 +30,14 @@ def test_upstream_timeout_after_the_whole_upload_is_retried_and_lands_once(
     upstream.clear_recordings()
     upstream.set_fault(delay=3.0, count=1)
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     # The retry lands first, or it finds the first attempt's file and the index confirms it.
     assert code == 200, reason
     assert sleeps == [0.5]
     upstream.wait_recordings(2, timeout=15)
     assert len(_posts(upstream)) == 2
     assert [name for name in upstream.files() if name.endswith(".tar.gz") and project_name.lower().replace("-", "_") in name]
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "forwarded"
 
 
@@ -53,13 +48,13 @@ def test_upstream_timeout_without_retries_says_the_outcome_is_unknown(
     upstream.clear_recordings()
     upstream.set_fault(delay=3.0, count=1)
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 504 and "received the whole upload but sent no answer (timed out)" in reason
     assert "may have been published" in reason and "nothing was published" not in reason
     assert f"{upstream.simple_url}" in reason
     upstream.wait_recordings(1, timeout=15)
     assert len(_posts(upstream)) == 1
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert event.outcome == "unknown"
 
 
@@ -70,7 +65,7 @@ def test_redirect_is_not_followed_and_names_the_target(gateway, ssh_client, user
     upstream.clear_recordings()
     upstream.set_fault(status=status, headers={"Location": "https://elsewhere.example/legacy/"})
     result = _upload(gateway, ssh_client, user_key, upstream, project_name)
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 502
     assert f"answered {status} and redirected to https://elsewhere.example/legacy/" in reason
     assert "does not follow redirects" in reason and "nothing was published" in reason
@@ -80,7 +75,7 @@ def test_redirect_is_not_followed_and_names_the_target(gateway, ssh_client, user
 def test_redirect_without_location_is_still_a_redirect(gateway, ssh_client, user_key, upstream, project_name):
     """A bare 302 (no Location) is not passed on as if it were the index's answer."""
     upstream.set_fault(status=302, reason="Found")
-    code, reason = _status(_upload(gateway, ssh_client, user_key, upstream, project_name).stdout)
+    code, reason = reply_status(_upload(gateway, ssh_client, user_key, upstream, project_name).stdout)
     assert code == 502 and "redirected to an address it did not give" in reason
 
 
@@ -93,14 +88,14 @@ def test_gateway_errors_are_retried_a_bounded_number_of_times_with_backoff(
     upstream.clear_recordings()
     upstream.set_fault(status=status, reason="Try Later")
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == status
     assert reason.startswith("Try Later (the upload server failed after receiving the whole upload: it may have "
                              "been published; look for ") and upstream.simple_url in reason
     posts = _posts(upstream)
     assert len(posts) == 3 and posts[0].body == posts[1].body == posts[2].body
     assert sleeps == [0.5, 1.0]
-    (event,) = harness.registry.events.recorded()
+    (event,) = recorded_events(harness.registry)
     assert (event.outcome, event.upstream_status) == ("unknown", status)
 
 
@@ -114,7 +109,7 @@ def test_other_errors_are_reported_once(start_gateway, make_settings, ssh_client
     upstream.clear_recordings()
     upstream.set_fault(status=status, reason=reason)
     result = _upload(harness, ssh_client, user_key, upstream, project_name)
-    code, told = _status(result.stdout)
+    code, told = reply_status(result.stdout)
     assert code == status
     assert told == reason if status < 500 else told.startswith(f"{reason} (the upload server failed after")
     assert len(_posts(upstream)) == 1 and sleeps == []
@@ -124,7 +119,7 @@ def test_unreachable_upstream_is_retried_with_backoff(start_gateway, make_settin
                                                       project_name, recorded_sleeps):
     """Connection refused: retried upstream_retries times with backoff, then 502 'cannot reach'."""
     harness, sleeps = recorded_sleeps(make_settings(upstream_url="https://127.0.0.1:9/legacy/", upstream_retries=3))
-    code, reason = _status(_upload(harness, ssh_client, user_key, upstream, project_name).stdout)
+    code, reason = reply_status(_upload(harness, ssh_client, user_key, upstream, project_name).stdout)
     assert code == 502 and "cannot reach the upload server" in reason
     assert sleeps == [0.5, 1.0, 2.0]
 
@@ -149,11 +144,11 @@ def test_full_spool_disk_gives_a_clear_reason(start_gateway, make_settings, ssh_
     harness = start_gateway(make_settings(spool_dir=str(tiny_disk)))
     upstream.clear_recordings()
     result = _upload(harness, ssh_client, user_key, upstream, project_name, pad=os.urandom(3 * 1024 * 1024))
-    code, reason = _status(result.stdout)
+    code, reason = reply_status(result.stdout)
     assert code == 503
     assert "disk for uploads in progress is full" in reason and "nothing was published" in reason
     assert upstream.recordings() == []
     assert list(tiny_disk.iterdir()) == []
     small = ssh_client(harness=harness).run(
         data=lr.python3_upload(project_name + "-small", "1.0", lr.make_sdist(project_name + "-small", "1.0")))
-    assert _status(small.stdout)[0] == 200
+    assert reply_status(small.stdout)[0] == 200

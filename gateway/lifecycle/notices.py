@@ -15,21 +15,37 @@ import asyncio
 import datetime as dt
 import email.utils
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
 from gateway.errors import one_line
 from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
 from gateway.messages import NOTHING_PUBLISHED, Place
-from gateway.registry import Identity
+from gateway.registry import Identity, Registry
 from gateway.render import render
-from gateway.services import Services
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 HEADER = "X-PyPI-SSH-Deprecation"
+
+
+class NoticeServices(Protocol):
+    """What the banner and the reminders use of the process's `Services` (gateway/services.py)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def registry_executor(self) -> Executor: ...
+    @property
+    def clock(self) -> Callable[[], dt.datetime]: ...
+    async def current_schedule(self) -> Schedule: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,7 @@ def header_lines(notice: Notice) -> list[tuple[str, str]]:
     return headers
 
 
-async def auth_banner(services: Services) -> str | None:
+async def auth_banner(services: NoticeServices) -> str | None:
     """The banner for a new connection; None when there is nothing to announce or on a failure
     (a login never waits on, or fails because of, the banner)."""
     try:
@@ -140,7 +156,7 @@ def wants_reminder(settings: Settings, identity: Identity, notice: Notice) -> bo
             and bool(identity.email))
 
 
-def queue_reminder_soon(services: Services, identity: Identity, when: dt.datetime) -> asyncio.Future:
+def queue_reminder_soon(services: NoticeServices, identity: Identity, when: dt.datetime) -> asyncio.Future:
     """Queue the per-use reminder in a worker thread without waiting for it: the session's answer
     never waits on this, and the mail itself goes out only with `pypissh-migrate notify --reminders`.
     An account the index shows has migrated gets none: a stray attempt (a forgotten cron job

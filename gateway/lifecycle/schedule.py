@@ -17,7 +17,6 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
-KINDS = ("notice", "brownout", "sunset", "pause")
 UTC = dt.timezone.utc
 
 

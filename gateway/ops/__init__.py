@@ -1,1 +1,1 @@
-"""Running replicas: the process, its workers, health endpoints and metrics."""
+"""What every layer records and runs on: metrics, thread pools and the log."""

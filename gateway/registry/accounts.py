@@ -16,7 +16,7 @@ from gateway.registry import names
 from gateway.registry.audit import Actor
 from gateway.registry.engine import RegistryError, utcnow
 from gateway.registry.schema import accounts, ssh_keys
-from gateway.ssh.sshkeys import PublicKey
+from gateway.sshkeys import PublicKey
 
 
 @dataclass(frozen=True)

@@ -105,17 +105,6 @@ class EventStore:
             if event_.key_fingerprint and event_.account_id is not None:
                 conn.execute(_TOUCH_KEY, {"key_fp": event_.key_fingerprint, "used_at": event_.at})
 
-    def recorded(self, *, account_name: str | None = None, limit: int | None = None) -> list[UploadEvent]:
-        """The events, oldest first (all of them, or one account's)."""
-        query = select(upload_events).order_by(upload_events.c.at, upload_events.c.id)
-        if account_name is not None:
-            query = query.where(upload_events.c.account_name == account_name)
-        if limit is not None:
-            query = query.limit(limit)
-        names = [f for f in UploadEvent.__dataclass_fields__]
-        with self.engine.connect() as conn:
-            return [UploadEvent(**{n: row._mapping[n] for n in names}) for row in conn.execute(query)]
-
     def account_activity(self, account_id: int) -> dict[str, Any]:
         """Last use and projects uploaded through the gateway (for `accounts show` and guides)."""
         with self.engine.connect() as conn:

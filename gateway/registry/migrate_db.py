@@ -40,10 +40,6 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def is_current(url: str) -> bool:
-    return schema_state(url)[0] == CURRENT
-
-
 MISSING, BEHIND, CURRENT, UNKNOWN = "missing", "behind", "current", "unknown"
 
 

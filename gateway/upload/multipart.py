@@ -15,7 +15,7 @@ import hashlib
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
 from gateway import messages
 from gateway.errors import BadRequest
@@ -29,10 +29,6 @@ FILE_FIELDS = ("content", "gpg_signature")
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")
-
-
-class Sink(Protocol):
-    def write(self, data: bytes | memoryview) -> None: ...
 
 
 @dataclass

@@ -151,10 +151,6 @@ class AccountReport:
     def sessions(self) -> int:
         return self.counts.total
 
-    @property
-    def last_notified(self) -> dt.datetime | None:
-        return max((n.sent_at for n in self.notices), default=None)
-
 
 @dataclass(frozen=True)
 class ProjectReport:

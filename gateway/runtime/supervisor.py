@@ -30,9 +30,10 @@ from typing import Callable
 
 from gateway import messages
 from gateway.errors import ConfigError
-from gateway.ops import hangup, metrics
-from gateway.ops.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
+from gateway.ops import metrics
 from gateway.registry import Registry
+from gateway.runtime import hangup
+from gateway.runtime.health import DatabaseProbe, HealthServer, Readiness, ReplicaState, readiness_check
 from gateway.settings import Settings
 from gateway.ssh import shimserver
 from gateway.ssh.keyfile import KeyFileWriter, check_writable
@@ -164,7 +165,7 @@ class Supervisor:
 
     def _hangup(self) -> None:
         """SIGHUP: reopen the supervisor's log_file and pass the signal on, so that each worker
-        reopens its own and reads the secret keys again (gateway/ops/hangup.py)."""
+        reopens its own and reads the secret keys again (gateway/runtime/hangup.py)."""
         hangup.reopen_log()
         for proc in list(self.processes.values()):
             if proc.returncode is None:

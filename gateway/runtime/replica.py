@@ -15,8 +15,9 @@ import signal
 
 from gateway import messages
 from gateway.errors import ConfigError
-from gateway.ops import hangup, metrics
-from gateway.ops.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
+from gateway.ops import metrics
+from gateway.runtime import hangup
+from gateway.runtime.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh.keyfile import KeyFileWriter, check_writable
@@ -107,7 +108,7 @@ async def _shim_server(services: Services, supervised: bool) -> ShimServer:
 
 
 def _hangup(services: Services, listening: list) -> None:
-    """SIGHUP: reopen log_file, read the secret keys and the host keys again (gateway/ops/hangup.py)."""
+    """SIGHUP: reopen log_file, read the secret keys and the host keys again (gateway/runtime/hangup.py)."""
     hangup.reopen_log()
     hangup.reload_secret_keys(services.settings, services.tokens)
     for server in listening:

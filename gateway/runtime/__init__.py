@@ -1,0 +1,1 @@
+"""Running replicas: the process, its workers, health endpoints and SIGHUP."""

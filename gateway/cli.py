@@ -232,7 +232,7 @@ def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes
     folder = settings.host_key_dir
     if force and not next_keys and hostkeys.existing(folder):
         confirm_irreversible(messages.confirm_replace_host_keys(folder), "replacing the host keys", yes)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         for old, backup in hostkeys.back_up(folder, stamp):
             click.echo(messages.host_keys_backed_up(old, backup))
     written = hostkeys.generate(folder, next_keys=next_keys)

@@ -20,13 +20,13 @@ from gateway.loginsettings import CONFIG_ENV, LoginSettings, load_login_settings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 
 class Invocation:
     """A command line: the global options, the command and its arguments."""
 
-    __slots__ = ("config", "home", "pairs", "command", "args")
+    __slots__ = ("args", "command", "config", "home", "pairs")
 
     def __init__(self, config: str | None, home: str | None, pairs: Sequence[str], command: str,
                  args: Sequence[str]):

@@ -15,8 +15,8 @@ import csv
 import io
 import re
 import shlex
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Collection, Iterable, Mapping
 
 from gateway import messages
 from gateway.emails import EmailError, normalised_email

@@ -7,7 +7,8 @@ import csv
 import datetime as dt
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import click
 from rich.console import Console
@@ -22,7 +23,7 @@ def when(value: dt.datetime | None) -> str:
 
 def stamp(value: dt.datetime | None) -> str | None:
     """A time for scripts: UTC ISO 8601, e.g. 2026-11-24T09:30:00Z (None stays None)."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 TABLE_FORMATS = ("table", "json", "csv")

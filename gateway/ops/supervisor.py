@@ -26,7 +26,7 @@ import signal
 import socket
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gateway import messages
 from gateway.errors import ConfigError

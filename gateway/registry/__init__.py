@@ -69,7 +69,7 @@ class Registry:
     audit: AuditStore
 
     @classmethod
-    def on(cls, engine: Engine) -> "Registry":
+    def on(cls, engine: Engine) -> Registry:
         """Every store on one engine (one connection pool)."""
         from gateway.registry.accounts import AccountStore
         from gateway.registry.audit import AuditStore
@@ -83,7 +83,7 @@ class Registry:
                    ReportQueries(engine), EvidenceStore(engine), AuditStore(engine))
 
     @classmethod
-    def from_url(cls, url: str) -> "Registry":
+    def from_url(cls, url: str) -> Registry:
         from gateway.registry.engine import make_engine
 
         return cls.on(make_engine(url))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Engine, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError

@@ -18,7 +18,7 @@ from gateway.loginsettings import sqlite_path
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class RegistryError(Exception):
@@ -109,8 +109,8 @@ def create_sqlite_file(path: Path) -> bool:
 
 def aware(value: dt.datetime | None) -> dt.datetime | None:
     """Aggregates (max) bypass the column type on SQLite: make them aware UTC again."""
-    if value is None or isinstance(value, dt.datetime) and value.tzinfo is not None:
+    if value is None or (isinstance(value, dt.datetime) and value.tzinfo is not None):
         return value
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Collection, Iterable, Protocol, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite

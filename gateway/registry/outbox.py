@@ -8,8 +8,9 @@ it is never sent again automatically (see migrate/campaigns.py).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -213,7 +213,7 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self._ends - self._clock())
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         self._timer = threading.Timer(self.remaining(), self._expire)
         self._timer.daemon = True
         self._timer.start()

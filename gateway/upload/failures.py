@@ -13,8 +13,8 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 CERTIFICATE = "certificate"  # the server's certificate cannot be verified: never retried
 TLS = "tls"  # any other TLS failure: handshake EOF, protocol error, alert

@@ -13,8 +13,8 @@ index will serve), and `disagreements` names the fields so the upload event can 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from packaging.version import InvalidVersion, Version
 

@@ -37,19 +37,19 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import requests
 
 from gateway import __version__, messages
 from gateway.errors import ConfigError, UpstreamError, one_line
 from gateway.ops import metrics
+from gateway.settings import Settings, insecure_upstream
 from gateway.upload.connections import CONNECTING, Attempt, Deadline, verified_session
 from gateway.upload.failures import CLOSED, TLS, TransportFailure, classify
-from gateway.upload.index import IndexClient, IndexUnavailable
-from gateway.settings import Settings, insecure_upstream
 from gateway.upload.form import MultipartBody
+from gateway.upload.index import IndexClient, IndexUnavailable
 
 log = logging.getLogger(__name__)
 

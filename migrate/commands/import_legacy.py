@@ -12,9 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import audit
+from gateway.registry import Registry, RegistryError, audit
 from gateway.ssh.sshkeys import looks_like_private_key
-from gateway.registry import Registry, RegistryError
 from migrate.legacy_import import (
     ImportPlan,
     KeyLine,

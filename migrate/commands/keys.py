@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
 from gateway.registry import RegistryError
-from gateway import messages
 from gateway.ssh.sshkeys import KeyFormatError, PublicKey, looks_like_private_key, parse_public_key, weakness
 from migrate.legacy_import import OptionsError, split_options
 from migrate.output import emit_csv, emit_json, format_option, print_table, table, when

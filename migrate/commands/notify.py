@@ -10,26 +10,25 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import email.utils
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import audit
 from gateway.errors import ConfigError
 from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
-from gateway.registry import Account, Registry
+from gateway.registry import Account, Registry, audit
 from gateway.settings import Settings
 from migrate import campaigns as plans
 from migrate.campaigns import ALREADY_SENT, SKIP_ORDER, Audience, CampaignPlan, Evidence, Planned
 from migrate.mail import (
-    MailError,
     Mailer,
+    MailError,
     RateLimit,
     Refused,
     SmtpTarget,

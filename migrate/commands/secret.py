@@ -29,9 +29,8 @@ from cryptography.fernet import InvalidToken
 
 from gateway import messages
 from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
-from gateway.registry import audit
 from gateway.errors import ConfigError
-from gateway.registry import Registry
+from gateway.registry import Registry, audit
 from gateway.settings import Settings
 from gateway.tokens import TokenBox, new_key, parse_keys
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from gateway.lifecycle.migration import NO_EVIDENCE, MigrationState
 from gateway.lifecycle.schedule import Window
@@ -47,7 +47,7 @@ from migrate.report.model import (
     category_of,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # A notice needs time to work: someone who uploads every few weeks has not "gone quiet" two days
 # after an email. Only a notice at least this old can mark an account quiet (likely migrated).
 QUIET_AFTER = dt.timedelta(days=14)

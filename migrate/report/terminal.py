@@ -9,7 +9,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from migrate.report.plot import marker_label
 from migrate.report.model import (
     CATEGORIES,
     CATEGORY_LABELS,
@@ -20,6 +19,7 @@ from migrate.report.model import (
     AccountReport,
     Report,
 )
+from migrate.report.plot import marker_label
 
 BAR_WIDTH = 32
 BAR_STYLES = {
@@ -45,7 +45,7 @@ SHORT_LABELS = {
 
 
 def when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if value else "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def _list(values) -> str:

@@ -124,9 +124,9 @@ def _skip_reason(account: Account, last_use: dt.datetime | None, audience: Audie
         return HAS_MIGRATED
     if not account.email:
         return NO_EMAIL
-    if audience.active_since is not None and not audience.names and not audience.everyone:
-        if last_use is None or last_use < now - audience.active_since:
-            return INACTIVE
+    if (audience.active_since is not None and not audience.names and not audience.everyone
+            and (last_use is None or last_use < now - audience.active_since)):
+        return INACTIVE
     return None
 
 

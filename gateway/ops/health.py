@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.ops import metrics
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class DatabaseProbe:
             await asyncio.wait_for(loop.run_in_executor(self._executor, self._ping), self._timeout)
         except TimeoutError:
             return Readiness(False, f"database did not answer within {self._timeout:.0f} s")
-        except Exception as exc:  # any failure to reach the database means "not ready"
+        except (SQLAlchemyError, OSError) as exc:  # the database is down or unreachable: not ready
             return Readiness(False, f"database unreachable ({type(exc).__name__})")
         return Readiness(True, "ready")
 

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore
 
-__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
-           "make_engine", "utcnow"]
+__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError",
+           "UploadEvent", "make_engine", "utcnow"]
 
 # name -> the module of this package that defines it, imported on first use.
 _LAZY = {

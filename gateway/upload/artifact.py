@@ -171,7 +171,7 @@ def _sdist_pkg_info(fileobj: BinaryIO, filename: str) -> bytes:
     try:
         with gzip.GzipFile(fileobj=fileobj, mode="rb") as stream, \
                 tarfile.open(fileobj=_BoundedReads(stream), mode="r:") as archive:  # type: ignore[call-overload]
-            for count in range(MAX_TAR_MEMBERS):
+            for _ in range(MAX_TAR_MEMBERS):
                 member = archive.next()
                 if member is None or archive.offset > MAX_TAR_SCAN_BYTES:
                     break
@@ -308,7 +308,7 @@ def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
 
 def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
     try:
-        wheel_name, wheel_version, _build, tags = parse_wheel_filename(filename)
+        wheel_name, wheel_version, _build, _tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
         raise ArtifactError(messages.wheel_name_invalid(filename, str(exc))) from None
     decoded = parse_metadata(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))

@@ -14,6 +14,7 @@ timeouts stay theirs; these classes only observe, and refuse a pooled connection
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -87,12 +88,10 @@ class Attempt:
 def _shut(sock: socket.socket | None) -> None:
     if sock is None:
         return
-    try:
-        # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would drop its TLS
-        # state while another thread is still inside a read.
+    # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would drop its TLS
+    # state while another thread is still inside a read.
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class tracking:

@@ -53,7 +53,8 @@ class Spool:
     """
 
     def __init__(self, spool_dir: str | None = None):
-        self.file = tempfile.TemporaryFile(dir=spool_dir, prefix="pypissh-upload-")
+        # Outlives this call: the spool owns the file and `close()` closes it.
+        self.file = tempfile.TemporaryFile(dir=spool_dir, prefix="pypissh-upload-")  # noqa: SIM115
         self._hashers = (hashlib.md5(), hashlib.sha256(), hashlib.blake2b(digest_size=32))
         self._size = 0
         self._held = b""

@@ -232,7 +232,8 @@ def _rotate(registry: Registry, current: list[str], new: str, key_file: Path, *,
         click.echo("secret_key is set inline: put the new key first in it, keeping the old ones after it, "
                    "then restart the replicas")
     else:
-        click.echo(f"{key_file} now lists the new key first and {len(entries) - 1} old key(s) after it (still accepted)")
+        click.echo(f"{key_file} now lists the new key first and {len(entries) - 1} old key(s) after it "
+                   "(still accepted)")
     click.echo("next: copy the key file to every machine (running replicas read it again by themselves); "
                "when all have it, run "
                "`pypissh-migrate rotate-secret --retire-old`")

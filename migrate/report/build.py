@@ -22,7 +22,7 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
     sunset = Schedule.from_windows(windows).sunset
 
     ranges = sorted({span for _, span in logic.table_weeks(period) + logic.trend_weeks(period)})
-    totals = dict(zip(ranges, queries.weekly(ranges, OUTCOME_CATEGORIES)))
+    totals = dict(zip(ranges, queries.weekly(ranges, OUTCOME_CATEGORIES), strict=True))
     overview = queries.accounts_overview(period.until)
     uses = queries.account_projects(period.since, period.until)
     accounts = logic.account_reports(overview, uses, queries.account_clients(period.since, period.until),

@@ -33,7 +33,7 @@ def figure(report: Report) -> Figure:
         if not any(heights):
             continue
         ax.bar(centres, heights, width=plot.BAR_DAYS, bottom=bottom, color=COLORS[name], label=CATEGORY_LABELS[name])
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.set_ylabel("SSH sessions per week")
     ax.set_ylim(0, max([*bottom, 1]) * 1.15)
 

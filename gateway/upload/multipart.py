@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +34,10 @@ _LINE_SPLIT = re.compile(rb"\r?\n")
 
 class Sink(Protocol):
     def write(self, data: bytes | memoryview) -> None: ...
+
+
+class _Hasher(Protocol):
+    def hexdigest(self) -> str: ...
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Spool:
         self._commit(view[:-1])
         self._held = bytes(view[-1:])
 
-    def _digests(self, hashers, size: int) -> Digests:
+    def _digests(self, hashers: Sequence[_Hasher], size: int) -> Digests:
         md5, sha256, blake = hashers
         return Digests(size, md5.hexdigest(), sha256.hexdigest(), blake.hexdigest())
 

@@ -291,7 +291,7 @@ class _Forwarding:
 
     # -- endings --------------------------------------------------------------------------------
     def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None,
-                  maybe_published: bool = False):
+                  maybe_published: bool = False) -> UpstreamResponse:
         return UpstreamResponse(status=status, reason=reason, attempts=self.attempts,
                                 seconds=time.monotonic() - self.started, confirmed=confirmed, note=note,
                                 maybe_published=maybe_published)
@@ -375,7 +375,7 @@ class _cut_after:
     def __enter__(self) -> None:
         self._timer.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
 
 

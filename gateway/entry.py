@@ -107,7 +107,8 @@ def run_fast(invocation: Invocation) -> int | None:
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
         executable = dict(parsed[0]).get("--command")
-        user, key, key_type = (*parsed[1], None, None)[:3]
+        user, *given = parsed[1]
+        key, key_type = (*given, None, None)[:2]
         settings = _settings(invocation)
         if settings is None:
             return 1

@@ -57,7 +57,7 @@ class Notice:
         return self.phase != "normal"
 
 
-def build_notice(settings: Settings, schedule: Schedule, now: dt.datetime, *, identity=None,
+def build_notice(settings: Settings, schedule: Schedule, now: dt.datetime, *, identity: Identity | None = None,
                  project: str | None = None, decision: Decision | None = None) -> Notice:
     """The notice for one session (`identity` given) or for everyone (the login banner)."""
     exempt = bool(identity is not None and identity.exempt)

@@ -26,7 +26,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gateway import messages
 from gateway.errors import ConfigError
@@ -147,7 +147,7 @@ class Supervisor:
         log.info("all workers stopped")
         return 0
 
-    def _readiness(self, probe: DatabaseProbe):
+    def _readiness(self, probe: DatabaseProbe) -> Callable[[], Awaitable[Readiness]]:
         database = readiness_check(self.state, probe, saturation=self._saturation)
 
         async def check() -> Readiness:

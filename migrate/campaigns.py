@@ -156,6 +156,7 @@ def plan_reminders(queued: Iterable[NotificationSend], accounts: Iterable[Accoun
             plan.skipped[reason] += 1
             plan.dropped.append((row, reason))
             continue
+        assert account is not None  # a missing account was skipped above
         seen.add(row.account_id)
         plan.send.append(Planned(account, queued=row))
     if limit is not None and len(plan.send) > limit:

@@ -101,7 +101,7 @@ class Mailer:
             self.connect()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def connect(self) -> None:

@@ -118,7 +118,8 @@ def _short(line: str, limit: int = 120) -> str:
 def _logical_lines(lines: list[str]) -> list[tuple[int, str]]:
     """Join backslash continuations (Makefiles, shell), keeping the number of the first line."""
     joined: list[tuple[int, str]] = []
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for number, line in enumerate(lines, start=1):
         if not parts:
             start = number

@@ -31,11 +31,14 @@ UPLOADED = ("forwarded", "forwarding", "unknown")
 
 
 class ListedFile(Protocol):
-    """A file as the index's page lists it (gateway.upload.index.IndexFile)."""
+    """A file as the index's page lists it (gateway.upload.index.IndexFile); read only."""
 
-    filename: str
-    sha256: str | None
-    upload_time: dt.datetime | None
+    @property
+    def filename(self) -> str: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def upload_time(self) -> dt.datetime | None: ...
 
 
 def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:

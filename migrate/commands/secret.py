@@ -167,12 +167,13 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
             if not dry_run and len(current) > 1:
                 confirm_irreversible(messages.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
             done = _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
-        elif stage:
-            done = _stage(current, new_key_from(new_key_file, dry_run=dry_run), key_file, inline=inline,
-                          dry_run=dry_run)
         else:
-            done = _rotate(registry, current, new_key_from(new_key_file, dry_run=dry_run), key_file,
-                           inline=inline, dry_run=dry_run)
+            assert new_key_file is not None  # checked above: either --retire-old or --new-key-file
+            new_key = new_key_from(new_key_file, dry_run=dry_run)
+            if stage:
+                done = _stage(current, new_key, key_file, inline=inline, dry_run=dry_run)
+            else:
+                done = _rotate(registry, current, new_key, key_file, inline=inline, dry_run=dry_run)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if done is not None:  # recorded right after the step: it spans the key file and many rows

@@ -16,12 +16,16 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gateway import messages
 from gateway.errors import ConfigError
 from gateway.settings import Loaded, Settings, insecure_upstream, mask_url, shown_value
 from gateway.ssh import hostkeys
+
+if TYPE_CHECKING:
+    from gateway.registry.replication import HostState
 
 # A reachability check, not an upload: a few seconds tell a dead address from a live one.
 UPSTREAM_CHECK_SECONDS = 5.0
@@ -178,7 +182,7 @@ def database_host_findings(settings: Settings) -> list[Finding]:
     return found
 
 
-def _host_finding(host) -> Finding:
+def _host_finding(host: HostState) -> Finding:
     from gateway.registry import replication
 
     if host.role == replication.PRIMARY:
@@ -280,8 +284,7 @@ def run_checks(loaded: Loaded, *, offline: bool = False) -> list[Finding]:
 def _once(found: list[Finding]) -> list[Finding]:
     """Each finding once: a missing driver is both a settings problem and why the registry
     cannot be read."""
-    seen: set[Finding] = set()
-    return [finding for finding in found if not (finding in seen or seen.add(finding))]
+    return list(dict.fromkeys(found))
 
 
 # -- check --show ---------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import asyncio
 import datetime as dt
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,6 +30,9 @@ from gateway.cliutil import (
 from gateway.errors import ConfigError
 from gateway.settings import Loaded, Settings, insecure_upstream
 from gateway.ssh import hostkeys
+
+if TYPE_CHECKING:
+    from gateway.checks import Finding
 
 
 @click.group("pypissh-gateway", context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,8 +57,8 @@ def cli() -> None:
               help="Start even when file modes are too open (what `check` fails); each is logged as a warning.")
 @click.option("--worker-index", type=int, default=None, hidden=True)
 @pass_context
-def serve(obj: Context, listen, upstream_url, database_url, health_listen, workers, insecure_modes,
-          worker_index) -> None:
+def serve(obj: Context, listen: str | None, upstream_url: str | None, database_url: str | None,
+          health_listen: str | None, workers: int | None, insecure_modes: bool, worker_index: int | None) -> None:
     """Accept legacy uploads over SSH and forward them upstream.
 
     Refuses to start, in one line, on what `check` fails before it connects anywhere: a plain-http
@@ -105,7 +110,7 @@ def refuse_to_serve(loaded: Loaded, *, insecure_modes: bool = False, worker: boo
         raise click.ClickException(messages.listen_taken(settings.listen))
 
 
-def _refuse_open_modes(findings, insecure_modes: bool, worker: bool) -> None:
+def _refuse_open_modes(findings: Iterable[Finding], insecure_modes: bool, worker: bool) -> None:
     """Modes too open: the first stops `serve`; with --insecure-modes each is a warning in the log
     (once, by the supervisor or the single process, not again by every worker)."""
     import logging
@@ -121,7 +126,7 @@ def _refuse_open_modes(findings, insecure_modes: bool, worker: bool) -> None:
             log.warning("%s", messages.serving_with_open_modes(text))
 
 
-def _serve(obj: Context, settings, worker_index: int | None, upstream_url: str | None,
+def _serve(obj: Context, settings: Settings, worker_index: int | None, upstream_url: str | None,
            database_url: str | None, insecure_modes: bool) -> None:
     if worker_index is not None:
         from gateway.runtime.replica import run_replica
@@ -232,7 +237,7 @@ def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes
     folder = settings.host_key_dir
     if force and not next_keys and hostkeys.existing(folder):
         confirm_irreversible(messages.confirm_replace_host_keys(folder), "replacing the host keys", yes)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         for old, backup in hostkeys.back_up(folder, stamp):
             click.echo(messages.host_keys_backed_up(old, backup))
     written = hostkeys.generate(folder, next_keys=next_keys)

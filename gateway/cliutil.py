@@ -8,13 +8,19 @@ import functools
 import logging
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from gateway import messages
 from gateway.errors import ConfigError
 from gateway.settings import Loaded, Settings, load_all, mask_url
+
+if TYPE_CHECKING:
+    from gateway.registry import Registry
+
+R = TypeVar("R")
 
 
 def wall_clock() -> dt.datetime:
@@ -30,7 +36,7 @@ class Context:
         self.config = config
         self.pairs = pairs
         self.home = home
-        self._registry = None
+        self._registry: Registry | None = None
         self._loaded: dict[Any, Loaded] = {}
         self._warned = False
         # Why the change is made (--reason), recorded with it in the admin journal.
@@ -125,7 +131,7 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-def global_options(func):
+def global_options(func: Callable[..., R]) -> Callable[..., R]:
     @click.option("--config", "config", metavar="PATH", envvar="PYPISSH_CONFIG",
                   help="TOML settings file (also PYPISSH_CONFIG). Relative paths in it resolve against its folder.")
     @click.option("--home", "home", metavar="DIR", type=click.Path(file_okay=False, resolve_path=True),
@@ -135,7 +141,8 @@ def global_options(func):
                   help="Override one setting, e.g. --set database_url=postgresql://... (repeatable).")
     @click.pass_context
     @functools.wraps(func)
-    def wrapper(ctx: click.Context, config: str | None, home: str | None, pairs: tuple[str, ...], **kwargs):
+    def wrapper(ctx: click.Context, config: str | None, home: str | None, pairs: tuple[str, ...],
+                **kwargs: object) -> R:
         ctx.obj = Context(config, pairs, home)
         ctx.call_on_close(ctx.obj.close)  # after the subcommand, whether it succeeded or not
         return func(**kwargs)
@@ -248,8 +255,9 @@ def run(group: click.Group, prog_name: str) -> None:
     except Exception as exc:  # a database failure mid-command (locked, gone): one line, not a traceback
         if not type(exc).__module__.startswith("sqlalchemy"):
             raise
-        if _permission_cause(exc) is not None:
-            click.echo(f"Error: {permission_denied(_permission_cause(exc), prog_name)}", err=True)
+        denied = _permission_cause(exc)
+        if denied is not None:
+            click.echo(f"Error: {permission_denied(denied, prog_name)}", err=True)
             sys.exit(1)
         click.echo(f"Error: {messages.registry_failed(database_error_detail(exc))}", err=True)
         sys.exit(1)
@@ -285,7 +293,7 @@ def owner_of(path: str | os.PathLike[str]) -> str | None:
 
 def _permission_cause(exc: BaseException) -> PermissionError | None:
     """The PermissionError behind a wrapped error (SQLite cannot open a file in a closed folder)."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, PermissionError):
             return seen

@@ -21,13 +21,13 @@ from gateway.loginsettings import CONFIG_ENV, LoginSettings, load_login_settings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 
 class Invocation:
     """A command line: the global options, the command and its arguments."""
 
-    __slots__ = ("config", "home", "pairs", "command", "args")
+    __slots__ = ("args", "command", "config", "home", "pairs")
 
     def __init__(self, config: str | None, home: str | None, pairs: Sequence[str], command: str,
                  args: Sequence[str]):
@@ -108,8 +108,8 @@ def run_fast(invocation: Invocation) -> int | None:
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
         executable = dict(parsed[0]).get("--command")
-        user = parsed[1][0]
-        key, key_type = (*parsed[1][1:], None, None)[:2]
+        user, *given = parsed[1]
+        key, key_type = (*given, None, None)[:2]
         settings = _settings(invocation)
         if settings is None:
             return 1

@@ -96,7 +96,7 @@ class TokenBox:
         self._fernet = MultiFernet([Fernet(key) for key in keys])
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TokenBox":
+    def from_settings(cls, settings: Settings) -> TokenBox:
         """The box for the configured key(s); ConfigError naming the key file when it is missing."""
         return cls(parse_keys(read_secret_text(settings), key_file(settings) or "secret_key"), settings)
 

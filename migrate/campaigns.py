@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Collection, Iterable
 
 import jinja2
 
@@ -124,9 +124,9 @@ def _skip_reason(account: Account, last_use: dt.datetime | None, audience: Audie
         return HAS_MIGRATED
     if not account.email:
         return NO_EMAIL
-    if audience.active_since is not None and not audience.names and not audience.everyone:
-        if last_use is None or last_use < now - audience.active_since:
-            return INACTIVE
+    if (audience.active_since is not None and not audience.names and not audience.everyone
+            and (last_use is None or last_use < now - audience.active_since)):
+        return INACTIVE
     return None
 
 
@@ -156,6 +156,7 @@ def plan_reminders(queued: Iterable[NotificationSend], accounts: Iterable[Accoun
             plan.skipped[reason] += 1
             plan.dropped.append((row, reason))
             continue
+        assert account is not None  # a missing account was skipped above
         seen.add(row.account_id)
         plan.send.append(Planned(account, queued=row))
     if limit is not None and len(plan.send) > limit:

@@ -7,9 +7,7 @@ import click
 from gateway import messages
 from gateway.cliutil import global_options, run
 from gateway.errors import one_line
-from migrate.commands import accounts, keys
-from migrate.commands import audit, guide, import_legacy, prune, scan, secret
-from migrate.commands import evidence, report
+from migrate.commands import accounts, audit, evidence, guide, import_legacy, keys, prune, report, scan, secret
 from migrate.commands.notify import notify
 from migrate.commands.schedule import schedule
 

@@ -11,9 +11,10 @@ counted, and the others proceed.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from gateway import messages
 from gateway.lifecycle.migration import forwarded_by_gateway
@@ -98,7 +99,7 @@ def _record(registry: Registry, project: str, files: list[IndexFile], now: dt.da
 
 
 def _stamp(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def audit_record(summary: RefreshSummary) -> dict[str, Any]:

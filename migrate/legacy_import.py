@@ -2,9 +2,10 @@
 
 The old server kept one generated `authorized_keys` file for the `submit` user, a line per key:
 
-    command="<handler> -r <user>",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty <type> <base64> <comment>
+    command="<handler> -r <user>",<restrictions> <type> <base64> <comment>
 
-and its database could be dumped as CSV: users (name,email) and keys (name,key). `plan_import`
+where <restrictions> is `no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty`, and
+its database could be dumped as CSV: users (name,email) and keys (name,key). `plan_import`
 compares what was read with what the registry already holds and returns what to create, so an
 import can be shown (`--dry-run`), applied, and run again without changing anything.
 """
@@ -15,8 +16,8 @@ import csv
 import io
 import re
 import shlex
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Collection, Iterable, Mapping
 
 from gateway import messages
 from gateway.emails import EmailError, normalised_email
@@ -278,8 +279,9 @@ def plan_import(
     rejected: Iterable[Rejected] = (),
 ) -> ImportPlan:
     """What an import would change, given the registry's accounts (name -> email) and keys
-    (fingerprint -> account name; `revoked_keys` are fingerprints revoked by an admin). Inputs are taken in order: the first owner of a key wins, as it
-    did on the old server (sshd uses the first authorized_keys line that matches a key)."""
+    (fingerprint -> account name; `revoked_keys` are fingerprints revoked by an admin). Inputs are
+    taken in order: the first owner of a key wins, as it did on the old server (sshd uses the first
+    authorized_keys line that matches a key)."""
     plan = ImportPlan(skipped=list(rejected))
     # The index treats user names without regard to case; so does the import.
     names: dict[str, str] = {name.casefold(): name for name in existing_accounts}
@@ -323,8 +325,9 @@ def plan_import(
             continue
         why_weak = weakness(key.algorithm, key.bits)
         if why_weak and not allow_weak_keys:
-            plan.skipped.append(Rejected(line.where, f"user '{line.user}': {why_weak} ({key.fingerprint}); they need "
-                                                     "a new key (ssh-keygen -t ed25519), or set allow_weak_keys to accept it"))
+            plan.skipped.append(Rejected(line.where, f"user '{line.user}': {why_weak} ({key.fingerprint}); they "
+                                                     "need a new key (ssh-keygen -t ed25519), or set allow_weak_keys "
+                                                     "to accept it"))
             continue
         folded = line.user.casefold()
         owner = owners.get(key.fingerprint)
@@ -338,7 +341,8 @@ def plan_import(
                 else:
                     plan.keys_present += 1
                 continue
-            where = f"listed for '{owner_name}' at {first_seen}" if first_seen else f"registered to account '{owner_name}'"
+            where = (f"listed for '{owner_name}' at {first_seen}" if first_seen
+                     else f"registered to account '{owner_name}'")
             plan.skipped.append(Rejected(line.where, f"user '{line.user}': key {key.fingerprint} is already {where}; "
                                                      "a key belongs to one account"))
             continue

@@ -18,9 +18,9 @@ import email.utils
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gateway.errors import ConfigError
@@ -56,7 +56,7 @@ class SmtpTarget:
     timeout: float = 30.0
 
     @classmethod
-    def from_url(cls, url: str) -> "SmtpTarget":
+    def from_url(cls, url: str) -> SmtpTarget:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
@@ -96,12 +96,12 @@ class Mailer:
         self.target = target
         self._smtp: smtplib.SMTP | None = None
 
-    def __enter__(self) -> "Mailer":
+    def __enter__(self) -> Mailer:
         if self._smtp is None:  # connected already when the caller wanted its errors first
             self.connect()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def connect(self) -> None:

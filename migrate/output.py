@@ -7,7 +7,8 @@ import csv
 import datetime as dt
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -22,14 +23,15 @@ def when(value: dt.datetime | None) -> str:
 
 def stamp(value: dt.datetime | None) -> str | None:
     """A time for scripts: UTC ISO 8601, e.g. 2026-11-24T09:30:00Z (None stays None)."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 TABLE_FORMATS = ("table", "json", "csv")
 TEXT_FORMATS = ("text", "json")
+F = TypeVar("F", bound=Callable[..., object])  # a command function
 
 
-def format_option(choices: Sequence[str] = TABLE_FORMATS):
+def format_option(choices: Sequence[str] = TABLE_FORMATS) -> Callable[[F], F]:
     """--format for a listing: people get the first choice; scripts json (and csv for tables)."""
     return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0], show_default=True,
                         help=f"{choices[0]} for people; " + " or ".join(choices[1:]) + " for scripts.")
@@ -98,6 +100,7 @@ def print_table(result: Table, *, whole: tuple[str, ...] = ("fingerprint",)) -> 
     if width <= console.width:
         console.print(result)
         return
-    # Console.print never goes wider than the console, so a wider one prints this table.
+    # Console.print never goes wider than the console, so a wider one prints this table. Rich types
+    # the color_system it reports as str; it is one of the names Console takes.
     Console(file=console.file, width=width, highlight=False, soft_wrap=True, force_terminal=console.is_terminal,
-            no_color=console.no_color, color_system=console.color_system).print(result)
+            no_color=console.no_color, color_system=console.color_system).print(result)  # type: ignore[arg-type]

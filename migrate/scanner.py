@@ -19,19 +19,22 @@ from pathlib import PurePosixPath
 
 # Commands of distutils, setuptools and wheel, and common plug-ins: a run of these (and options)
 # after `setup.py` is one invocation.
-KNOWN_COMMANDS = frozenset("""
-    alias bdist bdist_dumb bdist_egg bdist_msi bdist_rpm bdist_wheel bdist_wininst build build_clib
-    build_ext build_py build_scripts build_sphinx check clean develop dist_info easy_install egg_info
-    install install_data install_egg_info install_headers install_lib install_scripts nosetests
-    pytest register rotate saveopts sdist setopt test upload upload_docs upload_sphinx
-""".split())
+KNOWN_COMMANDS = frozenset({
+    "alias", "bdist", "bdist_dumb", "bdist_egg", "bdist_msi", "bdist_rpm", "bdist_wheel",
+    "bdist_wininst", "build", "build_clib", "build_ext", "build_py", "build_scripts",
+    "build_sphinx", "check", "clean", "develop", "dist_info", "easy_install", "egg_info", "install",
+    "install_data", "install_egg_info", "install_headers", "install_lib", "install_scripts",
+    "nosetests", "pytest", "register", "rotate", "saveopts", "sdist", "setopt", "test", "upload",
+    "upload_docs", "upload_sphinx"
+})
 UPLOAD_COMMANDS = {"upload": "upload", "register": "register", "upload_docs": "upload_docs",
                    "upload_sphinx": "upload_docs"}
 # Options of those commands that take a separate value (`-r pypi`, `--repository pypi`).
-VALUE_OPTIONS = frozenset("""
-    -r --repository -i --identity -d --dist-dir --formats -b --bdist-dir -p --plat-name
-    --python-tag --owner --group --upload-dir --command-packages -t --template -m --manifest
-""".split())
+VALUE_OPTIONS = frozenset({
+    "-r", "--repository", "-i", "--identity", "-d", "--dist-dir", "--formats", "-b", "--bdist-dir",
+    "-p", "--plat-name", "--python-tag", "--owner", "--group", "--upload-dir", "--command-packages",
+    "-t", "--template", "-m", "--manifest"
+})
 SHELL_SEPARATORS = {";", "&&", "||", "|", "&", ")", "#"}
 
 _WORD = re.compile(r"[^\s\"'`,()\[\]]+")
@@ -115,7 +118,8 @@ def _short(line: str, limit: int = 120) -> str:
 def _logical_lines(lines: list[str]) -> list[tuple[int, str]]:
     """Join backslash continuations (Makefiles, shell), keeping the number of the first line."""
     joined: list[tuple[int, str]] = []
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for number, line in enumerate(lines, start=1):
         if not parts:
             start = number

@@ -159,12 +159,12 @@ def utc(value: dt.datetime | None) -> str:
     """An exact UTC time as people read it: 2025-03-01 14:00 UTC (seconds only when not zero)."""
     if value is None:
         return "-"
-    value = value.astimezone(dt.timezone.utc)
+    value = value.astimezone(dt.UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S UTC" if value.second else "%Y-%m-%d %H:%M UTC")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
 def guide_json(guide: Guide) -> dict:

@@ -73,7 +73,7 @@ class Notice:
         return self.phase != "normal"
 
 
-def build_notice(settings: Settings, schedule: Schedule, now: dt.datetime, *, identity=None,
+def build_notice(settings: Settings, schedule: Schedule, now: dt.datetime, *, identity: Identity | None = None,
                  project: str | None = None, decision: Decision | None = None) -> Notice:
     """The notice for one session (`identity` given) or for everyone (the login banner)."""
     exempt = bool(identity is not None and identity.exempt)
@@ -99,7 +99,7 @@ def build_notice(settings: Settings, schedule: Schedule, now: dt.datetime, *, id
 
 
 def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @lru_cache(maxsize=1024)
@@ -131,7 +131,7 @@ def header_lines(notice: Notice) -> list[tuple[str, str]]:
         if notice.notice_start is not None:
             headers.append(("Deprecation", f"@{int(notice.notice_start.timestamp())}"))
         if notice.sunset is not None:
-            headers.append(("Sunset", email.utils.format_datetime(notice.sunset.astimezone(dt.timezone.utc),
+            headers.append(("Sunset", email.utils.format_datetime(notice.sunset.astimezone(dt.UTC),
                                                                   usegmt=True)))
         headers.append(("Link", f'<{notice.url}>; rel="deprecation"; type="text/html"'))
     return headers

@@ -12,12 +12,12 @@ import datetime as dt
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class ScheduleError(ValueError):
@@ -45,7 +45,7 @@ class Schedule:
     windows: tuple[Window, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_windows(cls, windows: list[Window]) -> "Schedule":
+    def from_windows(cls, windows: list[Window]) -> Schedule:
         def latest(kind: str) -> Window | None:
             found = [w for w in windows if w.kind == kind]
             return max(found, key=lambda w: (w.starts_at, w.id)) if found else None

@@ -20,7 +20,8 @@ import logging.handlers
 import os
 import re
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from gateway import messages
 from gateway.errors import ConfigError
@@ -44,7 +45,7 @@ def record_fields(record: logging.LogRecord) -> Mapping[str, Any]:
 
 def utc_timestamp(created: float) -> str:
     """A record's time as UTC ISO 8601 with milliseconds, e.g. 2026-11-24T09:30:00.123Z."""
-    when = dt.datetime.fromtimestamp(created, dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(created, dt.UTC)
     return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
 
 

@@ -14,8 +14,9 @@ thread, so a caller that stops waiting does not make the count lie), to refuse n
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from gateway.ops import metrics
 
@@ -23,7 +24,7 @@ from gateway.ops import metrics
 class PoolFull(Exception):
     """The pool's queue is full: the work was not started."""
 
-    def __init__(self, pool: "WorkerPool"):
+    def __init__(self, pool: WorkerPool):
         super().__init__(f"the {pool.name} pool is full: {pool.running} running, {pool.waiting} waiting")
         self.pool = pool
 

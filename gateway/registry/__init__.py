@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore
 
-__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError", "UploadEvent",
-           "make_engine", "utcnow"]
+__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError",
+           "UploadEvent", "make_engine", "utcnow"]
 
 # name -> the module of this package that defines it, imported on first use.
 _LAZY = {
@@ -69,7 +69,7 @@ class Registry:
     audit: AuditStore
 
     @classmethod
-    def on(cls, engine: Engine) -> "Registry":
+    def on(cls, engine: Engine) -> Registry:
         """Every store on one engine (one connection pool)."""
         from gateway.registry.accounts import AccountStore
         from gateway.registry.audit import AuditStore
@@ -83,7 +83,7 @@ class Registry:
                    ReportQueries(engine), EvidenceStore(engine), AuditStore(engine))
 
     @classmethod
-    def from_url(cls, url: str) -> "Registry":
+    def from_url(cls, url: str) -> Registry:
         from gateway.registry.engine import make_engine
 
         return cls.on(make_engine(url))

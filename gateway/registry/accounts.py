@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Engine, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -162,7 +163,8 @@ class AccountStore:
                     journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
                                     after=_account_values(conn, name))
         except IntegrityError:
-            raise RegistryError(f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`") from None
+            raise RegistryError(
+                f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`") from None
         return self.get_account(name)
 
     def _account_from_row(self, row: Any) -> Account:
@@ -254,9 +256,11 @@ class AccountStore:
             if owner is not None and owner.revoked_at is not None:
                 if owner.account_id != account.id:
                     raise RegistryError(messages.key_revoked_elsewhere(key.fingerprint, owner.account_name)) from None
-                return self.restore_key(key.fingerprint, audit=audit)  # the admin gives it back: a mistaken revoke is not final
+                # The admin gives it back: a mistaken revoke is not final.
+                return self.restore_key(key.fingerprint, audit=audit)
             whose = f"account '{owner.account_name}'" if owner else "another account"
-            raise RegistryError(f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
+            raise RegistryError(
+                f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
         found = self.find_key(key.fingerprint)
         assert found is not None
         return found

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, or_, select
 
@@ -71,7 +72,7 @@ def _encode(values: Mapping[str, Any] | None) -> str | None:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     return str(value)

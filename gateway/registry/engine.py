@@ -10,15 +10,16 @@ import datetime as dt
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any, overload
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, create_engine, event
 
 from gateway.loginsettings import sqlite_path
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class RegistryError(Exception):
@@ -107,10 +108,21 @@ def create_sqlite_file(path: Path) -> bool:
     return True
 
 
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """Aggregates (max) bypass the column type on SQLite: make them aware UTC again."""
-    if value is None or isinstance(value, dt.datetime) and value.tzinfo is not None:
+@overload
+def aware(value: dt.datetime | str) -> dt.datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: dt.datetime | str | None) -> dt.datetime | None:
+    """Aggregates (max) bypass the column type on SQLite (which gives text): make them aware UTC again."""
+    if value is None or (isinstance(value, dt.datetime) and value.tzinfo is not None):
         return value
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.timezone.utc)
+    return value.replace(tzinfo=dt.UTC)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The id of the row a single-row INSERT created."""
+    key = result.inserted_primary_key
+    assert key is not None, "not a single-row INSERT"
+    return int(key[0])

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, bindparam, delete, exists, func, insert, or_, select, update
 
-from gateway.registry.engine import aware
+from gateway.registry.engine import aware, inserted_id
 from gateway.registry.schema import ssh_keys, upload_events
 
 
@@ -101,7 +101,7 @@ class EventStore:
             if event_.id is not None:
                 conn.execute(_UPDATE_EVENT, {**values, "event_id": event_.id})
                 return
-            event_.id = conn.execute(_INSERT_EVENT, values).inserted_primary_key[0]
+            event_.id = inserted_id(conn.execute(_INSERT_EVENT, values))
             if event_.key_fingerprint and event_.account_id is not None:
                 conn.execute(_TOUCH_KEY, {"key_fp": event_.key_fingerprint, "used_at": event_.at})
 

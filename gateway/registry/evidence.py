@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Collection, Iterable, Protocol, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Select, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.lifecycle.migration import IndexRelease, MigrationState, ProjectUploads, migration_state, migration_states
@@ -30,14 +31,17 @@ UPLOADED = ("forwarded", "forwarding", "unknown")
 
 
 class ListedFile(Protocol):
-    """A file as the index's page lists it (gateway.upload.index.IndexFile)."""
+    """A file as the index's page lists it (gateway.upload.index.IndexFile); read only."""
 
-    filename: str
-    sha256: str | None
-    upload_time: dt.datetime | None
+    @property
+    def filename(self) -> str: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def upload_time(self) -> dt.datetime | None: ...
 
 
-def _insert(conn: Connection, table):
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can skip or update on a unique conflict (both databases spell it alike)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
@@ -101,7 +105,7 @@ class EvidenceStore:
                     new = _add_file(conn, project, listed, ours, now, previous)
                     added += 0 if ours else new
                     continue
-                changes = {}
+                changes: dict[str, object] = {}
                 if row.upload_time is None and listed.upload_time is not None:
                     changes["upload_time"] = listed.upload_time
                 if ours and not row.via_gateway:
@@ -140,9 +144,11 @@ class EvidenceStore:
         accounts given, else of every account that uploaded a project the index has files of
         (the others have no evidence, so their events need not be read)."""
         events = upload_events.c
-        conditions = [events.outcome.in_(UPLOADED), events.project.is_not(None), events.account_id.is_not(None)]
+        conditions: list[ColumnElement[bool]] = [events.outcome.in_(UPLOADED), events.project.is_not(None),
+                                                 events.account_id.is_not(None)]
         if until is not None:
             conditions.append(events.at < until)
+        accounts: list[int] | Select[tuple[int]]
         if account_ids is not None:
             accounts = list(account_ids)
         else:

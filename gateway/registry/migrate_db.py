@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from gateway.registry.engine import create_sqlite_file, make_engine
 from gateway.loginsettings import sqlite_path
+from gateway.registry.engine import create_sqlite_file, make_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -8,11 +8,13 @@ it is never sent again automatically (see migrate/campaigns.py).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, update
 
+from gateway.registry.engine import inserted_id
 from gateway.registry.schema import notification_sends
 
 
@@ -51,12 +53,12 @@ class Outbox:
         with self.engine.connect() as conn:
             return [_send_from_row(row) for row in conn.execute(query)]
 
-    def _covering_sends(self, conn, account_id: int, campaign: str | None, since: dt.datetime | None,
+    def _covering_sends(self, conn: Connection, account_id: int, campaign: str | None, since: dt.datetime | None,
                         *, pending: tuple[str, ...], exclude: int | None = None) -> list[int]:
         """Rows that make another message to this account unnecessary: delivered (or maybe
         delivered) since `since`, or still waiting in one of the `pending` states."""
         table = notification_sends
-        delivered = table.c.status.in_(("sent", "sending"))
+        delivered: ColumnElement[bool] = table.c.status.in_(("sent", "sending"))
         if since is not None:
             delivered = delivered & (func.coalesce(table.c.sent_at, table.c.created_at) >= since)
         query = select(table.c.id).where(table.c.account_id == account_id, delivered | table.c.status.in_(pending))
@@ -72,7 +74,7 @@ class Outbox:
         with self.engine.begin() as conn:
             if self._covering_sends(conn, account_id, campaign, since, pending=pending):
                 return None
-            new_id = conn.execute(insert(notification_sends).values(**values)).inserted_primary_key[0]
+            new_id = inserted_id(conn.execute(insert(notification_sends).values(**values)))
         # Two processes may both pass the check above. Each looks again after its own commit; the
         # later of the two always sees the other and backs off, so at most one message goes out.
         with self.engine.begin() as conn:

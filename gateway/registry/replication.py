@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -66,7 +66,7 @@ def is_multi_host(url: str) -> bool:
         return False
 
 
-def single_host_url(url: str, address: str):
+def single_host_url(url: str, address: str) -> URL:
     """`url` aimed at `address` alone, without target_session_attrs (any role may answer)."""
     parsed = make_url(sqlalchemy_url(url)).difference_update_query(["host", "target_session_attrs"])
     return parsed.update_query_dict({"host": address})
@@ -91,7 +91,7 @@ def host_state(url: str, address: str) -> HostState:
         engine.dispose()
 
 
-def _primary(conn, address: str) -> HostState:
+def _primary(conn: Connection, address: str) -> HostState:
     rows = conn.execute(text(
         "SELECT coalesce(application_name, ''), host(client_addr), state, sync_state,"
         " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,"
@@ -103,7 +103,7 @@ def _primary(conn, address: str) -> HostState:
     return HostState(address, PRIMARY, standbys=standbys)
 
 
-def _standby(conn, address: str) -> HostState:
+def _standby(conn: Connection, address: str) -> HostState:
     behind, age = conn.execute(text(
         "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,"
         " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")).one()

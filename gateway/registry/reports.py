@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, case, distinct, exists, func, select, text
 from sqlalchemy.sql.expression import ColumnElement

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -11,7 +10,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from gateway.lifecycle.schedule import Schedule, Window
 from gateway.registry import audit as journal
 from gateway.registry.audit import Actor
-from gateway.registry.engine import RegistryError, utcnow
+from gateway.registry.engine import RegistryError, inserted_id, utcnow
 from gateway.registry.schema import schedule_windows
 
 
@@ -50,7 +49,7 @@ class ScheduleStore:
         with self.engine.begin() as conn:
             result = conn.execute(insert(schedule_windows).values(
                 kind=kind, starts_at=starts_at, ends_at=ends_at, note=note, created_at=utcnow()))
-            window_id = result.inserted_primary_key[0]
+            window_id = inserted_id(result)
             if audit is not None:
                 journal.journal(conn, audit, target_kind=journal.SCHEDULE, target=_target(kind, window_id),
                                 after=_window_values(conn, window_id))
@@ -89,8 +88,8 @@ class ScheduleStore:
             ).values(cancelled_at=utcnow()))
             window_id = None
             if starts_at is not None:
-                window_id = conn.execute(insert(schedule_windows).values(
-                    kind=kind, starts_at=starts_at, note=note, created_at=utcnow())).inserted_primary_key[0]
+                window_id = inserted_id(conn.execute(insert(schedule_windows).values(
+                    kind=kind, starts_at=starts_at, note=note, created_at=utcnow())))
             if audit is not None:
                 journal.journal(conn, audit, target_kind=journal.SCHEDULE, target=kind, before=before,
                                 after=_window_values(conn, window_id) if window_id is not None else None)

@@ -17,11 +17,17 @@ balancer; SIGTERM drains) for those.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from gateway import messages
 from gateway.errors import ConfigError
 from gateway.ops import logformat
 from gateway.tokens import TokenBox
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+    from gateway.settings import Settings
+    from gateway.ssh.listener import GatewayListener
 
 log = logging.getLogger("gateway.hangup")
 
@@ -36,7 +42,7 @@ def reopen_log() -> None:
     log.info("%s", messages.hangup_log_reopened(path))
 
 
-async def reload_host_keys(services, server) -> None:
+async def reload_host_keys(services: Services, server: GatewayListener) -> None:
     """Serve new connections with the host keys host_key_dir holds now (after `keygen --promote`);
     connections already open keep theirs. Keys that cannot be read leave the served ones."""
     from gateway.ssh import hostkeys
@@ -51,7 +57,7 @@ async def reload_host_keys(services, server) -> None:
     log.info("%s", messages.hangup_host_keys_read(hostkeys.fingerprints(services.settings.host_key_dir)))
 
 
-def reload_secret_keys(settings, tokens: TokenBox) -> None:
+def reload_secret_keys(settings: Settings, tokens: TokenBox) -> None:
     """Read the secret keys again into `tokens`; on any problem keep the keys in use."""
     try:
         tokens.reread()

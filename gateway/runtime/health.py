@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.ops import metrics
 
@@ -53,9 +55,9 @@ class DatabaseProbe:
         loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(loop.run_in_executor(self._executor, self._ping), self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return Readiness(False, f"database did not answer within {self._timeout:.0f} s")
-        except Exception as exc:  # any failure to reach the database means "not ready"
+        except (SQLAlchemyError, OSError) as exc:  # the database is down or unreachable: not ready
             return Readiness(False, f"database unreachable ({type(exc).__name__})")
         return Readiness(True, "ready")
 
@@ -86,7 +88,7 @@ class HealthServer:
         self._metrics_dir = metrics_dir
         self._server: asyncio.AbstractServer | None = None
 
-    async def start(self) -> "HealthServer":
+    async def start(self) -> HealthServer:
         self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True,
                                                   limit=MAX_REQUEST_BYTES)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -104,8 +106,7 @@ class HealthServer:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
             status, content_type, body = await self._answer(head)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
             return
         except Exception:

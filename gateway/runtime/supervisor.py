@@ -8,8 +8,8 @@ them. The supervisor:
   port 0 and a restarted worker gets the same port back;
 - restarts a worker that dies, with a growing pause if it keeps dying at once;
 - serves `health_listen` for the whole machine: `/readyz` (database answers, not draining, a
-  worker is up, no worker's thread pool saturated) and `/metrics`, the sum of all workers' metrics (prometheus-client's multiprocess
-  mode, in a private directory);
+  worker is up, no worker's thread pool saturated) and `/metrics`, the sum of all workers' metrics
+  (prometheus-client's multiprocess mode, in a private directory);
 - binds `shim_socket` in the OpenSSH mode (a UNIX socket cannot be shared like the port), and
   every worker accepts on the one it inherits;
 - on SIGTERM or SIGINT fails readiness, passes SIGTERM to every worker (each drains its own
@@ -26,7 +26,7 @@ import signal
 import socket
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Awaitable, Callable
 
 from gateway import messages
 from gateway.errors import ConfigError
@@ -124,7 +124,7 @@ class Supervisor:
             for proc in list(self.processes.values()):
                 if proc.returncode is None:
                     proc.send_signal(signal.SIGTERM)
-            done, pending = await asyncio.wait(slots, timeout=settings.drain_seconds + EXIT_GRACE)
+            _, pending = await asyncio.wait(slots, timeout=settings.drain_seconds + EXIT_GRACE)
             for proc in list(self.processes.values()):
                 if proc.returncode is None:
                     log.warning("worker %d did not exit in time; killing it", proc.pid)
@@ -148,7 +148,7 @@ class Supervisor:
         log.info("all workers stopped")
         return 0
 
-    def _readiness(self, probe: DatabaseProbe):
+    def _readiness(self, probe: DatabaseProbe) -> Callable[[], Awaitable[Readiness]]:
         database = readiness_check(self.state, probe, saturation=self._saturation)
 
         async def check() -> Readiness:

@@ -14,15 +14,16 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from gateway import messages
 from gateway.errors import ArtifactError
-from gateway.upload.coremetadata import UTF8, parse_metadata
+from gateway.upload.coremetadata import UTF8, MetadataValue, parse_metadata
 
 MIB = 1024 * 1024
 MAX_METADATA_BYTES = 4 * MIB
@@ -129,7 +130,7 @@ def _loose(text: str) -> str:
     return re.sub(r"[-_.]+", "-", text).lower()
 
 
-def _read_limited(handle, size: int | None, what: str) -> bytes:
+def _read_limited(handle: IO[bytes], size: int | None, what: str) -> bytes:
     too_large = ArtifactError(messages.metadata_too_large(what, MAX_METADATA_BYTES // MIB))
     if size is not None and size > MAX_METADATA_BYTES:
         raise too_large
@@ -171,7 +172,7 @@ def _sdist_pkg_info(fileobj: BinaryIO, filename: str) -> bytes:
     try:
         with gzip.GzipFile(fileobj=fileobj, mode="rb") as stream, \
                 tarfile.open(fileobj=_BoundedReads(stream), mode="r:") as archive:  # type: ignore[call-overload]
-            for count in range(MAX_TAR_MEMBERS):
+            for _ in range(MAX_TAR_MEMBERS):
                 member = archive.next()
                 if member is None or archive.offset > MAX_TAR_SCAN_BYTES:
                     break
@@ -232,7 +233,7 @@ def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> bytes:
         raise ArtifactError(messages.wheel_unreadable()) from None
 
 
-def _form_values(raw: dict) -> tuple[tuple[str, str], ...]:
+def _form_values(raw: Mapping[str, MetadataValue]) -> tuple[tuple[str, str], ...]:
     values: list[tuple[str, str]] = []
     for key in METADATA_ORDER:
         value = raw.get(key)
@@ -243,7 +244,7 @@ def _form_values(raw: dict) -> tuple[tuple[str, str], ...]:
             items = [k for k in value if k not in PLACEHOLDERS]
             if items:
                 values.append((field, ", ".join(items)))
-        elif key == "project_urls":
+        elif isinstance(value, dict):  # project_urls
             for label, url in value.items():
                 if url not in PLACEHOLDERS:
                     values.append((field, f"{label}, {url}"))
@@ -277,9 +278,9 @@ def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
     raise ArtifactError(messages.not_a_distribution(filename))
 
 
-def _name_and_version(raw: dict, filename: str) -> tuple[str, str]:
+def _name_and_version(raw: Mapping[str, MetadataValue], filename: str) -> tuple[str, str]:
     name, version = raw.get("name"), raw.get("version")
-    if not name or not version:
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
         raise ArtifactError(messages.metadata_without_name(filename))
     return name, version
 
@@ -308,7 +309,7 @@ def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
 
 def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
     try:
-        wheel_name, wheel_version, _build, tags = parse_wheel_filename(filename)
+        wheel_name, wheel_version, _build, _tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
         raise ArtifactError(messages.wheel_name_invalid(filename, str(exc))) from None
     decoded = parse_metadata(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))

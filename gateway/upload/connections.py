@@ -14,16 +14,22 @@ timeouts stay theirs; these classes only observe, and refuse a pooled connection
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.response import HTTPResponse
+
+if TYPE_CHECKING:
+    from urllib3._base_connection import BaseHTTPConnection  # the pool's own return type
 
 CONNECTING = "connecting"  # no byte of the request has left
 SENDING = "sending"  # connected; the request is on its way, not all of it sent
@@ -87,12 +93,10 @@ class Attempt:
 def _shut(sock: socket.socket | None) -> None:
     if sock is None:
         return
-    try:
-        # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would drop its TLS
-        # state while another thread is still inside a read.
+    # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would drop its TLS
+    # state while another thread is still inside a read.
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class tracking:
@@ -106,7 +110,7 @@ class tracking:
         _current.attempt = self.attempt
         return self.attempt
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         _current.attempt = self._previous
         self.attempt.finish()
 
@@ -115,10 +119,18 @@ def current_attempt() -> Attempt | None:
     return getattr(_current, "attempt", None)
 
 
-class _Traced:
+# What the mixins below extend, as the type checker sees them (at run time they mix into both).
+if TYPE_CHECKING:
+    _ConnectionBase = HTTPConnection
+    _PoolBase = HTTPConnectionPool
+else:
+    _ConnectionBase = _PoolBase = object
+
+
+class _Traced(_ConnectionBase):
     """Mixed into urllib3's connection classes: note the phase as the request goes."""
 
-    def _new_conn(self):
+    def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
         attempt = current_attempt()
         if attempt is not None:
@@ -126,7 +138,7 @@ class _Traced:
             attempt._track(sock)
         return sock
 
-    def request(self, *args, **kwargs):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # passed on unchanged
         attempt = current_attempt()
         if attempt is not None:
             if self.sock is None:  # plain HTTP connects here (HTTPS has connected already)
@@ -137,8 +149,9 @@ class _Traced:
         if attempt is not None:
             attempt.phase = AWAITING
 
-    def getresponse(self, *args, **kwargs):
-        response = super().getresponse(*args, **kwargs)
+    # urllib3's getresponse narrows http.client's return type and is marked the same way.
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]
+        response = super().getresponse()
         attempt = current_attempt()
         if attempt is not None:
             attempt.phase = ANSWERED
@@ -153,10 +166,10 @@ class _TracedHTTPSConnection(_Traced, HTTPSConnection):
     pass
 
 
-class _FreshOnDemand:
+class _FreshOnDemand(_PoolBase):
     """Mixed into the pools: an attempt marked `fresh_only` never gets a pooled connection."""
 
-    def _get_conn(self, timeout=None):
+    def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         conn = super()._get_conn(timeout)
         attempt = current_attempt()
         if attempt is not None and attempt.fresh_only and not conn.is_closed:
@@ -213,13 +226,13 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self._ends - self._clock())
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         self._timer = threading.Timer(self.remaining(), self._expire)
         self._timer.daemon = True
         self._timer.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._timer is not None:
             self._timer.cancel()
 

@@ -28,10 +28,13 @@ MULTILINE_FIELDS = ("description", "license")
 _PREFIXES = (" " * 8, " " * 7 + "|")
 _FOLD = re.compile(r"[ \t]*\r?\n[ \t]*")
 
+# The value types of packaging's raw metadata: text, a list of texts, or a mapping (project URLs).
+MetadataValue = str | list[str] | dict[str, str]
+
 
 @dataclass(frozen=True)
 class DecodedMetadata:
-    raw: dict  # packaging.metadata's raw dict, multi-line fields unfolded
+    raw: dict[str, MetadataValue]  # packaging.metadata's raw dict, multi-line fields unfolded
     encoding: str  # UTF8, or LATIN1 when the bytes were not UTF-8
 
 
@@ -82,16 +85,18 @@ def parse_metadata(data: bytes) -> DecodedMetadata:
     text, encoding = decode_text(data)
     # A PKG-INFO written in text mode on Windows has CRLF line ends; the values have LF.
     text = text.replace("\r\n", "\n")
-    raw, _unparsed = parse_email(text)
-    raw = dict(raw)
+    parsed, _unparsed = parse_email(text)
     headers = _header_block(text)
-    for key, value in raw.items():
+    raw: dict[str, MetadataValue] = {}
+    for key, value in parsed.items():
         if not isinstance(value, str):
-            continue
-        if key in MULTILINE_FIELDS:
-            # A Description in the message body (metadata 2.1+) is not folded.
-            if _has_header(headers, key):
-                raw[key] = unfold_multiline(value)
-        elif "\n" in value:
+            assert isinstance(value, (list, dict)), f"{key}: {type(value).__name__}"
+            raw[key] = value
+        # A Description in the message body (metadata 2.1+) is not folded.
+        elif key in MULTILINE_FIELDS and _has_header(headers, key):
+            raw[key] = unfold_multiline(value)
+        elif key not in MULTILINE_FIELDS and "\n" in value:
             raw[key] = unfold_line(value)
+        else:
+            raw[key] = value
     return DecodedMetadata(raw, encoding)

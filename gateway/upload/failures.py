@@ -13,8 +13,11 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 CERTIFICATE = "certificate"  # the server's certificate cannot be verified: never retried
 TLS = "tls"  # any other TLS failure: handshake EOF, protocol error, alert
@@ -53,7 +56,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
         pending.extend(item for item in linked if isinstance(item, BaseException))
 
 
-def _first(exc: BaseException, kinds) -> BaseException | None:
+def _first(exc: BaseException, kinds: type[E] | tuple[type[E], ...]) -> E | None:
     return next((item for item in causes(exc) if isinstance(item, kinds)), None)
 
 

@@ -13,8 +13,9 @@ index will serve), and `disagreements` names the fields so the upload event can 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import IO
 
 from packaging.version import InvalidVersion, Version
 
@@ -131,7 +132,7 @@ class MultipartBody:
     iterated again for a retry because it reads the spool from the start each time.
     """
 
-    def __init__(self, upstream_form: UpstreamForm, fileobj, size: int, boundary: str | None = None):
+    def __init__(self, upstream_form: UpstreamForm, fileobj: IO[bytes], size: int, boundary: str | None = None):
         self.boundary = boundary or uuid.uuid4().hex
         marker = f"--{self.boundary}\r\n"
         head = []

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -50,6 +50,9 @@ from gateway.upload.connections import Attempt, Deadline, verified_session
 from gateway.upload.failures import classify
 
 log = logging.getLogger(__name__)
+
+# A file entry of the page as parsed: untrusted, so every value is checked before use.
+FileEntry = Mapping[str, object]
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
@@ -95,7 +98,7 @@ class IndexUnavailable(Exception):
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class IndexClient:
@@ -203,7 +206,7 @@ class IndexClient:
         return bytes(data).decode(response.encoding or "utf-8", "replace")
 
     # -- each file on its own -------------------------------------------------------------------
-    def _checked(self, entries: list[dict], project: str) -> IndexPage:
+    def _checked(self, entries: list[FileEntry], project: str) -> IndexPage:
         now = self._clock()
         files: list[IndexFile] = []
         refused: list[RefusedFile] = []
@@ -221,7 +224,7 @@ class IndexClient:
         return IndexPage(files, refused)
 
 
-def _entries_of(text: str, content_type: str, project: str) -> list[dict]:
+def _entries_of(text: str, content_type: str, project: str) -> list[FileEntry]:
     # The media type without parameters ("text/html; charset=utf-8"): mousebender compares it whole.
     details = simple.parse_project_details(text, content_type.split(";")[0].strip(), project)
     version = str(details.get("meta", {}).get("api-version", "1.0"))
@@ -230,7 +233,7 @@ def _entries_of(text: str, content_type: str, project: str) -> list[dict]:
     return list(details["files"])
 
 
-def _sha256(entry: dict) -> str | None:
+def _sha256(entry: FileEntry) -> str | None:
     hashes = entry.get("hashes") or {}
     value = hashes.get("sha256") if isinstance(hashes, dict) else None
     return value if isinstance(value, str) else None
@@ -267,7 +270,7 @@ def belongs_to(filename: str, project: str) -> bool:
     return any(canonicalize_name(filename[:i]) == wanted for i, char in enumerate(filename) if char == "-")
 
 
-def _upload_time(entry: dict, now: dt.datetime) -> tuple[dt.datetime | None, str | None]:
+def _upload_time(entry: FileEntry, now: dt.datetime) -> tuple[dt.datetime | None, str | None]:
     """(PEP 700 upload time or None, None), or (None, why the file is refused)."""
     stamp = entry.get("upload-time")
     if not stamp:

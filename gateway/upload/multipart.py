@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Protocol
 
 from gateway import messages
 from gateway.errors import BadRequest
@@ -29,6 +30,10 @@ FILE_FIELDS = ("content", "gpg_signature")
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _LINE_SPLIT = re.compile(rb"\r?\n")
+
+
+class _Hasher(Protocol):
+    def hexdigest(self) -> str: ...
 
 
 @dataclass
@@ -48,7 +53,8 @@ class Spool:
     """
 
     def __init__(self, spool_dir: str | None = None):
-        self.file = tempfile.TemporaryFile(dir=spool_dir, prefix="pypissh-upload-")
+        # Outlives this call: the spool owns the file and `close()` closes it.
+        self.file = tempfile.TemporaryFile(dir=spool_dir, prefix="pypissh-upload-")  # noqa: SIM115
         self._hashers = (hashlib.md5(), hashlib.sha256(), hashlib.blake2b(digest_size=32))
         self._size = 0
         self._held = b""
@@ -73,7 +79,7 @@ class Spool:
         self._commit(view[:-1])
         self._held = bytes(view[-1:])
 
-    def _digests(self, hashers, size: int) -> Digests:
+    def _digests(self, hashers: Sequence[_Hasher], size: int) -> Digests:
         md5, sha256, blake = hashers
         return Digests(size, md5.hexdigest(), sha256.hexdigest(), blake.hexdigest())
 

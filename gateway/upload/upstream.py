@@ -37,19 +37,19 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import requests
 
 from gateway import __version__, messages
 from gateway.errors import ConfigError, UpstreamError, one_line
 from gateway.ops import metrics
+from gateway.settings import Settings, insecure_upstream
 from gateway.upload.connections import CONNECTING, Attempt, Deadline, verified_session
 from gateway.upload.failures import CLOSED, TLS, TransportFailure, classify
-from gateway.upload.index import IndexClient, IndexUnavailable
-from gateway.settings import Settings, insecure_upstream
 from gateway.upload.form import MultipartBody
+from gateway.upload.index import IndexClient, IndexUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class _Forwarding:
 
     # -- endings --------------------------------------------------------------------------------
     def _response(self, status: int, reason: str, *, confirmed: bool = False, note: str | None = None,
-                  maybe_published: bool = False):
+                  maybe_published: bool = False) -> UpstreamResponse:
         return UpstreamResponse(status=status, reason=reason, attempts=self.attempts,
                                 seconds=time.monotonic() - self.started, confirmed=confirmed, note=note,
                                 maybe_published=maybe_published)
@@ -375,7 +375,7 @@ class _cut_after:
     def __enter__(self) -> None:
         self._timer.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import IO
+from typing import IO, Any
 
 import click
 
 from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
-from gateway.registry import RegistryError
+from gateway.registry import Account, KeyRecord, RegistryError
 from gateway.tokens import TokenBox, check_token_shape
 from migrate.output import TEXT_FORMATS, console, emit_csv, emit_json, format_option, print_table, table, when
 
@@ -53,7 +53,7 @@ def read_token(source: IO[str]) -> str:
 @token_argument_guard
 @reason_option
 @pass_context
-def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | None, token_file) -> None:
+def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | None, token_file: IO[str] | None) -> None:
     """Add account NAME (the user's name on the index), optionally with its API token."""
     registry = obj.registry()
     try:
@@ -74,7 +74,7 @@ def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | No
     click.echo("next: " + " and ".join(steps))
 
 
-def _status(account) -> str:
+def _status(account: Account) -> str:
     return "disabled" if account.disabled else ("exempt" if account.exempt else "active")
 
 
@@ -137,7 +137,7 @@ def show(obj: Context, name: str, fmt: str) -> None:
     print_table(projects, whole=("project",))
 
 
-def _account_data(account, activity: dict, keys: list) -> dict:
+def _account_data(account: Account, activity: dict[str, Any], keys: list[KeyRecord]) -> dict[str, object]:
     """`accounts show --format json`: the account, its keys and its use (never the token)."""
     from migrate.commands.keys import key_data
 
@@ -172,7 +172,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
                + ("exempt from brownouts and the sunset" if account.exempt else "not exempt"))
 
 
-def _set_flag(obj: Context, name: str, **values) -> None:
+def _set_flag(obj: Context, name: str, **values: bool) -> None:
     try:
         obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
     except RegistryError as exc:
@@ -208,7 +208,7 @@ def enable(obj: Context, name: str) -> None:
 @token_argument_guard
 @reason_option
 @pass_context
-def set_token(obj: Context, name: str, token_file, clear: bool) -> None:
+def set_token(obj: Context, name: str, token_file: IO[str], clear: bool) -> None:
     """Store account NAME's upstream API token, encrypted with the secret key."""
     registry = obj.registry()
     try:

@@ -29,9 +29,9 @@ def _shown(value: Any) -> str:
 def describe_change(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
     """The change in one line: `name: old -> new` for each value that changed; a new target's
     values; `removed` for one that is gone."""
-    if before is None and after is None:
-        return "-"
     if before is None:
+        if after is None:
+            return "-"
         return ", ".join(f"{name}: {_shown(value)}" for name, value in sorted(after.items()) if value is not None)
     if after is None:
         return "removed (was " + ", ".join(f"{name}: {_shown(value)}" for name, value in sorted(before.items())

@@ -103,7 +103,7 @@ def _report(summary: RefreshSummary, fmt: str) -> None:
 def _chosen(projects: tuple[str, ...], known: list[str]) -> list[str]:
     if not projects:
         return known
-    wanted = list(dict.fromkeys(canonicalize_name(p) for p in projects))
+    wanted: list[str] = list(dict.fromkeys(canonicalize_name(p) for p in projects))
     for project in wanted:
         if project not in known:
             raise click.BadParameter(messages.evidence_project_not_ssh(project), param_hint="--project")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import audit
+from gateway.registry import Registry, RegistryError, audit
 from gateway.sshkeys import looks_like_private_key
-from gateway.registry import Registry, RegistryError
 from migrate.legacy_import import (
     ImportPlan,
     KeyLine,
@@ -49,8 +49,8 @@ def _read_sources(authorized_keys: Path | None, users: Path | None,
     lines: list[KeyLine] = []
     rejected: list[Rejected] = []
     if users is not None:
-        found, bad = parse_users_csv(read_text(users), users.name)
-        rows += found
+        found_rows, bad = parse_users_csv(read_text(users), users.name)
+        rows += found_rows
         rejected += bad
     # authorized_keys first: it is what the old sshd actually used, so its owners win.
     if authorized_keys is not None:
@@ -64,7 +64,8 @@ def _read_sources(authorized_keys: Path | None, users: Path | None,
     return rows, lines, rejected
 
 
-def make_plan(registry: Registry, rows, lines, rejected, *, allow_weak_keys: bool) -> ImportPlan:
+def make_plan(registry: Registry, rows: Iterable[UserRow], lines: Iterable[KeyLine], rejected: Iterable[Rejected], *,
+              allow_weak_keys: bool) -> ImportPlan:
     accounts = {account.name: account.email for account in registry.accounts.list_accounts()}
     known = registry.accounts.list_keys()
     return plan_import(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import IO
+
 import click
 
-from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import RegistryError
 from gateway import messages
+from gateway.cliutil import Context, pass_context, reason_option
+from gateway.registry import KeyRecord, RegistryError
 from gateway.sshkeys import KeyFormatError, PublicKey, looks_like_private_key, parse_public_key, weakness
 from migrate.legacy_import import OptionsError, split_options
 from migrate.output import emit_csv, emit_json, format_option, print_table, table, when
@@ -38,7 +40,7 @@ def read_key_line(text: str, *, allow_weak: bool) -> PublicKey:
               help="Restrict the keys to this project (repeatable); default: any project.")
 @reason_option
 @pass_context
-def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None:
+def add(obj: Context, account: str, key_file: IO[str], projects: tuple[str, ...]) -> None:
     """Add the OpenSSH public keys in KEY_FILE ('-' for stdin) to ACCOUNT, one per line.
 
     Malformed keys, keys already registered (a key belongs to one account) and weak keys (DSA,
@@ -82,7 +84,7 @@ def add(obj: Context, account: str, key_file, projects: tuple[str, ...]) -> None
         raise click.ClickException(f"no public key found in {key_file.name}; give a file like ~/.ssh/id_ed25519.pub")
 
 
-def _read_key_file(key_file) -> str:
+def _read_key_file(key_file: IO[str]) -> str:
     """The whole file; a private key is refused at once, without a word of its content."""
     try:
         text = key_file.read()
@@ -97,11 +99,11 @@ KEY_COLUMNS = ["account", "fingerprint", "type", "bits", "comment", "projects", 
                "last_used", "revoked", "state"]
 
 
-def key_state(key) -> str:
+def key_state(key: KeyRecord) -> str:
     return "revoked" if key.revoked_at else ("weak" if key.weak else "active")
 
 
-def key_data(key) -> dict:
+def key_data(key: KeyRecord) -> dict[str, object]:
     """One key for scripts (`keys list`, `accounts show` as JSON); its fingerprint, not its content."""
     return {"account": key.account_name, "fingerprint": key.fingerprint, "type": key.algorithm, "bits": key.bits,
             "comment": key.comment, "projects": list(key.allowed_projects) if key.allowed_projects else None,

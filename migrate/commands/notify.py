@@ -10,26 +10,26 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import email.utils
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import audit
 from gateway.errors import ConfigError
 from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
-from gateway.registry import Account, Registry
+from gateway.registry import Account, Registry, audit
 from gateway.settings import Settings
 from migrate import campaigns as plans
 from migrate.campaigns import ALREADY_SENT, SKIP_ORDER, Audience, CampaignPlan, Evidence, Planned
 from migrate.mail import (
-    MailError,
     Mailer,
+    MailError,
     RateLimit,
     Refused,
     SmtpTarget,
@@ -41,6 +41,7 @@ from migrate.mail import (
 from migrate.output import console, print_table, table
 
 REMINDER = "reminder"
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Tally:
     aborted: str | None = None
 
 
-def _option_value(parse, text: str | None, option: str):
+def _option_value(parse: Callable[[str], T], text: str | None, option: str) -> T | None:
     if text is None:
         return None
     try:
@@ -198,6 +199,7 @@ class Composer:
 
     def message(self, planned: Planned) -> tuple[EmailMessage, str]:
         account = planned.account
+        assert account.email, "planned without an address"  # the plan skips those (campaigns.NO_EMAIL)
         used_at = planned.queued.created_at if planned.queued is not None else None
         context = plans.email_context(self.campaign, account, self.evidence(account), self.schedule,
                                       self.settings, self.now, repeat_after=self.repeat, used_at=used_at)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
 from gateway import messages
 from gateway.cliutil import Context, database_name, pass_context
+
+if TYPE_CHECKING:
+    from migrate.report.model import Report
 
 FORMATS = ("table", "csv", "json", "html")
 # A pipe has no width: only a line longer than this (no table of the report) would wrap.
@@ -72,7 +76,7 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
     result = build.build_report(obj.registry(), period, generated_at=obj.now(),
                                 database=database_name(obj.settings()))
 
-    if chart is not None:
+    if chart is not None and chart_path is not None:  # loaded for --chart only
         _write(chart_path, chart.png(result))
 
     if fmt == "json":
@@ -104,7 +108,7 @@ def report(obj: Context, since: str, until: str | None, fmt: str, output: Path |
             _emit(plain_report(result), output)
 
 
-def plain_report(result) -> str:
+def plain_report(result: Report) -> str:
     """The table report for a pipe or a file: plain columns as wide as their contents, never folded
     to a width nobody's terminal has, and no trailing blanks (for grep, awk, cut and less)."""
     from migrate.report import terminal

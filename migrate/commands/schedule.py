@@ -13,6 +13,7 @@ import click
 from gateway import messages
 from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
 from gateway.lifecycle.schedule import (
+    Schedule,
     ScheduleError,
     check_brownout,
     check_notice,
@@ -107,7 +108,7 @@ def show(obj: Context, at: str | None, preview: bool, fmt: str) -> None:
 TIMELINE_COLUMNS = ["when", "until", "id", "kind", "what", "state"]
 
 
-def _show_data(obj: Context, current, now: dt.datetime, preview: bool, fmt: str) -> None:
+def _show_data(obj: Context, current: Schedule, now: dt.datetime, preview: bool, fmt: str) -> None:
     rows = [{"when": entry.when, "until": entry.until, "id": entry.window_id, "kind": entry.kind,
              "what": entry.what, "state": entry.state} for entry in timeline(current, now)]
     if fmt == "csv":
@@ -191,7 +192,11 @@ def add_brownout(obj: Context, start: str, end: str | None, length: str | None, 
     now = obj.now()
     begins = _time(start, now)
     try:
-        ends = begins + parse_duration(length) if length else _time(end, now)
+        if length is not None:
+            ends = begins + parse_duration(length)
+        else:
+            assert end is not None  # exactly one of the two is given (checked above)
+            ends = _time(end, now)
         registry = obj.registry()
         warnings = check_brownout(registry.schedule.current(), begins, ends, now)
     except ScheduleError as exc:

@@ -29,9 +29,8 @@ from cryptography.fernet import InvalidToken
 
 from gateway import messages
 from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
-from gateway.registry import audit
 from gateway.errors import ConfigError
-from gateway.registry import Registry
+from gateway.registry import Registry, audit
 from gateway.settings import Settings
 from gateway.tokens import TokenBox, new_key, parse_keys
 
@@ -168,12 +167,13 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
             if not dry_run and len(current) > 1:
                 confirm_irreversible(messages.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
             done = _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
-        elif stage:
-            done = _stage(current, new_key_from(new_key_file, dry_run=dry_run), key_file, inline=inline,
-                          dry_run=dry_run)
         else:
-            done = _rotate(registry, current, new_key_from(new_key_file, dry_run=dry_run), key_file,
-                           inline=inline, dry_run=dry_run)
+            assert new_key_file is not None  # checked above: either --retire-old or --new-key-file
+            new_key = new_key_from(new_key_file, dry_run=dry_run)
+            if stage:
+                done = _stage(current, new_key, key_file, inline=inline, dry_run=dry_run)
+            else:
+                done = _rotate(registry, current, new_key, key_file, inline=inline, dry_run=dry_run)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if done is not None:  # recorded right after the step: it spans the key file and many rows
@@ -233,7 +233,8 @@ def _rotate(registry: Registry, current: list[str], new: str, key_file: Path, *,
         click.echo("secret_key is set inline: put the new key first in it, keeping the old ones after it, "
                    "then restart the replicas")
     else:
-        click.echo(f"{key_file} now lists the new key first and {len(entries) - 1} old key(s) after it (still accepted)")
+        click.echo(f"{key_file} now lists the new key first and {len(entries) - 1} old key(s) after it "
+                   "(still accepted)")
     click.echo("next: copy the key file to every machine (running replicas read it again by themselves); "
                "when all have it, run "
                "`pypissh-migrate rotate-secret --retire-old`")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from gateway import messages
 from gateway.lifecycle.schedule import Schedule
 from gateway.registry import Registry, audit
+from gateway.registry.reports import AccountOverview, ReportQueries
 from migrate.report import logic
-from migrate.report.model import OUTCOME_CATEGORIES, Period, Report
+from migrate.report.model import OUTCOME_CATEGORIES, AccountReport, Period, Report, Trend, Verdict, Week
 
 
 def build_report(registry: Registry, period: Period, *, generated_at: dt.datetime, database: str = "") -> Report:
@@ -22,7 +24,7 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
     sunset = Schedule.from_windows(windows).sunset
 
     ranges = sorted({span for _, span in logic.table_weeks(period) + logic.trend_weeks(period)})
-    totals = dict(zip(ranges, queries.weekly(ranges, OUTCOME_CATEGORIES)))
+    totals = dict(zip(ranges, queries.weekly(ranges, OUTCOME_CATEGORIES), strict=True))
     overview = queries.accounts_overview(period.until)
     uses = queries.account_projects(period.since, period.until)
     accounts = logic.account_reports(overview, uses, queries.account_clients(period.since, period.until),
@@ -51,7 +53,9 @@ def build_report(registry: Registry, period: Period, *, generated_at: dt.datetim
     )
 
 
-def _verdict(queries, overview, accounts, trends, weeks, sunset, period: Period, database: str):
+def _verdict(queries: ReportQueries, overview: Sequence[AccountOverview], accounts: Sequence[AccountReport],
+             trends: Sequence[Trend], weeks: Sequence[Week], sunset: dt.datetime | None, period: Period,
+             database: str) -> Verdict:
     keys = queries.key_count()
     if not overview or not keys:
         return logic.empty_verdict(messages.report_empty_registry(database, len(overview), keys), weeks)

@@ -20,7 +20,7 @@ def _environment() -> jinja2.Environment:
 
 
 def _when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if value else "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def render(report: Report) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from gateway.lifecycle.migration import NO_EVIDENCE, MigrationState
+from gateway.lifecycle.migration import MIGRATED, MIXED_USE, NO_EVIDENCE, MigrationState
 from gateway.lifecycle.schedule import Window
 from gateway.registry.audit import AuditEntry
 from gateway.registry.reports import (
@@ -26,8 +26,6 @@ from migrate.report.model import (
     ACTIVE,
     CATEGORIES,
     DORMANT,
-    MIGRATED,
-    MIXED_USE,
     NEVER_USED,
     OTHER,
     QUIET,
@@ -47,7 +45,7 @@ from migrate.report.model import (
     category_of,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # A notice needs time to work: someone who uploads every few weeks has not "gone quiet" two days
 # after an email. Only a notice at least this old can mark an account quiet (likely migrated).
 QUIET_AFTER = dt.timedelta(days=14)
@@ -305,7 +303,7 @@ def trend(marker: Marker, samples: dict[int, RangeTotals], period: Period) -> Tr
     size = min(len(before), len(after))
     before, after = before[len(before) - size:], after[:size]
 
-    def mean(rows: Sequence[RangeTotals], value) -> float:
+    def mean(rows: Sequence[RangeTotals], value: Callable[[RangeTotals], float]) -> float:
         return sum(value(r) for r in rows) / len(rows) if rows else 0.0
 
     b_sessions, a_sessions = mean(before, lambda r: r.sessions), mean(after, lambda r: r.sessions)
@@ -339,7 +337,7 @@ def overall_trend(week_rows: Sequence[Week]) -> str:
     size = min(4, len(whole) // 2)
     first, last = whole[:size], whole[-size:]
 
-    def mean(rows: Sequence[Week], value) -> float:
+    def mean(rows: Sequence[Week], value: Callable[[Week], float]) -> float:
         return sum(value(w) for w in rows) / len(rows)
 
     s0, s1 = mean(first, lambda w: w.sessions), mean(last, lambda w: w.sessions)
@@ -413,9 +411,9 @@ def change_label(entry: AuditEntry) -> str:
     """One line for a journal entry on the report's timeline: what changed in the schedule, or
     what a notify run sent."""
     if entry.target_kind == "campaign":
-        after = entry.after or {}
-        failed = f", {after['failed']} failed" if after.get("failed") else ""
-        return f"notify '{entry.target}': {after.get('sent', 0)} sent{failed}"
+        sent = entry.after or {}
+        failed = f", {sent['failed']} failed" if sent.get("failed") else ""
+        return f"notify '{entry.target}': {sent.get('sent', 0)} sent{failed}"
     what, before, after = entry.target or "schedule", entry.before, entry.after
     if before is None and after is not None:
         return f"{what} set: {_window_span(after)}"

@@ -43,7 +43,7 @@ MAX_TICKS = 12
 
 
 def naive(when: dt.datetime) -> dt.datetime:
-    return when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return when.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from migrate.report import plot
-from migrate.report.model import CATEGORIES, CATEGORY_LABELS, Report
+from migrate.report.model import CATEGORIES, CATEGORY_LABELS, Change, Report
 
 WIDTH = 1100
 PLOT_LEFT, PLOT_RIGHT = 70.0, 1030.0
@@ -205,7 +205,7 @@ def layout(report: Report) -> SvgChart:
             outside.append(placed)
             continue
         left = max(at(placed.start), PLOT_LEFT)
-        width = min(at(placed.end), PLOT_RIGHT) - left if placed.band else 0.0
+        width = min(at(placed.end), PLOT_RIGHT) - left if placed.end is not None else 0.0  # a band
         markers.append(MarkerShape(placed.marker.kind, placed.label, f"{placed.start:%Y-%m-%d}", _px(left),
                                    _px(width), placed.color, DASHES.get(placed.style, "")))
 
@@ -249,7 +249,7 @@ def layout(report: Report) -> SvgChart:
     )
 
 
-def _change_title(change) -> str:
+def _change_title(change: Change) -> str:
     why = f" ({change.reason})" if change.reason else ""
     return f"{change.at:%Y-%m-%d %H:%M} UTC: {change.label}, by {change.actor}{why}"
 

@@ -41,7 +41,7 @@ LIST_SEPARATOR = " | "
 def stamp(when: dt.datetime | None) -> str | None:
     if when is None:
         return None
-    return when.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def account_row(account: AccountReport) -> dict[str, Any]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from migrate.report.plot import marker_label
 from migrate.report.model import (
     CATEGORIES,
     CATEGORY_LABELS,
@@ -18,8 +18,10 @@ from migrate.report.model import (
     STATUS_HELP,
     STATUSES,
     AccountReport,
+    Counts,
     Report,
 )
+from migrate.report.plot import marker_label
 
 BAR_WIDTH = 32
 BAR_STYLES = {
@@ -45,10 +47,10 @@ SHORT_LABELS = {
 
 
 def when(value: dt.datetime | None) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if value else "-"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def _list(values) -> str:
+def _list(values: Sequence[str]) -> str:
     return "\n".join(values) if values else "-"
 
 
@@ -69,7 +71,7 @@ def _table(title: str, columns: list[str], *, right: tuple[str, ...] = ()) -> Ta
     return table
 
 
-def bar(counts, scale: float) -> Text:
+def bar(counts: Counts, scale: float) -> Text:
     """A stacked bar of one week's sessions, one colour per outcome category."""
     text = Text()
     for name in CATEGORIES:

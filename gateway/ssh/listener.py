@@ -223,9 +223,6 @@ class GatewayListener:
             task.cancel()
         self._companions.clear()
 
-    def get_port(self) -> int:
-        return self._sock.getsockname()[1]
-
     @property
     def in_flight(self) -> int:
         return len(self._connections)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
-
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.settings import Settings
@@ -31,11 +29,6 @@ log = logging.getLogger(__name__)
 UNCACHED_PERIOD = 1.0
 # Checking more often than this would only load the registry.
 MIN_PERIOD = 0.1
-
-
-class Revocable(Protocol):
-    def revoke(self) -> None:
-        """Refuse new sessions; close the connection once it has none."""
 
 
 def check_period(settings: Settings) -> float:

@@ -4,7 +4,7 @@ In the OpenSSH mode sshd starts `authorized-keys-command` twice per login and `s
 session, so each must cost about one interpreter start. They are recognised here, after the
 global options of gateway/cliutil.py (`--config PATH`, `--home DIR`, `--set NAME=VALUE`), and run with the
 standard library only, and as little of it as will do: the light settings reader
-(gateway/loginsettings.py), the shim (gateway/ssh/shim.py) and the key lookup
+(gateway/loginsettings.py), the shim (gateway/ssh/shim.py) and the key file's reader
 (gateway/ssh/keycommand.py). Every other command, and anything this small
 parser does not recognise (`--help`, a usage error), goes to the click CLI (gateway/cli.py),
 which imports everything and also holds these two commands' help texts.
@@ -16,7 +16,7 @@ import os
 import sys
 
 from gateway.errors import ConfigError
-from gateway.loginsettings import CONFIG_ENV, LoginSettings, load_login_settings
+from gateway.loginsettings import LoginSettings, load_login_settings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
@@ -103,15 +103,14 @@ def main() -> None:
 def run_fast(invocation: Invocation) -> int | None:
     """The exit status of a fast command, or None to let click run the command line."""
     if invocation.command == "authorized-keys-command":
-        parsed = _options(invocation.args, {"--command"})
+        parsed = _options(invocation.args, set())
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
-        executable = dict(parsed[0]).get("--command")
         user, key, key_type = (*parsed[1], None, None)[:3]
         settings = _settings(invocation)
         if settings is None:
             return 1
-        return authorized_keys_command(settings, _global_args(invocation), user, key, key_type, executable)
+        return authorized_keys_command(settings, user, key, key_type)
     if invocation.command == "stdio":
         parsed = _options(invocation.args, {"--account", "--fingerprint"})
         if parsed is None or parsed[1] or "--account" not in dict(parsed[0]):
@@ -119,8 +118,6 @@ def run_fast(invocation: Invocation) -> int | None:
         settings = _settings(invocation)
         if settings is None:
             return 1
-        if settings.stdio_in_process:
-            return None
         options = dict(parsed[0])
         return stdio_command(settings, options["--account"], options.get("--fingerprint"))
     return None
@@ -140,36 +137,19 @@ def _settings(invocation: Invocation) -> LoginSettings | None:
         return None
 
 
-def _global_args(invocation: Invocation) -> list[str]:
-    """The global options the forced command must repeat, as `Context.global_args` gives them:
-    the configuration file (--config, else PYPISSH_CONFIG), --home, then every --set."""
-    config = invocation.config if invocation.config is not None else (os.environ.get(CONFIG_ENV) or None)
-    args = ["--config", os.path.abspath(config)] if config else []
-    if invocation.home is not None:
-        args += ["--home", invocation.home]
-    return args + [arg for pair in invocation.pairs for arg in ("--set", pair)]
-
-
-def authorized_keys_command(settings: LoginSettings, global_args: Sequence[str], user: str,
-                            key: str | None, key_type: str | None, executable: str | None) -> int:
-    """Print the authorized_keys line for the key sshd presents (see gateway/ssh/keycommand.py).
-    `settings` is a `LoginSettings` or a full `Settings`; `global_args` go into the forced command."""
+def authorized_keys_command(settings: LoginSettings, user: str, key: str | None, key_type: str | None) -> int:
+    """Print the lines of authorized_keys_file for the key sshd presents (gateway/ssh/keycommand.py).
+    `settings` is a `LoginSettings` or a full `Settings`."""
     if not key:
         return 0  # sshd passed no key (%k missing): list none rather than every key we know
-    from gateway.ssh.keycommand import KeyQuery, LookupFailed, UnsafeLine, lines_for_query
+    from gateway.ssh.keycommand import lines_for_key
 
-    query = KeyQuery(user, key, key_type, os.path.abspath(executable or sys.argv[0]), tuple(global_args))
     try:
-        lines = lines_for_query(query, settings.ssh_user, settings.shim_socket, settings.database_url)
-    except LookupFailed as exc:  # sshd logs our stderr; the login is refused
+        lines = lines_for_key(settings.authorized_keys_file, user, settings.ssh_user, key, key_type)
+    except OSError as exc:  # sshd logs our stderr; the login is refused
         from gateway import messages
 
-        sys.stderr.write(messages.key_refused_registry_unreadable(str(exc)) + "\n")
-        return 1
-    except UnsafeLine as exc:  # a bad registry row: no line at all, and a warning in sshd's log
-        from gateway import messages
-
-        sys.stderr.write(messages.key_refused_unsafe_line(str(exc)) + "\n")
+        sys.stderr.write(messages.key_file_unreadable(settings.authorized_keys_file, exc.strerror or exc) + "\n")
         return 1
     sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()

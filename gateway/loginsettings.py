@@ -42,11 +42,14 @@ LOGIN_FIELDS: dict[str, tuple[str, Any]] = {
     "max_upload_bytes": ("int", MAX_UPLOAD_BYTES),
     "read_timeout": ("float", READ_TIMEOUT),
     "shim_socket": ("str", SHIM_SOCKET),
-    "stdio_in_process": ("bool", False),
+    "authorized_keys_file": ("str", ""),
     "home": ("str", ""),
 }
 # Of those, the ones holding a path (database_url: a relative SQLite file).
-LOGIN_PATHS = ("shim_socket",)
+LOGIN_PATHS = ("shim_socket", "authorized_keys_file")
+# Settings that no longer exist. Both readers refuse them, wherever they are set, rather than
+# ignore them: the operator meant something by each.
+REMOVED_SETTINGS = ("stdio_in_process",)
 
 
 def _messages():
@@ -162,12 +165,25 @@ class LoginSettings:
     max_upload_bytes: int
     read_timeout: float
     shim_socket: str
-    stdio_in_process: bool
+    authorized_keys_file: str
     home: str
 
     def __init__(self, values: Mapping[str, Any]):
         for name, (_kind, default) in LOGIN_FIELDS.items():
             setattr(self, name, values.get(name, default))
+
+
+def refuse_removed(from_file: Mapping[str, Any], path: object, environ: Mapping[str, str],
+                   overrides: Mapping[str, Any]) -> None:
+    """Raise ConfigError, in one line saying what to do, when a removed setting is set anywhere."""
+    for name in REMOVED_SETTINGS:
+        env_name = ENV_PREFIX + name.upper()
+        where = (f" in {os.path.abspath(str(path))}" if name in from_file else f" by {env_name}"
+                 if env_name in environ else " by a command-line flag" if overrides.get(name) is not None else None)
+        if where is not None:
+            from gateway.errors import ConfigError
+
+            raise ConfigError(_messages().removed_setting(name, where))
 
 
 def _coerce_from(kind: str, name: str, raw: Any, origin: str) -> Any:
@@ -190,6 +206,7 @@ def load_login_settings(config_path: str | None = None, environ: Mapping[str, st
     path = config_path or environ.get(CONFIG_ENV)
     config_dir = os.path.dirname(os.path.abspath(path)) if path else None
     from_file = read_config_file(path) if path else {}
+    refuse_removed(from_file, path, environ, overrides)
     values = {}
     in_file = set()
     for name, (kind, _default) in LOGIN_FIELDS.items():
@@ -210,6 +227,7 @@ def load_login_settings(config_path: str | None = None, environ: Mapping[str, st
         return config_dir if name in in_file and config_dir is not None else home
 
     for name in LOGIN_PATHS:
-        values[name] = resolve_path(values.get(name) or LOGIN_FIELDS[name][1], base(name))
+        value = values.get(name) or LOGIN_FIELDS[name][1]
+        values[name] = resolve_path(value, base(name)) if value else value
     values["database_url"] = resolve_database_url(values.get("database_url", DATABASE_URL), base("database_url"))
     return LoginSettings(values)

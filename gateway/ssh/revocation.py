@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from gateway.registry import Identity
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.ssh.keycache import RegistryUnavailable
-from gateway.ssh.limits import Login
+from gateway.ssh.keycache import RegistryUnavailable, owned_by
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +34,6 @@ def check_period(settings: Settings) -> float:
     if settings.key_cache_seconds <= 0:
         return UNCACHED_PERIOD
     return max(MIN_PERIOD, settings.key_cache_seconds)
-
-
-def still_active(login: Login, identity: Identity | None) -> bool:
-    """The registry's answer for a login's key still lets it in as the same account."""
-    return identity is not None and identity.account_id == login.account_id
 
 
 async def recheck_logins(services: Services) -> int:
@@ -60,7 +53,7 @@ async def recheck_logins(services: Services) -> int:
         # its login was checked just now, and the next check covers it.
         if login.fingerprint not in current:
             continue
-        if not still_active(login, current[login.fingerprint]):
+        if owned_by(current[login.fingerprint], login.account) is None:
             conn.revoke()  # type: ignore[attr-defined]
             revoked += 1
     return revoked

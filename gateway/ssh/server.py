@@ -287,26 +287,14 @@ class GatewayServer(asyncssh.SSHServer):
                 log.info("refusing session channels of account %s past %d open on one connection", account, cap)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                             messages.too_many_channels(account, cap))
-        timeout = self._services.settings.channel_request_timeout
-        sessions = self._services.limits.sessions
         if self._revoked:
             log.info("refused a session of account %s: key %s is no longer active", account, self._login.fingerprint)
             self._services.sessionlog.session_refused(self.record, sessionlog.KEY_REVOKED)
             return self._channel(RefusedSession(403, messages.key_inactive(account, self._login.fingerprint),
-                                                account=account, request_timeout=timeout,
+                                                account=account,
+                                                request_timeout=self._services.settings.channel_request_timeout,
                                                 on_close=self._channel_closed))
-        if not sessions.acquire(account):
-            log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
-            self._services.sessionlog.session_refused(self.record, sessionlog.TOO_MANY_SESSIONS)
-            return self._channel(RefusedSession(429, messages.too_many_sessions(account, sessions.limit),
-                                                account=account, request_timeout=timeout,
-                                                on_close=self._channel_closed))
-
-        def closed() -> None:
-            sessions.release(account)
-            self._channel_closed()
-
-        return self._channel(GatewaySession(self._services, self._identity, self._conn, on_close=closed,
+        return self._channel(GatewaySession(self._services, self._identity, self._conn, on_close=self._channel_closed,
                                             on_revoked=self.revoke, record=self.record))
 
     def _channel(self, session: TimedChannel) -> TimedChannel:

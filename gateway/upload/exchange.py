@@ -1,21 +1,26 @@
 """One legacy HTTP exchange: read the request, decide, forward, answer, record.
 
-Shared by every front end (the asyncssh server and the OpenSSH `stdio` mode): they hand over a byte
-source and an identity, and get back a `Reply` to write out. Nothing reaches the upstream until the
-whole request has arrived and passed every check, so a client that stops half-way publishes nothing.
+Run by the session runner (gateway/ssh/runner.py) for every front end: it hands over a byte source
+and the peer, and gets back the `Reply` to write out, the event recorded and the notice to print.
+Nothing reaches the upstream until the whole request has arrived and passed every check, so a
+client that stops half-way publishes nothing.
+
+This module sits below gateway/services.py: it names what it uses of the services in
+`ExchangeServices`, which `Services` provides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import binascii
 import errno
 import logging
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Callable, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import trove_classifiers
@@ -36,20 +41,45 @@ from gateway.errors import (
 from gateway.lifecycle import notices
 from gateway.lifecycle.schedule import Decision, Schedule, decide
 from gateway.ops import metrics
-from gateway.registry import Identity, UploadEvent
-from gateway.services import Services
+from gateway.registry import Identity, Registry, UploadEvent
+from gateway.settings import Settings
+from gateway.tokens import TokenBox
 from gateway.upload import artifact as artifacts
 from gateway.upload.coremetadata import UTF8
 from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
-from gateway.upload.upstream import UploadedFile
+from gateway.upload.upstream import UpstreamClient, UploadedFile
 
 log = logging.getLogger(__name__)
 
 # Room for the form's text fields around the file itself.
 FORM_OVERHEAD = 1024 * 1024
 READ_SIZE = 256 * 1024
+
+T = TypeVar("T")
+
+
+class ExchangeServices(Protocol):
+    """What an exchange uses of the replica's services (gateway/services.py:Services)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def tokens(self) -> TokenBox: ...
+    @property
+    def upstream(self) -> UpstreamClient: ...
+    @property
+    def replica(self) -> str: ...
+    @property
+    def clock(self) -> Callable[[], dt.datetime]: ...
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T: ...
+    async def run_registry(self, func: Callable[..., T], *args: Any) -> T: ...
+    async def current_schedule(self) -> Schedule: ...
+    async def current_identity(self, account: str, fingerprint: str) -> Identity | None: ...
 
 
 class ByteSource(Protocol):
@@ -115,6 +145,11 @@ class Reply:
     # where to look): the user must not read "not published".
     maybe_published: bool = False
 
+    @classmethod
+    def refusal(cls, status: int, reason: str, *, maybe_published: bool = False) -> "Reply":
+        """The answer to a refused or failed request: the reason is also the body."""
+        return cls(status, reason, reason + "\n", maybe_published=maybe_published)
+
     @property
     def exit_status(self) -> int:
         return 0 if 200 <= self.status < 300 else 1
@@ -127,8 +162,17 @@ class Reply:
         return status_line + ("".join(f"\r\n{line}" for line in head) + "\r\n\r\n").encode("utf-8") + body
 
 
+@dataclass(frozen=True)
+class Exchanged:
+    """What one exchange comes to: the answer, the event recorded, the notice for stderr."""
+
+    reply: Reply
+    event: UploadEvent
+    notice: notices.Notice
+
+
 class Exchange:
-    def __init__(self, source: ByteSource, peer: Peer, services: Services):
+    def __init__(self, source: ByteSource, peer: Peer, services: ExchangeServices):
         self.source = source
         self.peer = peer
         self.services = services
@@ -155,8 +199,6 @@ class Exchange:
         self._deadline = self.started + self.settings.read_timeout * 4
         self.schedule = Schedule()
         self.decision: Decision | None = None
-        # The deprecation notice for this session (set when run() ends; front ends print it).
-        self.notice: notices.Notice | None = None
         # Set once the upload is handed to the upload server: from then on a failure of ours
         # cannot claim the upload went nowhere.
         self.forwarded: UploadedFile | None = None
@@ -166,7 +208,7 @@ class Exchange:
         self.reason_charset = REASON_LATIN1
 
     # -- the whole exchange ---------------------------------------------------------------------
-    async def run(self) -> Reply:
+    async def run(self) -> Exchanged:
         form: Form | None = None
         try:
             self.schedule = await self.services.current_schedule()
@@ -181,7 +223,7 @@ class Exchange:
         except GatewayError as exc:
             self.event.outcome = exc.outcome
             self.event.error = exc.reason
-            reply = Reply(exc.status, exc.reason, exc.reason + "\n", maybe_published=exc.maybe_published)
+            reply = Reply.refusal(exc.status, exc.reason, maybe_published=exc.maybe_published)
         except Exception as exc:  # a bug or an outage of ours: the user gets no internals
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
             self.event.outcome = "internal_error"
@@ -192,14 +234,14 @@ class Exchange:
                 check_url = self.services.upstream.index.project_url(self.forwarded.project)
                 reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
                 self.event.outcome = UNKNOWN
-            reply = Reply(500, reason, reason + "\n", maybe_published=self.forwarded is not None)
+            reply = Reply.refusal(500, reason, maybe_published=self.forwarded is not None)
         finally:
             if form is not None:
                 form.close()
-        self.notice = notices.build_notice(
+        notice = notices.build_notice(
             self.settings, self.schedule, self.services.clock(), identity=self.peer.identity,
             project=self.event.project, decision=self.decision)
-        reply.headers += notices.header_lines(self.notice)
+        reply.headers += notices.header_lines(notice)
         reply.reason_charset = self.reason_charset
         if self.notes:
             self.event.error = "; ".join([*filter(None, [self.event.error]), *self.notes])
@@ -209,10 +251,7 @@ class Exchange:
             await self.services.run_registry(self.services.registry.events.record, self.event)
         except Exception:  # the answer matters more than the record; the log keeps the failure
             log.exception("could not record the upload event")
-        identity = self.peer.identity
-        if self.event.action == "file_upload" and notices.wants_reminder(self.settings, identity, self.notice):
-            notices.queue_reminder_soon(self.services, identity, self.event.at)
-        return reply
+        return Exchanged(reply, self.event, notice)
 
     # -- reading --------------------------------------------------------------------------------
     async def _receive(self) -> None:
@@ -332,14 +371,13 @@ class Exchange:
         else:
             self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
         self.event.error = response.reason
-        return Reply(response.status, response.reason, response.reason + "\n",
-                     maybe_published=response.maybe_published)
+        return Reply.refusal(response.status, response.reason, maybe_published=response.maybe_published)
 
     async def _check_still_active(self) -> None:
         """The key may have been revoked, or its account disabled, while the request arrived:
         look again (through the key cache) before anything is forwarded."""
         identity = self.peer.identity
-        current = await self.services.current_identity(identity)
+        current = await self.services.current_identity(identity.account_name, identity.fingerprint)
         if current is None:
             raise KeyInactive(messages.key_inactive(identity.account_name, identity.fingerprint))
         self.peer.identity = current

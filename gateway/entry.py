@@ -106,7 +106,7 @@ def run_fast(invocation: Invocation) -> int | None:
         parsed = _options(invocation.args, set())
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
-        user, key, key_type = (*parsed[1], None, None)[:3]
+        user, key, key_type = parsed[1][0], *(list(parsed[1][1:]) + [None, None])[:2]
         settings = _settings(invocation)
         if settings is None:
             return 1

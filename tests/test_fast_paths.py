@@ -239,7 +239,8 @@ def test_light_reader_agrees_with_the_full_reader(tmp_path):
     paths in the file too (wherever they resolve, they must resolve alike)."""
     config = tmp_path / "config.toml"
     config.write_text('[pypissh]\nssh_user = "uploads"\nshim_socket = "run/file.sock"\nread_timeout = 12\n'
-                      'authorized_keys_file = "keys/authorized_keys"\nlisten = "127.0.0.1:2200"\n'
+                      'openssh_mode = true\nauthorized_keys_file = "keys/authorized_keys"\n'
+                      'listen = "127.0.0.1:2200"\n'
                       'database_url = "sqlite:///state/registry.sqlite3"\n')
     environ = {"PYPISSH_SHIM_SOCKET": "/run/env.sock", "PYPISSH_MAX_UPLOAD_BYTES": "1000",
                "PYPISSH_DATABASE_URL": "sqlite:////var/lib/x.sqlite3"}

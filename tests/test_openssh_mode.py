@@ -376,7 +376,8 @@ def test_cli_prints_the_line(key_file, user_keys):
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
     runner = CliRunner()
-    args = ["--set", f"authorized_keys_file={key_file.authorized_keys_file}", "authorized-keys-command"]
+    args = ["--set", "openssh_mode=true", "--set", f"authorized_keys_file={key_file.authorized_keys_file}",
+            "authorized-keys-command"]
     result = runner.invoke(cli, [*args, "submit", blob, kind])
     assert result.exit_code == 0, result.output
     (line,) = lines_for_key(key_file.authorized_keys_file, "submit", "submit", blob, kind)
@@ -388,8 +389,8 @@ def test_cli_prints_the_line(key_file, user_keys):
 def test_installed_program_prints_what_the_cli_prints(key_file, user_keys):
     """The console script's fast path prints byte for byte what the click command prints."""
     kind, blob = parse_public_key(user_keys["alice"].public_line).openssh.split()
-    args = ["--set", f"authorized_keys_file={key_file.authorized_keys_file}", "authorized-keys-command",
-            "submit", blob, kind]
+    args = ["--set", "openssh_mode=true", "--set", f"authorized_keys_file={key_file.authorized_keys_file}",
+            "authorized-keys-command", "submit", blob, kind]
     fast = subprocess.run([str(PROGRAM), *args], capture_output=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")})
     assert fast.returncode == 0, fast.stderr

@@ -77,7 +77,8 @@ async def run_session(services: Services, peer: Peer, command: str, source: Byte
     if record is not None:
         services.sessionlog.session_started(record)
     try:
-        ended = await _checked_session(services, peer, command, source, sink, login)
+        ended, answer = await _checked_session(services, peer, command, source, login)
+        await sink.write(stdout=answer.stdout, stderr=answer.stderr)
     except ClientGone as exc:
         log.info("account %s closed the session before its answer was written (%s)",
                  peer.identity.account_name, exc)
@@ -94,37 +95,45 @@ async def run_session(services: Services, peer: Peer, command: str, source: Byte
     return ended
 
 
-async def _checked_session(services: Services, peer: Peer, command: str, source: ByteSource, sink: ByteSink,
-                           login: Login) -> Ended:
+@dataclass(frozen=True)
+class _Answer:
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+async def _checked_session(services: Services, peer: Peer, command: str, source: ByteSource,
+                           login: Login) -> tuple[Ended, _Answer]:
+    """How the session ended, and what to write: worked out before anything is written, so a
+    client gone by then still leaves the session's outcome in the log."""
     identity = peer.identity
     try:
         current = await services.current_identity(identity.account_name, identity.fingerprint)
     except GatewayError as exc:
         if not login.checked:
-            return await _refused_login(services, peer, sink, login, sessionlog.REGISTRY_UNAVAILABLE)
-        return await _refused(sink, exc, sessionlog.SessionOutcome(exc.outcome, error=exc.reason))
+            return _refused_login(services, peer, login, sessionlog.REGISTRY_UNAVAILABLE)
+        return _refused(exc, sessionlog.SessionOutcome(exc.outcome, error=exc.reason))
     if current is None:
         if not login.checked:
-            return await _refused_login(services, peer, sink, login, sessionlog.KEY_NOT_ACTIVE)
+            return _refused_login(services, peer, login, sessionlog.KEY_NOT_ACTIVE)
         reason = messages.key_inactive(identity.account_name, identity.fingerprint)
-        return await _refused(sink, KeyInactive(reason), sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=reason))
+        return _refused(KeyInactive(reason), sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=reason))
     peer.identity = current
     sessions = services.limits.sessions
     if not sessions.acquire(current.account_name):
         log.info("refused a session of account %s: %d in progress", current.account_name,
                  sessions.held(current.account_name))
         reason = messages.too_many_sessions(current.account_name, sessions.limit)
-        return await _refused(sink, GatewayError(reason, status=429),
+        return _refused(GatewayError(reason, status=429),
                               sessionlog.SessionOutcome(sessionlog.TOO_MANY_SESSIONS))
     try:
         if command:
-            return await _command(services, current, command, sink)
-        return await _exchange(services, peer, source, sink)
+            return await _command(services, current, command)
+        return await _exchange(services, peer, source)
     finally:
         sessions.release(current.account_name)
 
 
-async def _command(services: Services, identity: Identity, command: str, sink: ByteSink) -> Ended:
+async def _command(services: Services, identity: Identity, command: str) -> tuple[Ended, _Answer]:
     """One user command as `identity`."""
     started = time.monotonic()
     words = command.split()
@@ -142,11 +151,11 @@ async def _command(services: Services, identity: Identity, command: str, sink: B
     else:
         stderr, status = messages.unknown_command(command), 2
     metrics.SESSIONS.labels(outcome="command" if status == 0 else "unknown_command").inc()
-    await sink.write(stdout=stdout.encode(), stderr=stderr.encode())
-    return Ended(status, sessionlog.SessionOutcome.of_command(command, status, started, time.monotonic()))
+    outcome = sessionlog.SessionOutcome.of_command(command, status, started, time.monotonic())
+    return Ended(status, outcome), _Answer(stdout.encode(), stderr.encode())
 
 
-async def _exchange(services: Services, peer: Peer, source: ByteSource, sink: ByteSink) -> Ended:
+async def _exchange(services: Services, peer: Peer, source: ByteSource) -> tuple[Ended, _Answer]:
     """One legacy HTTP exchange. The notice is written once the request is read, so it can name
     the project; stderr also carries a refusal, as it reaches the user's terminal even when the
     client stopped reading stdout."""
@@ -158,17 +167,17 @@ async def _exchange(services: Services, peer: Peer, source: ByteSource, sink: By
     identity = peer.identity
     if done.event.action == "file_upload" and notices.wants_reminder(services.settings, identity, done.notice):
         notices.queue_reminder_soon(services, identity, done.event.at)
-    await sink.write(stdout=reply.to_bytes(), stderr=stderr.encode())
-    return Ended(reply.exit_status, sessionlog.SessionOutcome.of_exchange(done.event))
+    ended = Ended(reply.exit_status, sessionlog.SessionOutcome.of_exchange(done.event))
+    return ended, _Answer(reply.to_bytes(), stderr.encode())
 
 
-async def _refused(sink: ByteSink, refusal: GatewayError, outcome: sessionlog.SessionOutcome) -> Ended:
+def _refused(refusal: GatewayError, outcome: sessionlog.SessionOutcome) -> tuple[Ended, _Answer]:
     reply = Reply.refusal(refusal.status, refusal.reason)
-    await sink.write(stdout=reply.to_bytes(), stderr=messages.refusal_line(reply.status, reply.reason).encode())
-    return Ended(reply.exit_status, outcome)
+    line = messages.refusal_line(reply.status, reply.reason)
+    return Ended(reply.exit_status, outcome), _Answer(reply.to_bytes(), line.encode())
 
 
-async def _refused_login(services: Services, peer: Peer, sink: ByteSink, login: Login, reason: str) -> Ended:
+def _refused_login(services: Services, peer: Peer, login: Login, reason: str) -> tuple[Ended, _Answer]:
     """sshd let the key in, but it is no longer active (or cannot be checked): a refused login."""
     identity = peer.identity
     services.sessionlog.refused(client_addr=peer.client_addr, username=login.username,
@@ -178,8 +187,7 @@ async def _refused_login(services: Services, peer: Peer, sink: ByteSink, login: 
         text = messages.registry_unavailable_line()
     else:
         text = messages.no_active_key(identity.account_name, identity.fingerprint or None)
-    await sink.write(stderr=text.encode())
-    return Ended(1, None)
+    return Ended(1, None), _Answer(stderr=text.encode())
 
 
 async def _try_write(sink: ByteSink, *, stderr: str) -> None:

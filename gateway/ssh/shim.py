@@ -81,11 +81,11 @@ class Relay:
     def run(self) -> int:
         try:
             while True:
-                watched = [self.sock, STDIN] if self.stdin_open else [self.sock]
-                readable, _, _ = select.select(watched, [], [])
+                sock = self.sock.fileno()
+                readable, _, _ = select.select([sock, STDIN] if self.stdin_open else [sock], [], [])
                 if STDIN in readable:
                     self._pass_stdin()
-                if self.sock in readable:
+                if sock in readable:
                     status = self._take_frames()
                     if status is not None:
                         return status

@@ -448,7 +448,7 @@ class Exchange:
 
 
 def _is_api_token(username: str | None, password: str | None) -> bool:
-    return username == "__token__" and bool(password) and password.startswith("pypi-")
+    return username == "__token__" and password is not None and password.startswith("pypi-")
 
 
 def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:

@@ -59,6 +59,9 @@ class Login:
 
     checked: bool
     username: str | None = None
+    # The SSH server takes the account's session slot when the channel opens (a channel holds it
+    # until it closes, asking for a command or not); for sshd's sessions the runner takes it.
+    holds_slot: bool = False
 
 
 def claimed(account: str, fingerprint: str) -> Identity:
@@ -118,19 +121,26 @@ async def _checked_session(services: Services, peer: Peer, command: str, source:
         reason = messages.key_inactive(identity.account_name, identity.fingerprint)
         return _refused(KeyInactive(reason), sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=reason))
     peer.identity = current
-    sessions = services.limits.sessions
-    if not sessions.acquire(current.account_name):
-        log.info("refused a session of account %s: %d in progress", current.account_name,
-                 sessions.held(current.account_name))
-        reason = messages.too_many_sessions(current.account_name, sessions.limit)
-        return _refused(GatewayError(reason, status=429),
-                              sessionlog.SessionOutcome(sessionlog.TOO_MANY_SESSIONS))
+    if not login.holds_slot:
+        refusal = take_session_slot(services, current.account_name)
+        if refusal is not None:
+            return _refused(GatewayError(refusal, status=429), sessionlog.SessionOutcome(sessionlog.TOO_MANY_SESSIONS))
     try:
         if command:
             return await _command(services, current, command)
         return await _exchange(services, peer, source)
     finally:
-        sessions.release(current.account_name)
+        if not login.holds_slot:
+            services.limits.sessions.release(current.account_name)
+
+
+def take_session_slot(services: Services, account: str) -> str | None:
+    """Take one of the account's `max_sessions_per_account` slots: None, else why not."""
+    sessions = services.limits.sessions
+    if sessions.acquire(account):
+        return None
+    log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
+    return messages.too_many_sessions(account, sessions.limit)
 
 
 async def _command(services: Services, identity: Identity, command: str) -> tuple[Ended, _Answer]:

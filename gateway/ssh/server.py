@@ -25,6 +25,7 @@ from gateway.services import Services
 from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation
 from gateway.ssh.limits import Login
 from gateway.ssh.listener import GatewayListener
+from gateway.ssh.runner import take_session_slot
 from gateway.ssh.session import GatewaySession, RefusedSession, TimedChannel
 
 log = logging.getLogger(__name__)
@@ -291,14 +292,24 @@ class GatewayServer(asyncssh.SSHServer):
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                             messages.too_many_channels(account, cap))
         logged_in.channel_opened()
+        timeout = self._services.settings.channel_request_timeout
         if logged_in.revoked:
             fingerprint = logged_in.login.fingerprint
             log.info("refused a session of account %s: key %s is no longer active", account, fingerprint)
             self._services.sessionlog.session_refused(self.record, sessionlog.KEY_REVOKED)
             return RefusedSession(403, messages.key_inactive(account, fingerprint), account=account,
-                                  request_timeout=self._services.settings.channel_request_timeout,
+                                  request_timeout=timeout, on_close=logged_in.channel_closed)
+        refusal = take_session_slot(self._services, account)
+        if refusal is not None:
+            self._services.sessionlog.session_refused(self.record, sessionlog.TOO_MANY_SESSIONS)
+            return RefusedSession(429, refusal, account=account, request_timeout=timeout,
                                   on_close=logged_in.channel_closed)
-        return GatewaySession(self._services, self._identity, self._conn, on_close=logged_in.channel_closed,
+
+        def closed() -> None:
+            self._services.limits.sessions.release(account)
+            logged_in.channel_closed()
+
+        return GatewaySession(self._services, self._identity, self._conn, on_close=closed,
                               on_revoked=logged_in.revoke, record=self.record)
 
 
@@ -394,6 +405,6 @@ async def start_server(services: Services, *, host: str | None = None, port: int
         sock = listener.bind(host if host is not None else settings.listen_host,
                              port if port is not None else settings.listen_port)
     proxy = listener.ProxySettings(settings.proxy_protocol, listener.networks(settings.proxy_allowed))
-    started = listener.GatewayListener(sock, options, proxy).start()
+    started = listener.GatewayListener(sock, options, proxy, services.sessionlog.connection).start()
     started.alongside(revocation.watch_logins(services))
     return started

@@ -228,7 +228,7 @@ class GatewaySession(TimedChannel):
         status = 1
         try:
             ended = await run_session(self._services, peer, self._command, self._reader, ChannelSink(chan),
-                                      Login(checked=True), self._record)
+                                      Login(checked=True, holds_slot=True), self._record)
             status = ended.status
             revoked = ended.outcome is not None and ended.outcome.outcome == sessionlog.KEY_REVOKED
             if revoked and self._on_revoked is not None:

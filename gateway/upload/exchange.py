@@ -213,7 +213,7 @@ class Exchange:
         try:
             self.schedule = await self.services.current_schedule()
             request = await self._read_head()
-            self.event.user_agent = (request.user_agent or "")[:255] or None
+            self._note(user_agent=(request.user_agent or "")[:255] or None)
             self.reason_charset = reason_charset(request.user_agent)
             if request.method == "GET":
                 reply = self._answer_get(request)
@@ -221,37 +221,38 @@ class Exchange:
                 form = await self._read_form(request)
                 reply = await self._answer_post(request, form)
         except GatewayError as exc:
-            self.event.outcome = exc.outcome
-            self.event.error = exc.reason
+            self._note(outcome=exc.outcome, error=exc.reason)
             reply = Reply.refusal(exc.status, exc.reason, maybe_published=exc.maybe_published)
         except Exception as exc:  # a bug or an outage of ours: the user gets no internals
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
-            self.event.outcome = "internal_error"
-            self.event.error = type(exc).__name__
+            self._note(outcome="internal_error" if self.forwarded is None else UNKNOWN, error=type(exc).__name__)
             if self.forwarded is None:
                 reason = messages.exchange_failed()
             else:
                 check_url = self.services.upstream.index.project_url(self.forwarded.project)
                 reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
-                self.event.outcome = UNKNOWN
             reply = Reply.refusal(500, reason, maybe_published=self.forwarded is not None)
         finally:
             if form is not None:
                 form.close()
-        notice = notices.build_notice(
-            self.settings, self.schedule, self.services.clock(), identity=self.peer.identity,
-            project=self.event.project, decision=self.decision)
+        notice = self._notice(self.services.clock())
         reply.headers += notices.header_lines(notice)
         reply.reason_charset = self.reason_charset
         if self.notes:
-            self.event.error = "; ".join([*filter(None, [self.event.error]), *self.notes])
-        self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
+            self._note(error="; ".join([*filter(None, [self.event.error]), *self.notes]))
+        self._note(duration_ms=int((time.monotonic() - self.started) * 1000))
         metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
             await self.services.run_registry(self.services.registry.events.record, self.event)
         except Exception:  # the answer matters more than the record; the log keeps the failure
             log.exception("could not record the upload event")
         return Exchanged(reply, self.event, notice)
+
+    def _note(self, **facts: Any) -> None:
+        """What the exchange learnt, into the event it records (in place: the "forwarding" row is
+        completed, not added to)."""
+        for name, value in facts.items():
+            setattr(self.event, name, value)
 
     # -- reading --------------------------------------------------------------------------------
     async def _receive(self) -> None:
@@ -308,24 +309,24 @@ class Exchange:
     def _answer_get(self, request: Request) -> Reply:
         query = dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
         action = query.get(":action", "")
-        self.event.action = action or "GET"
+        self._note(action=action or "GET")
         self._check_schedule()
         if action == "list_classifiers":
-            self.event.outcome = "local"
+            self._note(outcome="local")
             return Reply(200, "OK", "\n".join(trove_classifiers.sorted_classifiers) + "\n")
         raise BadRequest(messages.unknown_action(action or "GET"), status=405)
 
     async def _answer_post(self, request: Request, form: Form) -> Reply:
         action = form.get(":action")
-        self.event.action = (action or "")[:32] or None
         name = form.get("name")
-        self.event.project = canonicalize_name(name)[:255] if name and name not in artifacts.PLACEHOLDERS else None
-        self.event.version = (form.get("version") or "")[:100] or None
+        self._note(action=(action or "")[:32] or None,
+                   project=canonicalize_name(name)[:255] if name and name not in artifacts.PLACEHOLDERS else None,
+                   version=(form.get("version") or "")[:100] or None)
         if action is None:
             raise BadRequest(messages.missing_action())
         self._check_schedule()
         if action in ("submit", "verify"):
-            self.event.outcome = "local"
+            self._note(outcome="local")
             return Reply(200, "OK", messages.register_note(name) + "\n")
         if action == "doc_upload":
             raise GatewayError(messages.doc_upload_gone(), status=410)
@@ -338,39 +339,32 @@ class Exchange:
         if part is None:
             raise BadRequest(messages.no_content_part())
         spool = part.spool
-        self.event.filename = part.filename[:255] or None
+        self._note(filename=part.filename[:255] or None)
         if spool.size > self.settings.max_upload_bytes:
             raise RequestTooLarge(messages.request_too_large(spool.size, self.settings.max_upload_bytes))
         digests = spool.settle(form.get("md5_digest"))
-        self.event.size = digests.size
-        self.event.sha256 = digests.sha256
+        self._note(size=digests.size, sha256=digests.sha256)
         check_client_digests(form, digests)
         artifacts.check_filetype(form.get("filetype"), artifacts.clean_filename(part.filename))
         found = await self.services.run(artifacts.inspect, spool.file, part.filename)
-        self.event.project = found.project
-        self.event.version = found.version
-        self.event.filename = found.upload_filename
-        self._check_form_matches(form, found)
+        self._note(project=found.project, version=found.version, filename=found.upload_filename)
+        _check_form_matches(form, found)
         self._note_metadata(form, found)
         await self._check_still_active()
-        self._check_project_allowed(found.project)
+        _check_project_allowed(self.peer.identity, found.project)
         token = self._credential(request)
         body = MultipartBody(rebuild(form, found, digests), spool.file, digests.size)
         await self._record_forwarding()
         uploaded = self.forwarded = UploadedFile(found.project, found.upload_filename, digests.sha256)
         response = await self.services.run(self.services.upstream.forward_upload, body, token, uploaded)
-        self.event.upstream_status = response.status
         if response.ok:
-            self.event.outcome = "forwarded"
-            self.event.error = response.note
+            self._note(upstream_status=response.status, outcome="forwarded", error=response.note)
             return Reply(response.status, response.reason,
                          messages.upload_done_body(found.upload_filename, digests.sha256,
                                                    self.peer.identity.account_name))
-        if response.maybe_published:
-            self.event.outcome = UNKNOWN
-        else:
-            self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
-        self.event.error = response.reason
+        outcome = UNKNOWN if response.maybe_published else (
+            "upstream_error" if response.status >= 500 else "refused_upstream")
+        self._note(upstream_status=response.status, outcome=outcome, error=response.reason)
         return Reply.refusal(response.status, response.reason, maybe_published=response.maybe_published)
 
     async def _check_still_active(self) -> None:
@@ -386,7 +380,7 @@ class Exchange:
         """Write the event as "forwarding" before the upload server sees the upload, so that even a
         replica killed while forwarding leaves a row (the report counts it as unknown); `run`
         completes the same row. Without that row nothing is forwarded."""
-        self.event.outcome = "forwarding"
+        self._note(outcome="forwarding")
         try:
             await self.services.run_registry(self.services.registry.events.record, self.event)
         except Exception:
@@ -402,15 +396,13 @@ class Exchange:
         now = self.services.clock()
         self.decision = decide(self.schedule, now, exempt=self.peer.identity.exempt)
         if not self.decision.allowed:
-            notice = notices.build_notice(self.settings, self.schedule, now,
-                                          identity=self.peer.identity, project=self.event.project,
-                                          decision=self.decision)
-            raise PolicyRefusal(notices.refusal_reason(notice))
+            raise PolicyRefusal(notices.refusal_reason(self._notice(now)))
 
-    def _check_form_matches(self, form: Form, found: artifacts.Artifact) -> None:
-        claimed = form.get("name")
-        if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
-            raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+    def _notice(self, now: dt.datetime) -> notices.Notice:
+        """The deprecation notice for this session as of `now`: what stderr and the reply's headers
+        say, and the reason of a refusal by the schedule."""
+        return notices.build_notice(self.settings, self.schedule, now, identity=self.peer.identity,
+                                    project=self.event.project, decision=self.decision)
 
     def _note_metadata(self, form: Form, found: artifacts.Artifact) -> None:
         if found.metadata_encoding != UTF8:
@@ -418,13 +410,6 @@ class Exchange:
         differing = disagreements(form, found)
         if differing:
             self.notes.append(messages.form_disagrees_note(differing))
-
-    def _check_project_allowed(self, project: str) -> None:
-        allowed = self.peer.identity.allowed_projects
-        if allowed and project not in allowed:
-            raise GatewayError(
-                messages.project_not_allowed(project, self.peer.identity.fingerprint, allowed),
-                status=403, outcome="refused_policy")
 
     def _credential(self, request: Request) -> str:
         """The account's stored token; else the client's own, only if it is an API token.
@@ -445,6 +430,21 @@ class Exchange:
         if _is_api_token(username, password) and password:
             return password
         raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings.token_url))
+
+
+def _check_form_matches(form: Form, found: artifacts.Artifact) -> None:
+    """The form's name, when it gives one, is the artifact's project."""
+    claimed = form.get("name")
+    if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
+        raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+
+
+def _check_project_allowed(identity: Identity, project: str) -> None:
+    """A key limited to some projects (`allowed_projects`) uploads only to those."""
+    allowed = identity.allowed_projects
+    if allowed and project not in allowed:
+        raise GatewayError(messages.project_not_allowed(project, identity.fingerprint, allowed),
+                           status=403, outcome="refused_policy")
 
 
 def _is_api_token(username: str | None, password: str | None) -> bool:

@@ -196,10 +196,9 @@ def content_length(head: bytes) -> int:
 
 def http_answer(status: int, reason: str) -> bytes:
     """A legacy client's answer: distutils prints `Upload failed (<status>): <reason>`."""
-    body = (reason + "\n").encode("utf-8")
-    head = (f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
-    return head.encode("utf-8") + body
+    from gateway.upload.answer import http_answer as answer
+
+    return answer(status, reason.encode("utf-8"), (reason + "\n").encode("utf-8"))
 
 
 def _read_within(fd: int, timeout: float) -> bytes:

@@ -45,6 +45,7 @@ from gateway.registry import Identity, Registry, UploadEvent
 from gateway.settings import Settings
 from gateway.tokens import TokenBox
 from gateway.upload import artifact as artifacts
+from gateway.upload.answer import PLAIN_TEXT, http_answer
 from gateway.upload.coremetadata import UTF8
 from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.framing import Request, RequestFramer
@@ -138,7 +139,7 @@ class Reply:
     status: int
     reason: str
     body: str = ""
-    content_type: str = "text/plain; charset=utf-8"
+    content_type: str = PLAIN_TEXT
     headers: list[tuple[str, str]] = field(default_factory=list)
     reason_charset: str = REASON_LATIN1
     # A failure after which the upload may have been published all the same (the reason names
@@ -155,11 +156,8 @@ class Reply:
         return 0 if 200 <= self.status < 300 else 1
 
     def to_bytes(self) -> bytes:
-        body = self.body.encode("utf-8")
-        status_line = f"HTTP/1.0 {self.status} ".encode("ascii") + encode_reason(self.reason, self.reason_charset)
-        head = [f"Content-Type: {self.content_type}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in self.headers]
-        return status_line + ("".join(f"\r\n{line}" for line in head) + "\r\n\r\n").encode("utf-8") + body
+        return http_answer(self.status, encode_reason(self.reason, self.reason_charset), self.body.encode("utf-8"),
+                           self.headers, self.content_type)
 
 
 @dataclass(frozen=True)

@@ -414,8 +414,8 @@ def test_a_missing_key_file_refuses_the_key_in_one_line(user_keys, tmp_path):
 
 @pytest.mark.parametrize("where", ["file", "environment", "flag"])
 def test_stdio_in_process_is_refused_with_what_to_do(tmp_path, where):
-    """`stdio_in_process` no longer exists: `stdio`, `check` and `serve` refuse it in one line,
-    wherever it is set, rather than run a set-up the operator did not ask for."""
+    """`stdio_in_process` no longer exists: `stdio` (the light settings reader) and `check` (the
+    full one, as `serve`) refuse it in one line, wherever it is set, rather than ignore it."""
     config = tmp_path / "config.toml"
     config.write_text("stdio_in_process = true\n" if where == "file" else "")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}

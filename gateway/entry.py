@@ -20,7 +20,17 @@ from gateway.loginsettings import LoginSettings, load_login_settings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
-    from typing import Sequence
+    from typing import Protocol, Sequence
+
+    from gateway.ssh.shim import ShimSettings
+
+    class KeyFileSettings(Protocol):
+        """What `authorized-keys-command` reads (of `LoginSettings` or the full `Settings`)."""
+
+        @property
+        def authorized_keys_file(self) -> str: ...
+        @property
+        def ssh_user(self) -> str: ...
 
 
 class Invocation:
@@ -137,9 +147,8 @@ def _settings(invocation: Invocation) -> LoginSettings | None:
         return None
 
 
-def authorized_keys_command(settings: LoginSettings, user: str, key: str | None, key_type: str | None) -> int:
-    """Print the lines of authorized_keys_file for the key sshd presents (gateway/ssh/keycommand.py).
-    `settings` is a `LoginSettings` or a full `Settings`."""
+def authorized_keys_command(settings: KeyFileSettings, user: str, key: str | None, key_type: str | None) -> int:
+    """Print the lines of authorized_keys_file for the key sshd presents (gateway/ssh/keycommand.py)."""
     if not key:
         return 0  # sshd passed no key (%k missing): list none rather than every key we know
     from gateway.ssh.keycommand import lines_for_key
@@ -156,7 +165,7 @@ def authorized_keys_command(settings: LoginSettings, user: str, key: str | None,
     return 0
 
 
-def stdio_command(settings: LoginSettings, account: str, fingerprint: str | None) -> int:
+def stdio_command(settings: ShimSettings, account: str, fingerprint: str | None) -> int:
     """Hand this session to the local replica (gateway/ssh/shim.py)."""
     from gateway.ssh.shim import run_shim
 

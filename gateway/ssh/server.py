@@ -81,7 +81,8 @@ class LoggedIn:
 
     def _close_revoked(self) -> None:
         metrics.CLOSED_BY_GATEWAY.labels(reason="revoked").inc()
-        self._disconnect(asyncssh.DISC_BY_APPLICATION, messages.key_inactive(self.login.account, self.login.fingerprint))
+        reason = messages.key_inactive(self.login.account, self.login.fingerprint)
+        self._disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
     def _arm_idle_timer(self) -> None:
         timeout = self._services.settings.idle_timeout

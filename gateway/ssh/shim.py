@@ -31,9 +31,12 @@ if TYPE_CHECKING:
     from typing import Mapping, Protocol
 
     class ShimSettings(Protocol):
-        shim_socket: str
-        read_timeout: float
-        max_upload_bytes: int
+        @property
+        def shim_socket(self) -> str: ...
+        @property
+        def read_timeout(self) -> float: ...
+        @property
+        def max_upload_bytes(self) -> int: ...
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 # How much of a request the shim takes in when there is no replica to hand it to: the head, and

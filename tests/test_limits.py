@@ -29,7 +29,8 @@ def test_startup_gate_caps_each_source():
     assert gate.admit("d", "10.0.0.2").admitted
     gate.release("a")
     gate.release("a")  # idempotent
-    assert gate.admit("c", "10.0.0.1").admitted and gate.from_source("10.0.0.1") == 2
+    assert gate.admit("c", "10.0.0.1").admitted
+    assert not gate.admit("e", "10.0.0.1").admitted  # "b" and "c": the source is full again
 
 
 def test_startup_gate_evicts_the_oldest_when_full():

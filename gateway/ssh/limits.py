@@ -52,9 +52,6 @@ class StartupGate:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def from_source(self, source: str) -> int:
-        return self._per_source[source]
-
     def admit(self, conn: Hashable, source: str) -> Admission:
         if self.max_per_source > 0 and self._per_source[source] >= self.max_per_source:
             return Admission(False, messages.too_many_startups_from(source, self.max_per_source))

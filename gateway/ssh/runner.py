@@ -1,7 +1,7 @@
 """One session, whatever carries it: the asyncssh server's channels (gateway/ssh/session.py) and the
 OpenSSH mode's shim socket (gateway/ssh/shimserver.py).
 
-A front end hands over who logged in (`Peer`), the command (`help`, `whoami`, `guide`: the exec
+A front end hands over who logged in (`Peer`) and what it did before (`FrontEnd`), the command (`help`, `whoami`, `guide`: the exec
 request's command, or sshd's SSH_ORIGINAL_COMMAND; empty for one legacy HTTP exchange), where the
 session's stdin comes from (`ByteSource`) and where its stdout and stderr go (`ByteSink`), and gets
 back the exit status and what the session did (`Ended`). Done here, once for every front end:
@@ -52,12 +52,12 @@ class Ended:
 
 
 @dataclass(frozen=True)
-class Login:
-    """How the session's key got in. `checked`: the SSH server checked the key at login, so a
-    key inactive now was revoked while connected; else sshd let it in and a failed check is a
-    refused login of `username`."""
+class FrontEnd:
+    """What the front end did before the session. `key_checked`: the SSH server checked the key at
+    login, so a key inactive now was revoked while connected; else sshd let it in, and a failed
+    check is a refused login of `username`."""
 
-    checked: bool
+    key_checked: bool
     username: str | None = None
     # The SSH server takes the account's session slot when the channel opens (a channel holds it
     # until it closes, asking for a command or not); for sshd's sessions the runner takes it.
@@ -72,7 +72,7 @@ def claimed(account: str, fingerprint: str) -> Identity:
 
 
 async def run_session(services: Services, peer: Peer, command: str, source: ByteSource, sink: ByteSink,
-                      login: Login, record: sessionlog.Connection | None = None) -> Ended:
+                      front: FrontEnd, record: sessionlog.Connection | None = None) -> Ended:
     """Run one session and write it to the log: into `record` (the asyncssh server's connection)
     or, without one, as its own line."""
     started = time.monotonic()
@@ -80,7 +80,7 @@ async def run_session(services: Services, peer: Peer, command: str, source: Byte
     if record is not None:
         services.sessionlog.session_started(record)
     try:
-        ended, answer = await _checked_session(services, peer, command, source, login)
+        ended, answer = await _checked_session(services, peer, command, source, front)
         await sink.write(stdout=answer.stdout, stderr=answer.stderr)
     except ClientGone as exc:
         log.info("account %s closed the session before its answer was written (%s)",
@@ -105,23 +105,23 @@ class _Answer:
 
 
 async def _checked_session(services: Services, peer: Peer, command: str, source: ByteSource,
-                           login: Login) -> tuple[Ended, _Answer]:
+                           front: FrontEnd) -> tuple[Ended, _Answer]:
     """How the session ended, and what to write: worked out before anything is written, so a
     client gone by then still leaves the session's outcome in the log."""
     identity = peer.identity
     try:
         current = await services.current_identity(identity.account_name, identity.fingerprint)
     except GatewayError as exc:
-        if not login.checked:
-            return _refused_login(services, peer, login, sessionlog.REGISTRY_UNAVAILABLE)
+        if not front.key_checked:
+            return _refused_login(services, peer, front, sessionlog.REGISTRY_UNAVAILABLE)
         return _refused(exc, sessionlog.SessionOutcome(exc.outcome, error=exc.reason))
     if current is None:
-        if not login.checked:
-            return _refused_login(services, peer, login, sessionlog.KEY_NOT_ACTIVE)
+        if not front.key_checked:
+            return _refused_login(services, peer, front, sessionlog.KEY_NOT_ACTIVE)
         reason = messages.key_inactive(identity.account_name, identity.fingerprint)
         return _refused(KeyInactive(reason), sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=reason))
     peer.identity = current
-    if not login.holds_slot:
+    if not front.holds_slot:
         refusal = take_session_slot(services, current.account_name)
         if refusal is not None:
             return _refused(GatewayError(refusal, status=429), sessionlog.SessionOutcome(sessionlog.TOO_MANY_SESSIONS))
@@ -130,7 +130,7 @@ async def _checked_session(services: Services, peer: Peer, command: str, source:
             return await _command(services, current, command)
         return await _exchange(services, peer, source)
     finally:
-        if not login.holds_slot:
+        if not front.holds_slot:
             services.limits.sessions.release(current.account_name)
 
 
@@ -187,10 +187,10 @@ def _refused(refusal: GatewayError, outcome: sessionlog.SessionOutcome) -> tuple
     return Ended(reply.exit_status, outcome), _Answer(reply.to_bytes(), line.encode())
 
 
-def _refused_login(services: Services, peer: Peer, login: Login, reason: str) -> tuple[Ended, _Answer]:
+def _refused_login(services: Services, peer: Peer, front: FrontEnd, reason: str) -> tuple[Ended, _Answer]:
     """sshd let the key in, but it is no longer active (or cannot be checked): a refused login."""
     identity = peer.identity
-    services.sessionlog.refused(client_addr=peer.client_addr, username=login.username,
+    services.sessionlog.refused(client_addr=peer.client_addr, username=front.username,
                                 key_fingerprint=identity.fingerprint or None, reason=reason)
     if reason == sessionlog.REGISTRY_UNAVAILABLE:
         log.warning("session of %s: the registry is unavailable", identity.account_name)

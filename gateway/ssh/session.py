@@ -26,7 +26,7 @@ from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh.asyncssh_seams import ServerConnection
-from gateway.ssh.runner import ClientGone, Login, run_session
+from gateway.ssh.runner import ClientGone, FrontEnd, run_session
 from gateway.upload.exchange import Peer, Reply
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ class GatewaySession(TimedChannel):
         status = 1
         try:
             ended = await run_session(self._services, peer, self._command, self._reader, ChannelSink(chan),
-                                      Login(checked=True, holds_slot=True), self._record)
+                                      FrontEnd(key_checked=True, holds_slot=True), self._record)
             status = ended.status
             revoked = ended.outcome is not None and ended.outcome.outcome == sessionlog.KEY_REVOKED
             if revoked and self._on_revoked is not None:

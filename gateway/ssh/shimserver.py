@@ -30,7 +30,7 @@ from gateway.ops import metrics
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh import shimwire
-from gateway.ssh.runner import ClientGone, Login, claimed, run_session
+from gateway.ssh.runner import ClientGone, FrontEnd, claimed, run_session
 from gateway.upload.exchange import Peer
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class ShimServer:
         fingerprint = header.fingerprint or await self._first_key(header.account)
         peer = Peer(identity=claimed(header.account, fingerprint), client_addr=header.client or None)
         ended = await run_session(self._services, peer, header.command, FrameSource(reader), sink,
-                                  Login(checked=False, username=self._shim_user))
+                                  FrontEnd(key_checked=False, username=self._shim_user))
         await sink.exit(ended.status)
 
     async def _first_key(self, account: str) -> str:

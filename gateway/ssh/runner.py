@@ -1,14 +1,16 @@
 """One session, whatever carries it: the asyncssh server's channels (gateway/ssh/session.py) and the
 OpenSSH mode's shim socket (gateway/ssh/shimserver.py).
 
-A front end hands over who logged in (`Peer`) and what it did before (`FrontEnd`), the command (`help`, `whoami`, `guide`: the exec
-request's command, or sshd's SSH_ORIGINAL_COMMAND; empty for one legacy HTTP exchange), where the
-session's stdin comes from (`ByteSource`) and where its stdout and stderr go (`ByteSink`), and gets
-back the exit status and what the session did (`Ended`). Done here, once for every front end:
+A front end hands over who logged in (`Peer`) and what it did before (`FrontEnd`), the command
+(`help`, `whoami`, `guide`: the exec request's command, or sshd's SSH_ORIGINAL_COMMAND; empty for
+one legacy HTTP exchange), where the session's stdin comes from (`ByteSource`) and where its
+stdout and stderr go (`ByteSink`), and gets back the exit status and what the session did
+(`Ended`). Done here, once for every front end:
 
 - the identity check: the key is looked up again (through the key cache, so at most
   `key_cache_seconds` old) and must still be the account's;
-- the per-account session limit (`max_sessions_per_account`);
+- the per-account session limit (`max_sessions_per_account`; the SSH server takes the slot when
+  the channel opens, with `take_session_slot`);
 - the answer to a refused or failed session, and its line on stderr;
 - the outcome for the session log, and the log line of a refused login (sshd let in a key that is
   no longer active);

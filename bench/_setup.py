@@ -591,7 +591,7 @@ class BenchEnv:
     def start_raw_sshd(self, accounts: Sequence[BenchAccount], *, gateway_algorithms: bool = False) -> Target:
         """(d): sshd with a plain authorized_keys file, where `cat >/dev/null` is the ceiling of
         what an SSH session can take in on this machine. `gateway_algorithms`: offer the gateway's
-        algorithm lists, as peer (b) does, so that logins cost the same key exchange."""
+        algorithm lists, as peer (e) does, so that logins cost the same key exchange."""
         reason = openssh_unavailable()
         if reason:
             raise RuntimeError(reason)

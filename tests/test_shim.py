@@ -110,6 +110,25 @@ def test_shim_runs_the_command_in_ssh_original_command(replica, user_key):
     assert b"account:  alice\nemail:    alice@example.org\n" in result.stdout
 
 
+def test_a_shim_naming_no_key_runs_as_the_accounts_active_key(replica, user_key):
+    """`stdio --account NAME` without --fingerprint (a forced command written by hand) runs as the
+    account's active key; an account without one is refused in one line."""
+    register_account(replica, "alice", user_key)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPISSH_", "SSH_"))}
+
+    def run(account: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(PROGRAM), "--set", f"shim_socket={replica.settings.shim_socket}", "stdio",
+                               "--account", account], capture_output=True, timeout=60,
+                              env={**env, "SSH_ORIGINAL_COMMAND": "whoami"})
+
+    known = run("alice")
+    assert known.returncode == 0, known.stderr
+    assert b"account:  alice" in known.stdout and user_key.fingerprint.encode() in known.stdout
+    unknown = run("nobody")
+    assert (unknown.returncode, unknown.stdout) == (1, b"")
+    assert b"is no longer active for account 'nobody'" in unknown.stderr
+
+
 def test_shim_exits_when_the_replica_gives_up_on_a_silent_client(replica, user_key):
     """A client that stops mid-request gets the replica's 408 and the shim exits, stdin still open."""
     register_account(replica, "alice", user_key)

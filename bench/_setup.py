@@ -3,8 +3,7 @@
     with BenchEnv("small_uploads", db="postgres") as env:
         accounts = env.add_accounts(32)
         gateway = env.start_gateway()                 # (a) `pypissh-gateway serve`, a real process
-        classic = env.start_openssh_mode()            # (b) sshd + AuthorizedKeysCommand + the shim
-        keyfile = env.start_openssh_mode(key_file=True)  # (e) sshd + grep on the replica's key file + the shim
+        openssh = env.start_openssh_mode()            # (e) sshd + grep on the replica's key file + the shim
         raw = env.start_raw_sshd(accounts)            # (d) sshd, `cat >/dev/null` as the ceiling
         uploads = make_uploads(env.workdir / "uploads", 100, 50_000, "s")
         run_ssh_batch([(ssh_argv(gateway, accounts[0]), u.request) for u in uploads], 8)
@@ -64,9 +63,6 @@ from testbed.sshdutil import (  # noqa: E402
     SSHD,
     Sshd,
     ensure_submit_user,
-    remove_wrapper,
-    root_owned_wrapper,
-    session_program,
     session_python,
 )
 from testbed.upstream import TlsPypiServer  # noqa: E402
@@ -396,7 +392,6 @@ class BenchEnv:
         self.upstream: TlsPypiServer | None = None
         self.host_key_dir = self.workdir / "hostkeys"
         self._processes: list[Any] = []
-        self._wrappers: list[Path] = []
         self.openssh_replica_pids: dict[str, int] = {}
 
     # lifecycle
@@ -448,8 +443,6 @@ class BenchEnv:
         for proc in reversed(self._processes):
             with contextlib.suppress(Exception):
                 proc.stop()
-        for wrapper in self._wrappers:
-            remove_wrapper(wrapper)
         try:
             self._stack.close()
         except Exception as exc:  # e.g. PostgreSQL restarted by someone else: keep the real error
@@ -561,60 +554,44 @@ class BenchEnv:
         return Target(f"(a) gateway{' x' + str(workers) if workers > 1 else ''}", replica.ssh_port, known,
                       replica.pid)
 
-    def start_openssh_mode(self, *, key_file: bool = False) -> Target:
-        """(b): the same handler behind OpenSSH's sshd: AuthorizedKeysCommand asks the local
-        replica who owns the key, and `command=... stdio` (the shim) hands each session to that
-        replica over its UNIX socket. With `key_file`, (e): the replica keeps
-        `authorized_keys_file`, AuthorizedKeysCommand is `grep -F %k` on it, and the forced command
-        runs the shim as a file with `python -I -S`. The target's pid is sshd's;
-        `openssh_replica_pids[label]` is the replica's."""
+    def start_openssh_mode(self) -> Target:
+        """(e): the same handler behind OpenSSH's sshd: the replica keeps `authorized_keys_file`,
+        AuthorizedKeysCommand is `grep -F %k` on it, and the forced command runs the shim as a
+        file with `python -I -S`, which hands each session to that replica over its UNIX socket.
+        The target's pid is sshd's; `openssh_replica_pids[label]` is the replica's."""
         reason = openssh_unavailable()
         if reason:
             raise RuntimeError(reason)
         if self.db != "postgres":
-            raise RuntimeError("the OpenSSH mode's fallback reads the registry as root and as user submit: "
-                               "use --db postgres")
+            raise RuntimeError("the OpenSSH mode's replica and sessions share the registry: use --db postgres")
         ensure_submit_user()
         # The sessions' user cannot write bytecode into this tree; an installed package has it
         # (pip compiles it), so give the per-login programs the same start.
         compileall.compile_dir(str(SOURCE_ROOT / "gateway"), quiet=1)
-        label = "(e) sshd + key file + shim" if key_file else "(b) sshd + shim"
-        folder = self.workdir / ("openssh-keyfile" if key_file else "openssh")
+        label = "(e) sshd + key file + shim"
+        folder = self.workdir / "openssh-keyfile"
         folder.mkdir(exist_ok=True)
         folder.chmod(0o755)
-        key_file_settings = {"authorized_keys_file": str(folder / "authorized_keys"),
-                             "shim_python": str(session_python())} if key_file else {}
+        keys = folder / "authorized_keys"
         replica = Replica(folder, self.gateway_settings(
             openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user=SSH_USER,
-            reminder_repeat_days=0.0, **key_file_settings), name="openssh-replica")
+            reminder_repeat_days=0.0, authorized_keys_file=str(keys), shim_python=str(session_python())),
+            name="openssh-replica")
         replica.start(timeout=60)
         self._processes.append(replica)
         self.openssh_replica_pids[label] = replica.pid
-        config = folder / "openssh-replica.toml"
-        config.chmod(0o644)  # read by the shim, which runs as user submit
-        if key_file:
-            keys = folder / "authorized_keys"
-            deadline = time.monotonic() + 30
-            while not keys.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            key_command = f"/usr/bin/grep -F -- %k {keys}"
-        else:
-            # Both per-login programs start the same way: `session_program`, the one user `submit`
-            # can run (this virtualenv's interpreter may live in a private home).
-            program = session_program(folder)
-            command = root_owned_wrapper(program.resolve())  # sshd insists on a root-owned path
-            self._wrappers.append(command)
-            key_command = f"{command} --config {config} authorized-keys-command --command {program} %u %k %t"
-        sshd = Sshd(folder, (f"AuthorizedKeysFile none\nAuthorizedKeysCommand {key_command}\n"
-                             "AuthorizedKeysCommandUser root\n" + gateway_algorithms_for_sshd()),
-                    "keyfile" if key_file else "classic").start()
+        deadline = time.monotonic() + 30
+        while not keys.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sshd = Sshd(folder, (f"AuthorizedKeysFile none\nAuthorizedKeysCommand /usr/bin/grep -F -- %k {keys}\n"
+                             "AuthorizedKeysCommandUser root\n" + gateway_algorithms_for_sshd()), "keyfile").start()
         self._processes.append(sshd)
         return Target(label, sshd.port, sshd.known_hosts, sshd.pid)
 
     def start_raw_sshd(self, accounts: Sequence[BenchAccount], *, gateway_algorithms: bool = False) -> Target:
         """(d): sshd with a plain authorized_keys file, where `cat >/dev/null` is the ceiling of
         what an SSH session can take in on this machine. `gateway_algorithms`: offer the gateway's
-        algorithm lists, as peer (b) does, so that logins cost the same key exchange."""
+        algorithm lists, as peer (e) does, so that logins cost the same key exchange."""
         reason = openssh_unavailable()
         if reason:
             raise RuntimeError(reason)

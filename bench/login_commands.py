@@ -1,8 +1,10 @@
 """The OpenSSH mode's per-login programs against a bare interpreter start: wall time and CPU.
 
-sshd runs `authorized-keys-command` twice per login and the forced command `stdio` once per
-session. Goals (medians): `authorized-keys-command` at most 4x, and a `stdio` `whoami` at most
-6x, `python -c pass` of the same interpreter and environment.
+sshd runs its AuthorizedKeysCommand (`grep -F %k` on the replica's key file) twice per login and
+the forced command (the shim, `shimexec.py`) once per session; the console script's commands of
+the same names (`authorized-keys-command`, printing the key file's line, and `stdio`, the same
+shim) are measured beside them. Goals (medians): `authorized-keys-command` at most 4x, and a shim
+`whoami` at most 6x, `python -c pass` of the same interpreter and environment.
 
 Two interpreters, each against its own `python -c pass`:
   - this virtualenv's Python, running the installed console script `pypissh-gateway` (a checkout's
@@ -12,9 +14,8 @@ Two interpreters, each against its own `python -c pass`:
     (testbed/sshdutil.py `session_program`: user `submit` cannot run this virtualenv's
     interpreter), and what a start costs without any .pth hook.
 
-A replica (`serve` with openssh_mode = true, shim_user = this user) answers the key lookups and
-the sessions; "no replica" runs point shim_socket at nothing, so the key command reads the
-registry itself (PostgreSQL when it runs, else SQLite). The commands take turns in every round.
+A replica (`serve` with openssh_mode = true, shim_user = this user) keeps the key file and
+answers the sessions. The commands take turns in every round.
 
     python bench/login_commands.py [--runs N] [--db postgres|sqlite]
 """
@@ -117,11 +118,7 @@ def commands(config: Path, key, socket_dir: Path) -> dict[str, dict[str, tuple[l
         [str(Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"),
          str(SOURCE_ROOT)]))
     key_args = ["--config", str(config), "authorized-keys-command", "submit", blob, kind]
-    no_replica = ["--config", str(config), "--set", "shim_socket=/nonexistent/shim.sock",
-                  "authorized-keys-command", "submit", blob, kind]
     whoami = ["--config", str(config), "stdio", "--account", "alice", "--fingerprint", key.fingerprint]
-    in_process = ["--config", str(config), "--set", "stdio_in_process=true", "stdio", "--account", "alice",
-                  "--fingerprint", key.fingerprint]
     groups = {}
     for label, launcher, env in (
             ("virtualenv", [str(PROGRAM)], base_env),
@@ -131,13 +128,10 @@ def commands(config: Path, key, socket_dir: Path) -> dict[str, dict[str, tuple[l
             continue
         groups[label] = {
             "python -c pass": ([*python, "-c", "pass"], env, b""),
-            "authorized-keys-command (replica answers)": ([*launcher, *key_args], env, b"restrict,"),
-            "authorized-keys-command (no replica: reads the registry)": ([*launcher, *no_replica], env, b"restrict,"),
+            "authorized-keys-command (reads the key file)": ([*launcher, *key_args], env, b"restrict,"),
             "stdio whoami (shim -> replica)": ([*launcher, *whoami], dict(env, SSH_ORIGINAL_COMMAND="whoami"),
                                                b"account:  alice"),
-            "stdio whoami in process (stdio_in_process = true)": (
-                [*launcher, *in_process], dict(env, SSH_ORIGINAL_COMMAND="whoami"), b"account:  alice"),
-            # authorized_keys_file: the key lookup is grep, the forced command the shim as a file.
+            # What sshd runs: the key lookup is grep, the forced command the shim as a file.
             "grep -F %k on authorized_keys_file": (
                 ["/usr/bin/grep", "-F", "--", blob, str(socket_dir / "authorized_keys")], env, b"restrict,"),
             "shimexec.py whoami (python -I -S, authorized_keys_file)": (
@@ -153,17 +147,15 @@ def run_all(config: Path, key, runs: int, socket_dir: Path) -> dict[str, dict[st
     for group, cmds in groups.items():  # warm the page cache and the bytecode
         for argv, env, check in cmds.values():
             measure(argv, env, check)
-    for index in range(runs):
+    for _ in range(runs):
         for group, cmds in groups.items():
             for name, (argv, env, check) in cmds.items():
-                if "in process" in name and index % 4:
-                    continue  # the slow path, for reference: every fourth round
                 results[group][name].append(measure(argv, env, check))
     return results
 
 
 def report(results: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
-    goals = {"authorized-keys-command (replica answers)": 4.0, "stdio whoami (shim -> replica)": 6.0,
+    goals = {"authorized-keys-command (reads the key file)": 4.0, "stdio whoami (shim -> replica)": 6.0,
              "shimexec.py whoami (python -I -S, authorized_keys_file)": 6.0}
     for group, by_command in results.items():
         base_wall = statistics.median(w for w, _ in by_command["python -c pass"])

@@ -24,7 +24,6 @@ from gateway.cliutil import (
     require_registry,
     run,
     setup_logging,
-    setup_syslog,
     yes_option,
 )
 from gateway.errors import ConfigError
@@ -411,54 +410,31 @@ def check(obj: Context, show: bool, offline: bool) -> None:
 def stdio(obj: Context, account: str, fingerprint: str | None) -> None:
     """Serve one session on stdin/stdout (OpenSSH's forced command for a key).
 
-    Hands the session to the local replica over shim_socket (`serve` with openssh_mode = true),
-    which runs it as over its own SSH server: a command in SSH_ORIGINAL_COMMAND (help, whoami,
-    guide), else one legacy upload request on stdin. With no replica running the user is told so
-    and nothing is published. With stdio_in_process = true the session runs in this process
-    instead (no replica needed, about a second per session).
+    The shim: hands the session to the local replica over shim_socket (`serve` with openssh_mode =
+    true), which runs it as over its own SSH server: a command in SSH_ORIGINAL_COMMAND (help,
+    whoami, guide), else one legacy upload request on stdin. With no replica running the user is
+    told so and nothing is published.
     """
-    import logging
-
     from gateway.logincommands import stdio_command
-    from gateway.ssh.stdio import run_stdio
 
-    # stderr is the user's terminal here: operator logs and warnings go to syslog, never to the user.
-    setup_syslog("WARNING")
-    log = logging.getLogger("gateway")
-    obj.warn = log.warning
-    settings = obj.settings()
-    if not settings.stdio_in_process:
-        sys.exit(stdio_command(settings.for_login(), account, fingerprint))
-    setup_syslog("WARNING", settings.log_format, settings.log_file)
-    try:
-        status = run_stdio(settings, account, fingerprint)
-    except ConfigError as exc:  # e.g. no secret key: the operator's to fix, the user only learns it failed
-        log.error("stdio cannot serve account %s: %s", account, exc)
-        sys.stderr.write(messages.internal_error_line())
-        status = 1
-    sys.exit(status)
+    sys.exit(stdio_command(obj.settings(), account, fingerprint))
 
 
 @cli.command("authorized-keys-command")
 @click.argument("user")
 @click.argument("key", required=False)
 @click.argument("key_type", metavar="[TYPE]", required=False)
-@click.option("--command", "executable", metavar="PATH", default=None,
-              help="Absolute path of pypissh-gateway for the forced command (default: this program).")
 @pass_context
-def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: str | None,
-                            executable: str | None) -> None:
-    """Print the authorized_keys line for a presented key (sshd's AuthorizedKeysCommand).
+def authorized_keys_command(obj: Context, user: str, key: str | None, key_type: str | None) -> None:
+    """Print a presented key's line of authorized_keys_file (sshd's AuthorizedKeysCommand).
 
     In sshd_config: `AuthorizedKeysCommand /abs/path/pypissh-gateway [--config FILE]
-    authorized-keys-command %u %k %t`. Prints a `restrict,command="... stdio --account NAME"` line
-    for an active key of an enabled account, and nothing for any other key or user. Asks the
-    local replica (shim_socket) first, else reads the registry.
+    authorized-keys-command %u %k %t`. Prints the line the replica wrote for an active key of an
+    enabled account, as `grep -F %k` on the file would, and nothing for any other key or user.
     """
     from gateway.logincommands import authorized_keys_command as run
 
-    settings = obj.settings()
-    sys.exit(run(settings.for_login(), obj.global_args(), user, key, key_type, executable))
+    sys.exit(run(obj.settings(), user, key, key_type))
 
 
 def main() -> None:

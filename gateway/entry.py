@@ -5,7 +5,7 @@ session, so each must cost about one interpreter start. They are recognised here
 global options of gateway/cliutil.py (`--config PATH`, `--home DIR`, `--set NAME=VALUE`), and run with the
 standard library only, and as little of it as will do: the light settings reader
 (gateway/loginsettings.py), and the commands themselves (gateway/logincommands.py: the shim and the
-key lookup). Every other command, and anything this small
+key file's reader). Every other command, and anything this small
 parser does not recognise (`--help`, a usage error), goes to the click CLI (gateway/cli.py),
 which imports everything and also holds these two commands' help texts.
 """
@@ -17,7 +17,7 @@ import sys
 
 from gateway.errors import ConfigError
 from gateway.logincommands import authorized_keys_command, stdio_command
-from gateway.loginsettings import CONFIG_ENV, LoginSettings, load_login_settings
+from gateway.loginsettings import LoginSettings, load_login_settings
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
@@ -104,16 +104,15 @@ def main() -> None:
 def run_fast(invocation: Invocation) -> int | None:
     """The exit status of a fast command, or None to let click run the command line."""
     if invocation.command == "authorized-keys-command":
-        parsed = _options(invocation.args, {"--command"})
+        parsed = _options(invocation.args, set())
         if parsed is None or not 1 <= len(parsed[1]) <= 3:
             return None
-        executable = dict(parsed[0]).get("--command")
         user, *given = parsed[1]
         key, key_type = (*given, None, None)[:2]
         settings = _settings(invocation)
         if settings is None:
             return 1
-        return authorized_keys_command(settings, _global_args(invocation), user, key, key_type, executable)
+        return authorized_keys_command(settings, user, key, key_type)
     if invocation.command == "stdio":
         parsed = _options(invocation.args, {"--account", "--fingerprint"})
         if parsed is None or parsed[1] or "--account" not in dict(parsed[0]):
@@ -121,8 +120,6 @@ def run_fast(invocation: Invocation) -> int | None:
         settings = _settings(invocation)
         if settings is None:
             return 1
-        if settings.stdio_in_process:
-            return None
         options = dict(parsed[0])
         return stdio_command(settings, options["--account"], options.get("--fingerprint"))
     return None
@@ -140,13 +137,3 @@ def _settings(invocation: Invocation) -> LoginSettings | None:
     except ConfigError as exc:
         sys.stderr.write(f"Error: {exc}\n")  # as click prints it for the other commands
         return None
-
-
-def _global_args(invocation: Invocation) -> list[str]:
-    """The global options the forced command must repeat, as `Context.global_args` gives them:
-    the configuration file (--config, else PYPISSH_CONFIG), --home, then every --set."""
-    config = invocation.config if invocation.config is not None else (os.environ.get(CONFIG_ENV) or None)
-    args = ["--config", os.path.abspath(config)] if config else []
-    if invocation.home is not None:
-        args += ["--home", invocation.home]
-    return args + [arg for pair in invocation.pairs for arg in ("--set", pair)]

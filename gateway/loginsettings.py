@@ -43,11 +43,14 @@ LOGIN_FIELDS: dict[str, tuple[str, Any]] = {
     "max_upload_bytes": ("int", MAX_UPLOAD_BYTES),
     "read_timeout": ("float", READ_TIMEOUT),
     "shim_socket": ("str", SHIM_SOCKET),
-    "stdio_in_process": ("bool", False),
+    "authorized_keys_file": ("str", ""),
     "home": ("str", ""),
 }
 # Of those, the ones holding a path (database_url: a relative SQLite file).
-LOGIN_PATHS = ("shim_socket",)
+LOGIN_PATHS = ("shim_socket", "authorized_keys_file")
+# Settings that no longer exist. Both readers refuse them, wherever they are set, rather than
+# ignore them: the operator meant something by each.
+REMOVED_SETTINGS = ("stdio_in_process",)
 
 
 def _messages():
@@ -163,7 +166,7 @@ class LoginSettings:
     max_upload_bytes: int
     read_timeout: float
     shim_socket: str
-    stdio_in_process: bool
+    authorized_keys_file: str
     home: str
 
     def __init__(self, values: Mapping[str, Any]):
@@ -225,8 +228,10 @@ def merge_sources(fields: Mapping[str, tuple[str, Any]], paths: Sequence[str],
         from pathlib import Path
 
         config = str(Path(path).absolute())
+    from_file = read_config_file(config) if config is not None else {}
+    _refuse_removed(from_file, config, environ, overrides or {})
     if config is not None:
-        for name, raw in read_config_file(config).items():
+        for name, raw in from_file.items():
             if name in fields:
                 take(name, raw, FILE, config)
             elif unknown is not None:
@@ -244,6 +249,24 @@ def merge_sources(fields: Mapping[str, tuple[str, Any]], paths: Sequence[str],
             raise unknown(name, None)
     _resolve_paths(values, origins, paths, fields, config, environ)
     return Merged(values, origins, config)
+
+
+def _refuse_removed(from_file: Mapping[str, Any], config: str | None, environ: Mapping[str, str],
+                    overrides: Mapping[str, Any]) -> None:
+    """Raise ConfigError, in one line saying what to do, when a removed setting is set anywhere."""
+    from gateway.errors import ConfigError
+
+    for name in REMOVED_SETTINGS:
+        env_name = ENV_PREFIX + name.upper()
+        if name in from_file:
+            where = f" in {config}"
+        elif env_name in environ:
+            where = f" by {env_name}"
+        elif overrides.get(name) is not None:
+            where = " by a command-line flag"
+        else:
+            continue
+        raise ConfigError(_messages().removed_setting(name, where))
 
 
 def _resolve_paths(values: dict[str, Any], origins: Mapping[str, tuple[str, str]], paths: Sequence[str],

@@ -306,12 +306,27 @@ def registry_unavailable_line() -> str:
     return f"{PROGRAM}: {registry_unavailable()}\n"
 
 
-def internal_error_line() -> str:
-    """A failure before the session read anything (e.g. the gateway cannot start): nothing was sent on."""
-    return f"{PROGRAM}: internal error; {NOTHING_PUBLISHED}; try again later\n"
 
 
 # -- the OpenSSH mode: the shim sshd runs per session, and the replica's socket for it ----------
+def removed_setting(name: str, where: str) -> str:
+    """A setting of an OpenSSH-mode set-up that no longer exists (set `where`)."""
+    return (
+        f"setting '{name}'{where} no longer exists: the OpenSSH mode has one set-up, the replica's "
+        "authorized_keys_file with the shim as forced command; remove it (README, \"OpenSSH mode\")"
+    )
+
+
+def openssh_mode_needs_key_file() -> str:
+    return ("the OpenSSH mode needs authorized_keys_file, the file of key lines the replica keeps and "
+            "sshd greps; set it to a path sshd's AuthorizedKeysCommand reads")
+
+
+def key_file_unreadable(path: str, problem: object) -> str:
+    """authorized-keys-command cannot read the key file: for sshd's log."""
+    return f"{PROGRAM}: cannot read authorized_keys_file {path or '(not set)'}: {problem}; key refused"
+
+
 def shim_no_replica() -> str:
     """No replica answers on shim_socket: the session cannot be served at all."""
     return f"the upload service on this machine is not running; {NOTHING_PUBLISHED}; try again in a minute"
@@ -346,15 +361,8 @@ def shim_wrong_user(uid: int, shim_user: str) -> str:
     )
 
 
-def key_refused_registry_unreadable(problem: str) -> str:
-    """sshd's AuthorizedKeysCommand could not find out who owns a key (sshd logs stderr)."""
-    return f"{PROGRAM}: cannot read the registry ({problem}); key refused"
 
 
-def key_refused_unsafe_line(problem: str) -> str:
-    """What the registry says about a key cannot be written into a safe authorized_keys line."""
-    return (f"{PROGRAM}: warning: key refused, its authorized_keys line would be unsafe ({problem}); "
-            "fix or remove the account in the registry")
 
 
 def shim_socket_in_use(path: object) -> str:

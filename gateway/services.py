@@ -22,7 +22,7 @@ from gateway.ops.pools import PoolFull, WorkerPool
 from gateway.ops.sessionlog import SessionLog
 from gateway.registry import Identity, Registry, utcnow
 from gateway.settings import Settings
-from gateway.ssh.keycache import KeyCache, RegistryUnavailable
+from gateway.ssh.keycache import KeyCache, RegistryUnavailable, owned_by
 from gateway.ssh.limits import Limits
 from gateway.tokens import TokenBox
 from gateway.upload.upstream import UpstreamClient
@@ -96,15 +96,15 @@ class Services:
             return found
         return await self.run_registry(self.keys.identity, fingerprint)
 
-    async def current_identity(self, identity: Identity) -> Identity | None:
-        """What the registry says now (at most `key_cache_seconds` ago) about the key `identity`
-        logged in with: its identity, or None once the key is revoked or the account disabled.
-        Raises GatewayError (503) when the registry cannot be read."""
+    async def current_identity(self, account: str, fingerprint: str) -> Identity | None:
+        """What the registry says now (at most `key_cache_seconds` ago) about the key `fingerprint`
+        of `account`: its identity, or None once the key is revoked, the account disabled or the
+        key no longer the account's. Raises GatewayError (503) when the registry cannot be read."""
         try:
-            found = await self.identity_for_key(identity.fingerprint)
+            found = await self.identity_for_key(fingerprint)
         except RegistryUnavailable:
             raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
-        return found if found is not None and found.account_id == identity.account_id else None
+        return owned_by(found, account)
 
     def saturation(self) -> str | None:
         """Why this replica should take no new work now (a full pool), or None."""

@@ -144,19 +144,14 @@ class Settings:
     # The state directory: relative paths from defaults, environment and flags resolve against it.
     # Empty until `load` fills in the per-user default (see `default_home`).
     home: str = ""
-    # OpenSSH mode: the replica serves shim_socket, where `stdio` (sshd's forced command) hands
-    # over each session of shim_user and `authorized-keys-command` asks who owns a key.
+    # OpenSSH mode (gateway/ssh/keyfile.py): the replica keeps authorized_keys_file, which sshd
+    # greps for the offered key; each line's forced command runs the shim with shim_python (empty:
+    # the replica's own interpreter), which hands the session of shim_user over shim_socket.
     openssh_mode: bool = False
     shim_socket: str = login.SHIM_SOCKET
     shim_user: str = "submit"
-    # OpenSSH mode with a key file instead of the key command (gateway/ssh/keyfile.py): the
-    # replica keeps this file of authorized_keys lines, whose forced command runs the shim with
-    # shim_python (empty: the replica's own interpreter).
     authorized_keys_file: str = ""
     shim_python: str = ""
-    # `stdio` runs the whole session in its own process (about a second each) instead of handing
-    # it to the local replica: for an OpenSSH-mode machine that runs no replica.
-    stdio_in_process: bool = False
 
     # -- derived values -------------------------------------------------------------------------
     @property
@@ -316,6 +311,8 @@ def problems(settings: Settings) -> list[Problem]:
     _check_urls(settings, add)
     if settings.authorized_keys_file and not settings.openssh_mode:
         add("authorized_keys_file", messages.needs_openssh_mode("authorized_keys_file"))
+    if settings.openssh_mode and not settings.authorized_keys_file:
+        add("authorized_keys_file", messages.openssh_mode_needs_key_file())
     if settings.shim_python and not os.path.isabs(settings.shim_python):
         add("shim_python", messages.not_absolute("shim_python", settings.shim_python))
     if settings.home and not os.path.isabs(settings.home):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from testbed import SOURCE_ROOT
-from testbed.sshdutil import SSHD, privilege_separation_dir, remove_wrapper, root_owned_wrapper
+from testbed.sshdutil import SSHD, privilege_separation_dir
 
 DEPLOY = SOURCE_ROOT / "deploy"
 INSTALLED_PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
@@ -34,14 +34,6 @@ def test_haproxy_accepts_the_shipped_configuration():
 
 
 # -- OpenSSH mode ---------------------------------------------------------------------------------
-def _point_command_at(snippet: str, program: Path) -> str:
-    """The snippet with its AuthorizedKeysCommand program (an absolute path, as sshd requires)
-    replaced by `program`; the arguments stay as shipped."""
-    shipped = re.search(r"^\s*AuthorizedKeysCommand\s+(\S+)", snippet, re.MULTILINE)
-    assert shipped and shipped.group(1).startswith("/"), "AuthorizedKeysCommand needs an absolute path"
-    return snippet[:shipped.start(1)] + str(program) + snippet[shipped.end(1):]
-
-
 def _effective(config: Path, user: str) -> dict[str, str]:
     """sshd's effective settings for a login by `user` (`sshd -T -C`), Match blocks applied."""
     done = subprocess.run([SSHD, "-T", "-f", str(config), "-C", f"user={user},host=localhost,addr=127.0.0.1"],
@@ -65,45 +57,6 @@ def _including(folder: Path, snippet: str) -> Path:
                       f"HostKey {folder / 'host_key'}\nPidFile {folder / 'sshd.pid'}\nUsePAM no\n"
                       "X11Forwarding yes\n")
     return config
-
-
-@pytest.fixture
-def sshd_config(tmp_path):
-    """sshd_config.openssh-mode included, its command pointed at this virtualenv's program."""
-    if not Path(SSHD).exists():
-        pytest.skip("openssh-server is not installed (./dev test installs it)")
-    program = root_owned_wrapper(INSTALLED_PROGRAM.resolve())
-    try:
-        yield _including(tmp_path, _point_command_at((DEPLOY / "sshd_config.openssh-mode").read_text(), program)), program
-    finally:
-        remove_wrapper(program)
-
-
-def test_sshd_accepts_the_openssh_mode_snippet(sshd_config):
-    """`sshd -t` finds no error or warning in a configuration that includes the shipped snippet."""
-    config, _ = sshd_config
-    check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0 and check.stderr == "", check.stderr
-
-
-def test_snippet_applies_to_the_submit_user_only(sshd_config):
-    """For user submit sshd asks the registry, with keys only, no TTY and no forwarding; for anyone
-    else, and for the global settings after the Include, the snippet changes nothing."""
-    config, program = sshd_config
-    submit = _effective(config, "submit")
-    assert submit["authorizedkeyscommand"] == (
-        f"{program} --config /etc/pypissh/config.toml authorized-keys-command %u %k %t")
-    assert submit["authorizedkeyscommanduser"] == "pypissh"
-    assert submit["authorizedkeysfile"] == "none"
-    for name in ("passwordauthentication", "kbdinteractiveauthentication", "permittty", "x11forwarding"):
-        assert submit[name] == "no", name
-    assert submit["allowtcpforwarding"] == "no"
-    assert submit["maxsessions"] == "10"
-    assert "MaxSessions 10" in (DEPLOY / "sshd_config.openssh-mode").read_text()
-
-    other = _effective(config, "alice")
-    assert other["authorizedkeyscommand"] == "none"
-    assert other["x11forwarding"] == "yes" and other["permittty"] == "yes"
 
 
 # -- systemd --------------------------------------------------------------------------------------
@@ -232,10 +185,14 @@ def test_unit_and_configuration_share_one_home():
     assert tomllib.loads((DEPLOY / "config.toml").read_text())["home"] == home
 
 
-def test_sshd_accepts_the_key_file_snippet_as_shipped(tmp_path):
-    """sshd_config.openssh-mode-keyfile, unchanged (its grep exists here): `sshd -t` is silent, and
-    for user submit the key is looked up with grep in the replica's file, as the replica's user."""
-    config = _including(tmp_path, (DEPLOY / "sshd_config.openssh-mode-keyfile").read_text())
+def test_sshd_accepts_the_openssh_mode_snippet_as_shipped(tmp_path):
+    """sshd_config.openssh-mode, unchanged (its grep exists here): `sshd -t` is silent; for user
+    submit the key is looked up with grep in the replica's file, as the replica's user, with keys
+    only, no TTY and no forwarding; for anyone else, and for the global settings after the
+    Include, the snippet changes nothing."""
+    if not Path(SSHD).exists():
+        pytest.skip("openssh-server is not installed (./dev test installs it)")
+    config = _including(tmp_path, (DEPLOY / "sshd_config.openssh-mode").read_text())
     check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0 and check.stderr == "", check.stderr
     submit = _effective(config, "submit")
@@ -245,12 +202,14 @@ def test_sshd_accepts_the_key_file_snippet_as_shipped(tmp_path):
                  "allowtcpforwarding"):
         assert submit[name] == "no", name
     assert submit["maxsessions"] == "10"
-    assert "MaxSessions 10" in (DEPLOY / "sshd_config.openssh-mode-keyfile").read_text()
-    assert _effective(config, "alice")["authorizedkeyscommand"] == "none"
+    assert "MaxSessions 10" in (DEPLOY / "sshd_config.openssh-mode").read_text()
+    other = _effective(config, "alice")
+    assert other["authorizedkeyscommand"] == "none"
+    assert other["x11forwarding"] == "yes" and other["permittty"] == "yes"
 
 
 def test_key_file_lines_of_the_example_configuration_fit_the_unit_and_the_snippet():
-    """The example's authorized_keys_file, uncommented, is the file the key-file snippet greps, in
+    """The example's authorized_keys_file, uncommented, is the file the sshd snippet greps, in
     the directory the systemd unit creates (StateDirectory=), and the settings have no problem."""
     from gateway.settings import load, problems
 
@@ -261,7 +220,7 @@ def test_key_file_lines_of_the_example_configuration_fit_the_unit_and_the_snippe
     unit = (DEPLOY / "pypissh-gateway.service").read_text()
     state = re.search(r"^StateDirectory=(\S+)$", unit, re.MULTILINE).group(1)
     assert Path(config["authorized_keys_file"]).parent == Path("/var/lib") / state
-    snippet = (DEPLOY / "sshd_config.openssh-mode-keyfile").read_text()
+    snippet = (DEPLOY / "sshd_config.openssh-mode").read_text()
     assert f"AuthorizedKeysCommand /usr/bin/grep -F -- %k {config['authorized_keys_file']}\n" in snippet
     settings = load(None, {}, {name: config[name] for name in names})
     assert settings.authorized_keys_file == config["authorized_keys_file"]
@@ -274,14 +233,15 @@ def test_openssh_mode_lines_of_the_example_configuration_fit_the_unit():
     from gateway.settings import load
 
     text = (DEPLOY / "config.toml").read_text()
-    enabled = re.sub(r"(?m)^# (openssh_mode|shim_socket|shim_user) = ", r"\1 = ", text)
+    enabled = re.sub(r"(?m)^# (openssh_mode|shim_socket|shim_user|authorized_keys_file) = ", r"\1 = ", text)
     assert enabled != text
     config = tomllib.loads(enabled)
     assert config["openssh_mode"] is True
     unit = (DEPLOY / "pypissh-gateway.service").read_text()
     runtime = re.search(r"^RuntimeDirectory=(\S+)$", unit, re.MULTILINE).group(1)
     assert Path(config["shim_socket"]).parent == Path("/run") / runtime
-    settings = load(None, {}, {name: config[name] for name in ("openssh_mode", "shim_socket", "shim_user")})
+    names = ("openssh_mode", "shim_socket", "shim_user", "authorized_keys_file")
+    settings = load(None, {}, {name: config[name] for name in names})
     assert (settings.openssh_mode, settings.shim_user) == (True, "submit")
 
 

@@ -187,7 +187,8 @@ def _imported(tmp_path, *argv: str, stdin: bytes = b"", **env: str) -> set[str]:
 def openssh_replica(start_gateway, make_settings, user_key):
     folder = Path(tempfile.mkdtemp(prefix="shim-"))
     harness = start_gateway(make_settings(openssh_mode=True, shim_socket=str(folder / "shim.sock"),
-                                          shim_user=pwd.getpwuid(os.geteuid()).pw_name))
+                                          shim_user=pwd.getpwuid(os.geteuid()).pw_name,
+                                          authorized_keys_file=str(folder / "authorized_keys")))
     register_account(harness, "alice", user_key)
     yield harness
     shutil.rmtree(folder, ignore_errors=True)
@@ -196,15 +197,16 @@ def openssh_replica(start_gateway, make_settings, user_key):
 def test_login_commands_import_no_heavy_library(openssh_replica, user_key, tmp_path):
     """authorized-keys-command and stdio (answered by the replica, or with no replica at all) import
     neither click, SQLAlchemy, asyncssh, cryptography, jinja2 nor rich, nor the full settings."""
+    from gateway.ssh.keyfile import KeyFileWriter
+
+    KeyFileWriter(openssh_replica.settings, openssh_replica.registry).update()
     kind, blob = user_key.public_line.split()[:2]
     config = tmp_path / "config.toml"
     config.write_text(f'shim_socket = "{openssh_replica.settings.shim_socket}"\n'
-                      f'database_url = "{openssh_replica.settings.database_url}"\n')
+                      f'authorized_keys_file = "{openssh_replica.settings.authorized_keys_file}"\n')
     stdio = ("--config", str(config), "stdio", "--account", "alice", "--fingerprint", user_key.fingerprint)
     runs = {
-        "key, replica": _imported(tmp_path, "--config", str(config), "authorized-keys-command", "submit", blob, kind),
-        "key, registry": _imported(tmp_path, "--config", str(config), "--set", "shim_socket=/nonexistent.sock",
-                                   "authorized-keys-command", "submit", blob, kind),
+        "key": _imported(tmp_path, "--config", str(config), "authorized-keys-command", "submit", blob, kind),
         "whoami, replica": _imported(tmp_path, *stdio, SSH_ORIGINAL_COMMAND="whoami"),
         "upload, replica": _imported(tmp_path, *stdio, stdin=b"GET /?:action=list_classifiers HTTP/1.0\r\n\r\n"),
         "upload, no replica": _imported(tmp_path, "--set", "shim_socket=/nonexistent.sock", *stdio,
@@ -214,8 +216,7 @@ def test_login_commands_import_no_heavy_library(openssh_replica, user_key, tmp_p
         assert "gateway.entry" in modules, what  # the probe ran the command
         assert {name.split(".")[0] for name in modules} & HEAVY == set(), what
         assert "gateway.settings" not in modules, what
-    assert "gateway.registry.keyline" in runs["key, registry"]
-    assert "gateway.registry.keyline" not in runs["key, replica"]
+    assert "gateway.ssh.keycommand" in runs["key"]
 
 
 def test_package_inits_import_nothing_heavy():
@@ -238,11 +239,12 @@ def test_light_reader_agrees_with_the_full_reader(tmp_path):
     paths in the file too (wherever they resolve, they must resolve alike)."""
     config = tmp_path / "config.toml"
     config.write_text('[pypissh]\nssh_user = "uploads"\nshim_socket = "run/file.sock"\nread_timeout = 12\n'
-                      'stdio_in_process = true\nlisten = "127.0.0.1:2200"\n'
+                      'openssh_mode = true\nauthorized_keys_file = "keys/authorized_keys"\n'
+                      'listen = "127.0.0.1:2200"\n'
                       'database_url = "sqlite:///state/registry.sqlite3"\n')
     environ = {"PYPISSH_SHIM_SOCKET": "/run/env.sock", "PYPISSH_MAX_UPLOAD_BYTES": "1000",
                "PYPISSH_DATABASE_URL": "sqlite:////var/lib/x.sqlite3"}
-    overrides = {"database_url": "sqlite:////flag.sqlite3", "stdio_in_process": "off"}
+    overrides = {"database_url": "sqlite:////flag.sqlite3", "authorized_keys_file": "/flag/authorized_keys"}
     for args in ((None, {}, {}), (str(config), {}, {}), (str(config), environ, {}), (str(config), environ, overrides)):
         light = load_login_settings(*args)
         full = load(*args)

@@ -188,7 +188,7 @@ def test_a_serving_replica_keeps_the_file_current(socket_dir, upstream, host_key
         proc.stop()
 
 
-def test_an_unreadable_registry_leaves_the_file_as_it_is(keyfile_settings, start_gateway, user_keys, caplog):
+def test_an_unreadable_registry_leaves_the_file_as_it_is(keyfile_settings, start_gateway, user_keys):
     """The registry gone: one warning, the last file kept for sshd, and the writer keeps trying."""
     harness = start_gateway(keyfile_settings)
     register_account(harness, "alice", user_keys["alice"])
@@ -198,15 +198,28 @@ def test_an_unreadable_registry_leaves_the_file_as_it_is(keyfile_settings, start
     broken = keyfile_settings.replace(database_url=f"sqlite:///{path.parent / 'missing' / 'registry.sqlite3'}")
     registry = Registry.from_url(broken.database_url)
 
-    async def two_rounds() -> None:
-        task = asyncio.get_running_loop().create_task(KeyFileWriter(broken, registry).run())
-        await asyncio.sleep(0.5)
-        task.cancel()
+    warnings: list[str] = []
 
-    with caplog.at_level(logging.WARNING, logger="gateway.ssh.keyfile"):
-        asyncio.run(two_rounds())
+    async def two_rounds() -> None:
+        second = asyncio.Event()
+
+        class Count(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                warnings.append(record.getMessage())
+                if len(warnings) >= 2:
+                    second.set()
+
+        counter = Count(logging.WARNING)
+        logging.getLogger("gateway.ssh.keyfile").addHandler(counter)
+        task = asyncio.get_running_loop().create_task(KeyFileWriter(broken, registry).run())
+        try:
+            await asyncio.wait_for(second.wait(), timeout=10)
+        finally:
+            task.cancel()
+            logging.getLogger("gateway.ssh.keyfile").removeHandler(counter)
+
+    asyncio.run(two_rounds())
     registry.close()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.ssh.keyfile"]
     assert len(warnings) >= 2 and all("keeping the file as it is" in w for w in warnings)
     assert path.read_text() == before
 

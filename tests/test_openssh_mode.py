@@ -1,12 +1,8 @@
 """OpenSSH deployment mode: a real sshd in front of a running replica carries the legacy distutils
-client's upload to the same upstream as the asyncssh server does. Each sshd test runs with both
-ways of finding a key's owner:
-
-- "key-command": AuthorizedKeysCommand is `pypissh-gateway authorized-keys-command` (asking the
-  replica who owns the key) and the forced command is `pypissh-gateway stdio`, the shim that hands
-  each session to that replica over its UNIX socket;
-- "key-file": the replica keeps `authorized_keys_file`, AuthorizedKeysCommand is `grep -F %k` on
-  it, and the forced command is the shim run as a file by an isolated interpreter.
+client's upload to the same upstream as the asyncssh server does. The replica keeps
+`authorized_keys_file`, sshd's AuthorizedKeysCommand is `grep -F %k` on it, and each line's forced
+command is the shim, run as a file by an isolated interpreter, which hands the session to the
+replica over its UNIX socket. `pypissh-gateway authorized-keys-command` prints the same lines.
 """
 
 from __future__ import annotations
@@ -29,19 +25,19 @@ from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
 from gateway.settings import Settings
 from gateway.registry.schema import accounts, ssh_keys
-from gateway.ssh.keycommand import LINE_PREFIX, KeyQuery, authorized_keys_line, forced_command, lines_for_query
+from gateway.ssh.keycommand import LINE_PREFIX, authorized_keys_line, lines_for_key
+from gateway.ssh.keyfile import KeyFileWriter, shim_command
 from gateway.sshkeys import parse_public_key
 from gateway.tokens import TokenBox
 from testbed import postgres
 from testbed.sample import make_legacy_project, run_legacy
 from testbed.scaleout import Replica, metric
-from testbed.sshdutil import (SSHD, Sshd, ensure_submit_user, remove_wrapper, root_owned_wrapper, session_program,
-                              session_python)
-from tests.helpers import answers_a_stalled_request, recorded_events, register_account, wait_until
+from testbed.sshdutil import SSHD, Sshd, ensure_submit_user, session_program, session_python
+from tests.helpers import recorded_events, register_account, wait_until
 
 PROGRAM = Path(sys.prefix) / "bin" / "pypissh-gateway"
+LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
 SECRET = "a test secret for the OpenSSH mode and long enough to derive a key"
-NO_SOCKET = "/nonexistent/pypissh-shim.sock"
 
 
 def _skip_reason() -> str | None:
@@ -57,11 +53,10 @@ def _skip_reason() -> str | None:
 SKIP = _skip_reason()
 
 
-@pytest.fixture(scope="module", params=["key-command", "key-file"])
-def sshd(request, upstream, user_keys, host_key_dir):
+@pytest.fixture(scope="module")
+def sshd(upstream, user_keys, host_key_dir):
     """sshd on a free port of 127.0.0.1 with its own config, a replica serving the OpenSSH mode's
-    socket for user submit, and a registry where alice has a key; the key found by the key command
-    or in the replica's key file (the parameter)."""
+    socket for user submit and keeping its key file, and a registry where alice has a key."""
     if SKIP:
         pytest.skip(SKIP)
     ensure_submit_user()
@@ -73,15 +68,13 @@ def sshd(request, upstream, user_keys, host_key_dir):
     # short, for the UNIX socket's path.
     folder = Path(tempfile.mkdtemp(prefix="pypissh-openssh-"))
     folder.chmod(0o755)
-    command = root_owned_wrapper(PROGRAM.resolve())
     try:
-        yield from _run_sshd(folder, upstream, user_keys, host_key_dir, command, request.param)
+        yield from _run_sshd(folder, upstream, user_keys, host_key_dir)
     finally:
-        remove_wrapper(command)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path, lookup: str):
+def _run_sshd(folder: Path, upstream, user_keys, host_key_dir):
     with postgres.temporary_database("pypissh_test") as url:
         upgrade(url)
         registry = Registry.from_url(url)
@@ -98,31 +91,23 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir, command: Path, lo
             upstream_ca_bundle=str(upstream.ca_file), secret_key_file=str(secret_key_file),
             host_key_dir=str(host_key_dir), public_host="127.0.0.1",
             openssh_mode=True, shim_socket=str(folder / "shim.sock"), shim_user="submit", key_cache_seconds=1,
-            **KEY_FILE_SETTINGS(folder) if lookup == "key-file" else {}), name="replica")
+            authorized_keys_file=str(folder / "authorized_keys"), shim_python=str(session_python())),
+            name="replica")
         replica.config.chmod(0o644)  # the shim, run as user submit, reads it
-        if lookup == "key-file":
-            key_command = f"/usr/bin/grep -F -- %k {folder / 'authorized_keys'}"
-        else:
-            key_command = (f"{command} --config {replica.config} authorized-keys-command "
-                           f"--command {session_program(folder)} %u %k %t")
+        key_command = f"/usr/bin/grep -F -- %k {folder / 'authorized_keys'}"
         sshd = Sshd(folder, (f"AuthorizedKeysFile none\nAuthorizedKeysCommand {key_command}\n"
                              "AuthorizedKeysCommandUser root\nLogLevel VERBOSE\n"))
         try:
             replica.start(timeout=60)
-            if lookup == "key-file":
-                wait_until(lambda: user_keys["alice"].public_line.split()[1] in _text(folder / "authorized_keys"),
-                           what="alice's key in the replica's key file")
+            wait_until(lambda: user_keys["alice"].public_line.split()[1] in _text(folder / "authorized_keys"),
+                       what="alice's key in the replica's key file")
             sshd.start()
             yield {"port": sshd.port, "registry": registry, "known_hosts": sshd.known_hosts, "folder": folder,
-                   "replica": replica, "lookup": lookup}
+                   "replica": replica}
         finally:
             sshd.stop()
             replica.stop()
             registry.engine.dispose()
-
-
-def KEY_FILE_SETTINGS(folder: Path) -> dict[str, str]:
-    return {"authorized_keys_file": str(folder / "authorized_keys"), "shim_python": str(session_python())}
 
 
 def _text(path: Path) -> str:
@@ -146,7 +131,7 @@ def forwarded_form_names(upstream, before: int) -> list[str]:
 def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, alice, ssh_client, legacy_home):
     """sshd and the shim carry the legacy upload byte-identical to the replica, which forwards the
     same request as the asyncssh server."""
-    name = f"Openssh-Mode-{sshd['lookup']}"  # the upstream is the module's, for both parameters
+    name = "Openssh-Mode"
     project = make_legacy_project(tmp_path / "project", name=name, version="1.0")
     before = len(upstream.recordings())
     command = " ".join(ssh_command(sshd, user_keys["alice"]))
@@ -157,7 +142,7 @@ def test_sshd_carries_the_legacy_upload(sshd, upstream, user_keys, tmp_path, ali
     assert "account 'alice'" in result.stderr
     assert "Could not chdir" not in result.stderr  # the documented user has a home sshd can enter
     (dist,) = (project / "dist").glob("*.tar.gz")
-    stored = f"openssh_mode_{sshd['lookup'].replace('-', '_')}-1.0.tar.gz"  # the index normalises the name
+    stored = "openssh_mode-1.0.tar.gz"  # the index normalises the name
     assert upstream.files()[stored] == hashlib.sha256(dist.read_bytes()).hexdigest()
     via_sshd = forwarded_form_names(upstream, before)
     (event,) = recorded_events(sshd["registry"], account_name="alice")
@@ -231,11 +216,10 @@ def test_a_planted_account_name_never_logs_in(sshd, user_keys, tmp_path):
         refused = run(attacker)
         assert refused.returncode == 255, refused.stdout
         assert "Permission denied" in refused.stderr
-        if sshd["lookup"] == "key-file":
-            text = _text(sshd["folder"] / "authorized_keys")
-            lines = [line for line in text.splitlines() if not line.startswith("#")]
-            assert lines and all(line.startswith(LINE_PREFIX) for line in lines)
-            assert blob not in text
+        text = _text(sshd["folder"] / "authorized_keys")
+        lines = [line for line in text.splitlines() if not line.startswith("#")]
+        assert lines and all(line.startswith(LINE_PREFIX) for line in lines)
+        assert blob not in text
     finally:
         for fingerprint in (planted, witnessed):
             account = registry.accounts.find_key(fingerprint).account_name
@@ -246,7 +230,7 @@ def test_a_planted_account_name_never_logs_in(sshd, user_keys, tmp_path):
 
 def test_a_revocation_reaches_sshd_within_the_key_cache_time(sshd, user_keys):
     """A key added to the registry logs in; once revoked, sshd refuses it within key_cache_seconds
-    (the key command's answer, or the key file's next rewrite), without a restart."""
+    (the key file's next rewrite), without a restart."""
     registry = sshd["registry"]
     registry.accounts.add_account("bob", email="bob@example.org")
     registry.accounts.add_key("bob", parse_public_key(user_keys["bob"].public_line))
@@ -265,8 +249,7 @@ def test_a_revocation_reaches_sshd_within_the_key_cache_time(sshd, user_keys):
 
 def test_without_a_replica_the_legacy_client_is_told_and_nothing_is_published(
         sshd, upstream, user_keys, tmp_path, legacy_home):
-    """With the replica stopped, sshd still admits the key (the command reads the registry itself)
-    and the shim answers the legacy upload with 503 and one line on stderr; nothing goes upstream."""
+    """With the replica stopped, sshd still admits the key (the key file stays) and the shim answers the legacy upload with 503 and one line on stderr; nothing goes upstream."""
     project = make_legacy_project(tmp_path / "project", name="Openssh-No-Replica", version="1.0")
     command = " ".join(ssh_command(sshd, user_keys["alice"]))
     before = len(upstream.recordings())
@@ -337,73 +320,77 @@ def test_socket_file_is_the_replicas_and_shim_users_group_only(sshd):
 
 # -- the command's output, directly -----------------------------------------------------------
 @pytest.fixture
-def key_registry(gateway, user_keys):
+def key_file(settings, gateway, user_keys, tmp_path):
+    """Settings of the OpenSSH mode whose key file the replica's writer has written for alice."""
     register_account(gateway, "alice", user_keys["alice"])
-    return gateway.registry
+    keyed = settings.replace(openssh_mode=True, authorized_keys_file=str(tmp_path / "authorized_keys"),
+                             shim_python="/opt/pypissh/bin/python")
+    KeyFileWriter(keyed, gateway.registry).update()
+    return keyed
 
 
-def lines_for(registry_url: str, user: str, blob: str, kind: str | None, executable: str,
-              global_args: list[str]) -> list[str]:
-    """The command's lines, read from the registry (no replica at NO_SOCKET)."""
-    return lines_for_query(KeyQuery(user, blob, kind, executable, global_args), "submit", NO_SOCKET, registry_url)
-
-
-def test_line_for_an_active_key(settings, key_registry, user_keys):
-    """An active key of ssh_user gets one restrict,command= line running stdio as its account."""
+def test_line_for_an_active_key(key_file, user_keys):
+    """An active key of ssh_user gets the key file's line: restrict, and the shim as its account."""
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
-    (line,) = lines_for(settings.database_url, "submit", blob, kind, "/opt/pypissh/bin/pypissh-gateway",
-                        ["--config", "/etc/pypissh/config.toml"])
-    assert line == (
-        'restrict,command="/opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml stdio '
-        f'--account alice --fingerprint {key.fingerprint}" {key.openssh}')
+    (line,) = lines_for_key(key_file.authorized_keys_file, "submit", "submit", blob, kind)
+    assert line == authorized_keys_line(shim_command(key_file, "alice", key.fingerprint), key.openssh)
+    assert line.startswith('restrict,command="/opt/pypissh/bin/python -I -S ')
+    assert f"--account alice --fingerprint {key.fingerprint} " in line
 
 
-def test_no_line_for_other_users_unknown_revoked_or_disabled(settings, key_registry, user_keys):
+def test_no_line_for_other_users_unknown_revoked_or_disabled(key_file, gateway, user_keys):
     """Nothing for another user, an unknown key, a type mismatch, a disabled account or a revoked key."""
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
-    args = ("/bin/pypissh-gateway", [])
-    url = settings.database_url
-    assert lines_for(url, "root", blob, kind, *args) == []
+    path = key_file.authorized_keys_file
+
+    def lines(user: str, key_blob: str, key_type: str) -> list[str]:
+        KeyFileWriter(key_file, gateway.registry).update()
+        return lines_for_key(path, user, "submit", key_blob, key_type)
+
+    assert lines("root", blob, kind) == []
     mallory = parse_public_key(user_keys["mallory"].public_line).openssh.split()[1]
-    assert lines_for(url, "submit", mallory, kind, *args) == []
-    assert lines_for(url, "submit", blob, "ssh-rsa", *args) == []
-    assert lines_for(url, "submit", "not base64!", kind, *args) == []
-    key_registry.accounts.update_account("alice", disabled=True)
-    assert lines_for(url, "submit", blob, kind, *args) == []
-    key_registry.accounts.update_account("alice", disabled=False)
-    key_registry.accounts.revoke_key(key.fingerprint)
-    assert lines_for(url, "submit", blob, kind, *args) == []
+    assert lines("submit", mallory, kind) == []
+    assert lines("submit", blob, "ssh-rsa") == []
+    assert lines("submit", "not base64!", kind) == []
+    gateway.registry.accounts.update_account("alice", disabled=True)
+    assert lines("submit", blob, kind) == []
+    gateway.registry.accounts.update_account("alice", disabled=False)
+    assert len(lines("submit", blob, kind)) == 1
+    gateway.registry.accounts.revoke_key(key.fingerprint)
+    assert lines("submit", blob, kind) == []
 
 
-def test_forced_command_quoting():
+def test_forced_command_quoting(settings):
     """Paths with spaces are shell-quoted; a double quote cannot end the command= option."""
-    command = forced_command('/opt/my "tools"/pypissh-gateway', ["--config", "/etc/a b.toml"], "alice", "SHA256:abc")
+    quoted = settings.replace(shim_python='/opt/my "tools"/python', shim_socket="/run/a b/shim.sock")
+    command = shim_command(quoted, "alice", "SHA256:abc")
     line = authorized_keys_line(command, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
-    assert line.startswith('restrict,command="\'/opt/my \\"tools\\"/pypissh-gateway\' --config \'/etc/a b.toml\' stdio')
+    assert line.startswith('restrict,command="\'/opt/my \\"tools\\"/python\' -I -S ')
+    assert "--socket '/run/a b/shim.sock' --account alice" in line
 
 
-def test_cli_prints_the_line(settings, key_registry, user_keys):
-    """`pypissh-gateway authorized-keys-command %u %k %t` prints the line, naming the config file."""
+def test_cli_prints_the_line(key_file, user_keys):
+    """`pypissh-gateway authorized-keys-command %u %k %t` prints the key file's line for the key."""
     key = parse_public_key(user_keys["alice"].public_line)
     kind, blob = key.openssh.split()
     runner = CliRunner()
-    result = runner.invoke(cli, ["--set", f"database_url={settings.database_url}", "--set", f"shim_socket={NO_SOCKET}",
-                                 "authorized-keys-command", "--command", "/usr/bin/pypissh-gateway", "submit", blob, kind])
+    args = ["--set", "openssh_mode=true", "--set", f"authorized_keys_file={key_file.authorized_keys_file}",
+            "authorized-keys-command"]
+    result = runner.invoke(cli, [*args, "submit", blob, kind])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith('restrict,command="/usr/bin/pypissh-gateway --set database_url=')
-    assert f"stdio --account alice --fingerprint {key.fingerprint}\" {key.openssh}\n" in result.output
-    other = runner.invoke(cli, ["--set", f"database_url={settings.database_url}", "authorized-keys-command",
-                                "nobody", blob, kind])
+    (line,) = lines_for_key(key_file.authorized_keys_file, "submit", "submit", blob, kind)
+    assert result.output == line + "\n"
+    other = runner.invoke(cli, [*args, "nobody", blob, kind])
     assert other.exit_code == 0 and other.output == ""
 
 
-def test_installed_program_prints_what_the_cli_prints(settings, key_registry, user_keys):
+def test_installed_program_prints_what_the_cli_prints(key_file, user_keys):
     """The console script's fast path prints byte for byte what the click command prints."""
     kind, blob = parse_public_key(user_keys["alice"].public_line).openssh.split()
-    args = ["--set", f"database_url={settings.database_url}", "--set", f"shim_socket={NO_SOCKET}",
-            "authorized-keys-command", "--command", "/usr/bin/pypissh-gateway", "submit", blob, kind]
+    args = ["--set", "openssh_mode=true", "--set", f"authorized_keys_file={key_file.authorized_keys_file}",
+            "authorized-keys-command", "submit", blob, kind]
     fast = subprocess.run([str(PROGRAM), *args], capture_output=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")})
     assert fast.returncode == 0, fast.stderr
@@ -411,53 +398,34 @@ def test_installed_program_prints_what_the_cli_prints(settings, key_registry, us
     assert fast.stdout.count(b"\n") == 1
 
 
-def test_unreadable_registry_refuses_the_key_in_one_line(user_keys, tmp_path):
-    """No replica and no registry: one line for sshd's log naming the cause, exit 1, no line."""
+def test_a_missing_key_file_refuses_the_key_in_one_line(user_keys, tmp_path):
+    """No key file (the replica never wrote it): one line for sshd's log naming the cause, exit 1."""
     kind, blob = parse_public_key(user_keys["alice"].public_line).openssh.split()
-    missing = tmp_path / "missing.sqlite3"
+    missing = tmp_path / "authorized_keys"
     result = subprocess.run(
-        [str(PROGRAM), "--set", f"database_url=sqlite:///{missing}", "--set", f"shim_socket={NO_SOCKET}",
-         "authorized-keys-command", "submit", blob, kind], capture_output=True, text=True, timeout=60)
+        [str(PROGRAM), "--set", f"authorized_keys_file={missing}", "authorized-keys-command", "submit", blob, kind],
+        capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == f"pypissh-gateway: cannot read the registry (no registry at {missing}); key refused\n"
-    assert not missing.exists()
+    assert result.stderr == (f"pypissh-gateway: cannot read authorized_keys_file {missing}: No such file or "
+                             "directory; key refused\n")
 
 
-# -- stdio in process (stdio_in_process = true: no replica needed) ----------------------------
-LIST_CLASSIFIERS = b"GET /legacy/?:action=list_classifiers HTTP/1.0\r\nHost: gateway\r\n\r\n"
+# -- settings of the set-ups that were removed -------------------------------------------------
 
-
-def stdio_process(settings, fingerprint: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--set", f"database_url={settings.database_url}",
-         "--set", f"secret_key_file={settings.secret_key_file}", "--set", "read_timeout=1",
-         "--set", "stdio_in_process=true", "stdio", "--account", "alice", "--fingerprint", fingerprint],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={k: v for k, v in {**os.environ, **env}.items() if not k.startswith("PYPISSH_")})
-
-
-def test_stdio_answers_one_request_and_records_the_client(settings, key_registry, user_keys):
-    """In-process `stdio` answers the request on stdin and records the address from SSH_CONNECTION."""
-    proc = stdio_process(settings, user_keys["alice"].fingerprint, SSH_CONNECTION="192.0.2.44 50000 127.0.0.1 22")
-    out, err = proc.communicate(LIST_CLASSIFIERS, timeout=60)
-    assert proc.returncode == 0, err
-    assert out.startswith(b"HTTP/1.0 200 OK")
-    (event,) = recorded_events(key_registry, account_name="alice")
-    assert (event.outcome, event.client_addr) == ("local", "192.0.2.44")
-
-
-def test_stdio_gives_up_on_a_silent_client_and_exits(settings, key_registry, user_keys):
-    """A client that stops mid-request gets the timeout answer and the process exits, stdin still open."""
-    proc = stdio_process(settings, user_keys["alice"].fingerprint)
-    status, out = answers_a_stalled_request(proc)
-    assert status == 1
-    assert out.startswith(b"HTTP/1.0 408")
-
-
-def test_stdio_refuses_a_revoked_key(settings, key_registry, user_keys):
-    """A key revoked after sshd let it in is refused by in-process stdio with a sentence naming the account."""
-    key_registry.accounts.revoke_key(user_keys["alice"].fingerprint)
-    proc = stdio_process(settings, user_keys["alice"].fingerprint, SSH_ORIGINAL_COMMAND="whoami")
-    out, err = proc.communicate(b"", timeout=60)
-    assert proc.returncode == 1 and out == b""
-    assert b"no longer active for account 'alice'" in err
+@pytest.mark.parametrize("where", ["file", "environment", "flag"])
+def test_stdio_in_process_is_refused_with_what_to_do(tmp_path, where):
+    """`stdio_in_process` no longer exists: `stdio` (the light settings reader) and `check` (the
+    full one, as `serve`) refuse it in one line, wherever it is set, rather than ignore it."""
+    config = tmp_path / "config.toml"
+    config.write_text("stdio_in_process = true\n" if where == "file" else "")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}
+    if where == "environment":
+        env["PYPISSH_STDIO_IN_PROCESS"] = "true"
+    flag = ["--set", "stdio_in_process=true"] if where == "flag" else []
+    for command in (["stdio", "--account", "alice"], ["check", "--show"]):
+        done = subprocess.run([str(PROGRAM), "--config", str(config), *flag, *command], capture_output=True,
+                              text=True, timeout=60, env=env, input="")
+        assert done.returncode != 0 and done.stdout == "", (command, done.stdout)
+        (line,) = done.stderr.splitlines()
+        assert "setting 'stdio_in_process'" in line and "no longer exists" in line, line
+        assert "authorized_keys_file" in line and "remove it" in line

@@ -7,10 +7,8 @@ import datetime as dt
 import io
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 
@@ -317,23 +315,3 @@ def test_serve_with_json_format_writes_only_json_lines(make_settings, tmp_path, 
     assert any(line["msg"].startswith("replica ") and line["logger"] == "gateway" for line in lines)
     (closed,) = [line for line in lines if line["msg"] == "connection closed"]
     assert (closed["command"], closed["account_name"], closed["outcome"]) == ("whoami", "alice", "command")
-
-
-def test_stdio_in_process_appends_its_line_to_log_file(settings, user_key, tmp_path):
-    """In-process `stdio` writes its session line to log_file (never to stderr, the user's terminal)."""
-    _registry_with_alice(settings, user_key)
-    log_file = tmp_path / "stdio.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")}
-    env.update(SSH_ORIGINAL_COMMAND="whoami", SSH_CONNECTION="192.0.2.44 50000 127.0.0.1 22")
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--set", f"database_url={settings.database_url}",
-         "--set", f"secret_key_file={settings.secret_key_file}", "--set", "stdio_in_process=true",
-         "--set", "log_format=json", "--set", f"log_file={log_file}",
-         "stdio", "--account", "alice", "--fingerprint", user_key.fingerprint],
-        capture_output=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert b"session ended" not in result.stderr
-    (line,) = [json.loads(text) for text in log_file.read_text().splitlines()]
-    assert (line["msg"], line["client_addr"], line["account_name"], line["command"], line["outcome"]) == (
-        "session ended", "192.0.2.44", "alice", "whoami", "command")
-    assert line["key_fingerprint"] == user_key.fingerprint and line["key_type"] == "ssh-ed25519"

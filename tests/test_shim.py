@@ -5,6 +5,7 @@ own rules (peer credentials, the protocol version, a stale or live socket file).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.ops.logformat import record_fields
 from gateway.ssh import shimwire
 from gateway.ssh.shimserver import bind_shim_socket
 from testbed.legacyrequests import make_sdist, python3_upload
@@ -42,6 +44,7 @@ def socket_dir():
 def replica(start_gateway, make_settings, socket_dir):
     """A replica serving the OpenSSH mode's socket for this test's own user."""
     return start_gateway(make_settings(openssh_mode=True, shim_socket=str(socket_dir / "shim.sock"), shim_user=ME,
+                                       authorized_keys_file=str(socket_dir / "authorized_keys"),
                                        read_timeout=1.0))
 
 
@@ -68,6 +71,27 @@ def test_shim_answers_one_request_through_the_replica(replica, user_key):
     assert (event.outcome, event.client_addr, event.replica) == ("local", "192.0.2.44", replica.services.replica)
 
 
+def test_a_shim_session_is_one_line_in_the_replicas_log(replica, user_key, caplog):
+    """A session handed over by the shim is one 'session ended' line, with the client's address
+    from SSH_CONNECTION, the key and the command; a key revoked meanwhile is a refused login."""
+    register_account(replica, "alice", user_key)
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        done = shim(replica.settings, user_key.fingerprint, SSH_ORIGINAL_COMMAND="whoami",
+                    SSH_CONNECTION="192.0.2.44 50000 127.0.0.1 22")
+        assert done.returncode == 0, done.stderr
+        replica.registry.accounts.revoke_key(user_key.fingerprint)
+        replica.services.keys.refresh([user_key.fingerprint])
+        assert shim(replica.settings, user_key.fingerprint, SSH_ORIGINAL_COMMAND="whoami").returncode == 1
+    (line,) = [r for r in caplog.records if r.name == "gateway.sessions"]
+    assert line.getMessage() == "session ended"
+    logged = record_fields(line)
+    assert (logged["client_addr"], logged["account_name"], logged["key_fingerprint"], logged["command"],
+            logged["outcome"]) == ("192.0.2.44", "alice", user_key.fingerprint, "whoami", "command")
+    (refused,) = [r for r in caplog.records if r.name == "gateway.logins"]
+    assert refused.getMessage() == "login refused"
+    assert (record_fields(refused)["username"], record_fields(refused)["reason"]) == (ME, "key_not_active")
+
+
 def test_shim_carries_an_upload_of_many_frames_intact(replica, user_key, upstream, project_name):
     """A 3 MiB upload (dozens of stdin frames) reaches the upstream byte for byte."""
     register_account(replica, "alice", user_key, token=upstream.token)
@@ -84,6 +108,25 @@ def test_shim_runs_the_command_in_ssh_original_command(replica, user_key):
     result = shim(replica.settings, user_key.fingerprint, SSH_ORIGINAL_COMMAND="whoami")
     assert result.returncode == 0, result.stderr
     assert b"account:  alice\nemail:    alice@example.org\n" in result.stdout
+
+
+def test_a_shim_naming_no_key_runs_as_the_accounts_active_key(replica, user_key):
+    """`stdio --account NAME` without --fingerprint (a forced command written by hand) runs as the
+    account's active key; an account without one is refused in one line."""
+    register_account(replica, "alice", user_key)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYPISSH_", "SSH_"))}
+
+    def run(account: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(PROGRAM), "--set", f"shim_socket={replica.settings.shim_socket}", "stdio",
+                               "--account", account], capture_output=True, timeout=60,
+                              env={**env, "SSH_ORIGINAL_COMMAND": "whoami"})
+
+    known = run("alice")
+    assert known.returncode == 0, known.stderr
+    assert b"account:  alice" in known.stdout and user_key.fingerprint.encode() in known.stdout
+    unknown = run("nobody")
+    assert (unknown.returncode, unknown.stdout) == (1, b"")
+    assert b"is no longer active for account 'nobody'" in unknown.stderr
 
 
 def test_shim_exits_when_the_replica_gives_up_on_a_silent_client(replica, user_key):
@@ -153,7 +196,7 @@ def test_socket_refuses_a_session_from_a_user_other_than_shim_user(start_gateway
 
     ensure_submit_user()
     harness = start_gateway(make_settings(openssh_mode=True, shim_socket=str(socket_dir / "shim.sock"),
-                                          shim_user="submit"))
+                                          shim_user="submit", authorized_keys_file=str(socket_dir / "keys")))
     header = shimwire.SessionHeader("alice", "", "whoami", "").encode()
     frames = _exchange(harness.settings.shim_socket, shimwire.frame(shimwire.SESSION, header))
     assert frames == [(shimwire.STDERR, (
@@ -166,25 +209,6 @@ def test_socket_refuses_a_shim_of_another_protocol_version(replica):
     frames = _exchange(replica.settings.shim_socket, shimwire.frame(shimwire.SESSION, b"0\0alice\0\0whoami\0"))
     assert frames == [(shimwire.STDERR, b"pypissh-gateway: the upload service on this machine is being upgraded; "
                                         b"nothing was published; try again in a minute\n"), (shimwire.EXIT, b"1")]
-
-
-def test_key_lookup_is_answered_by_the_replica(replica, user_keys):
-    """authorized-keys-command asks the replica: the line comes even though the command itself
-    could not read the registry, and an unknown key gets none."""
-    register_account(replica, "alice", user_keys["alice"])
-    args = [str(PROGRAM), "--set", "database_url=sqlite:////nonexistent/registry.sqlite3",
-            "--set", f"shim_socket={replica.settings.shim_socket}", "authorized-keys-command",
-            "--command", "/usr/bin/pypissh-gateway", "submit"]
-    kind, blob = user_keys["alice"].public_line.split()[:2]
-    known = subprocess.run([*args, blob, kind], capture_output=True, text=True, timeout=60)
-    assert known.returncode == 0, known.stderr
-    assert known.stdout == (
-        'restrict,command="/usr/bin/pypissh-gateway --set database_url=sqlite:////nonexistent/registry.sqlite3 '
-        f'--set shim_socket={replica.settings.shim_socket} stdio --account alice --fingerprint '
-        f'{user_keys["alice"].fingerprint}" {kind} {blob}\n')
-    mallory_kind, mallory_blob = user_keys["mallory"].public_line.split()[:2]
-    unknown = subprocess.run([*args, mallory_blob, mallory_kind], capture_output=True, text=True, timeout=60)
-    assert (unknown.returncode, unknown.stdout, unknown.stderr) == (0, "", "")
 
 
 def test_a_stale_socket_file_is_replaced_and_a_live_one_is_not(make_settings, socket_dir):
@@ -223,7 +247,8 @@ def test_workers_share_the_supervisors_socket_and_it_goes_with_it(socket_dir, up
     replica = Replica(tmp_path / "replica", dict(
         database_url=url, upstream_url=upstream.url, upstream_ca_bundle=str(upstream.ca_file),
         host_key_dir=str(host_key_dir), secret_key_file=str(tmp_path / "secret.key"),
-        openssh_mode=True, shim_socket=str(path), shim_user=ME), extra_args=["--workers", "2"])
+        openssh_mode=True, shim_socket=str(path), shim_user=ME,
+        authorized_keys_file=str(tmp_path / "authorized_keys")), extra_args=["--workers", "2"])
     replica.start(timeout=60)
     try:
         answers = [subprocess.run(

@@ -200,14 +200,15 @@ def test_misspelt_variable_gets_a_warning_naming_the_setting(gateway_home):
                            "PYPISSH_DATABASE_URL (setting database_url)?\n")
 
 
-def test_openssh_mode_without_its_secret_key_fails_in_one_line(gateway_home):
-    """`stdio` run in process (sshd's forced command without a replica) with the key file gone: the
-    user reads one line, nothing was published; no key file is made."""
+def test_openssh_mode_shim_needs_no_secret_key_and_makes_none(gateway_home):
+    """`stdio` (sshd's forced command) with the secret key gone and no replica running: the user
+    reads one line, nothing was published; the shim never reads the key, and none is made."""
     (gateway_home / "secret.key").unlink()
     done = run_cli("pypissh-gateway", "stdio", "--account", "alice",
-               env=environment(PYPISSH_HOME=str(gateway_home), PYPISSH_STDIO_IN_PROCESS="true"))
+                   env=environment(PYPISSH_HOME=str(gateway_home), SSH_ORIGINAL_COMMAND="whoami"))
     assert done.returncode == 1
-    assert done.stderr == "pypissh-gateway: internal error; nothing was published; try again later\n"
+    assert done.stderr == ("pypissh-gateway: the upload service on this machine is not running; nothing was "
+                           "published; try again in a minute\n")
     assert not (gateway_home / "secret.key").exists()
 
 

@@ -1,14 +1,11 @@
 """One gate for the upstream's address: the upstream client refuses a plain-http URL when it is
-built (gateway/upload/upstream.py), so no path that forwards (serve, workers, stdio in process,
-test helpers) can send an API token in cleartext."""
+built (gateway/upload/upstream.py), so no path that forwards (serve, workers, test
+helpers) can send an API token in cleartext."""
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
-import sys
 
 import pytest
 
@@ -16,8 +13,6 @@ from gateway.errors import ConfigError
 from gateway.messages import upstream_not_https
 from gateway.services import Services
 from gateway.upload.upstream import UpstreamClient
-from testbed.legacyrequests import make_sdist, python3_upload
-from tests.helpers import recorded_events, register_account
 
 TOKEN = "pypi-gate-test-token-never-in-cleartext"
 
@@ -50,26 +45,3 @@ def test_services_for_a_plain_http_upstream_cannot_be_built(settings):
     """Services.build, what serve, its workers and stdio in process all start from, refuses too."""
     with pytest.raises(ConfigError, match="is plain http"):
         Services.build(settings.replace(upstream_url="http://127.0.0.1:9/legacy/"))
-
-
-def test_stdio_in_process_refuses_a_plain_http_upstream_and_sends_nothing(gateway, settings, user_key, sink):
-    """`stdio` with stdio_in_process = true and an http:// upstream: a whole legacy upload on stdin,
-    a refusal, exit 1, and no connection ever reaches the listener (so no token crossed it)."""
-    register_account(gateway, "alice", user_key, token=TOKEN)
-    url = f"http://127.0.0.1:{sink.getsockname()[1]}/legacy/"
-    request = python3_upload("gatecheck", "1.0", make_sdist("gatecheck", "1.0"))
-    done = subprocess.run(
-        [sys.executable, "-m", "gateway", "--set", f"database_url={settings.database_url}",
-         "--set", f"secret_key_file={settings.secret_key_file}", "--set", f"upstream_url={url}",
-         "--set", "upstream_ca_bundle=", "--set", "stdio_in_process=true",
-         # Short, so that without the gate the run ends (with the token sent) instead of hanging.
-         "--set", "upstream_timeout=2", "--set", "upstream_deadline=4", "--set", "upstream_retries=0",
-         "stdio", "--account", "alice", "--fingerprint", user_key.fingerprint],
-        input=request, capture_output=True, timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PYPISSH_")})
-    assert done.returncode == 1
-    assert done.stderr.decode().splitlines()[-1] == (
-        "pypissh-gateway: internal error; nothing was published; try again later")
-    assert TOKEN.encode() not in done.stdout + done.stderr
-    assert _reached(sink) is False
-    assert recorded_events(gateway.registry, account_name="alice") == []

@@ -121,7 +121,9 @@ FAILED = SessionOutcome(SESSION_FAILED)
 
 @dataclass
 class Connection:
-    """One SSH connection of the asyncssh server, as the log will tell it."""
+    """One SSH connection of the asyncssh server: its state, shared by the listener (which marks it
+    authenticated), the server (the user, the key, the account, a refusal) and the sessions (what
+    each did), and what the log tells of it when it ends."""
 
     conn_id: str
     client_addr: str | None
@@ -131,7 +133,7 @@ class Connection:
     key_type: str | None = None
     key_fingerprint: str | None = None
     account_name: str | None = None
-    authenticated: bool = False
+    authenticated: bool = False  # the client authenticated (it may still be refused: `refusal`)
     refusal: str | None = None  # why the login was refused, once known
     detail: str | None = None  # the refusal as the client was told it, where that says more (a wait)
     running: int = 0  # sessions started and not ended
@@ -140,8 +142,11 @@ class Connection:
     closed: bool = False
     written: bool = False
 
-    def logged_in(self, identity: Identity) -> None:
-        self.authenticated = True
+    @property
+    def logged_in(self) -> bool:
+        return self.authenticated and self.refusal is None
+
+    def log_in(self, identity: Identity) -> None:
         self.account_name = identity.account_name
         self.key_fingerprint = identity.fingerprint
         self.key_type = identity.key_type or self.key_type
@@ -235,7 +240,7 @@ class SessionLog:
         self.limiter = RefusalLimiter(per_address, window, clock=clock)
 
     # -- the asyncssh server: one line per connection -------------------------------------------
-    def connection(self, client_addr: str | None) -> Connection:
+    def connection(self, client_addr: str | None = None) -> Connection:
         return Connection(new_conn_id(), client_addr, self._clock())
 
     def session_started(self, conn: Connection) -> None:
@@ -257,7 +262,7 @@ class SessionLog:
 
     def connection_closed(self, conn: Connection) -> None:
         conn.closed = True
-        if not conn.authenticated:
+        if not conn.logged_in:
             self.refused(conn_id=conn.conn_id, client_addr=conn.client_addr, username=conn.username,
                          key_type=conn.key_type, key_fingerprint=conn.key_fingerprint,
                          reason=conn.refusal or NO_LOGIN, ssh_client_version=conn.ssh_client_version,

@@ -19,7 +19,8 @@ from gateway.errors import ConfigError
 
 # ed25519 first: it signs several times faster than RSA, and handshakes are CPU-bound.
 # RSA stays for clients too old to know ed25519.
-KEY_FILES = (("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "ssh-rsa", {"key_size": 3072}))
+KEY_FILES: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("ssh_host_ed25519_key", "ssh-ed25519", {}), ("ssh_host_rsa_key", "ssh-rsa", {"key_size": 3072}))
 
 
 PRIMARY = tuple(filename for filename, _algorithm, _options in KEY_FILES)

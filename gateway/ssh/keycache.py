@@ -35,6 +35,14 @@ class RegistryUnavailable(asyncssh.ServiceNotAvailable):
         super().__init__(messages.registry_unavailable())
 
 
+def owned_by(found: Identity | None, account: str) -> Identity | None:
+    """The one check of "is this key still this account's": the registry's current identity for
+    a key (None: revoked, or its account disabled), if it still belongs to `account`. By name,
+    since that is what every front end holds (sshd's forced command carries only names), and an
+    account's name never changes."""
+    return found if found is not None and found.account_name == account else None
+
+
 class KeyCache:
     """`lookup` (the registry's `identity_for_key`) behind a cache of `ttl` seconds per fingerprint."""
 

@@ -1,45 +1,24 @@
-"""`pypissh-gateway authorized-keys-command`: sshd's AuthorizedKeysCommand, at the cost of about
-one interpreter start.
+"""The OpenSSH mode's authorized_keys lines: the one builder (for `authorized_keys_file`) and
+`pypissh-gateway authorized-keys-command`, which prints the lines of that file for one key.
 
-    Match User submit
-        AuthorizedKeysFile none
-        AuthorizedKeysCommand /opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml authorized-keys-command %u %k %t
-        AuthorizedKeysCommandUser pypissh
+The replica keeps `authorized_keys_file` (gateway/ssh/keyfile.py) and sshd's AuthorizedKeysCommand
+picks a key's line out of it, with `grep -F` or, for an operator who prefers a named command, with
 
-sshd runs it twice per login (the key query, then the signed attempt) with the user (%u), the key
-(%k) and its type (%t). For an active key of an enabled account it prints one authorized_keys
-line whose forced command runs `stdio` as that account:
+    AuthorizedKeysCommand /opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml authorized-keys-command %u %k %t
 
-    restrict,command="/opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml stdio --account alice --fingerprint SHA256:..." ssh-ed25519 AAAA...
-
-and nothing for another user than `ssh_user`, an unknown or revoked key, or a disabled account.
-
-Who owns the key is asked of the local replica over `shim_socket` (it answers from its key cache,
-so a revocation reaches sshd within `key_cache_seconds`, as with the replica's own SSH server);
-when no replica answers, the registry is read directly (`gateway.registry.keyline`). Standard
-library only, and no more of it than needed: tests/test_fast_paths.py checks the imports.
+which prints the same line (the file's own) for an active key of an enabled account given as
+`ssh_user`, and nothing otherwise. It reads the file rather than the registry: what it prints is
+then what sshd gets from grep, byte for byte, and neither sshd's AuthorizedKeysCommandUser nor this
+process needs the registry's credentials. Standard library only, and no more of it than needed:
+tests/test_fast_paths.py checks the imports.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
-import shlex
-import socket
 
 from gateway.registry import names
-from gateway.ssh import shimwire
-
-TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
-if TYPE_CHECKING:
-    from typing import Sequence
-
-# The replica answers from memory; a slower answer means it is stuck, and the registry is there.
-LOOKUP_TIMEOUT = 2.0
-
-
-class LookupFailed(Exception):
-    """Neither the replica nor the registry could say who owns the key (sshd logs the reason)."""
 
 
 def key_blob(key_base64: str, key_type: str | None) -> bytes | None:
@@ -63,25 +42,12 @@ def key_blob(key_base64: str, key_type: str | None) -> bytes | None:
     return blob
 
 
-def blob_type(blob: bytes) -> str:
-    return blob[4:4 + int.from_bytes(blob[:4], "big")].decode("ascii")
-
-
-def fingerprint_of(blob: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint of a key blob."""
-    import hashlib
-
-    digest = binascii.b2a_base64(hashlib.sha256(blob).digest(), newline=False).decode("ascii")
-    return "SHA256:" + digest.rstrip("=")
-
-
 # Every line this package writes starts so: `restrict` turns off forwarding, pty, X11 and user rc,
 # and the forced command is the only thing sshd will run for the key.
 LINE_PREFIX = 'restrict,command="'
 # Characters no line may hold anywhere: each ends the line, or the C string sshd reads it into.
 LINE_BREAKERS = ("\n", "\r", "\0")
-# The bare key (no options, no comment) and an OpenSSH SHA256 fingerprint. `re` costs nothing
-# more here: shlex imports it.
+# The bare key (no options, no comment) and an OpenSSH SHA256 fingerprint.
 _PUBLIC_KEY = re.compile(r"[a-z0-9@.-]+ [A-Za-z0-9+/]+={0,3}")
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{1,64}={0,3}")
 
@@ -111,12 +77,6 @@ def check_public_key(key_openssh: str) -> str:
     return key_openssh
 
 
-def forced_command(executable: str, global_args: Sequence[str], account: str, fingerprint: str) -> str:
-    """The command sshd runs for this key: `stdio` as its account, naming the key for the record."""
-    return shlex.join([executable, *global_args, "stdio", "--account", check_account(account),
-                       "--fingerprint", check_fingerprint(fingerprint)])
-
-
 def authorized_keys_line(command: str, key_openssh: str) -> str:
     """The one builder of lines: the fixed prefix, the command, the bare key. Raises UnsafeLine
     rather than return a line that does not start with LINE_PREFIX or that holds a line break."""
@@ -127,74 +87,12 @@ def authorized_keys_line(command: str, key_openssh: str) -> str:
     return line
 
 
-def ask_replica(socket_path: str, key_base64: str, timeout: float = LOOKUP_TIMEOUT
-                ) -> tuple[bool, tuple[str, str] | None]:
-    """(True, (account, fingerprint) or None) when the replica on `socket_path` answered, else
-    (False, None)."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(socket_path)
-            sock.sendall(shimwire.frame(shimwire.LOOKUP, key_base64.encode("ascii")))
-            buffer = shimwire.FrameBuffer()
-            while True:
-                data = sock.recv(4096)
-                if not data:
-                    return False, None
-                for kind, payload in buffer.feed(data):
-                    if kind != shimwire.ACCOUNT:
-                        return False, None  # UNAVAILABLE, or a refusal: the registry decides
-                    if not payload:
-                        return True, None
-                    account, _, fingerprint = payload.decode("utf-8").partition("\0")
-                    return True, (account, fingerprint)
-    except (OSError, shimwire.WireError, UnicodeError):
-        return False, None
-
-
-def owner(key_base64: str, blob: bytes, socket_path: str, database_url: str) -> tuple[str, str] | None:
-    """(account, fingerprint) of the active key: the replica's answer, else the registry's."""
-    answered, found = ask_replica(socket_path, key_base64)
-    if answered:
-        return found
-    from gateway.registry.keyline import KeylineError, account_for_key
-
-    fingerprint = fingerprint_of(blob)
-    try:
-        account = account_for_key(database_url, fingerprint)
-    except KeylineError as exc:
-        raise LookupFailed(str(exc)) from None
-    return (account, fingerprint) if account else None
-
-
-class KeyQuery:
-    """One run of the command: sshd's arguments and what the forced command must carry."""
-
-    __slots__ = ("user", "key_base64", "key_type", "executable", "global_args")
-
-    def __init__(self, user: str, key_base64: str, key_type: str | None, executable: str,
-                 global_args: Sequence[str]):
-        self.user = user
-        self.key_base64 = key_base64
-        self.key_type = key_type
-        self.executable = executable  # absolute path of the program the forced command runs
-        self.global_args = tuple(global_args)  # --config FILE and --set pairs, passed on to `stdio`
-
-
-def lines_for_query(query: KeyQuery, ssh_user: str, socket_path: str, database_url: str) -> list[str]:
-    """The authorized_keys lines for one login attempt (empty: sshd refuses the key). Raises
-    LookupFailed when the owner cannot be found out, UnsafeLine when what the registry says
-    cannot be written into a safe line."""
-    if query.user != ssh_user:
-        return []
-    blob = key_blob(query.key_base64, query.key_type)
+def lines_for_key(key_file: str, user: str, ssh_user: str, key_base64: str, key_type: str | None) -> list[str]:
+    """The lines of `key_file` for the key sshd presents (%u %k %t); empty: sshd refuses the key.
+    Raises OSError when the file cannot be read."""
+    blob = key_blob(key_base64, key_type) if user == ssh_user else None
     if blob is None:
         return []
-    found = owner(query.key_base64, blob, socket_path, database_url)
-    if found is None:
-        return []
-    account, fingerprint = found
-    # A registry row that breaks the grammar (written by hand, or before it was enforced) raises
-    # UnsafeLine here: the caller prints no line, and sshd refuses the key.
-    command = forced_command(query.executable, query.global_args, account, fingerprint)
-    return [authorized_keys_line(command, f"{blob_type(blob)} {query.key_base64}")]
+    key = f" {blob[4:4 + int.from_bytes(blob[:4], 'big')].decode('ascii')} {key_base64}\n"
+    with open(key_file, encoding="utf-8") as lines:
+        return [line[:-1] for line in lines if line.startswith(LINE_PREFIX) and line.endswith(key)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -27,7 +28,7 @@ from typing import Callable, Coroutine, Iterable
 import asyncssh
 
 from gateway import messages
-from gateway.ops import metrics
+from gateway.ops import metrics, sessionlog
 from gateway.ssh import proxyproto
 from gateway.ssh.asyncssh_seams import connect_accepted_socket
 
@@ -107,8 +108,13 @@ def is_trusted(host: str, allowed: tuple) -> bool:
 
 async def _readable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(sock.fileno(), wake)
     try:
         await ready
     finally:
@@ -176,11 +182,15 @@ class AcceptBackoff:
         self._pause = 0.0
 
 
+# The connection's extra info that carries its state (`sessionlog.Connection`) to the SSH server.
+STATE = "connection_state"
+
+
 @dataclass(eq=False)
 class _Connection:
+    state: sessionlog.Connection
     task: asyncio.Task | None = None
     conn: asyncssh.SSHServerConnection | None = None
-    authenticated: bool = False
 
 
 @dataclass
@@ -194,11 +204,14 @@ class GatewayListener:
     `wait_closed`) plus `in_flight` and `drain` for a graceful stop."""
 
     def __init__(self, sock: socket.socket, options: asyncssh.SSHServerConnectionOptions,
-                 proxy: ProxySettings | None = None):
+                 proxy: ProxySettings | None = None,
+                 new_state: Callable[[], sessionlog.Connection] | None = None):
         sock.setblocking(False)
         self._sock = sock
         self._options = options
         self._proxy = proxy or ProxySettings()
+        # Each connection's one state: this listener's, its server's and the log's.
+        self._new_state = new_state or sessionlog.SessionLog().connection
         self._connections: set[_Connection] = set()
         self._accepting: asyncio.Task | None = None
         self._companions: set[asyncio.Task] = set()
@@ -287,10 +300,13 @@ class GatewayListener:
                 continue
             backoff.succeeded()
             sock.setblocking(False)
-            entry = _Connection()
+            entry = _Connection(self._new_state())
             self._connections.add(entry)
             entry.task = loop.create_task(self._serve(entry, sock, address))
-            entry.task.add_done_callback(lambda _task, entry=entry: self._connections.discard(entry))
+            entry.task.add_done_callback(functools.partial(self._ended, entry))
+
+    def _ended(self, entry: _Connection, _task: asyncio.Task) -> None:
+        self._connections.discard(entry)
 
     async def _serve(self, entry: _Connection, sock: socket.socket, address) -> None:
         metrics.CONNECTIONS.inc()
@@ -299,7 +315,7 @@ class GatewayListener:
             extra = await self._client_address(sock, address)
             entry.conn = await self._start_ssh(entry, sock, extra)
             await entry.conn.wait_closed()
-            if not entry.authenticated:
+            if not entry.state.authenticated:
                 metrics.AUTH_FAILURES.inc()
         except ProxyRefused as exc:
             metrics.PROXY_REFUSED.labels(reason=exc.reason).inc()
@@ -338,6 +354,7 @@ class GatewayListener:
 
     async def _start_ssh(self, entry: _Connection, sock: socket.socket, extra: dict) -> asyncssh.SSHServerConnection:
         def logged_in() -> None:
-            entry.authenticated = True
+            entry.state.authenticated = True
 
-        return await connect_accepted_socket(sock, self._options, extra=extra, on_login=logged_in)
+        return await connect_accepted_socket(sock, self._options, extra={**extra, STATE: entry.state},
+                                             on_login=logged_in)

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
-
-from gateway.registry import Identity
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.ssh.keycache import RegistryUnavailable
-from gateway.ssh.limits import Login
+from gateway.ssh.keycache import RegistryUnavailable, owned_by
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +29,11 @@ UNCACHED_PERIOD = 1.0
 MIN_PERIOD = 0.1
 
 
-class Revocable(Protocol):
-    def revoke(self) -> None:
-        """Refuse new sessions; close the connection once it has none."""
-
-
 def check_period(settings: Settings) -> float:
     """Seconds between two checks of the logged-in connections."""
     if settings.key_cache_seconds <= 0:
         return UNCACHED_PERIOD
     return max(MIN_PERIOD, settings.key_cache_seconds)
-
-
-def still_active(login: Login, identity: Identity | None) -> bool:
-    """The registry's answer for a login's key still lets it in as the same account."""
-    return identity is not None and identity.account_id == login.account_id
 
 
 async def recheck_logins(services: Services) -> int:
@@ -67,7 +53,7 @@ async def recheck_logins(services: Services) -> int:
         # its login was checked just now, and the next check covers it.
         if login.fingerprint not in current:
             continue
-        if not still_active(login, current[login.fingerprint]):
+        if owned_by(current[login.fingerprint], login.account) is None:
             conn.revoke()  # type: ignore[attr-defined]
             revoked += 1
     return revoked

@@ -4,7 +4,7 @@ The server object (`GatewayServer`, one per connection) decides authentication a
 limits before and after login: per address before it (`limits.py`), per account after it
 (connections, sessions), and for the connection's whole life (an idle connection is closed, and
 one whose key is revoked or account disabled is refused new sessions and closed once idle, see
-`revocation.py`). `session.GatewaySession` does the work of each channel. `start_server` listens
+`revocation.py`; `LoggedIn`). `session.GatewaySession` does the work of each channel. `start_server` listens
 with the gateway's algorithms and host keys.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Callable
 
 import asyncssh
 
@@ -24,12 +25,84 @@ from gateway.services import Services
 from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation
 from gateway.ssh.limits import Login
 from gateway.ssh.listener import GatewayListener
+from gateway.ssh.runner import take_session_slot
 from gateway.ssh.session import GatewaySession, RefusedSession, TimedChannel
 
 log = logging.getLogger(__name__)
 
 # How long a refused connection is kept half-open for its client to read the reason.
 LINGER_SECONDS = 1.0
+
+
+class LoggedIn:
+    """A logged-in connection's life: its session channels, the idle timer, and revocation (the
+    key revoked or the account disabled: new sessions are refused, and the connection is closed
+    once it has none). `disconnect` ends the connection with a reason the client prints."""
+
+    def __init__(self, services: Services, login: Login, source: str, disconnect: Callable[[int, str], None]):
+        self.login = login
+        self.revoked = False
+        self.channels = 0  # session channels open now
+        self._services = services
+        self._source = source
+        self._disconnect = disconnect
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._arm_idle_timer()
+
+    def revoke(self) -> None:
+        """The key was revoked or the account disabled: refuse new sessions, and close the
+        connection now if it is idle, else when its last session ends (an upload already being
+        forwarded finishes; one not yet forwarded is refused before it is)."""
+        if self.revoked or self._closed:
+            return
+        self.revoked = True
+        log.info("key %s of account %s is no longer active: refusing new sessions of its connection from %s",
+                 self.login.fingerprint, self.login.account, self._source)
+        if self.channels == 0:
+            self._close_revoked()
+
+    def channel_opened(self) -> None:
+        self.channels += 1
+        self._stop_idle_timer()
+
+    def channel_closed(self) -> None:
+        self.channels -= 1
+        if self.channels:
+            return
+        if self.revoked:
+            self._close_revoked()
+        else:
+            self._arm_idle_timer()
+
+    def closed(self) -> None:
+        self._closed = True
+        self._stop_idle_timer()
+
+    def _close_revoked(self) -> None:
+        metrics.CLOSED_BY_GATEWAY.labels(reason="revoked").inc()
+        reason = messages.key_inactive(self.login.account, self.login.fingerprint)
+        self._disconnect(asyncssh.DISC_BY_APPLICATION, reason)
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self._services.settings.idle_timeout
+        if timeout > 0 and self.channels == 0 and self._idle_timer is None and not self._closed:
+            self._idle_timer = asyncio.get_running_loop().call_later(timeout, self._idle)
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if self.channels or self._closed:
+            return
+        timeout = self._services.settings.idle_timeout
+        log.info("closed the connection of account %s from %s: no session for %.0f s", self.login.account,
+                 self._source, timeout)
+        metrics.CLOSED_BY_GATEWAY.labels(reason="idle").inc()
+        self._disconnect(asyncssh.DISC_BY_APPLICATION, messages.idle_disconnect(self.login.account, timeout))
 
 
 class GatewayServer(asyncssh.SSHServer):
@@ -45,21 +118,17 @@ class GatewayServer(asyncssh.SSHServer):
         self._identity: Identity | None = None
         self._source = "unknown"
         self._failures = 0
-        self._authenticated = False
         self._closed = False
         self._user_signature: str | None = None
         self._banner_sent_for: set[str] = set()  # keys told they are not registered
-        # Set once logged in and counted against the account's connections.
-        self._login: Login | None = None
-        self._channels = 0  # session channels open now
+        self._logged_in: LoggedIn | None = None  # once logged in and counted against the account
         self._channels_refused = 0  # past max_sessions_per_connection
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._revoked = False
-        # This connection's line in the log (gateway/ops/sessionlog.py), written when it ends.
-        self.record = services.sessionlog.connection(None)
+        # The connection's state, shared with the listener and the log (gateway/ops/sessionlog.py).
+        self.record = services.sessionlog.connection()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
+        self.record = conn.get_extra_info(listener.STATE) or self.record
         self._source = self.record.client_addr = _client_address(conn)
         limits = self._services.limits
         admission = limits.startups.admit(self, self._source)
@@ -84,101 +153,42 @@ class GatewayServer(asyncssh.SSHServer):
                 kept = None
             self._conn.disconnect(code, reason)
             if kept is not None:
-                loop.create_task(_linger_close(kept))
+                _LINGERING.add(task := loop.create_task(_linger_close(kept)))
+                task.add_done_callback(_LINGERING.discard)
 
         loop.call_soon(_disconnect)
 
     def auth_completed(self) -> None:
-        self._authenticated = True
+        self.record.refusal = None  # keys refused before the one that logged in
         limits = self._services.limits
         limits.startups.release(self)
         identity = self._identity
-        assert identity is not None
+        assert identity is not None and self._conn is not None
         login = Login(identity.account_id, identity.account_name, identity.fingerprint)
-        if not limits.connections.admit(self, login):
+        logged_in = LoggedIn(self._services, login, self._source, self._refuse)
+        if not limits.connections.admit(logged_in, login):
+            logged_in.closed()
             self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
             self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS,
                          messages.too_many_connections(login.account, limits.connections.limit))
             return
-        self._login = login
-        self.record.logged_in(identity)
-        if self._conn is not None:
-            self._conn.set_extra_info(legacy_crypto=self._legacy_crypto())
-        self._arm_idle_timer()
-
-    def _legacy_crypto(self) -> bool:
-        assert self._conn is not None
-        host_key = self._conn.get_server_host_key()
-        return algorithms.legacy_in_use(
-            asyncssh_seams.client_kexinit(self._conn),
-            algorithms.kex_algorithms(self._services.settings.legacy_algorithms),
-            asyncssh_seams.offered_host_key_algorithms(host_key) if host_key else [],
-            self._conn.get_extra_info("recv_mac"),
-            self._user_signature,
-        )
+        self._logged_in = logged_in
+        self.record.log_in(identity)
+        self._conn.set_extra_info(legacy_crypto=_legacy_crypto(self._conn, self._services.settings.legacy_algorithms,
+                                                               self._user_signature))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._disarm_idle_timer()
         limits = self._services.limits
         limits.startups.release(self)
-        limits.connections.release(self)
-        if not self._authenticated and self._failures:
+        if self._logged_in is not None:
+            self._logged_in.closed()
+            limits.connections.release(self._logged_in)
+        if not self.record.authenticated and self._failures:
             limits.penalties.record_failure(self._source)
         if self._conn is not None:
             self.record.ssh_client_version = self._conn.get_extra_info("client_version")
         self._services.sessionlog.connection_closed(self.record)
-
-    # -- a logged-in connection's life ----------------------------------------------------------
-    def revoke(self) -> None:
-        """The key was revoked or the account disabled: refuse new sessions, and close the
-        connection now if it is idle, else when its last session ends (an upload already being
-        forwarded finishes; one not yet forwarded is refused before it is)."""
-        if self._revoked or self._closed or self._login is None:
-            return
-        self._revoked = True
-        log.info("key %s of account %s is no longer active: refusing new sessions of its connection from %s",
-                 self._login.fingerprint, self._login.account, self._source)
-        if self._channels == 0:
-            self._close_revoked()
-
-    def _close_revoked(self) -> None:
-        assert self._login is not None
-        metrics.CLOSED_BY_GATEWAY.labels(reason="revoked").inc()
-        self._refuse(asyncssh.DISC_BY_APPLICATION, messages.key_inactive(self._login.account, self._login.fingerprint))
-
-    def _arm_idle_timer(self) -> None:
-        timeout = self._services.settings.idle_timeout
-        if timeout > 0 and self._channels == 0 and self._idle_timer is None and not self._closed:
-            self._idle_timer = asyncio.get_running_loop().call_later(timeout, self._idle)
-
-    def _disarm_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _idle(self) -> None:
-        self._idle_timer = None
-        if self._channels or self._closed or self._login is None:
-            return
-        timeout = self._services.settings.idle_timeout
-        log.info("closed the connection of account %s from %s: no session for %.0f s", self._login.account,
-                 self._source, timeout)
-        metrics.CLOSED_BY_GATEWAY.labels(reason="idle").inc()
-        self._refuse(asyncssh.DISC_BY_APPLICATION, messages.idle_disconnect(self._login.account, timeout))
-
-    def _channel_opened(self) -> None:
-        self._channels += 1
-        self._disarm_idle_timer()
-
-    def _channel_closed(self) -> None:
-        self._channels -= 1
-        if self._channels:
-            return
-        if self._revoked:
-            self._close_revoked()
-        else:
-            self._arm_idle_timer()
 
     async def begin_auth(self, username: str) -> bool:
         self.record.username = username
@@ -187,17 +197,11 @@ class GatewayServer(asyncssh.SSHServer):
             self._conn.send_auth_banner(banner)
         return True
 
-    def password_auth_supported(self) -> bool:
-        return False
-
     def kbdint_auth_supported(self) -> bool:
         return False
 
-    def host_based_auth_supported(self) -> bool:
-        return False
-
     def public_key_auth_supported(self) -> bool:
-        return True
+        return True  # and nothing else: asyncssh's defaults refuse passwords and host-based logins
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         self._identity = None
@@ -273,12 +277,13 @@ class GatewayServer(asyncssh.SSHServer):
         raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                         messages.forwarding_refused("forwarding"))
 
-    def session_requested(self):
-        if self._identity is None or self._conn is None or self._login is None:
+    def session_requested(self) -> TimedChannel | bool:
+        logged_in = self._logged_in
+        if self._identity is None or self._conn is None or logged_in is None:
             return False
         account = self._identity.account_name
         cap = self._services.settings.max_sessions_per_connection
-        if self._channels >= cap:
+        if logged_in.channels >= cap:
             # Refused at the open, as OpenSSH's MaxSessions does: no channel object, no timer, and
             # one log line per connection however many opens a client sends.
             self._channels_refused += 1
@@ -287,31 +292,41 @@ class GatewayServer(asyncssh.SSHServer):
                 log.info("refusing session channels of account %s past %d open on one connection", account, cap)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                             messages.too_many_channels(account, cap))
+        logged_in.channel_opened()
         timeout = self._services.settings.channel_request_timeout
-        sessions = self._services.limits.sessions
-        if self._revoked:
-            log.info("refused a session of account %s: key %s is no longer active", account, self._login.fingerprint)
+        if logged_in.revoked:
+            fingerprint = logged_in.login.fingerprint
+            log.info("refused a session of account %s: key %s is no longer active", account, fingerprint)
             self._services.sessionlog.session_refused(self.record, sessionlog.KEY_REVOKED)
-            return self._channel(RefusedSession(403, messages.key_inactive(account, self._login.fingerprint),
-                                                account=account, request_timeout=timeout,
-                                                on_close=self._channel_closed))
-        if not sessions.acquire(account):
-            log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
+            return RefusedSession(403, messages.key_inactive(account, fingerprint), account=account,
+                                  request_timeout=timeout, on_close=logged_in.channel_closed)
+        refusal = take_session_slot(self._services, account)
+        if refusal is not None:
             self._services.sessionlog.session_refused(self.record, sessionlog.TOO_MANY_SESSIONS)
-            return self._channel(RefusedSession(429, messages.too_many_sessions(account, sessions.limit),
-                                                account=account, request_timeout=timeout,
-                                                on_close=self._channel_closed))
+            return RefusedSession(429, refusal, account=account, request_timeout=timeout,
+                                  on_close=logged_in.channel_closed)
 
         def closed() -> None:
-            sessions.release(account)
-            self._channel_closed()
+            self._services.limits.sessions.release(account)
+            logged_in.channel_closed()
 
-        return self._channel(GatewaySession(self._services, self._identity, self._conn, on_close=closed,
-                                            on_revoked=self.revoke, record=self.record))
+        return GatewaySession(self._services, self._identity, self._conn, on_close=closed,
+                              on_revoked=logged_in.revoke, record=self.record)
 
-    def _channel(self, session: TimedChannel) -> TimedChannel:
-        self._channel_opened()
-        return session
+
+_LINGERING: set[asyncio.Task] = set()  # refused connections closing gently (the loop keeps weak references)
+
+
+def _legacy_crypto(conn: asyncssh.SSHServerConnection, legacy: bool, user_signature: str | None) -> bool:
+    """Whether the connection uses an algorithm only `legacy_algorithms` allows (for the event)."""
+    host_key = conn.get_server_host_key()
+    return algorithms.legacy_in_use(
+        asyncssh_seams.client_kexinit(conn),
+        algorithms.kex_algorithms(legacy),
+        asyncssh_seams.offered_host_key_algorithms(host_key) if host_key else [],
+        conn.get_extra_info("recv_mac"),
+        user_signature,
+    )
 
 
 async def _linger_close(sock: socket.socket) -> None:
@@ -391,6 +406,6 @@ async def start_server(services: Services, *, host: str | None = None, port: int
         sock = listener.bind(host if host is not None else settings.listen_host,
                              port if port is not None else settings.listen_port)
     proxy = listener.ProxySettings(settings.proxy_protocol, listener.networks(settings.proxy_allowed))
-    started = listener.GatewayListener(sock, options, proxy).start()
+    started = listener.GatewayListener(sock, options, proxy, services.sessionlog.connection).start()
     started.alongside(revocation.watch_logins(services))
     return started

@@ -1,8 +1,9 @@
 """One SSH session (channel): the exchange or command it carries, talking to the user through
 stdout (the HTTP answer), stderr (notices) and the exit status.
 
-`GatewaySession` runs one channel of a logged-in connection; `RefusedSession` answers a channel
-that a limit refused; `ChannelReader` hands the channel's bytes to the exchange with back-pressure.
+`GatewaySession` hands one channel of a logged-in connection to the session runner (runner.py),
+which does the work; `RefusedSession` answers a channel of a revoked connection; `ChannelReader`
+hands the channel's bytes to the exchange with back-pressure.
 Both sessions are `TimedChannel`s: a channel that never asks for a command or a shell is closed
 after `channel_request_timeout`, and the server hears when each channel closes.
 
@@ -16,18 +17,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from typing import Callable
 
 import asyncssh
 
 from gateway import messages
-from gateway.errors import GatewayError, KeyInactive
 from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh.asyncssh_seams import ServerConnection
-from gateway.ssh.commands import run_command, run_exchange
+from gateway.ssh.runner import ClientGone, FrontEnd, run_session
 from gateway.upload.exchange import Peer, Reply
 
 log = logging.getLogger(__name__)
@@ -154,7 +153,25 @@ class TimedChannel(asyncssh.SSHServerSession):
         self._chan.close()
 
 
+class ChannelSink:
+    """The channel's stdout and stderr for the session runner."""
+
+    def __init__(self, chan: asyncssh.SSHServerChannel):
+        self._chan = chan
+
+    async def write(self, *, stdout: bytes = b"", stderr: bytes = b"") -> None:
+        try:
+            if stderr:
+                self._chan.write_stderr(stderr)
+            if stdout:
+                self._chan.write(stdout)
+        except CHANNEL_GONE as exc:
+            raise ClientGone(type(exc).__name__) from None
+
+
 class GatewaySession(TimedChannel):
+    """A channel of a logged-in connection, run by the session runner."""
+
     def __init__(self, services: Services, identity: Identity, conn: asyncssh.SSHServerConnection,
                  on_close: Callable[[], None] | None = None, *, on_revoked: Callable[[], None] | None = None,
                  record: sessionlog.Connection | None = None):
@@ -165,9 +182,8 @@ class GatewaySession(TimedChannel):
         self._conn = conn
         self._on_revoked = on_revoked
         self._record = record  # the connection's log line: told what this session did
-        self._outcome: sessionlog.SessionOutcome | None = None
         self._reader: ChannelReader | None = None
-        self._command: str | None = None
+        self._command = ""
         self._task: asyncio.Task | None = None
 
     def connection_made(self, chan: asyncssh.SSHServerChannel) -> None:
@@ -183,8 +199,6 @@ class GatewaySession(TimedChannel):
 
     def session_started(self) -> None:
         super().session_started()
-        if self._record is not None:
-            self._services.sessionlog.session_started(self._record)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def data_received(self, data: bytes, datatype) -> None:
@@ -204,78 +218,27 @@ class GatewaySession(TimedChannel):
     async def _run(self) -> None:
         chan = self._chan
         assert chan is not None and self._reader is not None
+        addr = self._conn.get_extra_info("peername")
+        peer = Peer(
+            identity=self._identity,
+            client_addr=addr[0] if addr else None,
+            ssh_client_version=(self._conn.get_extra_info("client_version") or "")[:255] or None,
+            legacy_crypto=bool(self._conn.get_extra_info("legacy_crypto", False)),
+        )
         status = 1
         try:
-            if await self._still_active():
-                if self._command:
-                    status = await self._run_command(self._command)
-                else:
-                    status = await self._run_exchange()
-        except CHANNEL_GONE as exc:
-            log.info("account %s closed the session before its answer was written (%s)",
-                     self._identity.account_name, type(exc).__name__)
-        except Exception:
-            log.exception("session failed")
-            _write(chan, stderr=messages.session_failed())
+            ended = await run_session(self._services, peer, self._command, self._reader, ChannelSink(chan),
+                                      FrontEnd(key_checked=True, holds_slot=True), self._record)
+            status = ended.status
+            revoked = ended.outcome is not None and ended.outcome.outcome == sessionlog.KEY_REVOKED
+            if revoked and self._on_revoked is not None:
+                self._on_revoked()
         finally:
             self._reader.stop()
             try:
                 chan.exit(status)
             except CHANNEL_GONE:
                 pass
-            if self._record is not None:
-                self._services.sessionlog.session_ended(self._record, self._outcome or sessionlog.FAILED)
-
-    async def _still_active(self) -> bool:
-        """The key and account are still active (as of at most key_cache_seconds ago); else the
-        session is refused and the connection is told it is revoked."""
-        assert self._chan is not None
-        try:
-            current = await self._services.current_identity(self._identity)
-            if current is None:
-                raise KeyInactive(messages.key_inactive(self._identity.account_name, self._identity.fingerprint))
-        except GatewayError as exc:
-            self._outcome = sessionlog.SessionOutcome(
-                sessionlog.KEY_REVOKED if isinstance(exc, KeyInactive) else exc.outcome, error=exc.reason)
-            if isinstance(exc, KeyInactive) and self._on_revoked is not None:
-                self._on_revoked()
-            reply = Reply(exc.status, exc.reason, exc.reason + "\n")
-            _write(self._chan, stdout=reply.to_bytes(), stderr=messages.refusal_line(exc.status, exc.reason))
-            return False
-        self._identity = current
-        return True
-
-    def _peer(self) -> Peer:
-        addr = self._conn.get_extra_info("peername")
-        return Peer(
-            identity=self._identity,
-            client_addr=addr[0] if addr else None,
-            ssh_client_version=(self._conn.get_extra_info("client_version") or "")[:255] or None,
-            legacy_crypto=bool(self._conn.get_extra_info("legacy_crypto", False)),
-        )
-
-    async def _run_exchange(self) -> int:
-        chan = self._chan
-        assert chan is not None and self._reader is not None
-        result = await run_exchange(self._reader, self._peer(), self._services)
-        if result.event is not None:
-            self._outcome = sessionlog.SessionOutcome.of_exchange(result.event)
-        if result.stderr:
-            chan.write_stderr(result.stderr.encode())
-        chan.write(result.stdout)
-        return result.status
-
-    async def _run_command(self, command: str) -> int:
-        chan = self._chan
-        assert chan is not None
-        started = time.monotonic()
-        result = await run_command(command, self._identity, self._services)
-        self._outcome = sessionlog.SessionOutcome.of_command(command, result.status, started, time.monotonic())
-        if result.stdout:
-            chan.write(result.stdout.encode())
-        if result.stderr:
-            chan.write_stderr(result.stderr.encode())
-        return result.status
 
 
 class RefusedSession(TimedChannel):
@@ -286,7 +249,7 @@ class RefusedSession(TimedChannel):
     def __init__(self, status: int, reason: str, *, account: str = "", request_timeout: float = 0.0,
                  on_close: Callable[[], None] | None = None):
         super().__init__(account=account, request_timeout=request_timeout, on_close=on_close)
-        self._reply = Reply(status, reason, reason + "\n")
+        self._reply = Reply.refusal(status, reason)
 
     def shell_requested(self) -> bool:
         return True

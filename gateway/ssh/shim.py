@@ -1,22 +1,20 @@
-"""`pypissh-gateway stdio` in the OpenSSH mode: the thin shim sshd runs as the forced command.
+"""The OpenSSH mode's shim: the forced command sshd runs per session.
 
 It imports the standard library only and does no work of its own: it connects to the local
 replica's `shim_socket`, says who the session is for (the account and key from the forced
 command, SSH_ORIGINAL_COMMAND, the client's address from SSH_CONNECTION), relays stdin there and
 writes what the replica answers to stdout and stderr, and exits with the replica's exit status.
-The replica runs the same exchange and commands as for its own SSH sessions
-(gateway/ssh/shimserver.py).
+The replica runs the session with the same runner as its own SSH sessions (gateway/ssh/shimserver.py).
 
-When no replica answers, the shim does not fall back to running the exchange itself: that would
-hide an outage behind a path a hundred times slower, and would need the whole gateway (database,
-secret key) readable by the session user. It tells the user in one line, answers a legacy
-client's request with `503` so distutils prints the reason, and exits 1. Operators who want the
-in-process session set `stdio_in_process = true`.
+When no replica answers, the shim does not run the session itself: that would hide an outage
+behind a path a hundred times slower, and would need the whole gateway (database, secret key)
+readable by the session user. It tells the user in one line, answers a legacy client's request
+with `503` so distutils prints the reason, and exits 1.
 
-Two ways to start it: `pypissh-gateway ... stdio --account NAME` (the console script, which reads
-the configuration for `shim_socket`), or gateway/ssh/shimexec.py, the forced command the replica
-writes into `authorized_keys_file`, with every value the shim needs on its command line
-(`script_main`). `_socket` rather than `socket`, whose enum classes cost more than the whole
+Two ways to start it, one code: gateway/ssh/shimexec.py, the forced command the replica writes
+into `authorized_keys_file`, with every value the shim needs on its command line (`script_main`),
+and `pypissh-gateway ... stdio --account NAME` (the console script, which reads the configuration
+for `shim_socket`). `_socket` rather than `socket`, whose enum classes cost more than the whole
 interpreter start.
 """
 
@@ -33,9 +31,12 @@ if TYPE_CHECKING:
     from typing import Mapping, Protocol
 
     class ShimSettings(Protocol):
-        shim_socket: str
-        read_timeout: float
-        max_upload_bytes: int
+        @property
+        def shim_socket(self) -> str: ...
+        @property
+        def read_timeout(self) -> float: ...
+        @property
+        def max_upload_bytes(self) -> int: ...
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 # How much of a request the shim takes in when there is no replica to hand it to: the head, and
@@ -81,11 +82,11 @@ class Relay:
     def run(self) -> int:
         try:
             while True:
-                watched = [self.sock, STDIN] if self.stdin_open else [self.sock]
-                readable, _, _ = select.select(watched, [], [])
+                sock = self.sock.fileno()
+                readable, _, _ = select.select([sock, STDIN] if self.stdin_open else [sock], [], [])
                 if STDIN in readable:
                     self._pass_stdin()
-                if self.sock in readable:
+                if sock in readable:
                     status = self._take_frames()
                     if status is not None:
                         return status
@@ -196,10 +197,9 @@ def content_length(head: bytes) -> int:
 
 def http_answer(status: int, reason: str) -> bytes:
     """A legacy client's answer: distutils prints `Upload failed (<status>): <reason>`."""
-    body = (reason + "\n").encode("utf-8")
-    head = (f"HTTP/1.0 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
-    return head.encode("utf-8") + body
+    from gateway.upload.answer import http_answer as answer
+
+    return answer(status, reason.encode("utf-8"), (reason + "\n").encode("utf-8"))
 
 
 def _read_within(fd: int, timeout: float) -> bytes:

@@ -1,20 +1,16 @@
 """The replica's side of the OpenSSH mode: `shim_socket`, served when `openssh_mode` is on.
 
-sshd authenticates and runs a tiny program per login; the work happens here, in the running
-replica, with its pooled database connections, key cache and upstream client:
-
-- a session from the shim (`stdio`, gateway/ssh/shim.py) runs the same exchange or command as a
-  session of the replica's own SSH server (gateway/ssh/commands.py), for the account and key the
-  shim names, looked up again (through the key cache, as the replica's own sessions are) so that a
-  key revoked or an account disabled since sshd's check is refused within `key_cache_seconds`;
-  the per-account session limit applies as well;
-- a key lookup from `authorized-keys-command` is answered from the key cache (the same one
-  as the replica's own logins).
+sshd authenticates (its AuthorizedKeysCommand greps the replica's `authorized_keys_file`) and runs
+the shim per session (gateway/ssh/shim.py); the work happens here, in the running replica, with
+its pooled database connections, key cache and upstream client. A session from the shim is run by
+the same session runner as the replica's own SSH sessions (gateway/ssh/runner.py), for the account
+and key the shim names, looked up again (through the key cache) so that a key revoked or an
+account disabled since the key file was written is refused within `key_cache_seconds`.
 
 Peers are told apart by the socket's peer credentials (SO_PEERCRED): sessions only from
-`shim_user`, key lookups only from root or the replica's own user. Anyone else gets one line and
-the connection is closed. The socket file is the replica's, of mode 0600, or 0660 with the group
-of `shim_user` when that is another user; it is removed when the replica stops.
+`shim_user`. Anyone else gets one line and the connection is closed. The socket file is the
+replica's, of mode 0600, or 0660 with the group of `shim_user` when that is another user; it is
+removed when the replica stops.
 """
 
 from __future__ import annotations
@@ -26,20 +22,16 @@ import pwd
 import socket
 import stat
 import struct
-import time
 from typing import Mapping
 
 from gateway import messages
 from gateway.errors import ConfigError
-from gateway.ops import metrics, sessionlog
-from gateway.registry import Identity
+from gateway.ops import metrics
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.ssh import keycommand, shimwire
-from gateway.ssh.commands import run_command, run_exchange
-from gateway.ssh.keycache import RegistryUnavailable
-from gateway.ssh.stdio import find_identity
-from gateway.upload.exchange import Peer, Reply
+from gateway.ssh import shimwire
+from gateway.ssh.runner import ClientGone, FrontEnd, claimed, run_session
+from gateway.upload.exchange import Peer
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +157,29 @@ class FrameSource:
         return data
 
 
+class FrameSink:
+    """The session's stdout and stderr for the session runner, as frames to the shim."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self._writer = writer
+
+    async def write(self, *, stdout: bytes = b"", stderr: bytes = b"") -> None:
+        out = shimwire.frames(shimwire.STDERR, stderr) if stderr else b""
+        if stdout:
+            out += shimwire.frames(shimwire.STDOUT, stdout)
+        try:
+            self._writer.write(out)
+            await self._writer.drain()
+        except OSError as exc:
+            raise ClientGone(type(exc).__name__) from None
+
+    async def exit(self, status: int, *, stderr: str = "") -> None:
+        """The last frame, the exit status (after a line on stderr, in the same write)."""
+        out = shimwire.frames(shimwire.STDERR, stderr.encode()) if stderr else b""
+        self._writer.write(out + shimwire.frame(shimwire.EXIT, str(status).encode()))
+        await self._writer.drain()
+
+
 class ShimServer:
     """Accepts on `sock` (shim_socket) and serves each connection; drains like the SSH server."""
 
@@ -176,7 +191,6 @@ class ShimServer:
         self._inode = os.lstat(self._path).st_ino if owns_path else None
         self._shim_user = settings.shim_user
         self._shim_uid = shim_user_ids(settings.shim_user)[0]
-        self._lookup_uids = {0, os.geteuid()}
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
 
@@ -209,116 +223,43 @@ class ShimServer:
         assert task is not None
         self._connections.add(task)
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, FrameSink(writer), peer_uid(writer.get_extra_info("socket")))
         except (OSError, shimwire.WireError, asyncio.TimeoutError) as exc:
             log.info("shim connection ended early: %s", type(exc).__name__)
         finally:
             self._connections.discard(task)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = peer_uid(writer.get_extra_info("socket"))
-        if uid != self._shim_uid and uid not in self._lookup_uids:
-            return await self._refuse(uid, writer)
+    async def _serve(self, reader: asyncio.StreamReader, sink: FrameSink, uid: int) -> None:
+        # Read before answering even a refusal: a close with the frame unread would reset the
+        # connection, and the peer would lose the answer.
         first = await asyncio.wait_for(read_frame(reader), FIRST_FRAME_TIMEOUT)
         if first is None:
-            return
-        kind, payload = first
-        if kind == shimwire.SESSION and uid == self._shim_uid:
-            await self._session(payload, reader, writer)
-        elif kind == shimwire.LOOKUP and uid in self._lookup_uids:
-            await self._lookup(payload.decode("ascii", "replace"), writer)
-        else:
-            await self._refuse(uid, writer)
-
-    async def _refuse(self, uid: int, writer: asyncio.StreamWriter) -> None:
-        log.warning("refused a connection to %s from uid %d (sessions are for %s only)", self._path, uid,
-                    self._shim_user)
-        metrics.SHIM_REFUSED.inc()
-        await _finish(writer, stderr=messages.shim_wrong_user(uid, self._shim_user), status=1)
-
-    async def _lookup(self, key_base64: str, writer: asyncio.StreamWriter) -> None:
-        blob = keycommand.key_blob(key_base64, None)
-        if blob is None:
-            writer.write(shimwire.frame(shimwire.ACCOUNT))
-            return await writer.drain()
-        fingerprint = keycommand.fingerprint_of(blob)
+            return  # connected and went away
+        if uid != self._shim_uid or first[0] != shimwire.SESSION:
+            log.warning("refused a connection to %s from uid %d (sessions are for %s only)", self._path, uid,
+                        self._shim_user)
+            metrics.SHIM_REFUSED.inc()
+            return await sink.exit(1, stderr=messages.shim_wrong_user(uid, self._shim_user))
         try:
-            identity = await self._services.identity_for_key(fingerprint)
-        except RegistryUnavailable:
-            writer.write(shimwire.frame(shimwire.UNAVAILABLE))
-            return await writer.drain()
-        answer = f"{identity.account_name}\0{fingerprint}".encode() if identity else b""
-        writer.write(shimwire.frame(shimwire.ACCOUNT, answer))
-        await writer.drain()
-
-    async def _session(self, payload: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            header = shimwire.SessionHeader.decode(payload)
+            header = shimwire.SessionHeader.decode(first[1])
         except shimwire.WireError as exc:
             log.warning("refused a shim session: %s", exc)
-            return await _finish(writer, stderr=f"{messages.PROGRAM}: {messages.shim_version_mismatch()}\n", status=1)
-        services = self._services
-        started = time.monotonic()
-        done = sessionlog.FAILED
+            return await sink.exit(1, stderr=f"{messages.PROGRAM}: {messages.shim_version_mismatch()}\n")
+        fingerprint = header.fingerprint or await self._first_key(header.account)
+        peer = Peer(identity=claimed(header.account, fingerprint), client_addr=header.client or None)
+        ended = await run_session(self._services, peer, header.command, FrameSource(reader), sink,
+                                  FrontEnd(key_checked=False, username=self._shim_user))
+        await sink.exit(ended.status)
+
+    async def _first_key(self, account: str) -> str:
+        """The fingerprint of the account's first active key, for a shim that names none ("" when
+        there is none, or the registry cannot say: the session's identity check then refuses it)."""
+        registry = self._services.registry
         try:
-            identity = await self._identity(header)
+            keys = await self._services.run_registry(
+                lambda: registry.accounts.list_keys(account, include_revoked=False))
         except Exception as exc:
-            log.warning("shim session of %s: registry unavailable (%s)", header.account, type(exc).__name__)
-            self._refused(header, sessionlog.REGISTRY_UNAVAILABLE)
-            return await _finish(writer, stderr=messages.registry_unavailable_line(), status=1)
-        if identity is None:
-            self._refused(header, sessionlog.KEY_NOT_ACTIVE)
-            return await _finish(writer, stderr=messages.no_active_key(header.account, header.fingerprint or None),
-                                 status=1)
-        sessions = services.limits.sessions
-        if not sessions.acquire(identity.account_name):
-            reason = messages.too_many_sessions(identity.account_name, sessions.limit)
-            services.sessionlog.session(client_addr=header.client, identity=identity, started=started,
-                                        outcome=sessionlog.SessionOutcome(sessionlog.TOO_MANY_SESSIONS))
-            return await _finish(writer, stderr=messages.refusal_line(429, reason),
-                                 stdout=Reply(429, reason, reason + "\n").to_bytes(), status=1)
-        try:
-            if header.command:
-                result = await run_command(header.command, identity, services)
-                done = sessionlog.SessionOutcome.of_command(header.command, result.status, started, time.monotonic())
-                await _finish(writer, stderr=result.stderr, stdout=result.stdout.encode(), status=result.status)
-            else:
-                peer = Peer(identity=identity, client_addr=header.client or None)
-                answer = await run_exchange(FrameSource(reader), peer, services)
-                done = sessionlog.SessionOutcome.of_exchange(answer.event) if answer.event else done
-                await _finish(writer, stderr=answer.stderr, stdout=answer.stdout, status=answer.status)
-        except (OSError, asyncio.CancelledError):
-            raise
-        except Exception:
-            log.exception("shim session of %s failed", identity.account_name)
-            await _finish(writer, stderr=messages.session_failed(), status=1)
-        finally:
-            sessions.release(identity.account_name)
-            services.sessionlog.session(client_addr=header.client, identity=identity, outcome=done, started=started)
-
-    async def _identity(self, header: shimwire.SessionHeader) -> Identity | None:
-        """The session's identity, if its key is still active and the account's: through the key
-        cache (at most key_cache_seconds old, as for the replica's own SSH sessions) when the shim
-        names the key, else the account's first active key from the registry."""
-        services = self._services
-        if not header.fingerprint:
-            return await services.run_registry(find_identity, services.registry, header.account, None)
-        identity = await services.identity_for_key(header.fingerprint)
-        return identity if identity is not None and identity.account_name == header.account else None
-
-    def _refused(self, header: shimwire.SessionHeader, reason: str) -> None:
-        """sshd let the key in, but it is no longer active (or cannot be checked): a refused login."""
-        self._services.sessionlog.refused(client_addr=header.client or None, username=self._shim_user,
-                                          key_fingerprint=header.fingerprint or None, reason=reason)
-
-
-async def _finish(writer: asyncio.StreamWriter, *, stderr: str = "", stdout: bytes = b"", status: int) -> None:
-    """The end of a session: stderr first (the notice), then stdout (the answer), then the status."""
-    out = b""
-    if stderr:
-        out += shimwire.frames(shimwire.STDERR, stderr.encode("utf-8"))
-    if stdout:
-        out += shimwire.frames(shimwire.STDOUT, stdout)
-    writer.write(out + shimwire.frame(shimwire.EXIT, str(status).encode()))
-    await writer.drain()
+            log.warning("cannot list the keys of account %s: %s", account, type(exc).__name__)
+            return ""
+        return keys[0].fingerprint if keys else ""

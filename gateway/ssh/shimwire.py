@@ -1,13 +1,8 @@
-"""The wire between the OpenSSH mode's per-login programs and the local replica (`shim_socket`).
+"""The wire between the OpenSSH mode's shim and the local replica (`shim_socket`).
 
-Two short-lived programs talk to a running replica over one UNIX socket:
-
-- `stdio` (sshd's forced command, the "shim") sends a SESSION frame (who, which key, the command,
-  the client's address), then the session's stdin as STDIN frames and STDIN_EOF; the replica
-  answers with STDOUT and STDERR frames and one EXIT frame (the exit status), then closes.
-- `authorized-keys-command` sends one LOOKUP frame (the key, as sshd passed it) and gets one
-  ACCOUNT frame (the account of that active key and its fingerprint, or empty for none) or
-  UNAVAILABLE.
+The shim (`stdio`, sshd's forced command) sends a SESSION frame (who, which key, the command, the
+client's address), then the session's stdin as STDIN frames and STDIN_EOF; the replica answers
+with STDOUT and STDERR frames and one EXIT frame (the exit status), then closes.
 
 Hand-written, stdlib only: a frame is one type byte, a 4-byte big-endian length and that many
 bytes. A session carries three streams one way and one the other over a single socket, and no
@@ -28,15 +23,12 @@ CHUNK = 64 * 1024
 
 # shim -> replica
 SESSION = b"S"  # payload: VERSION, account, fingerprint, command, client address; NUL-separated
-LOOKUP = b"K"  # payload: the key's base64 blob (sshd's %k)
 STDIN = b"i"
 STDIN_EOF = b"z"
 # replica -> shim
 STDOUT = b"o"
 STDERR = b"e"
 EXIT = b"x"  # payload: the exit status in decimal; always the last frame
-ACCOUNT = b"a"  # payload: account name NUL fingerprint; empty when the key is not an active one
-UNAVAILABLE = b"u"  # the replica cannot answer a LOOKUP (its registry is unreachable)
 
 
 class WireError(Exception):

@@ -1,21 +1,26 @@
 """One legacy HTTP exchange: read the request, decide, forward, answer, record.
 
-Shared by every front end (the asyncssh server and the OpenSSH `stdio` mode): they hand over a byte
-source and an identity, and get back a `Reply` to write out. Nothing reaches the upstream until the
-whole request has arrived and passed every check, so a client that stops half-way publishes nothing.
+Run by the session runner (gateway/ssh/runner.py) for every front end: it hands over a byte source
+and the peer, and gets back the `Reply` to write out, the event recorded and the notice to print.
+Nothing reaches the upstream until the whole request has arrived and passed every check, so a
+client that stops half-way publishes nothing.
+
+This module sits below gateway/services.py: it names what it uses of the services in
+`ExchangeServices`, which `Services` provides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import binascii
 import errno
 import logging
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Callable, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import trove_classifiers
@@ -36,20 +41,46 @@ from gateway.errors import (
 from gateway.lifecycle import notices
 from gateway.lifecycle.schedule import Decision, Schedule, decide
 from gateway.ops import metrics
-from gateway.registry import Identity, UploadEvent
-from gateway.services import Services
+from gateway.registry import Identity, Registry, UploadEvent
+from gateway.settings import Settings
+from gateway.tokens import TokenBox
 from gateway.upload import artifact as artifacts
+from gateway.upload.answer import PLAIN_TEXT, http_answer
 from gateway.upload.coremetadata import UTF8
 from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
-from gateway.upload.upstream import UploadedFile
+from gateway.upload.upstream import UpstreamClient, UploadedFile
 
 log = logging.getLogger(__name__)
 
 # Room for the form's text fields around the file itself.
 FORM_OVERHEAD = 1024 * 1024
 READ_SIZE = 256 * 1024
+
+T = TypeVar("T")
+
+
+class ExchangeServices(Protocol):
+    """What an exchange uses of the replica's services (gateway/services.py:Services)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def tokens(self) -> TokenBox: ...
+    @property
+    def upstream(self) -> UpstreamClient: ...
+    @property
+    def replica(self) -> str: ...
+    @property
+    def clock(self) -> Callable[[], dt.datetime]: ...
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T: ...
+    async def run_registry(self, func: Callable[..., T], *args: Any) -> T: ...
+    async def current_schedule(self) -> Schedule: ...
+    async def current_identity(self, account: str, fingerprint: str) -> Identity | None: ...
 
 
 class ByteSource(Protocol):
@@ -108,27 +139,38 @@ class Reply:
     status: int
     reason: str
     body: str = ""
-    content_type: str = "text/plain; charset=utf-8"
+    content_type: str = PLAIN_TEXT
     headers: list[tuple[str, str]] = field(default_factory=list)
     reason_charset: str = REASON_LATIN1
     # A failure after which the upload may have been published all the same (the reason names
     # where to look): the user must not read "not published".
     maybe_published: bool = False
 
+    @classmethod
+    def refusal(cls, status: int, reason: str, *, maybe_published: bool = False) -> "Reply":
+        """The answer to a refused or failed request: the reason is also the body."""
+        return cls(status, reason, reason + "\n", maybe_published=maybe_published)
+
     @property
     def exit_status(self) -> int:
         return 0 if 200 <= self.status < 300 else 1
 
     def to_bytes(self) -> bytes:
-        body = self.body.encode("utf-8")
-        status_line = f"HTTP/1.0 {self.status} ".encode("ascii") + encode_reason(self.reason, self.reason_charset)
-        head = [f"Content-Type: {self.content_type}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in self.headers]
-        return status_line + ("".join(f"\r\n{line}" for line in head) + "\r\n\r\n").encode("utf-8") + body
+        return http_answer(self.status, encode_reason(self.reason, self.reason_charset), self.body.encode("utf-8"),
+                           self.headers, self.content_type)
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What one exchange comes to: the answer, the event recorded, the notice for stderr."""
+
+    reply: Reply
+    event: UploadEvent
+    notice: notices.Notice
 
 
 class Exchange:
-    def __init__(self, source: ByteSource, peer: Peer, services: Services):
+    def __init__(self, source: ByteSource, peer: Peer, services: ExchangeServices):
         self.source = source
         self.peer = peer
         self.services = services
@@ -155,8 +197,6 @@ class Exchange:
         self._deadline = self.started + self.settings.read_timeout * 4
         self.schedule = Schedule()
         self.decision: Decision | None = None
-        # The deprecation notice for this session (set when run() ends; front ends print it).
-        self.notice: notices.Notice | None = None
         # Set once the upload is handed to the upload server: from then on a failure of ours
         # cannot claim the upload went nowhere.
         self.forwarded: UploadedFile | None = None
@@ -166,12 +206,12 @@ class Exchange:
         self.reason_charset = REASON_LATIN1
 
     # -- the whole exchange ---------------------------------------------------------------------
-    async def run(self) -> Reply:
+    async def run(self) -> Exchanged:
         form: Form | None = None
         try:
             self.schedule = await self.services.current_schedule()
             request = await self._read_head()
-            self.event.user_agent = (request.user_agent or "")[:255] or None
+            self._note(user_agent=(request.user_agent or "")[:255] or None)
             self.reason_charset = reason_charset(request.user_agent)
             if request.method == "GET":
                 reply = self._answer_get(request)
@@ -179,40 +219,38 @@ class Exchange:
                 form = await self._read_form(request)
                 reply = await self._answer_post(request, form)
         except GatewayError as exc:
-            self.event.outcome = exc.outcome
-            self.event.error = exc.reason
-            reply = Reply(exc.status, exc.reason, exc.reason + "\n", maybe_published=exc.maybe_published)
+            self._note(outcome=exc.outcome, error=exc.reason)
+            reply = Reply.refusal(exc.status, exc.reason, maybe_published=exc.maybe_published)
         except Exception as exc:  # a bug or an outage of ours: the user gets no internals
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
-            self.event.outcome = "internal_error"
-            self.event.error = type(exc).__name__
+            self._note(outcome="internal_error" if self.forwarded is None else UNKNOWN, error=type(exc).__name__)
             if self.forwarded is None:
                 reason = messages.exchange_failed()
             else:
                 check_url = self.services.upstream.index.project_url(self.forwarded.project)
                 reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
-                self.event.outcome = UNKNOWN
-            reply = Reply(500, reason, reason + "\n", maybe_published=self.forwarded is not None)
+            reply = Reply.refusal(500, reason, maybe_published=self.forwarded is not None)
         finally:
             if form is not None:
                 form.close()
-        self.notice = notices.build_notice(
-            self.settings, self.schedule, self.services.clock(), identity=self.peer.identity,
-            project=self.event.project, decision=self.decision)
-        reply.headers += notices.header_lines(self.notice)
+        notice = self._notice(self.services.clock())
+        reply.headers += notices.header_lines(notice)
         reply.reason_charset = self.reason_charset
         if self.notes:
-            self.event.error = "; ".join([*filter(None, [self.event.error]), *self.notes])
-        self.event.duration_ms = int((time.monotonic() - self.started) * 1000)
+            self._note(error="; ".join([*filter(None, [self.event.error]), *self.notes]))
+        self._note(duration_ms=int((time.monotonic() - self.started) * 1000))
         metrics.exchange_finished(self.event.outcome, self.event.size, time.monotonic() - self.started)
         try:
             await self.services.run_registry(self.services.registry.events.record, self.event)
         except Exception:  # the answer matters more than the record; the log keeps the failure
             log.exception("could not record the upload event")
-        identity = self.peer.identity
-        if self.event.action == "file_upload" and notices.wants_reminder(self.settings, identity, self.notice):
-            notices.queue_reminder_soon(self.services, identity, self.event.at)
-        return reply
+        return Exchanged(reply, self.event, notice)
+
+    def _note(self, **facts: Any) -> None:
+        """What the exchange learnt, into the event it records (in place: the "forwarding" row is
+        completed, not added to)."""
+        for name, value in facts.items():
+            setattr(self.event, name, value)
 
     # -- reading --------------------------------------------------------------------------------
     async def _receive(self) -> None:
@@ -269,24 +307,24 @@ class Exchange:
     def _answer_get(self, request: Request) -> Reply:
         query = dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
         action = query.get(":action", "")
-        self.event.action = action or "GET"
+        self._note(action=action or "GET")
         self._check_schedule()
         if action == "list_classifiers":
-            self.event.outcome = "local"
+            self._note(outcome="local")
             return Reply(200, "OK", "\n".join(trove_classifiers.sorted_classifiers) + "\n")
         raise BadRequest(messages.unknown_action(action or "GET"), status=405)
 
     async def _answer_post(self, request: Request, form: Form) -> Reply:
         action = form.get(":action")
-        self.event.action = (action or "")[:32] or None
         name = form.get("name")
-        self.event.project = canonicalize_name(name)[:255] if name and name not in artifacts.PLACEHOLDERS else None
-        self.event.version = (form.get("version") or "")[:100] or None
+        self._note(action=(action or "")[:32] or None,
+                   project=canonicalize_name(name)[:255] if name and name not in artifacts.PLACEHOLDERS else None,
+                   version=(form.get("version") or "")[:100] or None)
         if action is None:
             raise BadRequest(messages.missing_action())
         self._check_schedule()
         if action in ("submit", "verify"):
-            self.event.outcome = "local"
+            self._note(outcome="local")
             return Reply(200, "OK", messages.register_note(name) + "\n")
         if action == "doc_upload":
             raise GatewayError(messages.doc_upload_gone(), status=410)
@@ -299,47 +337,39 @@ class Exchange:
         if part is None:
             raise BadRequest(messages.no_content_part())
         spool = part.spool
-        self.event.filename = part.filename[:255] or None
+        self._note(filename=part.filename[:255] or None)
         if spool.size > self.settings.max_upload_bytes:
             raise RequestTooLarge(messages.request_too_large(spool.size, self.settings.max_upload_bytes))
         digests = spool.settle(form.get("md5_digest"))
-        self.event.size = digests.size
-        self.event.sha256 = digests.sha256
+        self._note(size=digests.size, sha256=digests.sha256)
         check_client_digests(form, digests)
         artifacts.check_filetype(form.get("filetype"), artifacts.clean_filename(part.filename))
         found = await self.services.run(artifacts.inspect, spool.file, part.filename)
-        self.event.project = found.project
-        self.event.version = found.version
-        self.event.filename = found.upload_filename
-        self._check_form_matches(form, found)
+        self._note(project=found.project, version=found.version, filename=found.upload_filename)
+        _check_form_matches(form, found)
         self._note_metadata(form, found)
         await self._check_still_active()
-        self._check_project_allowed(found.project)
+        _check_project_allowed(self.peer.identity, found.project)
         token = self._credential(request)
         body = MultipartBody(rebuild(form, found, digests), spool.file, digests.size)
         await self._record_forwarding()
         uploaded = self.forwarded = UploadedFile(found.project, found.upload_filename, digests.sha256)
         response = await self.services.run(self.services.upstream.forward_upload, body, token, uploaded)
-        self.event.upstream_status = response.status
         if response.ok:
-            self.event.outcome = "forwarded"
-            self.event.error = response.note
+            self._note(upstream_status=response.status, outcome="forwarded", error=response.note)
             return Reply(response.status, response.reason,
                          messages.upload_done_body(found.upload_filename, digests.sha256,
                                                    self.peer.identity.account_name))
-        if response.maybe_published:
-            self.event.outcome = UNKNOWN
-        else:
-            self.event.outcome = "upstream_error" if response.status >= 500 else "refused_upstream"
-        self.event.error = response.reason
-        return Reply(response.status, response.reason, response.reason + "\n",
-                     maybe_published=response.maybe_published)
+        outcome = UNKNOWN if response.maybe_published else (
+            "upstream_error" if response.status >= 500 else "refused_upstream")
+        self._note(upstream_status=response.status, outcome=outcome, error=response.reason)
+        return Reply.refusal(response.status, response.reason, maybe_published=response.maybe_published)
 
     async def _check_still_active(self) -> None:
         """The key may have been revoked, or its account disabled, while the request arrived:
         look again (through the key cache) before anything is forwarded."""
         identity = self.peer.identity
-        current = await self.services.current_identity(identity)
+        current = await self.services.current_identity(identity.account_name, identity.fingerprint)
         if current is None:
             raise KeyInactive(messages.key_inactive(identity.account_name, identity.fingerprint))
         self.peer.identity = current
@@ -348,7 +378,7 @@ class Exchange:
         """Write the event as "forwarding" before the upload server sees the upload, so that even a
         replica killed while forwarding leaves a row (the report counts it as unknown); `run`
         completes the same row. Without that row nothing is forwarded."""
-        self.event.outcome = "forwarding"
+        self._note(outcome="forwarding")
         try:
             await self.services.run_registry(self.services.registry.events.record, self.event)
         except Exception:
@@ -364,15 +394,13 @@ class Exchange:
         now = self.services.clock()
         self.decision = decide(self.schedule, now, exempt=self.peer.identity.exempt)
         if not self.decision.allowed:
-            notice = notices.build_notice(self.settings, self.schedule, now,
-                                          identity=self.peer.identity, project=self.event.project,
-                                          decision=self.decision)
-            raise PolicyRefusal(notices.refusal_reason(notice))
+            raise PolicyRefusal(notices.refusal_reason(self._notice(now)))
 
-    def _check_form_matches(self, form: Form, found: artifacts.Artifact) -> None:
-        claimed = form.get("name")
-        if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
-            raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+    def _notice(self, now: dt.datetime) -> notices.Notice:
+        """The deprecation notice for this session as of `now`: what stderr and the reply's headers
+        say, and the reason of a refusal by the schedule."""
+        return notices.build_notice(self.settings, self.schedule, now, identity=self.peer.identity,
+                                    project=self.event.project, decision=self.decision)
 
     def _note_metadata(self, form: Form, found: artifacts.Artifact) -> None:
         if found.metadata_encoding != UTF8:
@@ -380,13 +408,6 @@ class Exchange:
         differing = disagreements(form, found)
         if differing:
             self.notes.append(messages.form_disagrees_note(differing))
-
-    def _check_project_allowed(self, project: str) -> None:
-        allowed = self.peer.identity.allowed_projects
-        if allowed and project not in allowed:
-            raise GatewayError(
-                messages.project_not_allowed(project, self.peer.identity.fingerprint, allowed),
-                status=403, outcome="refused_policy")
 
     def _credential(self, request: Request) -> str:
         """The account's stored token; else the client's own, only if it is an API token.
@@ -409,8 +430,23 @@ class Exchange:
         raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings.token_url))
 
 
+def _check_form_matches(form: Form, found: artifacts.Artifact) -> None:
+    """The form's name, when it gives one, is the artifact's project."""
+    claimed = form.get("name")
+    if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
+        raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+
+
+def _check_project_allowed(identity: Identity, project: str) -> None:
+    """A key limited to some projects (`allowed_projects`) uploads only to those."""
+    allowed = identity.allowed_projects
+    if allowed and project not in allowed:
+        raise GatewayError(messages.project_not_allowed(project, identity.fingerprint, allowed),
+                           status=403, outcome="refused_policy")
+
+
 def _is_api_token(username: str | None, password: str | None) -> bool:
-    return username == "__token__" and bool(password) and password.startswith("pypi-")
+    return username == "__token__" and password is not None and password.startswith("pypi-")
 
 
 def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:

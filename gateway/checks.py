@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from gateway import messages
+from gateway import check_texts, cli_texts, setting_texts
 from gateway.errors import ConfigError
 from gateway.settings import Loaded, Settings, insecure_upstream, mask_url, shown_value
 from gateway.ssh import hostkeys
+from gateway.upload.index import index_not_https
 
 if TYPE_CHECKING:
     from gateway.registry.replication import HostState
@@ -61,7 +62,7 @@ def private_file(what: str, path: Path) -> list[Finding]:
     """A failure when `path` exists and group or others have any access to it."""
     mode = mode_of(path)
     if mode is not None and mode & PRIVATE:
-        return [fail(messages.file_mode_too_open(what, path, mode))]
+        return [fail(check_texts.file_mode_too_open(what, path, mode))]
     return []
 
 
@@ -69,7 +70,7 @@ def folder_not_writable_by_others(what: str, path: Path) -> list[Finding]:
     """A failure when group or others may write in `path`: they could replace a key inside it."""
     mode = mode_of(path)
     if mode is not None and path.is_dir() and mode & WRITABLE_BY_OTHERS:
-        return [fail(messages.folder_writable_by_others(what, path, mode))]
+        return [fail(check_texts.folder_writable_by_others(what, path, mode))]
     return []
 
 
@@ -91,9 +92,9 @@ def mode_findings(loaded: Loaded) -> list[Finding]:
     if config is not None:
         mode = mode_of(config)
         if mode is not None and mode & WRITABLE_BY_OTHERS:
-            found.append(fail(messages.config_writable_by_others(config, mode)))
+            found.append(fail(check_texts.config_writable_by_others(config, mode)))
         elif mode is not None and mode & PRIVATE and _config_holds_password(loaded):
-            found.append(fail(messages.config_password_readable(config, mode)))
+            found.append(fail(check_texts.config_password_readable(config, mode)))
     found += folder_not_writable_by_others("home", Path(settings.home))
     found += folder_not_writable_by_others("host_key_dir", Path(settings.host_key_dir))
     for path in hostkeys.private_key_files(settings.host_key_dir):
@@ -130,7 +131,7 @@ def _config_holds_password(loaded: Loaded) -> bool:
 
 def host_key_findings(settings: Settings) -> list[Finding]:
     try:
-        return [ok(messages.host_keys_ok(hostkeys.fingerprints(settings.host_key_dir)))]
+        return [ok(check_texts.host_keys_ok(hostkeys.fingerprints(settings.host_key_dir)))]
     except ConfigError as exc:
         return [fail(str(exc))]
 
@@ -145,20 +146,20 @@ def registry_findings(settings: Settings) -> tuple[list[Finding], bool]:
     try:
         state, revision = schema_state(settings.database_url)
     except ModuleNotFoundError as exc:  # the database's driver is an extra the install left out
-        return [fail(messages.missing_extra("a postgresql:// database_url", exc.name or "psycopg", "postgres"))], False
+        return [fail(setting_texts.missing_extra("a postgresql:// database_url", exc.name or "psycopg", "postgres"))], False
     except SQLAlchemyError as exc:
         from gateway.cliutil import database_error_detail
 
-        return [fail(messages.registry_unreachable(where, database_error_detail(exc)))], False
+        return [fail(cli_texts.registry_unreachable(where, database_error_detail(exc)))], False
     found: list[Finding] = []
     if state == MISSING:
-        found.append(fail(messages.registry_missing(where)))
+        found.append(fail(cli_texts.registry_missing(where)))
     elif state == BEHIND:
-        found.append(fail(messages.registry_behind(where, revision, head_revision())))
+        found.append(fail(cli_texts.registry_behind(where, revision, head_revision())))
     elif state == CURRENT:
-        found.append(ok(messages.database_ok(where)))
+        found.append(ok(check_texts.database_ok(where)))
     else:
-        found.append(fail(messages.registry_unknown_revision(where, revision)))
+        found.append(fail(cli_texts.registry_unknown_revision(where, revision)))
     return found, state != MISSING
 
 
@@ -176,9 +177,9 @@ def database_host_findings(settings: Settings) -> list[Finding]:
     found = [_host_finding(host) for host in hosts]
     primaries = [host.address for host in hosts if host.role == replication.PRIMARY]
     if not primaries:
-        found.append(fail(messages.database_no_primary(len(hosts))))
+        found.append(fail(check_texts.database_no_primary(len(hosts))))
     elif len(primaries) > 1:
-        found.append(fail(messages.database_two_primaries(primaries)))
+        found.append(fail(check_texts.database_two_primaries(primaries)))
     return found
 
 
@@ -186,13 +187,13 @@ def _host_finding(host: HostState) -> Finding:
     from gateway.registry import replication
 
     if host.role == replication.PRIMARY:
-        return ok(messages.database_host_primary(host.address, host.standbys))
+        return ok(check_texts.database_host_primary(host.address, host.standbys))
     if host.role == replication.STANDBY:
         if host.receiving not in ("streaming", replication.HIDDEN):
-            return fail(messages.database_host_standby_detached(host.address, host.receiving))
-        return ok(messages.database_host_standby(host.address, host.receiving, host.replay_bytes,
+            return fail(check_texts.database_host_standby_detached(host.address, host.receiving))
+        return ok(check_texts.database_host_standby(host.address, host.receiving, host.replay_bytes,
                                                  host.last_replay_age))
-    return fail(messages.database_host_unreachable(host.address, host.error or "no answer"))
+    return fail(check_texts.database_host_unreachable(host.address, host.error or "no answer"))
 
 
 def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding]:
@@ -204,7 +205,7 @@ def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding
     except ConfigError as exc:
         return [fail(str(exc))]
     if not registry_readable:
-        return [ok(messages.secret_key_present(path or "secret_key"))]
+        return [ok(check_texts.secret_key_present(path or "secret_key"))]
     from gateway.registry import Registry
 
     registry = Registry.from_url(settings.database_url)
@@ -214,8 +215,8 @@ def secret_findings(settings: Settings, registry_readable: bool) -> list[Finding
         registry.close()
     failing = sum(not box.opens(ciphertext) for ciphertext in sealed)
     if failing:
-        return [fail(messages.tokens_unopenable(failing, len(sealed), path or "secret_key"))]
-    return [ok(messages.tokens_open(len(sealed)))]
+        return [fail(check_texts.tokens_unopenable(failing, len(sealed), path or "secret_key"))]
+    return [ok(check_texts.tokens_open(len(sealed)))]
 
 
 def upstream_findings(settings: Settings, *, offline: bool = False) -> list[Finding]:
@@ -225,16 +226,16 @@ def upstream_findings(settings: Settings, *, offline: bool = False) -> list[Find
         return [fail(cleartext)]
     bundle = settings.upstream_ca_bundle
     if bundle and not Path(bundle).is_file():
-        return [fail(messages.upstream_ca_bundle_missing(bundle))]
+        return [fail(check_texts.upstream_ca_bundle_missing(bundle))]
     if offline:
-        return [ok(messages.upstream_not_contacted(url))]
+        return [ok(check_texts.upstream_not_contacted(url))]
     return [probe_upstream(settings.upstream_url, bundle, url)]
 
 
 def index_findings(settings: Settings) -> list[Finding]:
     """A plain-http index_url: the replicas and `evidence refresh` refuse to read it."""
     if urlsplit(settings.index_url).scheme.lower() != "https":
-        return [fail(messages.index_not_https(mask_url(settings.index_url) or ""))]
+        return [fail(index_not_https(mask_url(settings.index_url) or ""))]
     return []
 
 
@@ -248,10 +249,10 @@ def probe_upstream(address: str, bundle: str | None, shown: str) -> Finding:
             answer = session.head(address, verify=bundle or True, timeout=UPSTREAM_CHECK_SECONDS,
                                   allow_redirects=False)
     except requests.exceptions.SSLError:
-        return fail(messages.upstream_check_certificate(shown, bundle))
+        return fail(check_texts.upstream_check_certificate(shown, bundle))
     except requests.RequestException as exc:
-        return fail(messages.upstream_check_unreachable(shown, short_reason(exc)))
-    return ok(messages.upstream_check_ok(shown, answer.status_code))
+        return fail(check_texts.upstream_check_unreachable(shown, short_reason(exc)))
+    return ok(check_texts.upstream_check_ok(shown, answer.status_code))
 
 
 def short_reason(exc: Exception) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gateway import messages
+from gateway import check_texts, cli_texts
 from gateway.cliutil import (
     Context,
     confirm_irreversible,
@@ -95,7 +95,7 @@ def refuse_to_serve(loaded: Loaded, *, insecure_modes: bool = False, worker: boo
     if cleartext:
         raise click.ClickException(cleartext)
     if settings.upstream_ca_bundle and not Path(settings.upstream_ca_bundle).is_file():
-        raise click.ClickException(messages.upstream_ca_bundle_missing(settings.upstream_ca_bundle))
+        raise click.ClickException(check_texts.upstream_ca_bundle_missing(settings.upstream_ca_bundle))
     _refuse_open_modes(checks.mode_findings(loaded), insecure_modes, worker)
     require_registry(settings)
     try:
@@ -106,7 +106,7 @@ def refuse_to_serve(loaded: Loaded, *, insecure_modes: bool = False, worker: boo
     if tokens:
         raise click.ClickException(tokens[0].text)
     if not worker and settings.listen_port and port_held_by_another(settings.listen_host, settings.listen_port):
-        raise click.ClickException(messages.listen_taken(settings.listen))
+        raise click.ClickException(cli_texts.listen_taken(settings.listen))
 
 
 def _refuse_open_modes(findings: Iterable[Finding], insecure_modes: bool, worker: bool) -> None:
@@ -118,11 +118,11 @@ def _refuse_open_modes(findings: Iterable[Finding], insecure_modes: bool, worker
     if not failures:
         return
     if not insecure_modes:
-        raise click.ClickException(messages.serve_modes_refused(failures[0], len(failures) - 1))
+        raise click.ClickException(cli_texts.serve_modes_refused(failures[0], len(failures) - 1))
     if not worker:
         log = logging.getLogger("gateway")
         for text in failures:
-            log.warning("%s", messages.serving_with_open_modes(text))
+            log.warning("%s", cli_texts.serving_with_open_modes(text))
 
 
 def _serve(obj: Context, settings: Settings, worker_index: int | None, upstream_url: str | None,
@@ -194,7 +194,7 @@ def keygen(obj: Context, force: bool, next_keys: bool, promote: bool, yes: bool)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
+        raise click.ClickException(cli_texts.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
                                                          "host_key_dir and secret_key_file")) from None
 
 
@@ -222,7 +222,7 @@ def _journal_host_keys(obj: Context, settings: Settings, change: dict) -> None:
     except SQLAlchemyError:
         current = False
     if not current:
-        click.echo(messages.journal_needs_registry(database_name(settings)))
+        click.echo(cli_texts.journal_needs_registry(database_name(settings)))
         return
     registry = Registry.from_url(settings.database_url)
     try:
@@ -235,15 +235,15 @@ def _generate_host_keys(settings: Settings, *, force: bool, next_keys: bool, yes
     """Write the host keys; returns the names of the files written."""
     folder = settings.host_key_dir
     if force and not next_keys and hostkeys.existing(folder):
-        confirm_irreversible(messages.confirm_replace_host_keys(folder), "replacing the host keys", yes)
+        confirm_irreversible(cli_texts.confirm_replace_host_keys(folder), "replacing the host keys", yes)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         for old, backup in hostkeys.back_up(folder, stamp):
-            click.echo(messages.host_keys_backed_up(old, backup))
+            click.echo(cli_texts.host_keys_backed_up(old, backup))
     written = hostkeys.generate(folder, next_keys=next_keys)
     for path in written:
-        click.echo(messages.wrote_file(path, "host key, mode 0600"))
+        click.echo(cli_texts.wrote_file(path, "host key, mode 0600"))
     if not written:
-        click.echo(messages.host_keys_exist(folder))
+        click.echo(cli_texts.host_keys_exist(folder))
     return [Path(path).name for path in written]
 
 
@@ -256,11 +256,11 @@ def _secret_key_to_create(settings: Settings) -> Path | None:
     if path is None:
         return None  # secret_key is given inline
     if path.exists():
-        click.echo(messages.already_there(path, "secret key"))
+        click.echo(cli_texts.already_there(path, "secret key"))
         return None
     sealed = _stored_token_count(settings)
     if sealed:
-        raise click.ClickException(messages.secret_key_refused(path, database_name(settings), sealed))
+        raise click.ClickException(cli_texts.secret_key_refused(path, database_name(settings), sealed))
     return path
 
 
@@ -268,7 +268,7 @@ def _create_secret_key(path: Path | None) -> None:
     from gateway.tokens import create_key_file
 
     if path is not None and create_key_file(path):
-        click.echo(messages.wrote_file(path, "secret key for stored API tokens, mode 0600"))
+        click.echo(cli_texts.wrote_file(path, "secret key for stored API tokens, mode 0600"))
 
 
 def _stored_token_count(settings: Settings) -> int:
@@ -287,7 +287,7 @@ def _stored_token_count(settings: Settings) -> int:
         finally:
             registry.close()
     except SQLAlchemyError as exc:
-        raise click.ClickException(messages.registry_unreachable(database_name(settings),
+        raise click.ClickException(cli_texts.registry_unreachable(database_name(settings),
                                                                  database_error_detail(exc))) from None
 
 
@@ -318,10 +318,10 @@ def _upgrade(settings: Settings, obj: Context) -> None:
         before = schema_state(settings.database_url)[1]
         upgrade(settings.database_url)  # a SQLite file's folder (home, by default) is made 0700
     except SQLAlchemyError as exc:
-        raise click.ClickException(messages.registry_unreachable(database_name(settings),
+        raise click.ClickException(cli_texts.registry_unreachable(database_name(settings),
                                                                  database_error_detail(exc))) from None
     except OSError as exc:
-        raise click.ClickException(messages.registry_unreachable(
+        raise click.ClickException(cli_texts.registry_unreachable(
             database_name(settings), f"{exc.strerror} ({exc.filename})")) from None
     if before != head_revision():
         _journal_schema(obj, settings, before, head_revision())
@@ -349,8 +349,8 @@ def _make_home(settings: Settings) -> None:
     try:
         home.mkdir(mode=0o700, parents=True)
     except OSError as exc:
-        raise click.ClickException(messages.cannot_create_home(home, exc.strerror)) from None
-    click.echo(messages.created_home(home))
+        raise click.ClickException(cli_texts.cannot_create_home(home, exc.strerror)) from None
+    click.echo(cli_texts.created_home(home))
 
 
 @cli.command()
@@ -369,10 +369,10 @@ def init(obj: Context) -> None:
         _generate_host_keys(settings, force=False, next_keys=False, yes=False)
         _create_secret_key(secret)
     except OSError as exc:
-        raise click.ClickException(messages.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
+        raise click.ClickException(cli_texts.cannot_write(exc.filename or settings.host_key_dir, exc.strerror,
                                                          "host_key_dir and secret_key_file")) from None
     _upgrade(settings, obj)
-    click.echo(messages.init_done(database_name(settings)))
+    click.echo(cli_texts.init_done(database_name(settings)))
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from gateway import messages
+from gateway import cli_texts
 from gateway.errors import ConfigError
 from gateway.settings import Loaded, Settings, load_all, mask_url
 
@@ -53,7 +53,7 @@ class Context:
         for pair in self.pairs:
             name, sep, value = pair.partition("=")
             if not sep:
-                raise click.ClickException(messages.settings_usage(pair))
+                raise click.ClickException(cli_texts.settings_usage(pair))
             values[name.strip()] = value
         if self.home is not None:
             values["home"] = self.home
@@ -171,13 +171,13 @@ def require_registry(settings: Settings) -> None:
     try:
         state, revision = schema_state(settings.database_url)
     except SQLAlchemyError as exc:
-        raise click.ClickException(messages.registry_unreachable(where, database_error_detail(exc))) from None
+        raise click.ClickException(cli_texts.registry_unreachable(where, database_error_detail(exc))) from None
     if state == MISSING:
-        raise click.ClickException(messages.registry_missing(where))
+        raise click.ClickException(cli_texts.registry_missing(where))
     if state == BEHIND:
-        raise click.ClickException(messages.registry_behind(where, revision, head_revision()))
+        raise click.ClickException(cli_texts.registry_behind(where, revision, head_revision()))
     if state == UNKNOWN:
-        raise click.ClickException(messages.registry_unknown_revision(where, revision))
+        raise click.ClickException(cli_texts.registry_unknown_revision(where, revision))
 
 
 def confirm_irreversible(prompt: str, action: str, yes: bool) -> None:
@@ -187,7 +187,7 @@ def confirm_irreversible(prompt: str, action: str, yes: bool) -> None:
     if sys.stdin.isatty():
         click.confirm(prompt, abort=True)
         return
-    raise click.ClickException(messages.needs_yes(action))
+    raise click.ClickException(cli_texts.needs_yes(action))
 
 
 yes_option = click.option("--yes", is_flag=True, help="Do it without asking (for scripts).")
@@ -200,7 +200,7 @@ def _take_reason(ctx: click.Context, _param: click.Parameter, value: str | None)
 
     reason = one_line(value, 500)
     if not reason:
-        raise click.BadParameter(messages.reason_empty(), ctx=ctx, param_hint="--reason")
+        raise click.BadParameter(cli_texts.reason_empty(), ctx=ctx, param_hint="--reason")
     obj = ctx.find_object(Context)
     if obj is not None:
         obj.reason = reason
@@ -241,7 +241,7 @@ def run(group: click.Group, prog_name: str) -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else prog_name
-        click.echo(f"Error: {messages.usage_error(exc.format_message(), command)}", err=True)
+        click.echo(f"Error: {cli_texts.usage_error(exc.format_message(), command)}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
@@ -259,7 +259,7 @@ def run(group: click.Group, prog_name: str) -> None:
         if denied is not None:
             click.echo(f"Error: {permission_denied(denied, prog_name)}", err=True)
             sys.exit(1)
-        click.echo(f"Error: {messages.registry_failed(database_error_detail(exc))}", err=True)
+        click.echo(f"Error: {cli_texts.registry_failed(database_error_detail(exc))}", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
@@ -270,7 +270,7 @@ def permission_denied(exc: PermissionError, prog_name: str) -> str:
 
     path = exc.filename or "a file of the gateway's home"
     command = shlex.join([prog_name, *sys.argv[1:]])
-    return messages.permission_denied(path, owner_of(path) if exc.filename else None, command)
+    return cli_texts.permission_denied(path, owner_of(path) if exc.filename else None, command)
 
 
 def owner_of(path: str | os.PathLike[str]) -> str | None:

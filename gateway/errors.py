@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from gateway.phrases import NOTHING_PUBLISHED, human_size
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message says which and how to fix it."""
@@ -45,6 +47,9 @@ class BadRequest(GatewayError):
 class RequestTooLarge(GatewayError):
     status = 413
 
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(request_too_large(size, limit))
+
 
 class ClientTimeout(GatewayError):
     status = 408
@@ -66,6 +71,9 @@ class CredentialError(GatewayError):
     status = 403
     outcome = "no_credential"
 
+    def __init__(self, account: str, fingerprint: str, token_url: str) -> None:
+        super().__init__(no_credential(account, fingerprint, token_url))
+
 
 class PolicyRefusal(GatewayError):
     """Refused by the deprecation schedule: brownout, sunset or pause."""
@@ -80,6 +88,9 @@ class ServiceBusy(GatewayError):
     status = 503
     outcome = "busy"
 
+    def __init__(self) -> None:
+        super().__init__(gateway_busy())
+
 
 class KeyInactive(GatewayError):
     """The key was revoked, or its account disabled, after the connection logged in."""
@@ -87,13 +98,26 @@ class KeyInactive(GatewayError):
     status = 403
     outcome = "refused_policy"
 
+    def __init__(self, account: str, fingerprint: str | None) -> None:
+        super().__init__(key_inactive(account, fingerprint))
 
-class UpstreamError(GatewayError):
+
+class UpstreamFailure(GatewayError):
     """The upstream could not be reached or failed: the file was not published, unless
     `maybe_published` says it may have been."""
 
     status = 502
     outcome = "upstream_error"
+
+
+class RegistryDown(GatewayError):
+    """The account registry (the database) cannot be read or written: nothing was started."""
+
+    status = 503
+    outcome = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__(registry_unavailable())
 
 
 # A URL runs to the next blank; a closing bracket or final punctuation is the sentence's.
@@ -158,3 +182,42 @@ def _cut(text: str, limit: int) -> str:
     if " " in head:
         head = head.rsplit(" ", 1)[0]
     return head.rstrip() + ELLIPSIS
+
+
+# -- the reason phrases the errors above carry ----------------------------------------------------
+def request_too_large(size: int, limit: int) -> str:
+    return (
+        f"the upload is {human_size(size)}, above this gateway's limit of {human_size(limit)} "
+        "per file; upload large files with twine, or ask the index for a larger limit"
+    )
+
+
+def no_credential(account: str, fingerprint: str, token_url: str) -> str:
+    return (
+        f"no API token is stored for account '{account}' (key {fingerprint}) and the client sent none; "
+        f"create a token at {token_url} and have it stored with "
+        f"`pypissh-migrate accounts set-token {account}`, or set username = __token__ and "
+        "password = <the token> in ~/.pypirc"
+    )
+
+
+def key_inactive(account: str, fingerprint: str | None) -> str:
+    key = f"key {fingerprint}" if fingerprint else "this key"
+    return (
+        f"{key} is no longer active for account '{account}' (revoked, or the account is disabled); "
+        f"{NOTHING_PUBLISHED}; ask the index admins"
+    )
+
+
+def gateway_busy() -> str:
+    return (
+        f"this gateway is busy with other uploads right now; {NOTHING_PUBLISHED}; try again in a "
+        "minute"
+    )
+
+
+def registry_unavailable() -> str:
+    return (
+        "the gateway cannot reach its account registry right now, so no key can be checked; "
+        f"{NOTHING_PUBLISHED}; try again in a minute"
+    )

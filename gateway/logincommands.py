@@ -30,9 +30,9 @@ def authorized_keys_command(settings: KeyFileSettings, user: str, key: str | Non
     try:
         lines = lines_for_key(settings.authorized_keys_file, user, settings.ssh_user, key, key_type)
     except OSError as exc:  # sshd logs our stderr; the login is refused
-        from gateway import messages
+        from gateway.ssh import user_texts
 
-        sys.stderr.write(messages.key_file_unreadable(settings.authorized_keys_file, exc.strerror or exc) + "\n")
+        sys.stderr.write(user_texts.key_file_unreadable(settings.authorized_keys_file, exc.strerror or exc) + "\n")
         return 1
     sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()

@@ -54,7 +54,7 @@ REMOVED_SETTINGS = ("stdio_in_process",)
 
 
 def _messages():
-    from gateway import messages  # only on a bad setting: it costs what this module saves
+    from gateway import setting_texts as messages
 
     return messages
 

@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-from gateway import messages
-from gateway.errors import GatewayError, ServiceBusy
+from gateway.errors import RegistryDown, ServiceBusy
 from gateway.lifecycle.schedule import Schedule, ScheduleCache
 from gateway.ops.pools import PoolFull, WorkerPool
 from gateway.ops.sessionlog import SessionLog
@@ -77,7 +76,7 @@ class Services:
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
         except PoolFull:
-            raise ServiceBusy(messages.gateway_busy()) from None
+            raise ServiceBusy() from None
 
     async def run_registry(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking registry work `func(*args)` (a key lookup, an event row) in a registry thread."""
@@ -103,7 +102,7 @@ class Services:
         try:
             found = await self.identity_for_key(fingerprint)
         except RegistryUnavailable:
-            raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
+            raise RegistryDown() from None
         return owned_by(found, account)
 
     def saturation(self) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway import loginsettings as login
-from gateway import messages
+from gateway import setting_texts
 from gateway.errors import ConfigError
 from gateway.loginsettings import CONFIG_ENV, ENV_PREFIX
 
@@ -225,7 +225,7 @@ class Loaded:
 def split_host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(messages.not_host_port(value))
+        raise ConfigError(setting_texts.not_host_port(value))
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -286,37 +286,37 @@ def problems(settings: Settings) -> list[Problem]:
         if kind not in ("int", "float") or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not math.isfinite(value):
-            add(name, messages.setting_not_finite(name, value))
+            add(name, setting_texts.setting_not_finite(name, value))
         elif name in AT_LEAST_ONE and value < 1:
-            add(name, messages.setting_too_small(name, value, "at least 1"))
+            add(name, setting_texts.setting_too_small(name, value, "at least 1"))
         elif name in ABOVE_ZERO and value <= 0:
-            add(name, messages.setting_too_small(name, value, "above 0"))
+            add(name, setting_texts.setting_too_small(name, value, "above 0"))
         elif value < 0:
-            add(name, messages.setting_too_small(name, value, "0 or more"))
+            add(name, setting_texts.setting_too_small(name, value, "0 or more"))
     if settings.public_port > PORT_MAX:
-        add("public_port", messages.port_out_of_range("public_port", settings.public_port))
+        add("public_port", setting_texts.port_out_of_range("public_port", settings.public_port))
 
     if settings.proxy_protocol not in PROXY_MODES:
-        add("proxy_protocol", messages.setting_not_one_of("proxy_protocol", PROXY_MODES, settings.proxy_protocol))
+        add("proxy_protocol", setting_texts.setting_not_one_of("proxy_protocol", PROXY_MODES, settings.proxy_protocol))
     for cidr in settings.proxy_allowed:
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
-            add("proxy_allowed", messages.not_a_network("proxy_allowed", cidr))
+            add("proxy_allowed", setting_texts.not_a_network("proxy_allowed", cidr))
     if settings.log_level.upper() not in LOG_LEVELS:
-        add("log_level", messages.setting_not_one_of("log_level", LOG_LEVELS, settings.log_level))
+        add("log_level", setting_texts.setting_not_one_of("log_level", LOG_LEVELS, settings.log_level))
     if settings.log_format not in LOG_FORMATS:
-        add("log_format", messages.setting_not_one_of("log_format", LOG_FORMATS, settings.log_format))
+        add("log_format", setting_texts.setting_not_one_of("log_format", LOG_FORMATS, settings.log_format))
     _check_addresses(settings, add)
     _check_urls(settings, add)
     if settings.authorized_keys_file and not settings.openssh_mode:
-        add("authorized_keys_file", messages.needs_openssh_mode("authorized_keys_file"))
+        add("authorized_keys_file", setting_texts.needs_openssh_mode("authorized_keys_file"))
     if settings.openssh_mode and not settings.authorized_keys_file:
-        add("authorized_keys_file", messages.openssh_mode_needs_key_file())
+        add("authorized_keys_file", setting_texts.openssh_mode_needs_key_file())
     if settings.shim_python and not os.path.isabs(settings.shim_python):
-        add("shim_python", messages.not_absolute("shim_python", settings.shim_python))
+        add("shim_python", setting_texts.not_absolute("shim_python", settings.shim_python))
     if settings.home and not os.path.isabs(settings.home):
-        add("home", messages.home_not_absolute(settings.home))
+        add("home", setting_texts.home_not_absolute(settings.home))
     return found
 
 
@@ -329,34 +329,34 @@ def _check_addresses(settings: Settings, add) -> None:
             add(name, f"{name}: {exc}")
             continue
         if ports[name][1] > PORT_MAX:
-            add(name, messages.port_out_of_range(name, ports[name][1]))
+            add(name, setting_texts.port_out_of_range(name, ports[name][1]))
     # Port 0 asks the kernel for a free port each time: two of those never collide.
     if len(ports) == 2 and ports["listen"] == ports["health_listen"] and ports["listen"][1] != 0:
-        add("health_listen", messages.health_listen_is_listen(settings.listen))
+        add("health_listen", setting_texts.health_listen_is_listen(settings.listen))
 
 
 def _check_urls(settings: Settings, add) -> None:
     url = settings.database_url
     scheme, sep, _rest = url.partition("://")
     if not sep:
-        add("database_url", messages.database_url_is_a_path(url))
+        add("database_url", setting_texts.database_url_is_a_path(url))
     elif scheme not in DATABASE_SCHEMES:
-        add("database_url", messages.database_scheme_unknown(scheme, DATABASE_SCHEMES))
+        add("database_url", setting_texts.database_scheme_unknown(scheme, DATABASE_SCHEMES))
     elif scheme in _POSTGRES_SCHEMES and importlib.util.find_spec("psycopg") is None:
         # Not the value's fault but the install's: no "set by", the fix is the extra.
-        add(None, messages.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
+        add(None, setting_texts.missing_extra("a postgresql:// database_url", "psycopg", "postgres"))
 
     smtp = urlsplit(settings.smtp_url)
     if smtp.scheme.lower() not in SMTP_SCHEMES or not smtp.hostname:
-        add("smtp_url", messages.smtp_url_invalid(mask_url(settings.smtp_url) or "", SMTP_SCHEMES))
+        add("smtp_url", setting_texts.smtp_url_invalid(mask_url(settings.smtp_url) or "", SMTP_SCHEMES))
 
     upstream = urlsplit(settings.upstream_url)
     if upstream.scheme.lower() not in UPSTREAM_SCHEMES or not upstream.hostname:
-        add("upstream_url", messages.upstream_url_invalid(mask_url(settings.upstream_url) or ""))
+        add("upstream_url", setting_texts.upstream_url_invalid(mask_url(settings.upstream_url) or ""))
 
     index = urlsplit(settings.index_url)
     if index.scheme.lower() not in UPSTREAM_SCHEMES or not index.hostname:
-        add("index_url", messages.index_url_invalid(mask_url(settings.index_url) or ""))
+        add("index_url", setting_texts.index_url_invalid(mask_url(settings.index_url) or ""))
 
 
 def validate(settings: Settings) -> Settings:
@@ -371,7 +371,7 @@ def insecure_upstream(settings: Settings) -> str | None:
     """Why `upstream_url` would carry tokens in cleartext, or None when it uses HTTPS."""
     if urlsplit(settings.upstream_url).scheme.lower() == "https":
         return None
-    return messages.upstream_not_https(mask_url(settings.upstream_url) or "")
+    return setting_texts.upstream_not_https(mask_url(settings.upstream_url) or "")
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def load_all(
 
 
 def _unknown_setting(name: str, config: str | None) -> ConfigError:
-    return ConfigError(messages.unknown_setting(name, config, _closest(name, list(_fields()))))
+    return ConfigError(setting_texts.unknown_setting(name, config, _closest(name, list(_fields()))))
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -418,6 +418,6 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         # Compared without the shared prefix, which would make every name look alike.
         closest = _closest(variable[len(ENV_PREFIX):].lower(), settings)
-        warnings.append(messages.unknown_variable(variable, ENV_PREFIX + closest.upper() if closest else None,
+        warnings.append(setting_texts.unknown_variable(variable, ENV_PREFIX + closest.upper() if closest else None,
                                                   closest))
     return warnings

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from gateway import messages
 from gateway.errors import ConfigError
+from gateway.phrases import PROGRAM
 from gateway.settings import Settings
 
 TOKEN_PREFIX = "pypi-"
@@ -32,7 +32,7 @@ def _as_fernet_key(text: str) -> bytes:
     except (ValueError, TypeError):
         pass
     if len(raw) < 32:
-        raise ConfigError(messages.secret_key_too_short())
+        raise ConfigError(secret_key_too_short())
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest())
 
 
@@ -40,7 +40,7 @@ def parse_keys(text: str, where: object = "secret_key") -> list[bytes]:
     parts = [part for chunk in text.splitlines() for part in chunk.split(",")]
     keys = [_as_fernet_key(part) for part in parts if part.strip() and not part.startswith("#")]
     if not keys:
-        raise ConfigError(messages.secret_key_empty(where))
+        raise ConfigError(secret_key_empty(where))
     return keys
 
 
@@ -62,9 +62,9 @@ def read_secret_text(settings: Settings) -> str:
     try:
         return path.read_text()
     except FileNotFoundError:
-        raise ConfigError(messages.secret_key_missing(path)) from None
+        raise ConfigError(secret_key_missing(path)) from None
     except OSError as exc:
-        raise ConfigError(messages.secret_key_unreadable(path, exc.strerror or exc)) from None
+        raise ConfigError(secret_key_unreadable(path, exc.strerror or exc)) from None
 
 
 def create_key_file(path: Path) -> bool:
@@ -113,7 +113,7 @@ class TokenBox:
         if fresh == self._keys:
             return False
         self._use(fresh)
-        log.info("%s", messages.secret_keys_changed(len(fresh), key_file(self._settings) or "secret_key"))
+        log.info("%s", secret_keys_changed(len(fresh), key_file(self._settings) or "secret_key"))
         return True
 
     def opens(self, ciphertext: str) -> bool:
@@ -140,7 +140,7 @@ class TokenBox:
                 return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
             pass
-        raise ConfigError(messages.token_undecryptable())
+        raise ConfigError(token_undecryptable())
 
     def reseal(self, ciphertext: str) -> str:
         """Re-encrypt under the first (newest) key."""
@@ -150,5 +150,37 @@ class TokenBox:
 def check_token_shape(token: str) -> str:
     token = token.strip()
     if not token.startswith(TOKEN_PREFIX) or len(token) < 16 or any(c.isspace() for c in token):
-        raise ConfigError(messages.not_an_api_token())
+        raise ConfigError(not_an_api_token())
     return token
+
+
+# -- what the operator reads about the secret key and the tokens ----------------------------------
+def secret_key_missing(path: object) -> str:
+    return (f"no secret key file at {path}, so API tokens cannot be sealed or opened; run "
+            f"`{PROGRAM} keygen` to create one for a new registry, or set secret_key_file to the key "
+            "the stored tokens were sealed with")
+
+
+def secret_key_unreadable(path: object, reason: object) -> str:
+    return f"cannot read the secret key file {path} ({reason}); make it readable by the user running this command"
+
+
+def secret_key_too_short() -> str:
+    return "secret_key must be a Fernet key or a passphrase of at least 32 characters"
+
+
+def secret_key_empty(where: object) -> str:
+    return f"the secret key in {where} is empty; put the key back, or run `pypissh-migrate rotate-secret --new-key-file FILE`"
+
+
+def token_undecryptable() -> str:
+    return ("a stored token cannot be decrypted with the configured secret keys; keep the old key in "
+            "secret_key until `pypissh-migrate rotate-secret` has run")
+
+
+def not_an_api_token() -> str:
+    return "that is not an API token: tokens start with 'pypi-' and have no spaces"
+
+
+def secret_keys_changed(count: int, where: object) -> str:
+    return f"a stored token did not open: read the secret keys again from {where}, now {count} key(s)"

@@ -179,7 +179,7 @@ class Evidence:
 def email_context(campaign: str, account: Account, evidence: Evidence, schedule: Schedule,
                   settings: Settings, now: dt.datetime, *, repeat_after: dt.timedelta | None = None,
                   used_at: dt.datetime | None = None) -> dict:
-    from gateway.messages import Place
+    from gateway.phrases import Place
 
     upcoming = schedule.upcoming_brownouts(now)
     return {

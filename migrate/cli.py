@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway import messages
+from gateway import cli_texts
 from gateway.cliutil import global_options, run
 from gateway.errors import one_line
 from migrate.commands import accounts, audit, evidence, guide, import_legacy, keys, prune, report, scan, secret
@@ -31,7 +31,7 @@ def cli(reason: str | None) -> None:
     if reason is not None:
         obj.reason = one_line(reason, 500) or None
         if obj.reason is None:
-            raise click.BadParameter(messages.reason_empty(), param_hint="--reason")
+            raise click.BadParameter(cli_texts.reason_empty(), param_hint="--reason")
 
 
 cli.add_command(accounts.accounts)

@@ -16,10 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import messages
 from gateway.lifecycle.migration import forwarded_by_gateway
 from gateway.registry import Registry
-from gateway.upload.index import IndexClient, IndexFile, IndexPage, IndexUnavailable, RefusedFile
+from gateway.upload.index import IndexClient, IndexFile, IndexPage, IndexUnavailable, RefusedFile, index_unreadable
 
 DEFAULT_CONCURRENCY = 8
 
@@ -89,7 +88,7 @@ def _unreadable(client: IndexClient, project: str, future: Future) -> Failure | 
     if isinstance(exc, IndexUnavailable):
         return Failure(project, exc.reason)
     # Anything else is a page the simple API parser could not make sense of: one project's problem.
-    return Failure(project, messages.index_unreadable(client.project_url(project), f"{type(exc).__name__}: {exc}"))
+    return Failure(project, index_unreadable(client.project_url(project), f"{type(exc).__name__}: {exc}"))
 
 
 def _record(registry: Registry, project: str, files: list[IndexFile], now: dt.datetime) -> int:

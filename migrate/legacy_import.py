@@ -19,10 +19,10 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gateway import messages
 from gateway.emails import EmailError, normalised_email
 from gateway.registry import names
 from gateway.sshkeys import KeyFormatError, PublicKey, parse_public_key, weakness
+from migrate import admin_texts
 
 # Key types OpenSSH accepts in authorized_keys; an option name never starts like one of these.
 _KEY_TYPE = re.compile(r"^(ssh-|ecdsa-sha2-|sk-)[A-Za-z0-9@.+-]+$")
@@ -200,7 +200,7 @@ def parse_users_csv(text: str, source: str = "users.csv") -> tuple[list[UserRow]
             try:
                 email = normalised_email(email)
             except EmailError:
-                rejected.append(Rejected(where, messages.email_invalid_in_file()))
+                rejected.append(Rejected(where, admin_texts.email_invalid_in_file()))
                 continue
         users.append(UserRow(where, name, email or None))
     return users, rejected

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import insert
 
 from gateway.logincommands import authorized_keys_command
-from gateway.registry import Registry, RegistryError, names, utcnow
+from gateway.registry import AdminInputError, Registry, names, utcnow
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.ssh import keycommand
 from gateway.ssh.keyfile import KeyFileWriter, file_text
@@ -105,7 +105,7 @@ def test_import_legacy_refuses_the_same_names_nul_included(home, tmp_path):
 @pytest.mark.parametrize("name", [*BAD_NAMES.values(), NUL_NAME])
 def test_the_store_refuses_every_bad_name(gateway, name):
     """AccountStore.add_account is the gate every path goes through: a NUL, a newline, a quote..."""
-    with pytest.raises(RegistryError) as info:
+    with pytest.raises(AdminInputError) as info:
         gateway.registry.accounts.add_account(name)
     assert str(info.value) == names.refusal(name)
     assert "\n" not in str(info.value) and "\0" not in str(info.value)

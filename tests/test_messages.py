@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import messages
+from gateway import phrases
 
-GATEWAY = Path(messages.__file__).parent
+GATEWAY = Path(phrases.__file__).parent
 # The modules on the SSH path whose refusals users (or, for the settings, operators) read.
 SPEAKING_MODULES = sorted(
     [*(GATEWAY / "upload").glob("*.py"), *(GATEWAY / "ssh").glob("*.py"), GATEWAY / "settings.py",
@@ -18,7 +18,7 @@ SPEAKING_MODULES = sorted(
 # Exceptions whose message a user reads (the reason phrase, an SSH disconnect or channel refusal),
 # and the findings `check` prints.
 USER_FACING = {"fail", "ok", "GatewayError", "BadRequest", "RequestTooLarge", "ClientTimeout", "ClientAborted", "ArtifactError",
-               "CredentialError", "PolicyRefusal", "UpstreamError", "ConfigError", "PermissionDenied",
+               "CredentialError", "PolicyRefusal", "UpstreamFailure", "ConfigError", "PermissionDenied",
                "ChannelOpenError", "ServiceNotAvailable", "Reply"}
 # Calls that write text to the user's session or connection.
 USER_CHANNELS = {"write_stderr", "disconnect"}
@@ -60,7 +60,7 @@ def test_nothing_published_has_one_spelling():
     sources = [*GATEWAY.rglob("*.py"), *(GATEWAY / "templates").rglob("*.j2")]
     spelled = {p: p.read_text().count("nothing was published") for p in sources}
     assert {p: n for p, n in spelled.items() if n} == {GATEWAY / "messages.py": 1}
-    assert messages.NOTHING_PUBLISHED == "nothing was published"
+    assert phrases.NOTHING_PUBLISHED == "nothing was published"
 
 
 def test_the_check_finds_an_inline_refusal():

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import inspect
 
 from gateway.cli import cli
-from gateway.registry import Registry, RegistryError, UploadEvent
+from gateway.registry import AdminInputError, Registry, UploadEvent
 from gateway.registry.engine import database_hosts, sqlalchemy_url
 from gateway.registry.migrate_db import CURRENT, head_revision, schema_state, upgrade
 from gateway.registry.replication import is_multi_host
@@ -62,7 +62,7 @@ def test_db_upgrade_command_creates_the_schema(tmp_path):
 def test_accounts_round_trip(registry):
     """Accounts: create, find, update, list, and a duplicate name is refused with a useful message."""
     registry.accounts.add_account("carol", email="carol@example.org", note="maintainer of old things")
-    with pytest.raises(RegistryError, match="already exists"):
+    with pytest.raises(AdminInputError, match="already exists"):
         registry.accounts.add_account("carol")
     registry.accounts.update_account("carol", exempt=True)
     carol = registry.accounts.get_account("carol")
@@ -78,7 +78,7 @@ def test_keys_and_identity_lookup(registry, user_keys):
     registry.accounts.add_account("dave", email="dave@example.org")
     key = parse_public_key(user_keys["bob"].public_line)
     registry.accounts.add_key("dave", key, allowed_projects=["dave-tools"])
-    with pytest.raises(RegistryError, match="already registered to account 'dave'"):
+    with pytest.raises(AdminInputError, match="already registered to account 'dave'"):
         registry.accounts.add_key("dave", key)
     registry.accounts.set_token_ciphertext("dave", "sealed-token")
     identity = registry.accounts.identity_for_key(key.fingerprint)
@@ -91,7 +91,7 @@ def test_keys_and_identity_lookup(registry, user_keys):
     assert registry.accounts.identity_for_key(key.fingerprint) is not None
     registry.accounts.revoke_key(key.fingerprint)
     assert registry.accounts.identity_for_key(key.fingerprint) is None
-    with pytest.raises(RegistryError, match="already revoked"):
+    with pytest.raises(AdminInputError, match="already revoked"):
         registry.accounts.revoke_key(key.fingerprint)
     assert [k.fingerprint for k in registry.accounts.list_keys("dave", include_revoked=False)] == []
 
@@ -142,7 +142,7 @@ def test_schedule_round_trip(registry):
     ]
     registry.schedule.cancel_window(first)
     assert first not in [w.id for w in registry.schedule.windows()]
-    with pytest.raises(RegistryError):
+    with pytest.raises(AdminInputError):
         registry.schedule.cancel_window(first)
 
 

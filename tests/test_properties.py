@@ -11,7 +11,7 @@ import os
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gateway import messages
+from gateway import phrases
 from gateway.errors import BadRequest, GatewayError
 from gateway.upload.artifact import Artifact
 from gateway.upload.form import MultipartBody, rebuild
@@ -19,7 +19,7 @@ from gateway.upload.framing import RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool
 from testbed.recordings import parse_form
 
-PLACE = messages.Place("gateway.example", 22, "submit")
+PLACE = phrases.Place("gateway.example", 22, "submit")
 BOUNDARY = b"--------------GHSKFJDLGDS7543FJKLFHRE75642756743254"
 # PROPERTY_EXAMPLES=5000 runs a deeper search than the suite's default.
 FAST = settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "60")), deadline=None,

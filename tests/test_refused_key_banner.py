@@ -11,8 +11,8 @@ import subprocess
 
 import paramiko
 
-from gateway import messages
 from gateway.ops import sessionlog
+from gateway.ssh import user_texts
 from testbed.harness import GatewayHarness
 from tests.helpers import register_account
 
@@ -47,7 +47,7 @@ def _refused_banner(gateway: GatewayHarness, key_path, user: str = "submit") -> 
 def test_an_unknown_key_is_told_its_fingerprint_and_the_guide(gateway, alice, user_keys):
     """The banner is exactly the refusal text for this key and the configured guide URL."""
     mallory = user_keys["mallory"]
-    assert _refused_banner(gateway, mallory.path) == messages.unregistered_key_banner(
+    assert _refused_banner(gateway, mallory.path) == user_texts.unregistered_key_banner(
         mallory.fingerprint, gateway.settings.help_url)
 
 
@@ -67,7 +67,7 @@ def test_another_user_is_told_which_user_uploads_log_in_as(gateway, alice, user_
     """`root@host` with a registered key: refused, with the user uploads log in as (the key of a
     wrong user is never looked up, so the words are the same for any key)."""
     banner = _refused_banner(gateway, user_key.path, user="root")
-    assert banner == messages.unregistered_key_banner(user_key.fingerprint, gateway.settings.help_url, "submit")
+    assert banner == user_texts.unregistered_key_banner(user_key.fingerprint, gateway.settings.help_url, "submit")
     assert "uploads log in as user 'submit'" in banner
 
 

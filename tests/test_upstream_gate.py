@@ -10,8 +10,8 @@ import socket
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.messages import upstream_not_https
 from gateway.services import Services
+from gateway.setting_texts import upstream_not_https
 from gateway.upload.upstream import UpstreamClient
 
 TOKEN = "pypi-gate-test-token-never-in-cleartext"

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
 
-from gateway.messages import Place
+from gateway.phrases import Place
 from gateway.registry import Identity, Registry, utcnow
 from gateway.render import render
 from gateway.settings import Settings
@@ -122,7 +122,7 @@ class Guide:
 
 def build_guide(registry: Registry, settings: Settings, account_name: str, *,
                 login_fingerprint: str | None = None, now: dt.datetime | None = None) -> Guide:
-    """Everything personal in one account's guide (raises RegistryError for an unknown account)."""
+    """Everything personal in one account's guide (raises AdminInputError for an unknown account)."""
     now = now or utcnow()
     account = registry.accounts.get_account(account_name)
     activity = registry.events.account_activity(account.id)

@@ -24,7 +24,7 @@ from typing import Protocol
 from gateway.errors import one_line
 from gateway.lifecycle.migration import MIGRATED
 from gateway.lifecycle.schedule import Decision, Schedule, Window, decide, format_span, format_utc
-from gateway.messages import NOTHING_PUBLISHED, Place
+from gateway.phrases import NOTHING_PUBLISHED, Place
 from gateway.registry import Identity, Registry
 from gateway.render import render
 from gateway.settings import Settings

@@ -23,7 +23,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from gateway import messages
 from gateway.errors import ConfigError
 
 FIELDS_ATTRIBUTE = "pypissh_fields"
@@ -102,7 +101,7 @@ def file_handler(path: str) -> logging.Handler:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     except OSError as exc:
-        raise ConfigError(messages.log_file_unusable(path, exc.strerror or str(exc))) from None
+        raise ConfigError(log_file_unusable(path, exc.strerror or str(exc))) from None
     os.close(fd)
     return logging.FileHandler(path, mode="a", encoding="utf-8")
 
@@ -170,3 +169,8 @@ def configure_for_terminal_session(level: str, log_format: str = "text", log_fil
         logging.getLogger(name).setLevel(logging.INFO)
     if problem is not None:
         logging.getLogger("gateway").error("%s", problem)
+
+
+# -- what the operator reads about the log --------------------------------------------------------
+def log_file_unusable(path: str, detail: str) -> str:
+    return f"cannot append to log_file {path}: {detail}; fix its folder's permissions or choose another log_file"

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from gateway.messages import SSH_COMMANDS
 from gateway.ops.logformat import fields
+from gateway.phrases import SSH_COMMANDS
 
 if TYPE_CHECKING:
     from gateway.registry import Identity, UploadEvent

@@ -25,21 +25,21 @@ if TYPE_CHECKING:
 
     from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
     from gateway.registry.audit import Actor, AuditEntry, AuditStore
-    from gateway.registry.engine import RegistryError, make_engine, utcnow
+    from gateway.registry.engine import AdminInputError, make_engine, utcnow
     from gateway.registry.events import EventStore, UploadEvent
     from gateway.registry.evidence import EvidenceStore
     from gateway.registry.outbox import NotificationSend, Outbox
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore
 
-__all__ = ["Account", "Actor", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry", "RegistryError",
+__all__ = ["Account", "Actor", "AdminInputError", "AuditEntry", "Identity", "KeyRecord", "NotificationSend", "Registry",
            "UploadEvent", "make_engine", "utcnow"]
 
 # name -> the module of this package that defines it, imported on first use.
 _LAZY = {
     "Account": "accounts", "AccountStore": "accounts", "Identity": "accounts", "KeyRecord": "accounts",
     "Actor": "audit", "AuditEntry": "audit", "AuditStore": "audit",
-    "RegistryError": "engine", "make_engine": "engine", "utcnow": "engine",
+    "AdminInputError": "engine", "make_engine": "engine", "utcnow": "engine",
     "EventStore": "events", "UploadEvent": "events",
     "EvidenceStore": "evidence",
     "NotificationSend": "outbox", "Outbox": "outbox",

@@ -10,12 +10,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, Engine, bindparam, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway import messages
 from gateway.emails import EmailError, normalised_email
 from gateway.registry import audit as journal
 from gateway.registry import names
 from gateway.registry.audit import Actor
-from gateway.registry.engine import RegistryError, utcnow
+from gateway.registry.engine import AdminInputError, utcnow
 from gateway.registry.schema import accounts, ssh_keys
 from gateway.sshkeys import PublicKey
 
@@ -122,24 +121,24 @@ def _key_values(conn: Connection, fingerprint: str) -> tuple[str | None, dict[st
 
 
 def checked_email(address: str | None) -> str | None:
-    """An account's email in normal form; None (no email) for an empty one; RegistryError when it
+    """An account's email in normal form; None (no email) for an empty one; AdminInputError when it
     is not an email address."""
     if address is None or not address.strip():
         return None
     try:
         return normalised_email(address)
     except EmailError as exc:
-        raise RegistryError(messages.email_invalid(address.strip(), str(exc))) from None
+        raise AdminInputError(email_invalid(address.strip(), str(exc))) from None
 
 
 def checked_account_name(name: str) -> str:
     """`name` when it follows the account-name grammar (gateway/registry/names.py), else
-    RegistryError. Every path that makes or renames an account comes through here: the name ends
+    AdminInputError. Every path that makes or renames an account comes through here: the name ends
     up in authorized_keys lines and command lines."""
     if not name or not name.strip():
-        raise RegistryError("an account needs a name (the user's name on the index)")
+        raise AdminInputError("an account needs a name (the user's name on the index)")
     if not names.is_account_name(name):
-        raise RegistryError(names.refusal(name))
+        raise AdminInputError(names.refusal(name))
     return name
 
 
@@ -163,7 +162,7 @@ class AccountStore:
                     journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
                                     after=_account_values(conn, name))
         except IntegrityError:
-            raise RegistryError(
+            raise AdminInputError(
                 f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`") from None
         return self.get_account(name)
 
@@ -181,7 +180,7 @@ class AccountStore:
     def get_account(self, name: str) -> Account:
         account = self.find_account(name)
         if account is None:
-            raise RegistryError(f"no account named '{name}'; `pypissh-migrate accounts list` shows them")
+            raise AdminInputError(f"no account named '{name}'; `pypissh-migrate accounts list` shows them")
         return account
 
     def list_accounts(self) -> list[Account]:
@@ -193,7 +192,7 @@ class AccountStore:
         allowed = {"email", "disabled", "exempt", "note"}
         unknown = set(values) - allowed
         if unknown:
-            raise RegistryError(f"cannot change {', '.join(sorted(unknown))}")
+            raise AdminInputError(f"cannot change {', '.join(sorted(unknown))}")
         if "email" in values:
             values["email"] = checked_email(values["email"])
         with self.engine.begin() as conn:
@@ -203,7 +202,7 @@ class AccountStore:
                 journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
                                 before=before, after=_account_values(conn, name))
         if done.rowcount == 0:
-            raise RegistryError(f"no account named '{name}'")
+            raise AdminInputError(f"no account named '{name}'")
         return self.get_account(name)
 
     def set_token_ciphertext(self, name: str, ciphertext: str | None, *, audit: Actor | None = None) -> None:
@@ -216,7 +215,7 @@ class AccountStore:
                                 before={"token": before["token"]} if before else None,
                                 after={"token": "set" if ciphertext else "none"})
         if done.rowcount == 0:
-            raise RegistryError(f"no account named '{name}'")
+            raise AdminInputError(f"no account named '{name}'")
 
     def token_ciphertexts(self) -> list[tuple[int, str]]:
         with self.engine.connect() as conn:
@@ -255,11 +254,11 @@ class AccountStore:
             owner = self.find_key(key.fingerprint)
             if owner is not None and owner.revoked_at is not None:
                 if owner.account_id != account.id:
-                    raise RegistryError(messages.key_revoked_elsewhere(key.fingerprint, owner.account_name)) from None
+                    raise AdminInputError(key_revoked_elsewhere(key.fingerprint, owner.account_name)) from None
                 # The admin gives it back: a mistaken revoke is not final.
                 return self.restore_key(key.fingerprint, audit=audit)
             whose = f"account '{owner.account_name}'" if owner else "another account"
-            raise RegistryError(
+            raise AdminInputError(
                 f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
         found = self.find_key(key.fingerprint)
         assert found is not None
@@ -301,9 +300,9 @@ class AccountStore:
                 self._journal_key_state(conn, audit, fingerprint, "active")
         key = self.find_key(fingerprint)
         if key is None:
-            raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them")
+            raise AdminInputError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them")
         if done.rowcount == 0:
-            raise RegistryError(f"key {fingerprint} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
+            raise AdminInputError(f"key {fingerprint} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
         return key
 
     def restore_key(self, fingerprint: str, *, audit: Actor | None = None) -> KeyRecord:
@@ -316,9 +315,9 @@ class AccountStore:
                 self._journal_key_state(conn, audit, fingerprint, "revoked")
         key = self.find_key(fingerprint)
         if key is None:
-            raise RegistryError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list --all` shows them")
+            raise AdminInputError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list --all` shows them")
         if done.rowcount == 0:
-            raise RegistryError(messages.key_not_revoked(fingerprint, key.account_name))
+            raise AdminInputError(key_not_revoked(fingerprint, key.account_name))
         return key
 
     @staticmethod
@@ -363,3 +362,17 @@ def _identity(row: Any) -> Identity:
         fingerprint=row.fingerprint, key_comment=row.comment,
         token_ciphertext=row.token_ciphertext, allowed_projects=_projects(row.allowed_projects),
         key_type=row.algorithm)
+
+
+# -- bad admin input the registry refuses ---------------------------------------------------------
+def key_not_revoked(fingerprint: str, account: str) -> str:
+    return f"key {fingerprint} of '{account}' is not revoked; nothing to restore"
+
+
+def key_revoked_elsewhere(fingerprint: str, owner: str) -> str:
+    return (f"key {fingerprint} is a revoked key of account '{owner}'; a key belongs to one account: "
+            f"`pypissh-migrate keys restore {fingerprint}` gives it back to '{owner}'")
+
+
+def email_invalid(address: str, reason: str) -> str:
+    return f"'{address}' is not an email address ({reason.rstrip('.')}); give one like alice@example.org"

@@ -22,7 +22,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class RegistryError(Exception):
+class AdminInputError(Exception):
     """An admin action cannot be done; the message says why and what to do instead."""
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from gateway.lifecycle.schedule import Schedule, Window
 from gateway.registry import audit as journal
 from gateway.registry.audit import Actor
-from gateway.registry.engine import RegistryError, inserted_id, utcnow
+from gateway.registry.engine import AdminInputError, inserted_id, utcnow
 from gateway.registry.schema import schedule_windows
 
 
@@ -73,7 +73,7 @@ class ScheduleStore:
                 journal.journal(conn, audit, target_kind=journal.SCHEDULE, target=_target(before["kind"], window_id),
                                 before=before, after=_window_values(conn, window_id))
         if done.rowcount == 0:
-            raise RegistryError(f"no scheduled window {window_id}; `pypissh-migrate schedule show` lists them")
+            raise AdminInputError(f"no scheduled window {window_id}; `pypissh-migrate schedule show` lists them")
 
     def replace_window(self, kind: str, starts_at: dt.datetime | None, note: str | None = None, *,
                        audit: Actor | None = None) -> int | None:

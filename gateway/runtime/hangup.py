@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from gateway import messages
 from gateway.errors import ConfigError
 from gateway.ops import logformat
 from gateway.tokens import TokenBox
@@ -37,9 +36,9 @@ def reopen_log() -> None:
     try:
         path = logformat.reopen_log_file()
     except OSError as exc:  # the old stream is kept: lines still go somewhere
-        log.error("%s", messages.hangup_log_unusable(exc.filename or "log_file", exc.strerror or exc))
+        log.error("%s", hangup_log_unusable(exc.filename or "log_file", exc.strerror or exc))
         return
-    log.info("%s", messages.hangup_log_reopened(path))
+    log.info("%s", hangup_log_reopened(path))
 
 
 async def reload_host_keys(services: Services, server: GatewayListener) -> None:
@@ -51,10 +50,10 @@ async def reload_host_keys(services: Services, server: GatewayListener) -> None:
     try:
         options = await connection_options(services)
     except (ConfigError, OSError) as exc:
-        log.error("%s", messages.hangup_host_keys_kept(str(exc)))
+        log.error("%s", hangup_host_keys_kept(str(exc)))
         return
     server.use_options(options)
-    log.info("%s", messages.hangup_host_keys_read(hostkeys.fingerprints(services.settings.host_key_dir)))
+    log.info("%s", hangup_host_keys_read(hostkeys.fingerprints(services.settings.host_key_dir)))
 
 
 def reload_secret_keys(settings: Settings, tokens: TokenBox) -> None:
@@ -62,7 +61,34 @@ def reload_secret_keys(settings: Settings, tokens: TokenBox) -> None:
     try:
         tokens.reread()
     except ConfigError as exc:
-        log.error("%s", messages.hangup_keys_kept(str(exc)))
+        log.error("%s", hangup_keys_kept(str(exc)))
         return
-    log.info("%s", messages.hangup_keys_read(tokens.key_count, settings.secret_key_file if not settings.secret_key
+    log.info("%s", hangup_keys_read(tokens.key_count, settings.secret_key_file if not settings.secret_key
                                              else "secret_key"))
+
+
+# -- the log lines of a SIGHUP --------------------------------------------------------------------
+def hangup_log_reopened(path: str | None) -> str:
+    if path is None:
+        return "SIGHUP: the log goes to stderr (no log_file), nothing to reopen"
+    return f"SIGHUP: reopened log_file {path}"
+
+
+def hangup_log_unusable(path: object, reason: object) -> str:
+    return f"SIGHUP: cannot reopen log_file {path} ({reason}); still writing to the file open before"
+
+
+def hangup_keys_read(count: int, where: object) -> str:
+    return f"SIGHUP: read {count} secret key(s) again from {where}"
+
+
+def hangup_host_keys_read(fingerprints: list[str]) -> str:
+    return f"SIGHUP: read the host keys again; new connections get {', '.join(fingerprints)}"
+
+
+def hangup_host_keys_kept(problem: str) -> str:
+    return f"SIGHUP: kept the host keys in use, since {problem}"
+
+
+def hangup_keys_kept(problem: str) -> str:
+    return f"SIGHUP: kept the secret keys in use, since {problem}"

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 
-from gateway import messages
+from gateway import setting_texts
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.runtime import hangup
@@ -131,7 +131,7 @@ async def _listening(setting: str, address: str, starting):
     try:
         return await starting
     except OSError as exc:
-        raise ConfigError(messages.cannot_listen(setting, address, exc.strerror or exc)) from None
+        raise ConfigError(setting_texts.cannot_listen(setting, address, exc.strerror or exc)) from None
 
 
 async def _stopped(supervised: bool) -> None:

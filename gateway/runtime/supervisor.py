@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
-from gateway import messages
+from gateway import setting_texts
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.registry import Registry
@@ -81,7 +81,7 @@ class Supervisor:
         try:
             port_holder = reserve_port(settings.listen_host, settings.listen_port)
         except OSError as exc:
-            raise ConfigError(messages.cannot_listen("listen", settings.listen, exc.strerror or exc)) from None
+            raise ConfigError(setting_texts.cannot_listen("listen", settings.listen, exc.strerror or exc)) from None
         listen = host_port(settings.listen_host, port_holder.getsockname()[1])
         if settings.openssh_mode:
             try:
@@ -101,7 +101,7 @@ class Supervisor:
             if self._shim is not None:
                 self._shim.close()
                 shimserver.remove_socket_file(settings.shim_socket, shim_inode)
-            raise ConfigError(messages.cannot_listen("health_listen", settings.health_listen,
+            raise ConfigError(setting_texts.cannot_listen("health_listen", settings.health_listen,
                                                      exc.strerror or exc)) from None
         log.info("supervising %d workers on %s, health on %s:%d", self.workers, listen,
                  settings.health_host, health.port)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import asyncssh
 
-from gateway import messages
 from gateway.errors import ConfigError
+from gateway.ssh import user_texts
 
 # ed25519 first: it signs several times faster than RSA, and handshakes are CPU-bound.
 # RSA stays for clients too old to know ed25519.
@@ -89,13 +89,13 @@ def load(directory: str | os.PathLike[str]) -> list[asyncssh.SSHKey]:
     paths = sorted(folder.glob("ssh_host_*_key"),
                    key=lambda p: (PRIMARY.index(p.name) if p.name in PRIMARY else len(PRIMARY), p.name))
     if not paths:
-        raise ConfigError(messages.no_host_keys(folder))
+        raise ConfigError(user_texts.no_host_keys(folder))
     keys = []
     for path in paths:
         try:
             keys.append(asyncssh.read_private_key(str(path)))
         except (asyncssh.KeyImportError, OSError) as exc:
-            raise ConfigError(messages.unreadable_host_key(path, exc)) from None
+            raise ConfigError(user_texts.unreadable_host_key(path, exc)) from None
     return keys
 
 

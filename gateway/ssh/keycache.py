@@ -15,7 +15,7 @@ from typing import Callable, Collection
 import asyncssh
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import messages
+from gateway.errors import registry_unavailable
 from gateway.ops import metrics
 from gateway.registry import Identity
 
@@ -32,7 +32,7 @@ class RegistryUnavailable(asyncssh.ServiceNotAvailable):
     """
 
     def __init__(self):
-        super().__init__(messages.registry_unavailable())
+        super().__init__(registry_unavailable())
 
 
 def owned_by(found: Identity | None, account: str) -> Identity | None:

@@ -43,11 +43,10 @@ import tempfile
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import messages
 from gateway.errors import ConfigError
 from gateway.registry import Registry
 from gateway.settings import Settings
-from gateway.ssh import keycommand
+from gateway.ssh import keycommand, user_texts
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def check_writable(path: str) -> None:
     start, rather than a warning at every check)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(messages.key_file_folder_unusable(path, folder))
+        raise ConfigError(user_texts.key_file_folder_unusable(path, folder))
 
 
 class KeyFileWriter:

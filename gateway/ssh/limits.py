@@ -15,9 +15,9 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-from gateway import messages
 from gateway.ops import sessionlog
 from gateway.settings import Settings
+from gateway.ssh import user_texts
 
 # Past this many remembered addresses the penalty box forgets the ones that have nearly decayed,
 # so a spray of random (IPv6) sources cannot grow it without bound.
@@ -54,7 +54,7 @@ class StartupGate:
 
     def admit(self, conn: Hashable, source: str) -> Admission:
         if self.max_per_source > 0 and self._per_source[source] >= self.max_per_source:
-            return Admission(False, messages.too_many_startups_from(source, self.max_per_source))
+            return Admission(False, user_texts.too_many_startups_from(source, self.max_per_source))
         evict = None
         if self.max_total > 0 and len(self._pending) >= self.max_total:
             evict, _ = next(iter(self._pending.items()))

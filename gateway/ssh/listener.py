@@ -27,9 +27,8 @@ from typing import Callable, Coroutine, Iterable
 
 import asyncssh
 
-from gateway import messages
 from gateway.ops import metrics, sessionlog
-from gateway.ssh import proxyproto
+from gateway.ssh import proxyproto, user_texts
 from gateway.ssh.asyncssh_seams import connect_accepted_socket
 
 log = logging.getLogger(__name__)
@@ -269,7 +268,7 @@ class GatewayListener:
         left = [c for c in self._connections if c.task is not None and not c.task.done()]
         for entry in left:
             if entry.conn is not None:
-                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION, messages.restarting_disconnect())
+                entry.conn.disconnect(asyncssh.DISC_BY_APPLICATION, user_texts.restarting_disconnect())
             elif entry.task is not None:
                 entry.task.cancel()
         if left:

@@ -24,13 +24,14 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway import messages
-from gateway.errors import GatewayError, KeyInactive
+from gateway import phrases
+from gateway.errors import GatewayError, KeyInactive, key_inactive
 from gateway.lifecycle import notices
 from gateway.lifecycle.guide import guide_text
 from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
+from gateway.ssh import user_texts
 from gateway.upload.exchange import ByteSource, Exchange, Peer, Reply
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ async def run_session(services: Services, peer: Peer, command: str, source: Byte
                  peer.identity.account_name, exc)
     except Exception:
         log.exception("session failed")
-        await _try_write(sink, stderr=messages.session_failed())
+        await _try_write(sink, stderr=user_texts.session_failed())
     finally:
         if ended.outcome is not None:
             if record is not None:
@@ -120,7 +121,7 @@ async def _checked_session(services: Services, peer: Peer, command: str, source:
     if current is None:
         if not front.key_checked:
             return _refused_login(services, peer, front, sessionlog.KEY_NOT_ACTIVE)
-        reason = messages.key_inactive(identity.account_name, identity.fingerprint)
+        reason = key_inactive(identity.account_name, identity.fingerprint)
         return _refused(KeyInactive(reason), sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=reason))
     peer.identity = current
     if not front.holds_slot:
@@ -142,7 +143,7 @@ def take_session_slot(services: Services, account: str) -> str | None:
     if sessions.acquire(account):
         return None
     log.info("refused a session of account %s: %d in progress", account, sessions.held(account))
-    return messages.too_many_sessions(account, sessions.limit)
+    return user_texts.too_many_sessions(account, sessions.limit)
 
 
 async def _command(services: Services, identity: Identity, command: str) -> tuple[Ended, _Answer]:
@@ -152,16 +153,16 @@ async def _command(services: Services, identity: Identity, command: str) -> tupl
     name = words[0] if words else ""
     stdout, stderr, status = "", "", 0
     if name == "help":
-        stdout = messages.help_text(messages.Place.from_settings(services.settings))
+        stdout = user_texts.help_text(phrases.Place.from_settings(services.settings))
     elif name == "whoami":
-        stdout = messages.whoami_text(
+        stdout = user_texts.whoami_text(
             identity.account_name, identity.email, identity.fingerprint, identity.key_comment,
             identity.token_ciphertext is not None, identity.exempt)
     elif name == "guide":
         stdout = await services.run_registry(guide_text, services.registry, services.settings, identity,
                                              services.clock())
     else:
-        stderr, status = messages.unknown_command(command), 2
+        stderr, status = user_texts.unknown_command(command), 2
     metrics.SESSIONS.labels(outcome="command" if status == 0 else "unknown_command").inc()
     outcome = sessionlog.SessionOutcome.of_command(command, status, started, time.monotonic())
     return Ended(status, outcome), _Answer(stdout.encode(), stderr.encode())
@@ -175,7 +176,7 @@ async def _exchange(services: Services, peer: Peer, source: ByteSource) -> tuple
     reply = done.reply
     stderr = notices.session_text(done.notice)
     if reply.exit_status:
-        stderr += messages.refusal_line(reply.status, reply.reason, maybe_published=reply.maybe_published)
+        stderr += user_texts.refusal_line(reply.status, reply.reason, maybe_published=reply.maybe_published)
     identity = peer.identity
     if done.event.action == "file_upload" and notices.wants_reminder(services.settings, identity, done.notice):
         notices.queue_reminder_soon(services, identity, done.event.at)
@@ -185,7 +186,7 @@ async def _exchange(services: Services, peer: Peer, source: ByteSource) -> tuple
 
 def _refused(refusal: GatewayError, outcome: sessionlog.SessionOutcome) -> tuple[Ended, _Answer]:
     reply = Reply.refusal(refusal.status, refusal.reason)
-    line = messages.refusal_line(reply.status, reply.reason)
+    line = user_texts.refusal_line(reply.status, reply.reason)
     return Ended(reply.exit_status, outcome), _Answer(reply.to_bytes(), line.encode())
 
 
@@ -196,9 +197,9 @@ def _refused_login(services: Services, peer: Peer, front: FrontEnd, reason: str)
                                 key_fingerprint=identity.fingerprint or None, reason=reason)
     if reason == sessionlog.REGISTRY_UNAVAILABLE:
         log.warning("session of %s: the registry is unavailable", identity.account_name)
-        text = messages.registry_unavailable_line()
+        text = user_texts.registry_unavailable_line()
     else:
-        text = messages.no_active_key(identity.account_name, identity.fingerprint or None)
+        text = user_texts.no_active_key(identity.account_name, identity.fingerprint or None)
     return Ended(1, None), _Answer(stderr=text.encode())
 
 

@@ -17,12 +17,12 @@ from typing import Callable
 
 import asyncssh
 
-from gateway import messages
+from gateway.errors import key_inactive
 from gateway.lifecycle import notices
 from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
-from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation
+from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation, user_texts
 from gateway.ssh.limits import Login
 from gateway.ssh.listener import GatewayListener
 from gateway.ssh.runner import take_session_slot
@@ -81,7 +81,7 @@ class LoggedIn:
 
     def _close_revoked(self) -> None:
         metrics.CLOSED_BY_GATEWAY.labels(reason="revoked").inc()
-        reason = messages.key_inactive(self.login.account, self.login.fingerprint)
+        reason = key_inactive(self.login.account, self.login.fingerprint)
         self._disconnect(asyncssh.DISC_BY_APPLICATION, reason)
 
     def _arm_idle_timer(self) -> None:
@@ -102,7 +102,7 @@ class LoggedIn:
         log.info("closed the connection of account %s from %s: no session for %.0f s", self.login.account,
                  self._source, timeout)
         metrics.CLOSED_BY_GATEWAY.labels(reason="idle").inc()
-        self._disconnect(asyncssh.DISC_BY_APPLICATION, messages.idle_disconnect(self.login.account, timeout))
+        self._disconnect(asyncssh.DISC_BY_APPLICATION, user_texts.idle_disconnect(self.login.account, timeout))
 
 
 class GatewayServer(asyncssh.SSHServer):
@@ -137,7 +137,7 @@ class GatewayServer(asyncssh.SSHServer):
             self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, admission.reason or "")
         elif isinstance(admission.evict, GatewayServer):
             admission.evict.record.refusal = sessionlog.EVICTED
-            admission.evict._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, messages.evicted_startup())
+            admission.evict._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS, user_texts.evicted_startup())
 
     def _refuse(self, code: int, reason: str) -> None:
         """Disconnect with a reason the client prints; deferred so our version line goes first."""
@@ -170,7 +170,7 @@ class GatewayServer(asyncssh.SSHServer):
             logged_in.closed()
             self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
             self._refuse(asyncssh.DISC_TOO_MANY_CONNECTIONS,
-                         messages.too_many_connections(login.account, limits.connections.limit))
+                         user_texts.too_many_connections(login.account, limits.connections.limit))
             return
         self._logged_in = logged_in
         self.record.log_in(identity)
@@ -222,7 +222,7 @@ class GatewayServer(asyncssh.SSHServer):
         if connections.full(account):
             self.record.refusal = sessionlog.TOO_MANY_CONNECTIONS
             raise asyncssh.DisconnectError(asyncssh.DISC_TOO_MANY_CONNECTIONS,
-                                           messages.too_many_connections(account, connections.limit))
+                                           user_texts.too_many_connections(account, connections.limit))
         self._watch_signature(key, fingerprint)
         return True
 
@@ -235,12 +235,12 @@ class GatewayServer(asyncssh.SSHServer):
         wait = limits.penalties.blocked_for(self._source)
         if wait:
             self.record.refusal = sessionlog.PENALIZED
-            self.record.detail = messages.penalty_detail(wait)  # the time the client is told
+            self.record.detail = user_texts.penalty_detail(wait)  # the time the client is told
             raise asyncssh.DisconnectError(asyncssh.DISC_HOST_NOT_ALLOWED_TO_CONNECT,
-                                           messages.login_penalty(self._source, wait))
+                                           user_texts.login_penalty(self._source, wait))
         if self._failures >= limits.max_auth_tries > 0:
             self.record.refusal = sessionlog.TOO_MANY_AUTH_TRIES
-            raise asyncssh.PermissionDenied(messages.too_many_auth_tries(self._failures))
+            raise asyncssh.PermissionDenied(user_texts.too_many_auth_tries(self._failures))
 
     def _tell_unregistered(self, fingerprint: str, wrong_user: bool) -> None:
         """Before the key is refused, send a banner saying what to do (clients that show banners
@@ -252,7 +252,7 @@ class GatewayServer(asyncssh.SSHServer):
         if not self._services.limits.banners.admit(self._source):
             return
         settings = self._services.settings
-        self._conn.send_auth_banner(messages.unregistered_key_banner(
+        self._conn.send_auth_banner(user_texts.unregistered_key_banner(
             fingerprint, settings.help_url, settings.ssh_user if wrong_user else None))
 
     def _watch_signature(self, key: asyncssh.SSHKey, fingerprint: str) -> None:
@@ -265,17 +265,17 @@ class GatewayServer(asyncssh.SSHServer):
             if algorithm in algorithms.LEGACY and not legacy:
                 self._failures += 1
                 self.record.refusal = sessionlog.SHA1_SIGNATURE
-                raise asyncssh.PermissionDenied(messages.sha1_signature_refused(fingerprint))
+                raise asyncssh.PermissionDenied(user_texts.sha1_signature_refused(fingerprint))
             self._user_signature = algorithm
 
         asyncssh_seams.watch_signature(key, check)
 
     def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, messages.forwarding_refused())
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, user_texts.forwarding_refused())
 
     def unix_connection_requested(self, dest_path):
         raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                                        messages.forwarding_refused("forwarding"))
+                                        user_texts.forwarding_refused("forwarding"))
 
     def session_requested(self) -> TimedChannel | bool:
         logged_in = self._logged_in
@@ -291,14 +291,14 @@ class GatewayServer(asyncssh.SSHServer):
             if self._channels_refused == 1:
                 log.info("refusing session channels of account %s past %d open on one connection", account, cap)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                                            messages.too_many_channels(account, cap))
+                                            user_texts.too_many_channels(account, cap))
         logged_in.channel_opened()
         timeout = self._services.settings.channel_request_timeout
         if logged_in.revoked:
             fingerprint = logged_in.login.fingerprint
             log.info("refused a session of account %s: key %s is no longer active", account, fingerprint)
             self._services.sessionlog.session_refused(self.record, sessionlog.KEY_REVOKED)
-            return RefusedSession(403, messages.key_inactive(account, fingerprint), account=account,
+            return RefusedSession(403, key_inactive(account, fingerprint), account=account,
                                   request_timeout=timeout, on_close=logged_in.channel_closed)
         refusal = take_session_slot(self._services, account)
         if refusal is not None:

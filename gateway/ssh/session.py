@@ -21,10 +21,11 @@ from typing import Callable
 
 import asyncssh
 
-from gateway import messages
+from gateway import phrases
 from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
+from gateway.ssh import user_texts
 from gateway.ssh.asyncssh_seams import ServerConnection
 from gateway.ssh.runner import ClientGone, FrontEnd, run_session
 from gateway.upload.exchange import Peer, Reply
@@ -147,7 +148,7 @@ class TimedChannel(asyncssh.SSHServerSession):
         metrics.CLOSED_BY_GATEWAY.labels(reason="no_request").inc()
         try:
             self._chan.write_stderr(
-                f"{messages.PROGRAM}: {messages.channel_without_request(self._account, self._request_timeout)}\n".encode())
+                f"{phrases.PROGRAM}: {user_texts.channel_without_request(self._account, self._request_timeout)}\n".encode())
         except CHANNEL_GONE:
             pass
         self._chan.close()
@@ -261,7 +262,7 @@ class RefusedSession(TimedChannel):
         super().session_started()
         assert self._chan is not None
         if _write(self._chan, stdout=self._reply.to_bytes(),
-                  stderr=messages.refusal_line(self._reply.status, self._reply.reason)):
+                  stderr=user_texts.refusal_line(self._reply.status, self._reply.reason)):
             self._chan.exit(self._reply.exit_status)
 
 

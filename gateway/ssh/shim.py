@@ -134,11 +134,11 @@ class Relay:
 
     def _lost(self, problem: Exception | None) -> int:
         """The replica went away before the exit status: it may have forwarded the upload."""
-        from gateway import messages
+        from gateway.ssh import user_texts
 
         _log(f"the replica closed a session before it ended ({problem or 'end of stream'})")
-        reason = messages.shim_replica_lost()
-        self._write(STDERR, messages.refusal_line(503, reason).encode())
+        reason = user_texts.shim_replica_lost()
+        self._write(STDERR, user_texts.refusal_line(503, reason).encode())
         if not self.wrote_stdout:
             self._write(STDOUT, http_answer(503, reason))
         return 1
@@ -146,24 +146,25 @@ class Relay:
 
 def no_replica(settings: ShimSettings, command: str, problem: OSError) -> int:
     """No replica to hand the session to: one line for the user, 503 for a legacy client."""
-    from gateway import messages
+    from gateway import phrases
+    from gateway.ssh import user_texts
 
     if isinstance(problem, PermissionError):  # the replica may well run: say what is wrong
         _log(f"permission denied on {settings.shim_socket} for uid {os.getuid()}; the socket serves "
              "shim_user and its group only")
-        reason = messages.shim_socket_denied(settings.shim_socket)
+        reason = user_texts.shim_socket_denied(settings.shim_socket)
     else:
         _log(f"cannot reach the replica at {settings.shim_socket}: {problem.strerror or problem}; "
              "is `pypissh-gateway serve` running with openssh_mode = true?")
-        reason = messages.shim_no_replica()
+        reason = user_texts.shim_no_replica()
     if command:
-        _write_all(STDERR, f"{messages.PROGRAM}: {reason}\n".encode())
+        _write_all(STDERR, f"{phrases.PROGRAM}: {reason}\n".encode())
         return 1
     if drain_request(STDIN, settings.read_timeout, settings.max_upload_bytes):
-        _write_all(STDERR, messages.refusal_line(503, reason).encode())
+        _write_all(STDERR, user_texts.refusal_line(503, reason).encode())
         _write_all(STDOUT, http_answer(503, reason))
     else:
-        _write_all(STDERR, f"{messages.PROGRAM}: {reason}\n".encode())
+        _write_all(STDERR, f"{phrases.PROGRAM}: {reason}\n".encode())
     return 1
 
 

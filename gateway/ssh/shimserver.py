@@ -24,12 +24,12 @@ import stat
 import struct
 from typing import Mapping
 
-from gateway import messages
+from gateway import phrases
 from gateway.errors import ConfigError
 from gateway.ops import metrics
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.ssh import shimwire
+from gateway.ssh import shimwire, user_texts
 from gateway.ssh.runner import ClientGone, FrontEnd, claimed, run_session
 from gateway.upload.exchange import Peer
 
@@ -54,7 +54,7 @@ def shim_user_ids(user: str) -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise ConfigError(messages.shim_user_unknown(user)) from None
+        raise ConfigError(user_texts.shim_user_unknown(user)) from None
     return entry.pw_uid, entry.pw_gid
 
 
@@ -68,7 +68,7 @@ def bind_shim_socket(settings: Settings) -> socket.socket:
         sock.bind(path)
     except OSError as exc:
         sock.close()
-        raise ConfigError(messages.shim_socket_unusable(path, exc.strerror or exc)) from None
+        raise ConfigError(user_texts.shim_socket_unusable(path, exc.strerror or exc)) from None
     try:
         if uid == os.geteuid():
             os.chmod(path, 0o600)
@@ -76,7 +76,7 @@ def bind_shim_socket(settings: Settings) -> socket.socket:
             try:
                 os.chown(path, -1, gid)
             except PermissionError:
-                raise ConfigError(messages.shim_group_not_ours(path, gid, settings.shim_user)) from None
+                raise ConfigError(user_texts.shim_group_not_ours(path, gid, settings.shim_user)) from None
             os.chmod(path, 0o660)
         sock.listen(BACKLOG)
         sock.setblocking(False)
@@ -94,7 +94,7 @@ def _clear_stale(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise ConfigError(messages.shim_socket_unusable(path, "it exists and is not a socket"))
+        raise ConfigError(user_texts.shim_socket_unusable(path, "it exists and is not a socket"))
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
             probe.connect(path)
@@ -102,8 +102,8 @@ def _clear_stale(path: str) -> None:
             os.unlink(path)
             return
         except OSError as exc:
-            raise ConfigError(messages.shim_socket_unusable(path, exc.strerror or exc)) from None
-    raise ConfigError(messages.shim_socket_in_use(path))
+            raise ConfigError(user_texts.shim_socket_unusable(path, exc.strerror or exc)) from None
+    raise ConfigError(user_texts.shim_socket_in_use(path))
 
 
 def inherited_shim_socket(environ: Mapping[str, str]) -> socket.socket | None:
@@ -240,12 +240,12 @@ class ShimServer:
             log.warning("refused a connection to %s from uid %d (sessions are for %s only)", self._path, uid,
                         self._shim_user)
             metrics.SHIM_REFUSED.inc()
-            return await sink.exit(1, stderr=messages.shim_wrong_user(uid, self._shim_user))
+            return await sink.exit(1, stderr=user_texts.shim_wrong_user(uid, self._shim_user))
         try:
             header = shimwire.SessionHeader.decode(first[1])
         except shimwire.WireError as exc:
             log.warning("refused a shim session: %s", exc)
-            return await sink.exit(1, stderr=f"{messages.PROGRAM}: {messages.shim_version_mismatch()}\n")
+            return await sink.exit(1, stderr=f"{phrases.PROGRAM}: {user_texts.shim_version_mismatch()}\n")
         fingerprint = header.fingerprint or await self._first_key(header.account)
         peer = Peer(identity=claimed(header.account, fingerprint), client_addr=header.client or None)
         ended = await run_session(self._services, peer, header.command, FrameSource(reader), sink,

@@ -21,7 +21,6 @@ from typing import IO, BinaryIO
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from gateway import messages
 from gateway.errors import ArtifactError
 from gateway.upload.coremetadata import UTF8, MetadataValue, parse_metadata
 
@@ -96,7 +95,7 @@ def clean_filename(raw: str) -> str:
     """
     if not _SAFE_FILENAME.fullmatch(raw) or ".." in raw:
         shown = raw.encode("unicode_escape").decode("ascii")[:80]
-        raise ArtifactError(messages.unsafe_filename(shown))
+        raise ArtifactError(unsafe_filename(shown))
     return raw
 
 
@@ -110,7 +109,7 @@ def check_filetype(filetype: str | None, filename: str) -> None:
     if kind is None:
         shown = declared if _FILETYPE_SHOWN.fullmatch(declared) else "unknown"
         kind = f"files of type '{shown}'"
-    raise ArtifactError(messages.distribution_kind_refused(filename, kind))
+    raise ArtifactError(distribution_kind_refused(filename, kind))
 
 
 def _looks_installed(path: str) -> bool:
@@ -131,7 +130,7 @@ def _loose(text: str) -> str:
 
 
 def _read_limited(handle: IO[bytes], size: int | None, what: str) -> bytes:
-    too_large = ArtifactError(messages.metadata_too_large(what, MAX_METADATA_BYTES // MIB))
+    too_large = ArtifactError(metadata_too_large(what, MAX_METADATA_BYTES // MIB))
     if size is not None and size > MAX_METADATA_BYTES:
         raise too_large
     data = handle.read(MAX_METADATA_BYTES + 1)
@@ -184,12 +183,12 @@ def _sdist_pkg_info(fileobj: BinaryIO, filename: str) -> bytes:
                     assert handle is not None
                     return _read_limited(handle, member.size, "PKG-INFO")
     except _HeaderTooLarge:
-        raise ArtifactError(messages.sdist_header_too_large(MAX_TAR_HEADER_BYTES // MIB)) from None
+        raise ArtifactError(sdist_header_too_large(MAX_TAR_HEADER_BYTES // MIB)) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error):
-        raise ArtifactError(messages.sdist_unreadable()) from None
+        raise ArtifactError(sdist_unreadable()) from None
     if installed:
-        raise ArtifactError(messages.distribution_kind_refused(filename, REFUSED_KINDS["bdist_dumb"]))
-    raise ArtifactError(messages.sdist_without_pkg_info())
+        raise ArtifactError(distribution_kind_refused(filename, REFUSED_KINDS["bdist_dumb"]))
+    raise ArtifactError(sdist_without_pkg_info())
 
 
 def _zip_directory_size(fileobj: BinaryIO) -> int | None:
@@ -216,7 +215,7 @@ def _zip_directory_size(fileobj: BinaryIO) -> int | None:
 def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> bytes:
     directory = _zip_directory_size(fileobj)
     if directory is not None and directory > MAX_ZIP_DIRECTORY_BYTES:
-        raise ArtifactError(messages.wheel_directory_too_large(MAX_ZIP_DIRECTORY_BYTES // MIB))
+        raise ArtifactError(wheel_directory_too_large(MAX_ZIP_DIRECTORY_BYTES // MIB))
     fileobj.seek(0)
     try:
         with zipfile.ZipFile(fileobj) as archive:
@@ -225,12 +224,12 @@ def _wheel_metadata(fileobj: BinaryIO, name: str, version: str) -> bytes:
                 if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
             ]
             if len(candidates) != 1:
-                raise ArtifactError(messages.wheel_without_metadata())
+                raise ArtifactError(wheel_without_metadata())
             info = candidates[0]
             with archive.open(info) as handle:
                 return _read_limited(handle, info.file_size, "METADATA")
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError):
-        raise ArtifactError(messages.wheel_unreadable()) from None
+        raise ArtifactError(wheel_unreadable()) from None
 
 
 def _form_values(raw: Mapping[str, MetadataValue]) -> tuple[tuple[str, str], ...]:
@@ -259,7 +258,7 @@ def _check_version(version: str) -> str:
     try:
         return str(Version(version))
     except InvalidVersion:
-        raise ArtifactError(messages.not_pep440(version)) from None
+        raise ArtifactError(not_pep440(version)) from None
 
 
 def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
@@ -271,17 +270,17 @@ def inspect(fileobj: BinaryIO, client_filename: str) -> Artifact:
     if lower.endswith((".tar.gz", ".tgz")):
         return _inspect_sdist(fileobj, filename)
     if lower.endswith((".zip", ".tar.bz2", ".tar.xz", ".tar", ".tar.z")):
-        raise ArtifactError(messages.sdist_format_refused(filename))
+        raise ArtifactError(sdist_format_refused(filename))
     extension = lower[lower.rfind("."):] if "." in lower else ""
     if extension in REFUSED_EXTENSIONS:
-        raise ArtifactError(messages.distribution_kind_refused(filename, REFUSED_KINDS[REFUSED_EXTENSIONS[extension]]))
-    raise ArtifactError(messages.not_a_distribution(filename))
+        raise ArtifactError(distribution_kind_refused(filename, REFUSED_KINDS[REFUSED_EXTENSIONS[extension]]))
+    raise ArtifactError(not_a_distribution(filename))
 
 
 def _name_and_version(raw: Mapping[str, MetadataValue], filename: str) -> tuple[str, str]:
     name, version = raw.get("name"), raw.get("version")
     if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
-        raise ArtifactError(messages.metadata_without_name(filename))
+        raise ArtifactError(metadata_without_name(filename))
     return name, version
 
 
@@ -293,7 +292,7 @@ def _inspect_sdist(fileobj: BinaryIO, filename: str) -> Artifact:
     stem = filename[: -len(".tar.gz")] if filename.lower().endswith(".tar.gz") else filename[: -len(".tgz")]
     candidates = {_loose(f"{name}-{version}"), _loose(f"{name}-{normalized_version}")}
     if _loose(stem) not in candidates:
-        raise ArtifactError(messages.sdist_name_mismatch(filename, name, version))
+        raise ArtifactError(sdist_name_mismatch(filename, name, version))
     raw["version"] = normalized_version
     return Artifact(
         filetype="sdist",
@@ -311,12 +310,12 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
     try:
         wheel_name, wheel_version, _build, _tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion) as exc:
-        raise ArtifactError(messages.wheel_name_invalid(filename, str(exc))) from None
+        raise ArtifactError(wheel_name_invalid(filename, str(exc))) from None
     decoded = parse_metadata(_wheel_metadata(fileobj, wheel_name, str(wheel_version)))
     raw = decoded.raw
     name, version = _name_and_version(raw, filename)
     if canonicalize_name(name) != wheel_name or Version(_check_version(version)) != wheel_version:
-        raise ArtifactError(messages.wheel_name_mismatch(filename, name, version))
+        raise ArtifactError(wheel_name_mismatch(filename, name, version))
     pyversion = filename[:-4].split("-")[-3]
     return Artifact(
         filetype="bdist_wheel",
@@ -328,3 +327,95 @@ def _inspect_wheel(fileobj: BinaryIO, filename: str) -> Artifact:
         metadata=_form_values(raw),
         metadata_encoding=decoded.encoding,
     )
+
+
+# -- reason phrases -------------------------------------------------------------------------------
+BUILD = "`python -m build`"
+
+
+BUILD_SDIST = "`python -m build --sdist`"
+
+
+def unsafe_filename(shown: str) -> str:
+    return (
+        f"the file name '{shown}' is not a plain distribution file name; "
+        f"upload the file {BUILD} writes to dist/"
+    )
+
+
+def metadata_too_large(member: str, mib: int) -> str:
+    return f"the {member} inside the file is larger than {mib} MiB; rebuild it with {BUILD}"
+
+
+def sdist_header_too_large(mib: int) -> str:
+    return (
+        f"the source archive has a member header of more than {mib} MiB, which no build tool writes; "
+        f"rebuild it with {BUILD_SDIST}"
+    )
+
+
+def sdist_unreadable() -> str:
+    return f"the file is not a readable .tar.gz archive; rebuild it with {BUILD_SDIST}"
+
+
+def sdist_without_pkg_info() -> str:
+    return f"the source archive has no <name>-<version>/PKG-INFO; rebuild it with {BUILD_SDIST}"
+
+
+def wheel_directory_too_large(mib: int) -> str:
+    return (
+        f"the wheel's list of files is larger than {mib} MiB, more than this gateway reads; "
+        "upload the wheel with twine"
+    )
+
+
+def wheel_without_metadata() -> str:
+    return f"the wheel has no single *.dist-info/METADATA; rebuild it with {BUILD}"
+
+
+def wheel_unreadable() -> str:
+    return f"the wheel is not a readable zip archive; rebuild it with {BUILD}"
+
+
+def wheel_name_invalid(filename: str, problem: str) -> str:
+    return f"'{filename}' is not a valid wheel file name ({problem})"
+
+
+def not_pep440(version: str) -> str:
+    return (
+        f"version '{version[:40]}' is not a PEP 440 version, which the index requires; "
+        f"use a version like 1.0 or 1.0.post1 and build with {BUILD}"
+    )
+
+
+ACCEPTED = "it accepts source distributions (.tar.gz) and wheels (.whl), which `python -m build` makes"
+
+
+def sdist_format_refused(filename: str) -> str:
+    return (
+        f"'{filename}': the index accepts source distributions only as .tar.gz, and built ones only as "
+        f"wheels (.whl); `python -m build` makes both, and `setup.py sdist --formats=gztar upload` the first"
+    )
+
+
+def distribution_kind_refused(filename: str, kind: str) -> str:
+    return f"'{filename}': the index no longer accepts {kind}; {ACCEPTED}"
+
+
+def not_a_distribution(filename: str) -> str:
+    return f"'{filename}' is not a distribution the index accepts; {ACCEPTED}"
+
+
+def metadata_without_name(filename: str) -> str:
+    return f"'{filename}' has metadata without a Name or Version; rebuild it with {BUILD}"
+
+
+def sdist_name_mismatch(filename: str, name: str, version: str) -> str:
+    return (
+        f"'{filename}' does not match the metadata inside it ({name} {version}); "
+        f"upload the file exactly as {BUILD_SDIST} wrote it"
+    )
+
+
+def wheel_name_mismatch(filename: str, name: str, version: str) -> str:
+    return f"'{filename}' does not match the metadata inside it ({name} {version}); rebuild the wheel with {BUILD}"

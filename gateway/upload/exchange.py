@@ -26,8 +26,9 @@ from urllib.parse import parse_qsl, urlsplit
 import trove_classifiers
 from packaging.utils import canonicalize_name
 
-from gateway import messages
+from gateway import phrases
 from gateway.errors import (
+    UNKNOWN,
     BadRequest,
     ClientTimeout,
     ConfigError,
@@ -35,8 +36,8 @@ from gateway.errors import (
     GatewayError,
     KeyInactive,
     PolicyRefusal,
+    RegistryDown,
     RequestTooLarge,
-    UNKNOWN,
 )
 from gateway.lifecycle import notices
 from gateway.lifecycle.schedule import Decision, Schedule, decide
@@ -45,6 +46,7 @@ from gateway.registry import Identity, Registry, UploadEvent
 from gateway.settings import Settings
 from gateway.tokens import TokenBox
 from gateway.upload import artifact as artifacts
+from gateway.upload import refusals
 from gateway.upload.answer import PLAIN_TEXT, http_answer
 from gateway.upload.coremetadata import UTF8
 from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
@@ -175,7 +177,7 @@ class Exchange:
         self.peer = peer
         self.services = services
         self.settings = services.settings
-        self.place = messages.Place.from_settings(services.settings)
+        self.place = phrases.Place.from_settings(services.settings)
         self.started = time.monotonic()
         self.event = UploadEvent(
             at=services.clock(),
@@ -225,10 +227,10 @@ class Exchange:
             log.exception("exchange failed for account %s", self.peer.identity.account_name)
             self._note(outcome="internal_error" if self.forwarded is None else UNKNOWN, error=type(exc).__name__)
             if self.forwarded is None:
-                reason = messages.exchange_failed()
+                reason = refusals.exchange_failed()
             else:
                 check_url = self.services.upstream.index.project_url(self.forwarded.project)
-                reason = messages.internal_error_after_forwarding(self.forwarded.filename, check_url)
+                reason = refusals.internal_error_after_forwarding(self.forwarded.filename, check_url)
             reply = Reply.refusal(500, reason, maybe_published=self.forwarded is not None)
         finally:
             if form is not None:
@@ -256,7 +258,7 @@ class Exchange:
     async def _receive(self) -> None:
         remaining = self._deadline - time.monotonic()
         timeout = min(self.settings.read_timeout, remaining)
-        too_long = ClientTimeout(messages.request_too_slow())
+        too_long = ClientTimeout(refusals.request_too_slow())
         if timeout <= 0:
             raise too_long
         try:
@@ -264,7 +266,7 @@ class Exchange:
         except asyncio.TimeoutError:
             if timeout < self.settings.read_timeout:  # the whole-request deadline, not silence
                 raise too_long from None
-            raise ClientTimeout(messages.client_silent(timeout)) from None
+            raise ClientTimeout(refusals.client_silent(timeout)) from None
         self._framer.receive(data or b"")
 
     async def _read_head(self) -> Request:
@@ -297,7 +299,7 @@ class Exchange:
             parser.form.close()
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 log.error("the spool (%s) is full: %s", spool_dir or "the temporary directory", exc)
-                raise GatewayError(messages.spool_full(), status=503, outcome="internal_error") from None
+                raise GatewayError(refusals.spool_full(), status=503, outcome="internal_error") from None
             raise
         except BaseException:
             parser.form.close()
@@ -312,7 +314,7 @@ class Exchange:
         if action == "list_classifiers":
             self._note(outcome="local")
             return Reply(200, "OK", "\n".join(trove_classifiers.sorted_classifiers) + "\n")
-        raise BadRequest(messages.unknown_action(action or "GET"), status=405)
+        raise BadRequest(refusals.unknown_action(action or "GET"), status=405)
 
     async def _answer_post(self, request: Request, form: Form) -> Reply:
         action = form.get(":action")
@@ -321,25 +323,25 @@ class Exchange:
                    project=canonicalize_name(name)[:255] if name and name not in artifacts.PLACEHOLDERS else None,
                    version=(form.get("version") or "")[:100] or None)
         if action is None:
-            raise BadRequest(messages.missing_action())
+            raise BadRequest(refusals.missing_action())
         self._check_schedule()
         if action in ("submit", "verify"):
             self._note(outcome="local")
-            return Reply(200, "OK", messages.register_note(name) + "\n")
+            return Reply(200, "OK", refusals.register_note(name) + "\n")
         if action == "doc_upload":
-            raise GatewayError(messages.doc_upload_gone(), status=410)
+            raise GatewayError(refusals.doc_upload_gone(), status=410)
         if action != "file_upload":
-            raise BadRequest(messages.unknown_action(action))
+            raise BadRequest(refusals.unknown_action(action))
         return await self._upload(request, form)
 
     async def _upload(self, request: Request, form: Form) -> Reply:
         part = form.files.get("content")
         if part is None:
-            raise BadRequest(messages.no_content_part())
+            raise BadRequest(refusals.no_content_part())
         spool = part.spool
         self._note(filename=part.filename[:255] or None)
         if spool.size > self.settings.max_upload_bytes:
-            raise RequestTooLarge(messages.request_too_large(spool.size, self.settings.max_upload_bytes))
+            raise RequestTooLarge(spool.size, self.settings.max_upload_bytes)
         digests = spool.settle(form.get("md5_digest"))
         self._note(size=digests.size, sha256=digests.sha256)
         check_client_digests(form, digests)
@@ -358,7 +360,7 @@ class Exchange:
         if response.ok:
             self._note(upstream_status=response.status, outcome="forwarded", error=response.note)
             return Reply(response.status, response.reason,
-                         messages.upload_done_body(found.upload_filename, digests.sha256,
+                         refusals.upload_done_body(found.upload_filename, digests.sha256,
                                                    self.peer.identity.account_name))
         outcome = UNKNOWN if response.maybe_published else (
             "upstream_error" if response.status >= 500 else "refused_upstream")
@@ -371,7 +373,7 @@ class Exchange:
         identity = self.peer.identity
         current = await self.services.current_identity(identity.account_name, identity.fingerprint)
         if current is None:
-            raise KeyInactive(messages.key_inactive(identity.account_name, identity.fingerprint))
+            raise KeyInactive(identity.account_name, identity.fingerprint)
         self.peer.identity = current
 
     async def _record_forwarding(self) -> None:
@@ -384,7 +386,7 @@ class Exchange:
         except Exception:
             log.exception("could not record the upload of account %s before forwarding it",
                           self.peer.identity.account_name)
-            raise GatewayError(messages.registry_unavailable(), status=503, outcome="internal_error") from None
+            raise RegistryDown() from None
 
     def _check_schedule(self) -> None:
         """Brownout, sunset or pause: refuse before anything is forwarded (exempt accounts pass
@@ -404,10 +406,10 @@ class Exchange:
 
     def _note_metadata(self, form: Form, found: artifacts.Artifact) -> None:
         if found.metadata_encoding != UTF8:
-            self.notes.append(messages.metadata_not_utf8_note(found.metadata_encoding))
+            self.notes.append(refusals.metadata_not_utf8_note(found.metadata_encoding))
         differing = disagreements(form, found)
         if differing:
-            self.notes.append(messages.form_disagrees_note(differing))
+            self.notes.append(refusals.form_disagrees_note(differing))
 
     def _credential(self, request: Request) -> str:
         """The account's stored token; else the client's own, only if it is an API token.
@@ -421,27 +423,27 @@ class Exchange:
             try:
                 return self.services.tokens.open(identity.token_ciphertext)
             except ConfigError:  # sealed under a secret key this replica no longer has
-                log.error("%s", messages.stored_token_unopenable_log(identity.account_name))
+                log.error("%s", refusals.stored_token_unopenable_log(identity.account_name))
                 if not _is_api_token(username, password):
-                    raise GatewayError(messages.stored_token_unopenable(identity.account_name), status=503,
+                    raise GatewayError(refusals.stored_token_unopenable(identity.account_name), status=503,
                                        outcome="no_credential") from None
         if _is_api_token(username, password) and password:
             return password
-        raise CredentialError(messages.no_credential(identity.account_name, identity.fingerprint, self.settings.token_url))
+        raise CredentialError(identity.account_name, identity.fingerprint, self.settings.token_url)
 
 
 def _check_form_matches(form: Form, found: artifacts.Artifact) -> None:
     """The form's name, when it gives one, is the artifact's project."""
     claimed = form.get("name")
     if claimed and claimed not in artifacts.PLACEHOLDERS and canonicalize_name(claimed) != found.project:
-        raise BadRequest(messages.form_names_other_project(claimed, found.name, found.version))
+        raise BadRequest(refusals.form_names_other_project(claimed, found.name, found.version))
 
 
 def _check_project_allowed(identity: Identity, project: str) -> None:
     """A key limited to some projects (`allowed_projects`) uploads only to those."""
     allowed = identity.allowed_projects
     if allowed and project not in allowed:
-        raise GatewayError(messages.project_not_allowed(project, identity.fingerprint, allowed),
+        raise GatewayError(refusals.project_not_allowed(project, identity.fingerprint, allowed),
                            status=403, outcome="refused_policy")
 
 

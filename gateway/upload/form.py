@@ -19,7 +19,6 @@ from typing import IO
 
 from packaging.version import InvalidVersion, Version
 
-from gateway import messages
 from gateway.errors import BadRequest
 from gateway.upload.artifact import PLACEHOLDERS, Artifact
 from gateway.upload.multipart import Digests, Form
@@ -40,10 +39,10 @@ def check_client_digests(form: Form, digests: Digests) -> None:
     """The md5/sha256 the client computed must match what arrived (a 64-char BLAKE2 is ignored)."""
     md5 = (form.get("md5_digest") or "").strip().lower()
     if md5 and md5 not in PLACEHOLDERS and md5 != digests.md5:
-        raise BadRequest(messages.md5_mismatch())
+        raise BadRequest(md5_mismatch())
     sha256 = (form.get("sha256_digest") or "").strip().lower()
     if sha256 and sha256 not in PLACEHOLDERS and sha256 != digests.sha256:
-        raise BadRequest(messages.sha256_mismatch())
+        raise BadRequest(sha256_mismatch())
 
 
 # The legacy form's metadata fields that the artifact also states, by their form names. The form's
@@ -166,3 +165,15 @@ class MultipartBody:
             remaining -= len(chunk)
             yield chunk
         yield self._tail
+
+
+# -- reason phrases -------------------------------------------------------------------------------
+def md5_mismatch() -> str:
+    return (
+        "the file's MD5 does not match the md5_digest the client sent: it was damaged in "
+        "transit; upload it again"
+    )
+
+
+def sha256_mismatch() -> str:
+    return "the file's SHA-256 does not match the sha256_digest the client sent; upload it again"

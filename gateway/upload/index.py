@@ -43,7 +43,6 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from gateway import messages
 from gateway.errors import ConfigError
 from gateway.settings import Settings, mask_url
 from gateway.upload.connections import Attempt, Deadline, verified_session
@@ -107,7 +106,7 @@ class IndexClient:
                  max_files: int = MAX_FILES):
         if urlsplit(settings.index_url).scheme.lower() != "https":
             # A plain-http page could be forged on the way: nothing read from it may count.
-            raise ConfigError(messages.index_not_https(mask_url(settings.index_url) or ""))
+            raise ConfigError(index_not_https(mask_url(settings.index_url) or ""))
         self.url = settings.index_url
         self.max_bytes = settings.index_max_page_bytes
         self.page_seconds = page_seconds
@@ -144,17 +143,17 @@ class IndexClient:
                 if response.status_code == 404:
                     return IndexPage([])
                 if response.status_code != 200:
-                    raise IndexUnavailable(messages.index_unreadable(url, f"it answered {response.status_code}"))
+                    raise IndexUnavailable(index_unreadable(url, f"it answered {response.status_code}"))
                 text = self._body(url, response, deadline)
             finally:
                 response.close()
         try:
             entries = _entries_of(text, response.headers.get("Content-Type", ""), project)
         except (simple.UnsupportedMIMEType, simple.UnsupportedAPIVersion, ValueError, KeyError, TypeError) as exc:
-            raise IndexUnavailable(messages.index_unreadable(url, f"unreadable page: {exc}")) from None
+            raise IndexUnavailable(index_unreadable(url, f"unreadable page: {exc}")) from None
         if len(entries) > self.max_files:
-            too_many = messages.index_too_many_files(len(entries), self.max_files)
-            raise IndexUnavailable(messages.index_unreadable(url, too_many))
+            too_many = index_too_many_files(len(entries), self.max_files)
+            raise IndexUnavailable(index_unreadable(url, too_many))
         return self._checked(entries, project)
 
     # -- reading, bounded ---------------------------------------------------------------------
@@ -169,24 +168,24 @@ class IndexClient:
                                             timeout=(min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)))
             except (requests.RequestException, OSError) as exc:
                 if deadline.expired:
-                    raise IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_slow(
+                    raise IndexUnavailable(index_unreadable(url, index_page_too_slow(
                         deadline.seconds))) from None
                 failure = classify(exc)
                 detail = (f"its certificate cannot be verified: {failure.detail}" if failure.certificate
                           else failure.detail)
-                raise IndexUnavailable(messages.index_unreadable(url, detail)) from None
+                raise IndexUnavailable(index_unreadable(url, detail)) from None
             if not response.is_redirect:
                 return response
             target = urljoin(url, response.headers.get("Location", ""))
             response.close()
             where = urlsplit(target)
             if where.scheme != "https" or where.hostname != host:
-                raise IndexUnavailable(messages.index_unreadable(url, messages.index_redirect_refused(target, host)))
+                raise IndexUnavailable(index_unreadable(url, index_redirect_refused(target, host)))
             url = target
-        raise IndexUnavailable(messages.index_unreadable(url, f"more than {MAX_REDIRECTS} redirects"))
+        raise IndexUnavailable(index_unreadable(url, f"more than {MAX_REDIRECTS} redirects"))
 
     def _body(self, url: str, response: requests.Response, deadline: Deadline) -> str:
-        too_large = IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_large(self.max_bytes)))
+        too_large = IndexUnavailable(index_unreadable(url, index_page_too_large(self.max_bytes)))
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise too_large
@@ -198,11 +197,11 @@ class IndexClient:
                     raise too_large
         except (requests.RequestException, OSError) as exc:
             if deadline.expired:
-                raise IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_slow(
+                raise IndexUnavailable(index_unreadable(url, index_page_too_slow(
                     deadline.seconds))) from None
-            raise IndexUnavailable(messages.index_unreadable(url, classify(exc).detail)) from None
+            raise IndexUnavailable(index_unreadable(url, classify(exc).detail)) from None
         if deadline.expired:  # cut off at the deadline: what arrived is not the whole page
-            raise IndexUnavailable(messages.index_unreadable(url, messages.index_page_too_slow(deadline.seconds)))
+            raise IndexUnavailable(index_unreadable(url, index_page_too_slow(deadline.seconds)))
         return bytes(data).decode(response.encoding or "utf-8", "replace")
 
     # -- each file on its own -------------------------------------------------------------------
@@ -286,3 +285,30 @@ def _upload_time(entry: FileEntry, now: dt.datetime) -> tuple[dt.datetime | None
     if when > now + CLOCK_SKEW:
         return None, f"the upload time {when.isoformat()} is in the future"
     return when, None
+
+
+# -- reason phrases -------------------------------------------------------------------------------
+def index_unreadable(url: str, detail: str) -> str:
+    return f"cannot read the index page {url} ({detail})"
+
+
+def index_not_https(url: str) -> str:
+    return (f"index_url {url} is plain http: what it lists could be forged on the way, and it decides "
+            "who counts as migrated; use the index's https:// address")
+
+
+def index_redirect_refused(target: str, host: str | None) -> str:
+    return (f"it redirects to {target[:200]}, and only https on {host} is followed; point index_url "
+            "at the page's real address")
+
+
+def index_page_too_large(limit: int) -> str:
+    return f"the page is larger than index_max_page_bytes ({limit} bytes); raise it if the index is right"
+
+
+def index_page_too_slow(seconds: float) -> str:
+    return f"the page did not arrive within {seconds:.0f} s"
+
+
+def index_too_many_files(count: int, limit: int) -> str:
+    return f"the page lists {count} files, more than the {limit} a page may list"

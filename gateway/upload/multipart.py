@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway import messages
 from gateway.errors import BadRequest
 
 MAX_PART_HEADER_BYTES = 8 * 1024
@@ -137,15 +136,15 @@ def boundary_from_content_type(content_type: str) -> bytes:
     """The boundary parameter of a multipart/form-data Content-Type, tolerating odd spacing."""
     kind, _, params = content_type.partition(";")
     if kind.strip().lower() != "multipart/form-data":
-        raise BadRequest(messages.not_multipart(kind.strip()))
+        raise BadRequest(not_multipart(kind.strip()))
     boundaries = [value for name, value in _params(params) if name == "boundary" and value]
     if not boundaries:
-        raise BadRequest(messages.no_boundary())
+        raise BadRequest(no_boundary())
     if len(boundaries) > 1:
         # Two readers could pick different ones and see different forms: refuse the ambiguity.
-        raise BadRequest(messages.two_boundaries())
+        raise BadRequest(two_boundaries())
     if len(boundaries[0]) > MAX_BOUNDARY:
-        raise BadRequest(messages.boundary_too_long(MAX_BOUNDARY))
+        raise BadRequest(boundary_too_long(MAX_BOUNDARY))
     return boundaries[0].encode("latin-1")
 
 
@@ -211,7 +210,7 @@ class MultipartParser:
             self.form.close()
             if self._part_spool is not None:
                 self._part_spool.close()
-            raise BadRequest(messages.no_closing_boundary())
+            raise BadRequest(no_closing_boundary())
         return self.form
 
     # -- states -------------------------------------------------------------------------------
@@ -233,10 +232,10 @@ class MultipartParser:
         index = buf.find(self._dash_boundary)
         if index < 0:
             if len(buf) > MAX_PART_HEADER_BYTES:
-                raise BadRequest(messages.no_opening_boundary())
+                raise BadRequest(no_opening_boundary())
             return False
         if index > 0 and buf[index - 1:index] != b"\n":
-            raise BadRequest(messages.boundary_mid_line())
+            raise BadRequest(boundary_mid_line())
         end = index + len(self._dash_boundary)
         if len(buf) < end + 2:
             return False
@@ -253,7 +252,7 @@ class MultipartParser:
             self._state = "after_delimiter"
             return True
         else:
-            raise BadRequest(messages.boundary_trailing_garbage())
+            raise BadRequest(boundary_trailing_garbage())
         # Leave the line ending: _after_delimiter consumes it.
         del buf[:end]
         self._state = "after_delimiter"
@@ -271,7 +270,7 @@ class MultipartParser:
         elif buf[:1] == b"\n":
             del buf[:1]
         else:
-            raise BadRequest(messages.boundary_without_new_line())
+            raise BadRequest(boundary_without_new_line())
         self._state = "headers"
         return True
 
@@ -280,7 +279,7 @@ class MultipartParser:
         match = _HEADER_END.search(buf, 0, MAX_PART_HEADER_BYTES + 4)
         if match is None:
             if len(buf) > MAX_PART_HEADER_BYTES:
-                raise BadRequest(messages.part_headers_too_large(MAX_PART_HEADER_BYTES // 1024))
+                raise BadRequest(part_headers_too_large(MAX_PART_HEADER_BYTES // 1024))
             return False
         head = bytes(buf[:match.start()])
         del buf[:match.end()]
@@ -291,33 +290,33 @@ class MultipartParser:
     def _start_part(self, head: bytes) -> None:
         self._parts += 1
         if self._parts > self._max_parts:
-            raise BadRequest(messages.too_many_parts(self._max_parts))
+            raise BadRequest(too_many_parts(self._max_parts))
         name = filename = None
         seen: set[bytes] = set()
         for line in _LINE_SPLIT.split(head):
             key, sep, value = line.partition(b":")
             if not sep:
-                raise BadRequest(messages.malformed_part_header())
+                raise BadRequest(malformed_part_header())
             key = key.strip().lower()
             if key in seen and key in (b"content-disposition", b"content-type"):
-                raise BadRequest(messages.duplicate_part_header(key.decode("latin-1")))
+                raise BadRequest(duplicate_part_header(key.decode("latin-1")))
             seen.add(key)
             if key == b"content-type" and value.strip().lower().startswith(b"multipart/"):
-                raise BadRequest(messages.nested_multipart())
+                raise BadRequest(nested_multipart())
             if key != b"content-disposition":
                 continue
             kind, _, params = _decode(value).strip().partition(";")
             if kind.strip().lower() != "form-data":
-                raise BadRequest(messages.part_not_form_data())
+                raise BadRequest(part_not_form_data())
             pairs = _params(params)
             names = [pvalue for pname, pvalue in pairs if pname == "name"]
             filenames = [pvalue for pname, pvalue in pairs if pname == "filename"]
             if len(names) > 1 or len(filenames) > 1:
-                raise BadRequest(messages.part_named_twice())
+                raise BadRequest(part_named_twice())
             name = names[0] if names else None
             filename = filenames[0] if filenames else None
         if name is None:
-            raise BadRequest(messages.part_without_name())
+            raise BadRequest(part_without_name())
         if name in FILE_FIELDS and filename is None:
             filename = ""
         self._part_name = name
@@ -326,7 +325,7 @@ class MultipartParser:
         self._part_spool = None
         if filename is not None:
             if name in self.form.files:
-                raise BadRequest(messages.duplicate_file_part(name))
+                raise BadRequest(duplicate_file_part(name))
             self._part_spool = self._spool_factory()
 
     def _body(self) -> bool:
@@ -352,9 +351,9 @@ class MultipartParser:
             return
         self._fields_total += len(data)
         if len(self._part_value) + len(data) > self._max_field_bytes:
-            raise BadRequest(messages.field_too_large(self._part_name, self._max_field_bytes // 1024))
+            raise BadRequest(field_too_large(self._part_name, self._max_field_bytes // 1024))
         if self._fields_total > MAX_FIELDS_TOTAL:
-            raise BadRequest(messages.fields_too_large(MAX_FIELDS_TOTAL // (1024 * 1024)))
+            raise BadRequest(fields_too_large(MAX_FIELDS_TOTAL // (1024 * 1024)))
         self._part_value += data
 
     def _end_part(self) -> None:
@@ -370,3 +369,87 @@ class MultipartParser:
             # The Python 2 client's extra "\n" after a trailing "\r" (see module docstring).
             value = value[:-1]
         self.form.fields.append((self._part_name, _decode(value)))
+
+
+# -- reason phrases -------------------------------------------------------------------------------
+def not_multipart(content_type: str) -> str:
+    return (
+        f"expected a multipart/form-data upload, got '{content_type or 'no Content-Type'}'; "
+        "send the request as `setup.py upload` or twine does"
+    )
+
+
+def no_boundary() -> str:
+    return "the Content-Type has no multipart boundary; the request cannot be read"
+
+
+def two_boundaries() -> str:
+    return "the Content-Type names more than one multipart boundary; send one"
+
+
+def boundary_too_long(limit: int) -> str:
+    return f"the multipart boundary is longer than {limit} characters"
+
+
+def no_closing_boundary() -> str:
+    return "the upload body ended before the closing multipart boundary; the request was cut short, try again"
+
+
+def no_opening_boundary() -> str:
+    return "the upload body does not start with its multipart boundary"
+
+
+def boundary_mid_line() -> str:
+    return "the multipart boundary appears mid-line; the request is malformed"
+
+
+def boundary_trailing_garbage() -> str:
+    return "the multipart boundary line has trailing garbage"
+
+
+def boundary_without_new_line() -> str:
+    return "the multipart boundary is followed by garbage instead of a new line"
+
+
+def part_headers_too_large(kib: int) -> str:
+    return f"a multipart part's headers exceed {kib} KiB; the request is malformed"
+
+
+def too_many_parts(limit: int) -> str:
+    return f"the upload has more than {limit} form parts"
+
+
+def malformed_part_header() -> str:
+    return "a multipart part has a malformed header line"
+
+
+def duplicate_part_header(name: str) -> str:
+    return f"a multipart part has two {name} headers; send one"
+
+
+def nested_multipart() -> str:
+    return "a form part is itself multipart (nested multipart is not accepted); send each file as its own part"
+
+
+def part_not_form_data() -> str:
+    return "a multipart part is not form-data (nested multipart is not accepted)"
+
+
+def part_named_twice() -> str:
+    return "a multipart part names itself twice in its Content-Disposition; send one name"
+
+
+def part_without_name() -> str:
+    return "a multipart part has no Content-Disposition name"
+
+
+def duplicate_file_part(name: str) -> str:
+    return f"the upload has more than one '{name}' file part"
+
+
+def field_too_large(name: str, kib: int) -> str:
+    return f"form field '{name[:40]}' is larger than {kib} KiB"
+
+
+def fields_too_large(mib: int) -> str:
+    return f"the form's text fields add up to more than {mib} MiB"

@@ -42,10 +42,11 @@ from dataclasses import dataclass
 
 import requests
 
-from gateway import __version__, messages
-from gateway.errors import ConfigError, UpstreamError, one_line
+from gateway import __version__
+from gateway.errors import ConfigError, UpstreamFailure, one_line
 from gateway.ops import metrics
 from gateway.settings import Settings, insecure_upstream
+from gateway.upload import refusals
 from gateway.upload.connections import CONNECTING, Attempt, Deadline, verified_session
 from gateway.upload.failures import CLOSED, TLS, TransportFailure, classify
 from gateway.upload.form import MultipartBody
@@ -170,7 +171,7 @@ class UpstreamClient:
 
     def forward_upload(self, body: MultipartBody, token: str, upload: UploadedFile | None = None) -> UpstreamResponse:
         """POST the upload and say how it ended; `upload` lets a dropped connection be resolved on
-        the index. Raises UpstreamError when there is no answer to pass on."""
+        the index. Raises UpstreamFailure when there is no answer to pass on."""
         headers = {
             "Authorization": basic_auth("__token__", token),
             "Content-Type": body.content_type,
@@ -237,11 +238,11 @@ class _Forwarding:
             if self.unsure and already_exists(answer.status, answer.reason):
                 return self._resolve(answer)
             if self.maybe_published and not 200 <= answer.status < 300:
-                return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
+                return self._response(answer.status, refusals.refusal_after_lost_answer(answer.reason, *self._where()),
                                       maybe_published=True)
             if answer.status >= 500:
                 # The upload server had the whole upload and failed: it may have stored the file.
-                reason = messages.upstream_failed_after_upload(answer.reason, *self._where())
+                reason = refusals.upstream_failed_after_upload(answer.reason, *self._where())
                 return self._response(answer.status, reason, maybe_published=True)
             return self._response(answer.status, answer.reason)
 
@@ -263,7 +264,7 @@ class _Forwarding:
         if failure.certificate:
             if self.unsure:  # an earlier attempt may have published it all the same
                 raise self._gave_up(attempt, failure)
-            raise UpstreamError(messages.upstream_certificate(self.client.url, failure.detail))
+            raise UpstreamFailure(refusals.upstream_certificate(self.client.url, failure.detail))
         if attempt.request_sent:
             self.maybe_published = True
         if attempt.cut_off or self.deadline.expired:
@@ -300,7 +301,7 @@ class _Forwarding:
         """The retry was refused as already existing after an attempt that may have published the
         file: the index says whether the existing file is this upload."""
         if self.upload is None:
-            return self._response(answer.status, messages.refusal_after_lost_answer(answer.reason, *self._where()),
+            return self._response(answer.status, refusals.refusal_after_lost_answer(answer.reason, *self._where()),
                                   maybe_published=True)
         index = self.client.index
         check_url = index.project_url(self.upload.project)
@@ -311,19 +312,19 @@ class _Forwarding:
             if self.deadline.expired:
                 raise self._deadline_passed() from None
             log.warning("could not check the index after a dropped connection: %s", exc.reason)
-            return self._response(answer.status, messages.refusal_unconfirmed(
+            return self._response(answer.status, refusals.refusal_unconfirmed(
                 answer.reason, exc.reason, self.upload.filename, check_url), maybe_published=True)
         for found in files:
             if found.filename != self.upload.filename:
                 continue
             if (found.sha256 or "").lower() == self.upload.sha256.lower():
-                return self._response(200, messages.confirmed_after_drop(self.upload.filename), confirmed=True,
-                                      note=messages.confirmed_after_drop_note(check_url))
+                return self._response(200, refusals.confirmed_after_drop(self.upload.filename), confirmed=True,
+                                      note=refusals.confirmed_after_drop_note(check_url))
             if found.sha256:  # another file holds the name: this upload cannot be the one stored
                 return self._response(answer.status, answer.reason)
         # Not listed (yet): the index may lag behind the upload server, and a brand-new project's
         # page is missing until its first file shows. The refusal proves nothing either way.
-        reason = messages.exists_unconfirmed(answer.reason, self.upload.filename, check_url)
+        reason = refusals.exists_unconfirmed(answer.reason, self.upload.filename, check_url)
         return self._response(answer.status, reason, maybe_published=True)
 
     def _where(self) -> tuple[str, str]:
@@ -332,36 +333,36 @@ class _Forwarding:
             return "the uploaded file", "the project's page on the index"
         return self.upload.filename, self.client.index.project_url(self.upload.project)
 
-    def _deadline_passed(self, *, sent: bool = False) -> UpstreamError:
+    def _deadline_passed(self, *, sent: bool = False) -> UpstreamFailure:
         url, seconds = self.client.url, self.client.deadline_seconds
         if sent or self.unsure:
             filename, check_url = self._where()
-            return UpstreamError(messages.upstream_deadline_unknown(url, seconds, filename, check_url), status=504,
+            return UpstreamFailure(refusals.upstream_deadline_unknown(url, seconds, filename, check_url), status=504,
                                  maybe_published=True)
-        return UpstreamError(messages.upstream_deadline_unsent(url, seconds), status=504)
+        return UpstreamFailure(refusals.upstream_deadline_unsent(url, seconds), status=504)
 
-    def _gave_up(self, attempt: Attempt, failure: TransportFailure) -> UpstreamError:
+    def _gave_up(self, attempt: Attempt, failure: TransportFailure) -> UpstreamFailure:
         url = self.client.url
         if self.unsure:
             filename, check_url = self._where()
-            return UpstreamError(messages.upstream_no_answer(url, failure.detail, filename, check_url), status=504,
+            return UpstreamFailure(refusals.upstream_no_answer(url, failure.detail, filename, check_url), status=504,
                                  maybe_published=True)
         if attempt.phase == CONNECTING:
             detail = failure.detail
             if failure.kind in (TLS, CLOSED):
                 detail = f"the TLS handshake failed: {detail}"
-            return UpstreamError(messages.upstream_unreachable(url, detail))
-        return UpstreamError(messages.upstream_dropped_upload(url, failure.detail))
+            return UpstreamFailure(refusals.upstream_unreachable(url, detail))
+        return UpstreamFailure(refusals.upstream_dropped_upload(url, failure.detail))
 
-    def _redirected(self, answer: _Answer) -> UpstreamError:
+    def _redirected(self, answer: _Answer) -> UpstreamFailure:
         # As twine does: never follow (the body and the credentials would go where the redirect
         # says), and name the target so the operator can decide to trust it.
         target = one_line(answer.location) or None
         if self.unsure:
-            detail = messages.retry_redirected(target)
-            return UpstreamError(messages.upstream_no_answer(self.client.url, detail, *self._where()), status=504,
+            detail = refusals.retry_redirected(target)
+            return UpstreamFailure(refusals.upstream_no_answer(self.client.url, detail, *self._where()), status=504,
                                  maybe_published=True)
-        return UpstreamError(messages.upstream_redirect(self.client.url, answer.status, target))
+        return UpstreamFailure(refusals.upstream_redirect(self.client.url, answer.status, target))
 
 
 class _cut_after:

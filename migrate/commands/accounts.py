@@ -9,7 +9,7 @@ import click
 
 from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
-from gateway.registry import Account, KeyRecord, RegistryError
+from gateway.registry import Account, AdminInputError, KeyRecord
 from gateway.tokens import TokenBox, check_token_shape
 from migrate.output import TEXT_FORMATS, console, emit_csv, emit_json, format_option, print_table, table, when
 
@@ -64,7 +64,7 @@ def add(obj: Context, name: str, email: str | None, exempt: bool, note: str | No
         account = registry.accounts.add_account(name, email=email, exempt=exempt, note=note, audit=actor)
         if sealed is not None:
             registry.accounts.set_token_ciphertext(account.name, sealed, audit=actor)
-    except (RegistryError, ConfigError) as exc:
+    except (AdminInputError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"added account '{account.name}'" + (" (exempt)" if account.exempt else "")
                + (", token stored (encrypted)" if token_file else ""))
@@ -113,7 +113,7 @@ def show(obj: Context, name: str, fmt: str) -> None:
     registry = obj.registry()
     try:
         account = registry.accounts.get_account(name)
-    except RegistryError as exc:
+    except AdminInputError as exc:
         _fail(exc)
     activity = registry.events.account_activity(account.id)
     if fmt == "json":
@@ -166,7 +166,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
         raise click.UsageError("nothing to change: give --email, --exempt/--no-exempt or --note")
     try:
         account = obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
-    except RegistryError as exc:
+    except AdminInputError as exc:
         _fail(exc)
     click.echo(f"account '{account.name}' updated: email {account.email or '-'}, "
                + ("exempt from brownouts and the sunset" if account.exempt else "not exempt"))
@@ -175,7 +175,7 @@ def update(obj: Context, name: str, email: str | None, exempt: bool | None, note
 def _set_flag(obj: Context, name: str, **values: bool) -> None:
     try:
         obj.registry().accounts.update_account(name, audit=obj.actor(), **values)
-    except RegistryError as exc:
+    except AdminInputError as exc:
         _fail(exc)
 
 
@@ -220,6 +220,6 @@ def set_token(obj: Context, name: str, token_file: IO[str], clear: bool) -> None
         token = read_token(token_file)
         registry.accounts.set_token_ciphertext(name, TokenBox.from_settings(obj.settings()).seal(token),
                                                audit=obj.actor())
-    except (RegistryError, ConfigError) as exc:
+    except (AdminInputError, ConfigError) as exc:
         _fail(exc)
     click.echo(f"token stored for '{name}' (encrypted); uploads through the gateway use it from now on")

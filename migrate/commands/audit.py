@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from gateway import messages
 from gateway.cliutil import Context, pass_context
 from gateway.registry import AuditEntry
+from migrate import admin_texts
 from migrate.output import emit_csv, emit_json, format_option, print_table, stamp, table, when
 
 AUDIT_COLUMNS = ["id", "at", "actor", "actor_host", "reason", "command", "target_kind", "target", "account_name",
@@ -87,7 +87,7 @@ def audit(obj: Context, since: str, until: str | None, account: str | None, fmt:
                     describe_change(entry.before, entry.after), entry.reason or "-")
     print_table(out, whole=("at (UTC)",))
     if not entries:
-        click.echo(messages.audit_empty(when(start), account))
+        click.echo(admin_texts.audit_empty(when(start), account))
 
 
 def _json_cell(value: dict[str, Any] | None) -> str | None:

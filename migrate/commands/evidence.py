@@ -10,11 +10,11 @@ from packaging.utils import canonicalize_name
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
 from gateway.registry import audit
 from gateway.upload.index import IndexClient, RefusedFile
+from migrate import admin_texts
 from migrate import evidence as refreshing
 from migrate.evidence import DEFAULT_CONCURRENCY, Failure, RefreshSummary
 
@@ -69,11 +69,11 @@ def refresh(obj: Context, projects: tuple[str, ...], concurrency: int, fmt: str)
 
     def done(project: str, failure: Failure | None) -> None:
         if failure is not None:
-            progress.console.print(messages.evidence_project_failed(project, failure.reason), markup=False)
+            progress.console.print(admin_texts.evidence_project_failed(project, failure.reason), markup=False)
         progress.advance(task)
 
     def refused(project: str, file: RefusedFile) -> None:
-        progress.console.print(messages.evidence_file_refused(project, file.filename, file.reason), markup=False)
+        progress.console.print(admin_texts.evidence_file_refused(project, file.filename, file.reason), markup=False)
 
     try:
         with progress:
@@ -94,9 +94,9 @@ def _report(summary: RefreshSummary, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(refreshing.audit_record(summary), ensure_ascii=False))
     elif summary.projects == 0:
-        click.echo(messages.evidence_nothing_to_read())
+        click.echo(admin_texts.evidence_nothing_to_read())
     else:
-        click.echo(messages.evidence_summary(summary.read, summary.projects, summary.files_recorded,
+        click.echo(admin_texts.evidence_summary(summary.read, summary.projects, summary.files_recorded,
                                              len(summary.failures), summary.index_url))
 
 
@@ -106,5 +106,5 @@ def _chosen(projects: tuple[str, ...], known: list[str]) -> list[str]:
     wanted: list[str] = list(dict.fromkeys(canonicalize_name(p) for p in projects))
     for project in wanted:
         if project not in known:
-            raise click.BadParameter(messages.evidence_project_not_ssh(project), param_hint="--project")
+            raise click.BadParameter(admin_texts.evidence_project_not_ssh(project), param_hint="--project")
     return wanted

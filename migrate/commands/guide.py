@@ -6,7 +6,7 @@ import click
 
 from gateway.cliutil import Context, pass_context
 from gateway.lifecycle.guide import FORMATS, build_guide, render_guide
-from gateway.registry import RegistryError
+from gateway.registry import AdminInputError
 
 
 @click.command("guide")
@@ -21,6 +21,6 @@ def guide(obj: Context, name: str, fmt: str) -> None:
     """
     try:
         text = render_guide(build_guide(obj.registry(), obj.settings(), name), fmt)
-    except RegistryError as exc:
+    except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(text, nl=False)

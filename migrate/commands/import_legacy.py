@@ -11,10 +11,10 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import Registry, RegistryError, audit
+from gateway.registry import AdminInputError, Registry, audit
 from gateway.sshkeys import looks_like_private_key
+from migrate import admin_texts
 from migrate.legacy_import import (
     ImportPlan,
     KeyLine,
@@ -39,7 +39,7 @@ def read_text(path: Path) -> str:
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     if looks_like_private_key(text):
-        raise click.ClickException(messages.private_key_file(str(path)))
+        raise click.ClickException(admin_texts.private_key_file(str(path)))
     return text
 
 
@@ -95,7 +95,7 @@ def apply_plan(registry: Registry, plan: ImportPlan, *, show_progress: bool = Tr
             progress.update(task, description=f"account {account.name}")
             try:
                 registry.accounts.add_account(account.name, email=account.email, note=NOTE)
-            except RegistryError as exc:
+            except AdminInputError as exc:
                 failed.accounts.append(Rejected(account.where, str(exc)))
             progress.advance(task)
         for name, email in plan.emails:
@@ -106,7 +106,7 @@ def apply_plan(registry: Registry, plan: ImportPlan, *, show_progress: bool = Tr
             progress.update(task, description=f"key of {new.account}")
             try:
                 registry.accounts.add_key(new.account, new.key, source="legacy")
-            except RegistryError as exc:
+            except AdminInputError as exc:
                 failed.keys.append(Rejected(new.where, f"user '{new.account}': {exc}"))
             progress.advance(task)
         progress.update(task, description="done")

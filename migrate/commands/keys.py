@@ -6,10 +6,10 @@ from typing import IO
 
 import click
 
-from gateway import messages
 from gateway.cliutil import Context, pass_context, reason_option
-from gateway.registry import KeyRecord, RegistryError
+from gateway.registry import AdminInputError, KeyRecord
 from gateway.sshkeys import KeyFormatError, PublicKey, looks_like_private_key, parse_public_key, weakness
+from migrate import admin_texts
 from migrate.legacy_import import OptionsError, split_options
 from migrate.output import emit_csv, emit_json, format_option, print_table, table, when
 
@@ -55,7 +55,7 @@ def add(obj: Context, account: str, key_file: IO[str], projects: tuple[str, ...]
     registry = obj.registry()
     try:
         registry.accounts.get_account(account)
-    except RegistryError as exc:
+    except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     allowed = [canonicalize_name(p) for p in projects] or None
     actor = obj.actor()
@@ -68,7 +68,7 @@ def add(obj: Context, account: str, key_file: IO[str], projects: tuple[str, ...]
             key = read_key_line(entry, allow_weak=settings.allow_weak_keys)
             before = registry.accounts.find_key(key.fingerprint)
             registry.accounts.add_key(account, key, allowed_projects=allowed, audit=actor)
-        except (KeyFormatError, RegistryError) as exc:
+        except (KeyFormatError, AdminInputError) as exc:
             refused += 1  # by line number and reason only: the line itself is never repeated
             click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
             continue
@@ -89,9 +89,9 @@ def _read_key_file(key_file: IO[str]) -> str:
     try:
         text = key_file.read()
     except UnicodeDecodeError:
-        raise click.ClickException(messages.not_a_key_file(key_file.name)) from None
+        raise click.ClickException(admin_texts.not_a_key_file(key_file.name)) from None
     if looks_like_private_key(text):
-        raise click.ClickException(messages.private_key_file(key_file.name))
+        raise click.ClickException(admin_texts.private_key_file(key_file.name))
     return text
 
 
@@ -120,7 +120,7 @@ def list_(obj: Context, account: str | None, include_revoked: bool, fmt: str) ->
     """List keys, of ACCOUNT or of everyone."""
     try:
         found = obj.registry().accounts.list_keys(account, include_revoked=include_revoked)
-    except RegistryError as exc:
+    except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "json":
         return emit_json([key_data(key) for key in found])
@@ -143,7 +143,7 @@ def revoke(obj: Context, fingerprint: str) -> None:
     """Revoke the key with FINGERPRINT (as `keys list` shows it, SHA256:...)."""
     try:
         key = obj.registry().accounts.revoke_key(fingerprint, audit=obj.actor())
-    except RegistryError as exc:
+    except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked {key.fingerprint} of '{key.account_name}'; every replica refuses it within "
                f"{obj.settings().key_cache_seconds:.0f} s; `pypissh-migrate keys restore {key.fingerprint}` undoes it")
@@ -160,6 +160,6 @@ def restore(obj: Context, fingerprint: str) -> None:
     """
     try:
         key = obj.registry().accounts.restore_key(fingerprint, audit=obj.actor())
-    except RegistryError as exc:
+    except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(messages.key_restored(key.fingerprint, key.account_name, obj.settings().key_cache_seconds))
+    click.echo(admin_texts.key_restored(key.fingerprint, key.account_name, obj.settings().key_cache_seconds))

@@ -7,9 +7,9 @@ import re
 
 import click
 
-from gateway import messages
 from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
 from gateway.registry import audit
+from migrate import admin_texts
 from migrate.output import stamp, when
 
 DEFAULT_BATCH = 1000
@@ -26,7 +26,7 @@ def cut_off(text: str, now: dt.datetime) -> dt.datetime:
         return now - (dt.timedelta(days=amount) if span.group(2) == "d" else dt.timedelta(weeks=amount))
     when = parse_instant(text.strip())
     if when > now:
-        raise ValueError(messages.prune_cut_off_future(text.strip()))
+        raise ValueError(admin_texts.prune_cut_off_future(text.strip()))
     return when
 
 
@@ -54,12 +54,12 @@ def prune(obj: Context, before_text: str, dry_run: bool, batch: int, yes: bool) 
     events = obj.registry().events
     prunable, kept = events.prune_counts(before)
     if dry_run:
-        click.echo(messages.prune_dry_run(prunable, when(before), kept))
+        click.echo(admin_texts.prune_dry_run(prunable, when(before), kept))
         return
     if not prunable:
-        click.echo(messages.prune_nothing(when(before), kept))
+        click.echo(admin_texts.prune_nothing(when(before), kept))
         return
-    confirm_irreversible(messages.confirm_prune(prunable, when(before)), "deleting upload events", yes)
+    confirm_irreversible(admin_texts.confirm_prune(prunable, when(before)), "deleting upload events", yes)
     deleted = batches = 0
     while True:
         done = events.prune_batch(before, batch)
@@ -70,4 +70,4 @@ def prune(obj: Context, before_text: str, dry_run: bool, batch: int, yes: bool) 
     remaining = events.count()
     obj.registry().audit.record(obj.actor(), target_kind=audit.EVENTS, target="upload_events", after={
         "before": stamp(before), "deleted": deleted, "batches": batches, "kept_latest": kept, "remaining": remaining})
-    click.echo(messages.prune_done(deleted, when(before), batches, kept, remaining))
+    click.echo(admin_texts.prune_done(deleted, when(before), batches, kept, remaining))

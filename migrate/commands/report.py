@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
-from gateway import messages
+from gateway import setting_texts
 from gateway.cliutil import Context, database_name, pass_context
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def _chart_module():
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] != "matplotlib":
             raise
-        raise click.ClickException(messages.missing_extra("the chart", "matplotlib", "report")) from None
+        raise click.ClickException(setting_texts.missing_extra("the chart", "matplotlib", "report")) from None
     return chart
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 
 import click
 
-from gateway import messages
+from gateway import cli_texts
 from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
 from gateway.lifecycle.schedule import (
     Schedule,
@@ -26,7 +26,7 @@ from gateway.lifecycle.schedule import (
     parse_utc,
     timeline,
 )
-from gateway.registry import RegistryError
+from gateway.registry import AdminInputError
 from migrate.output import console, emit_csv, emit_json, format_option, print_table, table
 
 STATE_STYLE = {"past": "dim", "in force": "bold red", "now": "bold", "next": "bold yellow", "later": ""}
@@ -141,7 +141,7 @@ def _set_single(obj: Context, kind: str, when: str | None, clear: bool, note: st
     except ScheduleError as exc:
         _fail(exc)
     if kind == "sunset" and current.sunset is not None and start < current.sunset:
-        confirm_irreversible(messages.confirm_sunset_earlier(format_utc(current.sunset), format_utc(start)),
+        confirm_irreversible(cli_texts.confirm_sunset_earlier(format_utc(current.sunset), format_utc(start)),
                              "moving the sunset earlier", yes)
     registry.schedule.replace_window(kind, start, note, audit=obj.actor())
     _warn(warnings)
@@ -228,7 +228,7 @@ def cancel_brownout(obj: Context, window_id: int) -> None:
         else:
             registry.schedule.cancel_window(window_id, audit=obj.actor())
             click.echo(f"brownout {window_id} cancelled; {_obeyed(obj)}")
-    except RegistryError as exc:
+    except AdminInputError as exc:
         _fail(exc)
 
 
@@ -247,7 +247,7 @@ def pause(obj: Context, note: str | None, yes: bool) -> None:
         check_pause(registry.schedule.current())
     except ScheduleError as exc:
         _fail(exc)
-    confirm_irreversible(messages.confirm_pause(), "pausing every upload", yes)
+    confirm_irreversible(cli_texts.confirm_pause(), "pausing every upload", yes)
     now = obj.now()
     registry.schedule.add_window("pause", now, None, note, audit=obj.actor())
     click.echo(f"uploads paused since {format_utc(now)}; {_obeyed(obj)}; "

@@ -27,7 +27,7 @@ from pathlib import Path
 import click
 from cryptography.fernet import InvalidToken
 
-from gateway import messages
+from gateway import cli_texts
 from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_option, yes_option
 from gateway.errors import ConfigError
 from gateway.registry import Registry, audit
@@ -165,7 +165,7 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
     try:
         if retire_old:
             if not dry_run and len(current) > 1:
-                confirm_irreversible(messages.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
+                confirm_irreversible(cli_texts.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
             done = _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
         else:
             assert new_key_file is not None  # checked above: either --retire-old or --new-key-file

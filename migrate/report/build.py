@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from gateway import messages
 from gateway.lifecycle.schedule import Schedule
 from gateway.registry import Registry, audit
 from gateway.registry.reports import AccountOverview, ReportQueries
+from migrate import admin_texts
 from migrate.report import logic
 from migrate.report.model import OUTCOME_CATEGORIES, AccountReport, Period, Report, Trend, Verdict, Week
 
@@ -58,5 +58,5 @@ def _verdict(queries: ReportQueries, overview: Sequence[AccountOverview], accoun
              database: str) -> Verdict:
     keys = queries.key_count()
     if not overview or not keys:
-        return logic.empty_verdict(messages.report_empty_registry(database, len(overview), keys), weeks)
+        return logic.empty_verdict(admin_texts.report_empty_registry(database, len(overview), keys), weeks)
     return logic.verdict(accounts, trends, weeks, sunset=sunset, until=period.until)

@@ -1,4 +1,5 @@
-"""Errors as values: each carries the HTTP status and the one-line reason the legacy client prints.
+"""The gateway's exceptions: each carries the HTTP status and the one-line reason the legacy client
+prints.
 
 The legacy distutils client shows only the HTTP reason phrase (`Upload failed (400): <reason>`),
 so the reason is the user's whole explanation: it says what happened and what to do next. The
@@ -103,8 +104,8 @@ class KeyInactive(GatewayError):
 
 
 class UpstreamFailure(GatewayError):
-    """The upstream could not be reached or failed: the file was not published, unless
-    `maybe_published` says it may have been."""
+    """The upload server could not be reached, or failed. Whether the file was published depends on
+    when: `maybe_published` is set when the upload server took the whole upload first."""
 
     status = 502
     outcome = "upstream_error"
@@ -202,11 +203,11 @@ def no_credential(account: str, fingerprint: str, token_url: str) -> str:
 
 
 def key_inactive(account: str, fingerprint: str | None) -> str:
-    key = f"key {fingerprint}" if fingerprint else "this key"
-    return (
-        f"{key} is no longer active for account '{account}' (revoked, or the account is disabled); "
-        f"{NOTHING_PUBLISHED}; ask the index admins"
-    )
+    if fingerprint:
+        return (f"key {fingerprint} is no longer active for account '{account}' (revoked, or the account is "
+                f"disabled); {NOTHING_PUBLISHED}; ask the index admins")
+    return (f"this key is no longer active for account '{account}' (revoked, or the account is disabled); "
+            f"{NOTHING_PUBLISHED}; ask the index admins")
 
 
 def gateway_busy() -> str:

@@ -75,8 +75,9 @@ def database_host_primary(address: str, standbys: list) -> str:
     if not standbys:
         return f"database host {address}: the primary (accepts writes); no standby is streaming from it"
     seen = "; ".join(_standby_seen(s) for s in standbys)
-    label = "standby" if len(standbys) == 1 else f"{len(standbys)} standbys"
-    return f"database host {address}: the primary (accepts writes); {label}: {seen}"
+    if len(standbys) == 1:
+        return f"database host {address}: the primary (accepts writes); standby: {seen}"
+    return f"database host {address}: the primary (accepts writes); {len(standbys)} standbys: {seen}"
 
 
 MONITOR_HINT = "grant pg_monitor to the registry's role to see it"
@@ -85,16 +86,33 @@ MONITOR_HINT = "grant pg_monitor to the registry's role to see it"
 def _standby_seen(standby) -> str:
     if standby.state is None:  # pg_stat_replication hides the details from other roles
         return f"{standby.client} connected (its state and lag are hidden: {MONITOR_HINT})"
-    lag = f", replay lag {_seconds(standby.replay_seconds)}" if standby.replay_seconds is not None else ""
-    return f"{standby.client} {standby.state} ({standby.sync_state or '?'}), {_bytes(standby.replay_bytes)} not yet replayed{lag}"
+    if standby.replay_seconds is None:
+        return (f"{standby.client} {standby.state} ({standby.sync_state or '?'}), "
+                f"{_bytes(standby.replay_bytes)} not yet replayed")
+    return (f"{standby.client} {standby.state} ({standby.sync_state or '?'}), {_bytes(standby.replay_bytes)} not yet "
+            f"replayed, replay lag {_seconds(standby.replay_seconds)}")
 
 
 def database_host_standby(address: str, receiving: str, replay_bytes: int | None,
                           last_replay_age: float | None) -> str:
-    age = ("" if last_replay_age is None else
-           f", last replayed commit {_seconds(last_replay_age)} old (this grows too while the primary is idle)")
-    how = "streaming" if receiving == "streaming" else f"WAL receiver {receiving} ({MONITOR_HINT})"
-    return f"database host {address}: a standby (read-only), {how}; {_bytes(replay_bytes)} received but not yet replayed{age}"
+    if receiving != "streaming":
+        return database_host_standby_not_streaming(address, receiving, replay_bytes, last_replay_age)
+    if last_replay_age is None:
+        return (f"database host {address}: a standby (read-only), streaming; {_bytes(replay_bytes)} received "
+                "but not yet replayed")
+    return (f"database host {address}: a standby (read-only), streaming; {_bytes(replay_bytes)} received "
+            f"but not yet replayed, last replayed commit {_seconds(last_replay_age)} old (this grows too while "
+            "the primary is idle)")
+
+
+def database_host_standby_not_streaming(address: str, receiving: str, replay_bytes: int | None,
+                                        last_replay_age: float | None) -> str:
+    if last_replay_age is None:
+        return (f"database host {address}: a standby (read-only), WAL receiver {receiving} ({MONITOR_HINT}); "
+                f"{_bytes(replay_bytes)} received but not yet replayed")
+    return (f"database host {address}: a standby (read-only), WAL receiver {receiving} ({MONITOR_HINT}); "
+            f"{_bytes(replay_bytes)} received but not yet replayed, last replayed commit "
+            f"{_seconds(last_replay_age)} old (this grows too while the primary is idle)")
 
 
 def database_host_standby_detached(address: str, receiver: str | None) -> str:

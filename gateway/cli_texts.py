@@ -14,8 +14,9 @@ def listen_taken(address: str) -> str:
 
 
 def serve_modes_refused(first: str, more: int) -> str:
-    rest = f" ({more} more: see `pypissh-gateway check`)" if more else ""
-    return (f"{first}{rest}; or start with --insecure-modes to serve anyway")
+    if more:
+        return f"{first} ({more} more: see `pypissh-gateway check`); or start with --insecure-modes to serve anyway"
+    return f"{first}; or start with --insecure-modes to serve anyway"
 
 
 def serving_with_open_modes(problem: str) -> str:

@@ -54,9 +54,13 @@ def config_file_not_toml(path: object, problem: object) -> str:
 
 
 def unknown_setting(name: str, path: object = None, closest: str | None = None) -> str:
-    where = f" in {path}" if path else ""
-    hint = f"; did you mean '{closest}'?" if closest else f"; `{PROGRAM} check --show` lists every setting"
-    return f"unknown setting '{name}'{where}{hint}"
+    if path and closest:
+        return f"unknown setting '{name}' in {path}; did you mean '{closest}'?"
+    if path:
+        return f"unknown setting '{name}' in {path}; `{PROGRAM} check --show` lists every setting"
+    if closest:
+        return f"unknown setting '{name}'; did you mean '{closest}'?"
+    return f"unknown setting '{name}'; `{PROGRAM} check --show` lists every setting"
 
 
 def missing_extra(feature: str, module: str, extra: str) -> str:
@@ -106,8 +110,11 @@ def database_url_is_a_path(value: str) -> str:
 
 
 def database_scheme_unknown(scheme: str, accepted: tuple[str, ...]) -> str:
-    hint = " (postgres:// is spelt postgresql://)" if scheme in ("postgres", "postgress", "pgsql") else ""
-    return (f"database_url scheme '{scheme}://' is not one the registry can use{hint}; write "
+    if scheme in ("postgres", "postgress", "pgsql"):
+        return (f"database_url scheme '{scheme}://' is not one the registry can use (postgres:// is spelt "
+                f"postgresql://); write sqlite:///PATH or postgresql://USER@HOST/DATABASE "
+                f"(accepted: {', '.join(accepted)})")
+    return (f"database_url scheme '{scheme}://' is not one the registry can use; write "
             f"sqlite:///PATH or postgresql://USER@HOST/DATABASE (accepted: {', '.join(accepted)})")
 
 

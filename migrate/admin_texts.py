@@ -24,15 +24,16 @@ def email_invalid_in_file() -> str:
 
 # -- the report -----------------------------------------------------------------------------------
 def report_empty_registry(database: str, accounts: int, keys: int) -> str:
-    missing = "no accounts" if not accounts else "no keys"
-    return (f"the registry at {database} is empty ({missing}): nothing to judge; "
-            "is this the right database_url?")
+    if not accounts:
+        return f"the registry at {database} is empty (no accounts): nothing to judge; is this the right database_url?"
+    return f"the registry at {database} is empty (no keys): nothing to judge; is this the right database_url?"
 
 
 # -- the admin journal and pruning ----------------------------------------------------------------
 def audit_empty(since: str, account: str | None) -> str:
-    whose = f" for account '{account}'" if account else ""
-    return f"no change recorded{whose} since {since}; --since 365d (or a date) looks further back"
+    if account:
+        return f"no change recorded for account '{account}' since {since}; --since 365d (or a date) looks further back"
+    return f"no change recorded since {since}; --since 365d (or a date) looks further back"
 
 
 def prune_dry_run(count: int, before: str, kept: int) -> str:
@@ -69,9 +70,11 @@ def evidence_project_failed(project: str, reason: str) -> str:
 
 
 def evidence_summary(read: int, projects: int, recorded: int, failed: int, index_url: str) -> str:
-    line = (f"evidence refresh: {read} of {projects} project page(s) read from {index_url}, "
-            f"{recorded} new file(s) recorded, {failed} failed")
-    return line + (" (listed above; exit status 1)" if failed else "")
+    if failed:
+        return (f"evidence refresh: {read} of {projects} project page(s) read from {index_url}, "
+                f"{recorded} new file(s) recorded, {failed} failed (listed above; exit status 1)")
+    return (f"evidence refresh: {read} of {projects} project page(s) read from {index_url}, "
+            f"{recorded} new file(s) recorded, 0 failed")
 
 
 def evidence_nothing_to_read() -> str:

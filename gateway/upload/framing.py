@@ -142,8 +142,9 @@ def no_request() -> str:
 
 
 def headers_too_large(kib: int, lines: int | None = None) -> str:
-    limit = f"{kib} KiB or {lines} lines" if lines is not None else f"{kib} KiB"
-    return f"the request headers exceed {limit}; send a normal upload request"
+    if lines is not None:
+        return f"the request headers exceed {kib} KiB or {lines} lines; send a normal upload request"
+    return f"the request headers exceed {kib} KiB; send a normal upload request"
 
 
 def data_after_body() -> str:

@@ -31,8 +31,9 @@ def project_not_allowed(project: str, fingerprint: str, allowed: tuple[str, ...]
 
 
 def register_note(project: str | None) -> str:
-    what = f"'{project}' is" if project else "projects are"
-    return f"OK: nothing to register, {what} created by the first upload"
+    if project:
+        return f"OK: nothing to register, '{project}' is created by the first upload"
+    return "OK: nothing to register, projects are created by the first upload"
 
 
 def doc_upload_gone() -> str:

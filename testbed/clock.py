@@ -17,7 +17,7 @@ import sys
 from typing import Any, Iterator, Sequence
 
 from gateway import cliutil
-from gateway.lifecycle.schedule import parse_utc
+from migrate.schedule_input import parse_utc
 
 
 def as_time(when: str | dt.datetime) -> dt.datetime:

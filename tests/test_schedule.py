@@ -14,16 +14,18 @@ from gateway.lifecycle.schedule import (
     ScheduleCache,
     ScheduleError,
     Window,
+    decide,
+    format_span,
+    format_utc,
+    timeline,
+)
+from migrate.schedule_input import (
     check_brownout,
     check_notice,
     check_pause,
     check_sunset,
-    decide,
-    format_span,
-    format_utc,
     parse_duration,
     parse_utc,
-    timeline,
 )
 
 UTC = dt.timezone.utc

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gateway.cliutil import Context, pass_context, reason_option
 from gateway.errors import ConfigError
 from gateway.lifecycle.migration import MIGRATED
-from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc, parse_duration
+from gateway.lifecycle.schedule import Schedule, ScheduleError, format_utc
 from gateway.registry import Account, Registry, audit
 from gateway.settings import Settings
 from migrate import campaigns as plans
@@ -39,6 +39,7 @@ from migrate.mail import (
     new_message_id,
 )
 from migrate.output import console, print_table, table
+from migrate.schedule_input import parse_duration
 
 REMINDER = "reminder"
 T = TypeVar("T")

@@ -15,19 +15,21 @@ from gateway.cliutil import Context, confirm_irreversible, pass_context, reason_
 from gateway.lifecycle.schedule import (
     Schedule,
     ScheduleError,
-    check_brownout,
-    check_notice,
-    check_pause,
-    check_sunset,
     describe_now,
     format_duration,
     format_utc,
-    parse_duration,
-    parse_utc,
     timeline,
 )
 from gateway.registry import AdminInputError
 from migrate.output import console, emit_csv, emit_json, format_option, print_table, table
+from migrate.schedule_input import (
+    check_brownout,
+    check_notice,
+    check_pause,
+    check_sunset,
+    parse_duration,
+    parse_utc,
+)
 
 STATE_STYLE = {"past": "dim", "in force": "bold red", "now": "bold", "next": "bold yellow", "later": ""}
 

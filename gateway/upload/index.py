@@ -89,11 +89,11 @@ class IndexPage:
 
 
 class IndexUnavailable(Exception):
-    """The index's page for a project could not be read."""
+    """The index's page at `url` could not be read; `detail` says why, `reason` is the whole line."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+    def __init__(self, url: str, detail: str):
+        self.reason = index_unreadable(url, detail)
+        super().__init__(self.reason)
 
 
 def _utcnow() -> dt.datetime:
@@ -143,17 +143,17 @@ class IndexClient:
                 if response.status_code == 404:
                     return IndexPage([])
                 if response.status_code != 200:
-                    raise IndexUnavailable(index_unreadable(url, f"it answered {response.status_code}"))
+                    raise IndexUnavailable(url, f"it answered {response.status_code}")
                 text = self._body(url, response, deadline)
             finally:
                 response.close()
         try:
             entries = _entries_of(text, response.headers.get("Content-Type", ""), project)
         except (simple.UnsupportedMIMEType, simple.UnsupportedAPIVersion, ValueError, KeyError, TypeError) as exc:
-            raise IndexUnavailable(index_unreadable(url, f"unreadable page: {exc}")) from None
+            raise IndexUnavailable(url, f"unreadable page: {exc}") from None
         if len(entries) > self.max_files:
             too_many = index_too_many_files(len(entries), self.max_files)
-            raise IndexUnavailable(index_unreadable(url, too_many))
+            raise IndexUnavailable(url, too_many)
         return self._checked(entries, project)
 
     # -- reading, bounded ---------------------------------------------------------------------
@@ -168,24 +168,24 @@ class IndexClient:
                                             timeout=(min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)))
             except (requests.RequestException, OSError) as exc:
                 if deadline.expired:
-                    raise IndexUnavailable(index_unreadable(url, index_page_too_slow(
-                        deadline.seconds))) from None
+                    raise IndexUnavailable(url, index_page_too_slow(
+                        deadline.seconds)) from None
                 failure = classify(exc)
                 detail = (f"its certificate cannot be verified: {failure.detail}" if failure.certificate
                           else failure.detail)
-                raise IndexUnavailable(index_unreadable(url, detail)) from None
+                raise IndexUnavailable(url, detail) from None
             if not response.is_redirect:
                 return response
             target = urljoin(url, response.headers.get("Location", ""))
             response.close()
             where = urlsplit(target)
             if where.scheme != "https" or where.hostname != host:
-                raise IndexUnavailable(index_unreadable(url, index_redirect_refused(target, host)))
+                raise IndexUnavailable(url, index_redirect_refused(target, host))
             url = target
-        raise IndexUnavailable(index_unreadable(url, f"more than {MAX_REDIRECTS} redirects"))
+        raise IndexUnavailable(url, f"more than {MAX_REDIRECTS} redirects")
 
     def _body(self, url: str, response: requests.Response, deadline: Deadline) -> str:
-        too_large = IndexUnavailable(index_unreadable(url, index_page_too_large(self.max_bytes)))
+        too_large = IndexUnavailable(url, index_page_too_large(self.max_bytes))
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise too_large
@@ -197,11 +197,11 @@ class IndexClient:
                     raise too_large
         except (requests.RequestException, OSError) as exc:
             if deadline.expired:
-                raise IndexUnavailable(index_unreadable(url, index_page_too_slow(
-                    deadline.seconds))) from None
-            raise IndexUnavailable(index_unreadable(url, classify(exc).detail)) from None
+                raise IndexUnavailable(url, index_page_too_slow(
+                    deadline.seconds)) from None
+            raise IndexUnavailable(url, classify(exc).detail) from None
         if deadline.expired:  # cut off at the deadline: what arrived is not the whole page
-            raise IndexUnavailable(index_unreadable(url, index_page_too_slow(deadline.seconds)))
+            raise IndexUnavailable(url, index_page_too_slow(deadline.seconds))
         return bytes(data).decode(response.encoding or "utf-8", "replace")
 
     # -- each file on its own -------------------------------------------------------------------

@@ -20,16 +20,17 @@ TEXT_MODULES = sorted(
      GATEWAY / "ssh" / "user_texts.py", GATEWAY / "upload" / "refusals.py", ROOT / "migrate" / "admin_texts.py"])
 TEXTS_AT_THE_END = sorted(
     [GATEWAY / "errors.py", GATEWAY / "tokens.py", GATEWAY / "ops" / "hangup.py", GATEWAY / "ops" / "logformat.py",
-     GATEWAY / "registry" / "accounts.py",
+     GATEWAY / "registry" / "accounts.py", GATEWAY / "registry" / "schedule.py",
      *(GATEWAY / "upload" / f"{name}.py" for name in ("framing", "multipart", "artifact", "form", "index"))])
 # The modules on the SSH path whose refusals users (or, for the settings, operators) read.
 SPEAKING_MODULES = sorted(
     [*(GATEWAY / "upload").glob("*.py"), *(GATEWAY / "ssh").glob("*.py"), GATEWAY / "settings.py",
-     GATEWAY / "tokens.py", GATEWAY / "checks.py", GATEWAY / "lifecycle" / "notices.py"])
+     GATEWAY / "tokens.py", GATEWAY / "checks.py", GATEWAY / "lifecycle" / "notices.py",
+     GATEWAY / "registry" / "accounts.py", GATEWAY / "registry" / "schedule.py"])
 # Exceptions whose message a user reads (the reason phrase, an SSH disconnect or channel refusal),
 # and the findings `check` prints.
 USER_FACING = {"fail", "ok", "GatewayError", "BadRequest", "RequestTooLarge", "ClientTimeout", "ClientAborted", "ArtifactError",
-               "CredentialError", "PolicyRefusal", "UpstreamFailure", "ConfigError", "PermissionDenied",
+               "CredentialError", "PolicyRefusal", "UpstreamFailure", "AdminInputError", "IndexUnavailable", "ConfigError", "PermissionDenied",
                "ChannelOpenError", "ServiceNotAvailable", "Reply"}
 # Calls that write text to the user's session or connection.
 USER_CHANNELS = {"write_stderr", "disconnect"}

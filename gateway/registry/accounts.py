@@ -136,7 +136,7 @@ def checked_account_name(name: str) -> str:
     AdminInputError. Every path that makes or renames an account comes through here: the name ends
     up in authorized_keys lines and command lines."""
     if not name or not name.strip():
-        raise AdminInputError("an account needs a name (the user's name on the index)")
+        raise AdminInputError(account_name_missing())
     if not names.is_account_name(name):
         raise AdminInputError(names.refusal(name))
     return name
@@ -162,8 +162,7 @@ class AccountStore:
                     journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
                                     after=_account_values(conn, name))
         except IntegrityError:
-            raise AdminInputError(
-                f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`") from None
+            raise AdminInputError(account_exists(name)) from None
         return self.get_account(name)
 
     def _account_from_row(self, row: Any) -> Account:
@@ -180,7 +179,7 @@ class AccountStore:
     def get_account(self, name: str) -> Account:
         account = self.find_account(name)
         if account is None:
-            raise AdminInputError(f"no account named '{name}'; `pypissh-migrate accounts list` shows them")
+            raise AdminInputError(account_unknown(name))
         return account
 
     def list_accounts(self) -> list[Account]:
@@ -192,7 +191,7 @@ class AccountStore:
         allowed = {"email", "disabled", "exempt", "note"}
         unknown = set(values) - allowed
         if unknown:
-            raise AdminInputError(f"cannot change {', '.join(sorted(unknown))}")
+            raise AdminInputError(account_fields_fixed(sorted(unknown)))
         if "email" in values:
             values["email"] = checked_email(values["email"])
         with self.engine.begin() as conn:
@@ -202,7 +201,7 @@ class AccountStore:
                 journal.journal(conn, audit, target_kind=journal.ACCOUNT, target=name, account_name=name,
                                 before=before, after=_account_values(conn, name))
         if done.rowcount == 0:
-            raise AdminInputError(f"no account named '{name}'")
+            raise AdminInputError(account_unknown(name))
         return self.get_account(name)
 
     def set_token_ciphertext(self, name: str, ciphertext: str | None, *, audit: Actor | None = None) -> None:
@@ -215,7 +214,7 @@ class AccountStore:
                                 before={"token": before["token"]} if before else None,
                                 after={"token": "set" if ciphertext else "none"})
         if done.rowcount == 0:
-            raise AdminInputError(f"no account named '{name}'")
+            raise AdminInputError(account_unknown(name))
 
     def token_ciphertexts(self) -> list[tuple[int, str]]:
         with self.engine.connect() as conn:
@@ -257,9 +256,7 @@ class AccountStore:
                     raise AdminInputError(key_revoked_elsewhere(key.fingerprint, owner.account_name)) from None
                 # The admin gives it back: a mistaken revoke is not final.
                 return self.restore_key(key.fingerprint, audit=audit)
-            whose = f"account '{owner.account_name}'" if owner else "another account"
-            raise AdminInputError(
-                f"key {key.fingerprint} is already registered to {whose}; a key belongs to one account") from None
+            raise AdminInputError(key_registered_elsewhere(key.fingerprint, owner.account_name if owner else None)) from None
         found = self.find_key(key.fingerprint)
         assert found is not None
         return found
@@ -300,9 +297,9 @@ class AccountStore:
                 self._journal_key_state(conn, audit, fingerprint, "active")
         key = self.find_key(fingerprint)
         if key is None:
-            raise AdminInputError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them")
+            raise AdminInputError(key_unknown(fingerprint, revoked_too=False))
         if done.rowcount == 0:
-            raise AdminInputError(f"key {fingerprint} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
+            raise AdminInputError(key_already_revoked(fingerprint, key.revoked_at))
         return key
 
     def restore_key(self, fingerprint: str, *, audit: Actor | None = None) -> KeyRecord:
@@ -315,7 +312,7 @@ class AccountStore:
                 self._journal_key_state(conn, audit, fingerprint, "revoked")
         key = self.find_key(fingerprint)
         if key is None:
-            raise AdminInputError(f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list --all` shows them")
+            raise AdminInputError(key_unknown(fingerprint, revoked_too=True))
         if done.rowcount == 0:
             raise AdminInputError(key_not_revoked(fingerprint, key.account_name))
         return key
@@ -376,3 +373,35 @@ def key_revoked_elsewhere(fingerprint: str, owner: str) -> str:
 
 def email_invalid(address: str, reason: str) -> str:
     return f"'{address}' is not an email address ({reason.rstrip('.')}); give one like alice@example.org"
+
+
+def account_name_missing() -> str:
+    return "an account needs a name (the user's name on the index)"
+
+
+def account_exists(name: str) -> str:
+    return f"account '{name}' already exists; see `pypissh-migrate accounts show {name}`"
+
+
+def account_unknown(name: str) -> str:
+    return f"no account named '{name}'; `pypissh-migrate accounts list` shows them"
+
+
+def account_fields_fixed(fields: list[str]) -> str:
+    return f"cannot change {', '.join(fields)}; the fields an admin may change are email, disabled, exempt and note"
+
+
+def key_registered_elsewhere(fingerprint: str, owner: str | None) -> str:
+    if owner is None:
+        return f"key {fingerprint} is already registered to another account; a key belongs to one account"
+    return f"key {fingerprint} is already registered to account '{owner}'; a key belongs to one account"
+
+
+def key_unknown(fingerprint: str, *, revoked_too: bool) -> str:
+    if revoked_too:
+        return f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list --all` shows them"
+    return f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them"
+
+
+def key_already_revoked(fingerprint: str, revoked_at: dt.datetime) -> str:
+    return f"key {fingerprint} was already revoked on {revoked_at:%Y-%m-%d %H:%M} UTC"

@@ -73,7 +73,7 @@ class ScheduleStore:
                 journal.journal(conn, audit, target_kind=journal.SCHEDULE, target=_target(before["kind"], window_id),
                                 before=before, after=_window_values(conn, window_id))
         if done.rowcount == 0:
-            raise AdminInputError(f"no scheduled window {window_id}; `pypissh-migrate schedule show` lists them")
+            raise AdminInputError(window_unknown(window_id))
 
     def replace_window(self, kind: str, starts_at: dt.datetime | None, note: str | None = None, *,
                        audit: Actor | None = None) -> int | None:
@@ -94,3 +94,8 @@ class ScheduleStore:
                 journal.journal(conn, audit, target_kind=journal.SCHEDULE, target=kind, before=before,
                                 after=_window_values(conn, window_id) if window_id is not None else None)
         return window_id
+
+
+# -- bad admin input the schedule store refuses ---------------------------------------------------
+def window_unknown(window_id: int) -> str:
+    return f"no scheduled window {window_id}; `pypissh-migrate schedule show` lists them"

@@ -182,7 +182,7 @@ class IndexClient:
             if where.scheme != "https" or where.hostname != host:
                 raise IndexUnavailable(url, index_redirect_refused(target, host))
             url = target
-        raise IndexUnavailable(url, f"more than {MAX_REDIRECTS} redirects")
+        raise IndexUnavailable(url, index_too_many_redirects(MAX_REDIRECTS))
 
     def _body(self, url: str, response: requests.Response, deadline: Deadline) -> str:
         too_large = IndexUnavailable(url, index_page_too_large(self.max_bytes))
@@ -312,3 +312,7 @@ def index_page_too_slow(seconds: float) -> str:
 
 def index_too_many_files(count: int, limit: int) -> str:
     return f"the page lists {count} files, more than the {limit} a page may list"
+
+
+def index_too_many_redirects(limit: int) -> str:
+    return f"more than {limit} redirects"

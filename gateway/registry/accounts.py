@@ -403,5 +403,7 @@ def key_unknown(fingerprint: str, *, revoked_too: bool) -> str:
     return f"no key with fingerprint {fingerprint}; `pypissh-migrate keys list` shows them"
 
 
-def key_already_revoked(fingerprint: str, revoked_at: dt.datetime) -> str:
+def key_already_revoked(fingerprint: str, revoked_at: dt.datetime | None) -> str:
+    if revoked_at is None:  # restored again between the update and the lookup
+        return f"key {fingerprint} was already revoked"
     return f"key {fingerprint} was already revoked on {revoked_at:%Y-%m-%d %H:%M} UTC"

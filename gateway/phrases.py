@@ -41,7 +41,7 @@ class Place:
     user: str
 
     @classmethod
-    def from_settings(cls, settings: PublicAddress) -> "Place":
+    def from_settings(cls, settings: PublicAddress) -> Place:
         return cls(settings.public_host, settings.public_port, settings.ssh_user)
 
     def ssh(self, command: str) -> str:

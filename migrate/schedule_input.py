@@ -115,8 +115,8 @@ def check_notice(schedule: Schedule, when: dt.datetime) -> list[str]:
             "of the end only when it has come")
     first = schedule.brownouts[0] if schedule.brownouts else None
     if first is not None and when > first.starts_at:
-        return [f"brownout {first.id} ({format_span(first.starts_at, first.ends_at)}) starts before "
-                "the notice; users will not have been told"]
+        return [(f"brownout {first.id} ({format_span(first.starts_at, first.ends_at)}) starts before "
+                 "the notice; users will not have been told")]
     return []
 
 

@@ -26,7 +26,8 @@ UNDOS = ("chacha", "quickack", "reload", "pause", "keyhop", "statements")
 def undo(names: set[str]) -> None:
     import asyncssh
 
-    from gateway.ssh import algorithms, asyncssh_seams, keycache, session
+    from gateway import keycache
+    from gateway.ssh import algorithms, asyncssh_seams, session
 
     if "chacha" in names:
         algorithms.MODERN_CIPHERS = ("chacha20-poly1305@openssh.com", *algorithms.MODERN_CIPHERS)

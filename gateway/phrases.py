@@ -27,9 +27,12 @@ PROGRAM = "pypissh-gateway"
 class PublicAddress(Protocol):
     """What `Place` needs from the settings (which read their own messages from here)."""
 
-    public_host: str
-    public_port: int
-    ssh_user: str
+    @property
+    def public_host(self) -> str: ...
+    @property
+    def public_port(self) -> int: ...
+    @property
+    def ssh_user(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,18 @@ import datetime as dt
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from gateway.errors import RegistryDown, ServiceBusy
+from gateway.errors import ServiceBusy
+from gateway.keycache import KeyCache, owned_by
 from gateway.lifecycle.schedule import Schedule, ScheduleCache
+from gateway.limits import Limits
 from gateway.ops.pools import PoolFull, WorkerPool
 from gateway.ops.sessionlog import SessionLog
 from gateway.registry import Identity, Registry, utcnow
 from gateway.settings import Settings
-from gateway.ssh.keycache import KeyCache, RegistryUnavailable, owned_by
-from gateway.ssh.limits import Limits
 from gateway.tokens import TokenBox
 from gateway.upload.upstream import UpstreamClient
 
@@ -49,7 +50,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, *, clock: Callable[[], dt.datetime] = utcnow,
               ticks: Callable[[], float] = time.monotonic, registry: Registry | None = None,
-              upstream: UpstreamClient | None = None) -> "Services":
+              upstream: UpstreamClient | None = None) -> Services:
         """The services for `settings`. `clock` is the wall clock; `ticks` the monotonic one that
         ages the caches and the limits' penalties."""
         registry = registry or Registry.from_url(settings.database_url)
@@ -89,7 +90,7 @@ class Services:
 
     async def identity_for_key(self, fingerprint: str) -> Identity | None:
         """The login lookup through the key cache: a fresh entry without leaving the event loop,
-        else the registry in a registry thread. Raises RegistryUnavailable when it cannot be read."""
+        else the registry in a registry thread. Raises RegistryDown when it cannot be read."""
         hit, found = self.keys.cached(fingerprint)
         if hit:
             return found
@@ -98,12 +99,8 @@ class Services:
     async def current_identity(self, account: str, fingerprint: str) -> Identity | None:
         """What the registry says now (at most `key_cache_seconds` ago) about the key `fingerprint`
         of `account`: its identity, or None once the key is revoked, the account disabled or the
-        key no longer the account's. Raises GatewayError (503) when the registry cannot be read."""
-        try:
-            found = await self.identity_for_key(fingerprint)
-        except RegistryUnavailable:
-            raise RegistryDown() from None
-        return owned_by(found, account)
+        key no longer the account's. Raises RegistryDown when the registry cannot be read."""
+        return owned_by(await self.identity_for_key(fingerprint), account)
 
     def saturation(self) -> str | None:
         """Why this replica should take no new work now (a full pool), or None."""

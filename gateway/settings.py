@@ -20,9 +20,10 @@ import importlib.util
 import ipaddress
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway import loginsettings as login
@@ -179,7 +180,7 @@ class Settings:
         """These settings as the per-login commands read them."""
         return login.LoginSettings({name: getattr(self, name) for name in login.LOGIN_FIELDS})
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return validate(dataclasses.replace(self, **changes))
 
 

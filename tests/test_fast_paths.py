@@ -23,7 +23,7 @@ from gateway.loginsettings import LOGIN_FIELDS, load_login_settings
 from gateway.registry import Identity
 from gateway.settings import Settings, load
 from gateway.ssh import session
-from gateway.ssh.keycache import KeyCache
+from gateway.keycache import KeyCache
 from testbed.legacyrequests import make_sdist, python3_upload
 from tests.helpers import recorded_events, register_account
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from gateway.runtime.health import DatabaseProbe, HealthServer, ReplicaState, readiness_check
 from gateway.registry import Registry
 from gateway.registry.migrate_db import upgrade
-from gateway.ssh.keycache import KeyCache
+from gateway.keycache import KeyCache
 from gateway.sshkeys import parse_public_key
 from testbed import postgres
 from testbed.scaleout import http_get

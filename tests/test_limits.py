@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from gateway.ops import logformat, sessionlog
-from gateway.ssh.limits import PenaltyBox, SessionCounter, StartupGate
+from gateway.limits import PenaltyBox, SessionCounter, StartupGate
 from tests.helpers import register_account, wait_until
 
 

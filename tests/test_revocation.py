@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import event
 
-from gateway.ssh.limits import Login
+from gateway.limits import Login
 from gateway.ssh.revocation import recheck_logins
 from migrate.cli import cli
 from testbed import legacyrequests as lr

@@ -23,8 +23,9 @@ import collections
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from gateway.ops.logformat import fields
 from gateway.phrases import SSH_COMMANDS
@@ -99,13 +100,13 @@ class SessionOutcome:
     duration_ms: int | None = None
 
     @classmethod
-    def of_exchange(cls, event: UploadEvent) -> "SessionOutcome":
+    def of_exchange(cls, event: UploadEvent) -> SessionOutcome:
         return cls(outcome=event.outcome, action=event.action, project=event.project, version=event.version,
                    filename=event.filename, size=event.size, upstream_status=event.upstream_status,
                    error=event.error, duration_ms=event.duration_ms)
 
     @classmethod
-    def of_command(cls, command: str, status: int, started: float, now: float) -> "SessionOutcome":
+    def of_command(cls, command: str, status: int, started: float, now: float) -> SessionOutcome:
         name = command_name(command)
         return cls(outcome=COMMAND if status == 0 else UNKNOWN_COMMAND, command=name,
                    duration_ms=int((now - started) * 1000))

@@ -146,7 +146,7 @@ async def _stopped(supervised: bool) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), PARENT_CHECK_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if os.getppid() != parent:
                 log.warning("the supervisor is gone; draining")
                 return

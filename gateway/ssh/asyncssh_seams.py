@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_KEXINIT

@@ -22,8 +22,8 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Coroutine, Iterable
 
 import asyncssh
 
@@ -221,7 +221,7 @@ class GatewayListener:
         self._options = options
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "GatewayListener":
+    def start(self) -> GatewayListener:
         self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
         return self
 
@@ -337,7 +337,7 @@ class GatewayListener:
             return {}  # `use`: a direct client; any header it sends is not believed, SSH rejects it
         try:
             header = await asyncio.wait_for(read_proxy_header(sock), HEADER_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if mode == "require":
                 raise ProxyRefused("timeout", f"no PROXY header within {HEADER_TIMEOUT:.0f} s") from None
             return {}  # `use`: a client that waits for our SSH banner first

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+from gateway.errors import RegistryDown
+from gateway.keycache import owned_by
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.ssh.keycache import RegistryUnavailable, owned_by
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ async def recheck_logins(services: Services) -> int:
         return 0
     try:
         current = await services.run_registry(services.keys.refresh, fingerprints)
-    except RegistryUnavailable:
+    except RegistryDown:
         return 0  # logged by the key cache; open connections stay until the registry answers
     revoked = 0
     for conn, login in connections.logins():

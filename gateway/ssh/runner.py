@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway import phrases
-from gateway.errors import GatewayError, KeyInactive, key_inactive
+from gateway.errors import GatewayError, KeyInactive
 from gateway.lifecycle import notices
 from gateway.lifecycle.guide import guide_text
 from gateway.ops import metrics, sessionlog
@@ -121,8 +121,8 @@ async def _checked_session(services: Services, peer: Peer, command: str, source:
     if current is None:
         if not front.key_checked:
             return _refused_login(services, peer, front, sessionlog.KEY_NOT_ACTIVE)
-        reason = key_inactive(identity.account_name, identity.fingerprint)
-        return _refused(KeyInactive(reason), sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=reason))
+        inactive = KeyInactive(identity.account_name, identity.fingerprint)
+        return _refused(inactive, sessionlog.SessionOutcome(sessionlog.KEY_REVOKED, error=inactive.reason))
     peer.identity = current
     if not front.holds_slot:
         refusal = take_session_slot(services, current.account_name)

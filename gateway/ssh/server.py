@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import asyncssh
 
-from gateway.errors import key_inactive
+from gateway.errors import RegistryDown, key_inactive
 from gateway.lifecycle import notices
+from gateway.limits import Login
 from gateway.ops import metrics, sessionlog
 from gateway.registry import Identity
 from gateway.services import Services
 from gateway.ssh import algorithms, asyncssh_seams, hostkeys, listener, revocation, user_texts
-from gateway.ssh.limits import Login
 from gateway.ssh.listener import GatewayListener
 from gateway.ssh.runner import take_session_slot
 from gateway.ssh.session import GatewaySession, RefusedSession, TimedChannel
@@ -209,7 +209,12 @@ class GatewayServer(asyncssh.SSHServer):
         self.record.key_fingerprint, self.record.key_type = fingerprint, key.get_algorithm()
         if username == self._services.settings.ssh_user:
             if fingerprint not in self._looked_up:
-                self._looked_up[fingerprint] = await self._services.identity_for_key(fingerprint)
+                try:
+                    self._looked_up[fingerprint] = await self._services.identity_for_key(fingerprint)
+                except RegistryDown as exc:
+                    # A disconnect with the reason, not a dropped connection: OpenSSH prints
+                    # "Received disconnect ...: <reason>" even at LogLevel=ERROR.
+                    raise asyncssh.ServiceNotAvailable(exc.reason) from None
             self._identity = self._looked_up[fingerprint]
         if self._identity is None:
             wrong_user = username != self._services.settings.ssh_user

@@ -28,7 +28,8 @@ from gateway.ssh import shimwire
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
-    from typing import Mapping, Protocol
+    from collections.abc import Mapping
+    from typing import Protocol
 
     class ShimSettings(Protocol):
         @property
@@ -227,7 +228,7 @@ def _log(text: str) -> None:
 class ScriptSettings:
     """What the shim reads, from its own command line (see the module notes)."""
 
-    __slots__ = ("shim_socket", "read_timeout", "max_upload_bytes")
+    __slots__ = ("max_upload_bytes", "read_timeout", "shim_socket")
 
     def __init__(self, shim_socket: str, read_timeout: float, max_upload_bytes: int):
         self.shim_socket = shim_socket

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from gateway.ssh.shim import script_main  # noqa: E402
+from gateway.ssh.shim import script_main
 
 # The shim writes with os.write and leaves nothing to flush: skip the interpreter's teardown, so
 # sshd sends the exit status as soon as the session is over.

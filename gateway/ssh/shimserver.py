@@ -22,7 +22,7 @@ import pwd
 import socket
 import stat
 import struct
-from typing import Mapping
+from collections.abc import Mapping
 
 from gateway import phrases
 from gateway.errors import ConfigError
@@ -194,7 +194,7 @@ class ShimServer:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
 
-    async def start(self) -> "ShimServer":
+    async def start(self) -> ShimServer:
         self._server = await asyncio.start_unix_server(self._accepted, sock=self._sock)
         return self
 
@@ -224,7 +224,7 @@ class ShimServer:
         self._connections.add(task)
         try:
             await self._serve(reader, FrameSink(writer), peer_uid(writer.get_extra_info("socket")))
-        except (OSError, shimwire.WireError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, shimwire.WireError) as exc:
             log.info("shim connection ended early: %s", type(exc).__name__)
         finally:
             self._connections.discard(task)

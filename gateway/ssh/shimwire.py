@@ -70,7 +70,7 @@ class SessionHeader:
     """Who a session is for. (A plain class: `dataclasses` would cost the shim as much time as
     everything else it imports.)"""
 
-    __slots__ = ("account", "fingerprint", "command", "client")
+    __slots__ = ("account", "client", "command", "fingerprint")
 
     def __init__(self, account: str, fingerprint: str, command: str, client: str):
         self.account = account
@@ -88,7 +88,7 @@ class SessionHeader:
         return "\0".join(fields).encode("utf-8", "surrogateescape")
 
     @classmethod
-    def decode(cls, payload: bytes) -> "SessionHeader":
+    def decode(cls, payload: bytes) -> SessionHeader:
         fields = payload.decode("utf-8", "replace").split("\0")
         if fields[0] != VERSION:
             raise WireError(f"protocol version {fields[0][:10]!r}, expected {VERSION}")

@@ -51,13 +51,6 @@ def unknown_command(command: str) -> str:
 
 
 # -- refusals before and around login (SSH disconnect reasons: one line, no HTTP involved) --------
-def too_many_startups_from(address: str, limit: int) -> str:
-    return (
-        f"{address} already has {limit} connections that have not logged in; close the stalled "
-        "ones (or wait for them to time out) and try again"
-    )
-
-
 def evicted_startup() -> str:
     return (
         "the gateway is flooded with connections that do not log in and this one was the oldest; "

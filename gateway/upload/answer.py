@@ -6,7 +6,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # `typing` is for type checkers only here (see gateway/loginsettings.py)
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 PLAIN_TEXT = "text/plain; charset=utf-8"
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import binascii
+import datetime as dt
 import errno
 import logging
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import trove_classifiers
@@ -52,7 +53,7 @@ from gateway.upload.coremetadata import UTF8
 from gateway.upload.form import MultipartBody, check_client_digests, disagreements, rebuild
 from gateway.upload.framing import Request, RequestFramer
 from gateway.upload.multipart import Form, MultipartParser, Spool, boundary_from_content_type
-from gateway.upload.upstream import UpstreamClient, UploadedFile
+from gateway.upload.upstream import UploadedFile, UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Reply:
     maybe_published: bool = False
 
     @classmethod
-    def refusal(cls, status: int, reason: str, *, maybe_published: bool = False) -> "Reply":
+    def refusal(cls, status: int, reason: str, *, maybe_published: bool = False) -> Reply:
         """The answer to a refused or failed request: the reason is also the body."""
         return cls(status, reason, reason + "\n", maybe_published=maybe_published)
 
@@ -263,7 +264,7 @@ class Exchange:
             raise too_long
         try:
             data = await asyncio.wait_for(self.source.read(READ_SIZE), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if timeout < self.settings.read_timeout:  # the whole-request deadline, not silence
                 raise too_long from None
             raise ClientTimeout(refusals.client_silent(timeout)) from None

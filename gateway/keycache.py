@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
-import asyncssh
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.errors import registry_unavailable
+from gateway.errors import RegistryDown
 from gateway.ops import metrics
 from gateway.registry import Identity
 
 MAX_ENTRIES = 50_000
 
 log = logging.getLogger(__name__)
-
-
-class RegistryUnavailable(asyncssh.ServiceNotAvailable):
-    """The database cannot be read, so no key can be checked.
-
-    An SSH disconnect (rather than a dropped connection) so the client prints the reason: OpenSSH
-    shows "Received disconnect ...: <reason>" even at LogLevel=ERROR.
-    """
-
-    def __init__(self):
-        super().__init__(registry_unavailable())
 
 
 def owned_by(found: Identity | None, account: str) -> Identity | None:
@@ -60,12 +48,12 @@ class KeyCache:
         return self._ttl
 
     def identity(self, fingerprint: str) -> Identity | None:
-        """Blocking: call from a worker thread. Raises RegistryUnavailable when the database fails."""
+        """Blocking: call from a worker thread. Raises RegistryDown when the database fails."""
         try:
             identity = self._lookup(fingerprint)
         except SQLAlchemyError as exc:
             log.warning("key lookup failed, the registry is unavailable: %s", type(exc).__name__)
-            raise RegistryUnavailable() from None
+            raise RegistryDown() from None
         if identity is None:
             metrics.UNKNOWN_KEYS.inc()
         return identity
@@ -82,7 +70,7 @@ class KeyCache:
 
     def refresh(self, fingerprints: Collection[str]) -> dict[str, Identity | None]:
         """Blocking: look `fingerprints` up in the registry now, whatever the cache holds, and
-        cache the answers. Raises RegistryUnavailable when the database fails."""
+        cache the answers. Raises RegistryDown when the database fails."""
         now = self._clock()
         try:
             if self._lookup_many is not None:
@@ -91,7 +79,7 @@ class KeyCache:
                 found = {fp: self._lookup_in_registry(fp) for fp in fingerprints}
         except SQLAlchemyError as exc:
             log.warning("key lookup failed, the registry is unavailable: %s", type(exc).__name__)
-            raise RegistryUnavailable() from None
+            raise RegistryDown() from None
         answers = {fp: found.get(fp) for fp in fingerprints}
         for fp, identity in answers.items():
             self._store(fp, identity, now)

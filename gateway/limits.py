@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
 
 from gateway.ops import sessionlog
 from gateway.settings import Settings
-from gateway.ssh import user_texts
 
 # Past this many remembered addresses the penalty box forgets the ones that have nearly decayed,
 # so a spray of random (IPv6) sources cannot grow it without bound.
@@ -54,7 +53,7 @@ class StartupGate:
 
     def admit(self, conn: Hashable, source: str) -> Admission:
         if self.max_per_source > 0 and self._per_source[source] >= self.max_per_source:
-            return Admission(False, user_texts.too_many_startups_from(source, self.max_per_source))
+            return Admission(False, too_many_startups_from(source, self.max_per_source))
         evict = None
         if self.max_total > 0 and len(self._pending) >= self.max_total:
             evict, _ = next(iter(self._pending.items()))
@@ -212,7 +211,7 @@ class Limits:
     banners: sessionlog.RefusalLimiter = field(default_factory=lambda: sessionlog.RefusalLimiter(summaries=False))
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> "Limits":
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> Limits:
         return cls(
             startups=StartupGate(settings.max_startups, settings.max_startups_per_source),
             penalties=PenaltyBox(settings.failed_login_limit, settings.failed_login_half_life, clock=clock),
@@ -221,3 +220,11 @@ class Limits:
             connections=AccountConnections(settings.max_connections_per_account),
             banners=sessionlog.RefusalLimiter(sessionlog.PER_ADDRESS, sessionlog.WINDOW, clock=clock, summaries=False),
         )
+
+
+# -- the reason a refused connection is given ------------------------------------------------------
+def too_many_startups_from(address: str, limit: int) -> str:
+    return (
+        f"{address} already has {limit} connections that have not logged in; close the stalled "
+        "ones (or wait for them to time out) and try again"
+    )

@@ -54,7 +54,7 @@ def _statements_per_call() -> None:
 
     from sqlalchemy import insert, select, update
 
-    from gateway.registry import accounts as account_store
+    from gateway.registry import keys as account_store
     from gateway.registry import events as event_store
     from gateway.registry.schema import accounts, ssh_keys, upload_events
 
@@ -83,7 +83,7 @@ def _statements_per_call() -> None:
             allowed_projects=account_store._projects(row.allowed_projects))
 
     event_store.EventStore.record = record_event
-    account_store.AccountStore.identity_for_key = identity_for_key
+    account_store.KeyStore.identity_for_key = identity_for_key
 
 
 def main() -> None:

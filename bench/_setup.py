@@ -459,7 +459,7 @@ class BenchEnv:
             key_path = self.workdir / "keys" / name
             line = write_user_key(key_path, f"{name}@bench")
             self.registry.accounts.add_account(name, email=f"{name}@example.org")
-            self.registry.accounts.add_key(name, parse_public_key(line))
+            self.registry.keys.add_key(name, parse_public_key(line))
             self.registry.accounts.set_token_ciphertext(name, sealed)
             made.append(BenchAccount(name, key_path, line))
         self.accounts += made
@@ -482,7 +482,7 @@ class BenchEnv:
         sealed = TokenBox.from_settings(Settings(secret_key=SECRET)).seal(self.upstream.token)
         for account in accounts:
             registry.accounts.add_account(account.name, email=f"{account.name}@example.org")
-            registry.accounts.add_key(account.name, parse_public_key(account.public_line))
+            registry.keys.add_key(account.name, parse_public_key(account.public_line))
             registry.accounts.set_token_ciphertext(account.name, sealed)
 
     def add_filler_keys(self, count: int, batch: int = 5000, registry: Registry | None = None) -> None:

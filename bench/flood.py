@@ -69,7 +69,7 @@ def main() -> int:
     create_key_file(work / "secret.key")
     registry = Registry.from_url(settings.database_url)
     registry.accounts.add_account("alice")
-    registry.accounts.add_key("alice", parse_public_key((work / "user.pub").read_text()))
+    registry.keys.add_key("alice", parse_public_key((work / "user.pub").read_text()))
     with GatewayProcess(settings, work / "gateway.log") as gateway:
         known = work / "known_hosts"
         known.write_text(gateway.known_hosts_line())

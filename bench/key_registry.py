@@ -43,7 +43,7 @@ def lookups_per_second(registry, fingerprint: str, seconds: float = 2.0) -> floa
     count = 0
     started = time.monotonic()
     while time.monotonic() - started < seconds:
-        registry.accounts.identity_for_key(fingerprint)
+        registry.keys.identity_for_key(fingerprint)
         count += 1
     return count / (time.monotonic() - started)
 
@@ -60,7 +60,7 @@ def query_plan(registry, fingerprint: str) -> list[str]:
 
     event.listen(registry.engine, "before_cursor_execute", capture)
     try:
-        registry.accounts.identity_for_key(fingerprint)
+        registry.keys.identity_for_key(fingerprint)
     finally:
         event.remove(registry.engine, "before_cursor_execute", capture)
     statement, parameters = captured[-1]

@@ -89,7 +89,7 @@ def main() -> None:
             path.unlink(missing_ok=True)
         key = parse_public_key(write_user_key(key_path, "alice@bench"))
         registry.accounts.add_account("alice", email="alice@example.org")
-        registry.accounts.add_key("alice", key)
+        registry.keys.add_key("alice", key)
         if not (workdir / "hostkeys").exists():
             hostkeys.generate(workdir / "hostkeys")
         create_key_file(workdir / "secret.key")  # as `keygen` makes it (kept when it exists)

@@ -113,7 +113,7 @@ class FailoverRig:
         registry = self.registry()
         try:
             registry.accounts.add_account(ACCOUNT, email=f"{ACCOUNT}@example.org")
-            registry.accounts.add_key(ACCOUNT, parse_public_key(self.key.public_line))
+            registry.keys.add_key(ACCOUNT, parse_public_key(self.key.public_line))
             sealed = TokenBox.from_settings(Settings(secret_key=SECRET)).seal(self.upstream.token)
             registry.accounts.set_token_ciphertext(ACCOUNT, sealed)
         finally:

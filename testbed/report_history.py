@@ -79,7 +79,7 @@ def seed(registry: Registry) -> History:
     for name in ("alice", "bob", "carol", "dave", "erin", "frank", "gina"):
         ids[name] = registry.accounts.add_account(name, email=f"{name}@example.org", exempt=name == "carol").id
     for label, key in keys_.items():
-        registry.accounts.add_key(label.split("-")[0], key)
+        registry.keys.add_key(label.split("-")[0], key)
     registry.accounts.update_account("gina", disabled=True)
 
     def admin(command: str, when: dt.datetime, reason: str | None = None) -> Actor:

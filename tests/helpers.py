@@ -62,7 +62,7 @@ def register_account(gateway: GatewayHarness, name: str, key: "UserKey | None", 
     accounts = gateway.registry.accounts
     accounts.add_account(name, **account)
     if key is not None:
-        accounts.add_key(name, parse_public_key(key.public_line))
+        gateway.registry.keys.add_key(name, parse_public_key(key.public_line))
     if token is not None:
         accounts.set_token_ciphertext(name, TokenBox.from_settings(gateway.settings).seal(token))
 
@@ -87,7 +87,7 @@ def serve_process(folder: Path, upstream, host_key_dir: Path, keys: dict[str, "U
     box = TokenBox.from_settings(settings)
     for name, key in keys.items():
         registry.accounts.add_account(name, email=f"{name}@example.org")
-        registry.accounts.add_key(name, parse_public_key(key.public_line))
+        registry.keys.add_key(name, parse_public_key(key.public_line))
         registry.accounts.set_token_ciphertext(name, box.seal(upstream.token))
     registry.close()
     return GatewayProcess(settings, folder / "gateway.log", preexec=preexec).start()

@@ -87,7 +87,7 @@ def test_private_key_is_refused_in_one_line_that_never_quotes_it(kind, home, tmp
     pieces = {piece for line in content.splitlines()[1:] for piece in (line[:12], line[-12:]) if len(line) > 20}
     assert pieces and not any(piece in done.stderr for piece in pieces)
     registry = home_registry(home)
-    assert registry.accounts.list_keys() == []
+    assert registry.keys.list_keys() == []
     registry.close()
 
 
@@ -134,7 +134,7 @@ def revoked(home, tmp_path) -> tuple[Path, str]:
 def _owner(home: Path, fingerprint: str) -> str | None:
     registry = home_registry(home)
     try:
-        identity = registry.accounts.identity_for_key(fingerprint)
+        identity = registry.keys.identity_for_key(fingerprint)
         return identity.account_name if identity else None
     finally:
         registry.close()

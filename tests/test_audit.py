@@ -135,7 +135,7 @@ def test_import_legacy_records_one_summary(admin):
     (entry,) = registry.audit.entries()
     assert (entry.target_kind, entry.target, entry.reason) == ("import", "authorized_keys, users.csv", "migration day")
     assert entry.after["accounts_created"] == len(registry.accounts.list_accounts())
-    assert entry.after["keys_added"] == len(registry.accounts.list_keys())
+    assert entry.after["keys_added"] == len(registry.keys.list_keys())
     _ok(invoke("import-legacy", "--authorized-keys", str(DATA / "authorized_keys"), "--dry-run"))
     assert len(registry.audit.entries()) == 1  # a dry run changes nothing and records nothing
 

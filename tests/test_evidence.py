@@ -258,7 +258,7 @@ def test_no_reminder_is_queued_for_a_migrated_account(
     stored_at(twine_release(upstream, tmp_path / "dist", project_name, "2.0"), T0 + DAY)
     assert refresh(gateway.settings, now=T0 + 2 * DAY, index_url=json_index.url).exit_code == 0
 
-    identity = registry.accounts.identity_for_key(user_key.fingerprint)
+    identity = registry.keys.identity_for_key(user_key.fingerprint)
     later = T0 + 40 * DAY  # past the repeat window of the first reminder
 
     async def use_of_the_path() -> None:

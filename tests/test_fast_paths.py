@@ -147,16 +147,16 @@ def test_record_event_stores_the_event_and_the_keys_last_use(gateway, user_key):
 
     register_account(gateway, "alice", user_key)
     registry = gateway.registry
-    identity = registry.accounts.identity_for_key(user_key.fingerprint)
+    identity = registry.keys.identity_for_key(user_key.fingerprint)
     assert identity is not None and identity.account_name == "alice"
-    assert registry.accounts.identity_for_key("SHA256:" + "B" * 43) is None
+    assert registry.keys.identity_for_key("SHA256:" + "B" * 43) is None
     at = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
     for project in ("first", "second"):
         registry.events.record(UploadEvent(at=at, outcome="forwarded", account_id=identity.account_id,
                                           account_name="alice", key_fingerprint=user_key.fingerprint,
                                           project=project, size=10))
     assert [e.project for e in recorded_events(registry, account_name="alice")] == ["first", "second"]
-    assert registry.accounts.find_key(user_key.fingerprint).last_used_at == at
+    assert registry.keys.find_key(user_key.fingerprint).last_used_at == at
 
 
 

@@ -122,16 +122,16 @@ def test_a_session_moves_the_metrics(alice, ssh_client, legacy_project, legacy_h
 def test_key_cache_serves_at_most_key_cache_seconds(sqlite_registry, user_keys):
     """A revoked key stays cached no longer than the TTL; unknown keys are cached the same way."""
     now = [100.0]
-    lookup = KeyCache(sqlite_registry.accounts.identity_for_key, ttl=5.0, clock=lambda: now[0])
+    lookup = KeyCache(sqlite_registry.keys.identity_for_key, ttl=5.0, clock=lambda: now[0])
     key = parse_public_key(user_keys["bob"].public_line)
     assert lookup.identity(key.fingerprint) is None  # unknown, and cached as such
     sqlite_registry.accounts.add_account("bob")
-    sqlite_registry.accounts.add_key("bob", key)
+    sqlite_registry.keys.add_key("bob", key)
     now[0] += 4.9
     assert lookup.identity(key.fingerprint) is None
     now[0] += 0.2
     assert lookup.identity(key.fingerprint).account_name == "bob"
-    sqlite_registry.accounts.revoke_key(key.fingerprint)
+    sqlite_registry.keys.revoke_key(key.fingerprint)
     now[0] += 4.9
     assert lookup.identity(key.fingerprint) is not None  # still inside the bound
     now[0] += 0.2

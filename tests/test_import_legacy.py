@@ -63,7 +63,7 @@ def snapshot(url: str) -> tuple:
     registry = Registry.from_url(url)
     try:
         accounts = tuple((a.name, a.email, a.disabled, a.exempt) for a in registry.accounts.list_accounts())
-        keys = tuple((k.account_name, k.fingerprint, k.weak, k.source, k.revoked_at) for k in registry.accounts.list_keys())
+        keys = tuple((k.account_name, k.fingerprint, k.weak, k.source, k.revoked_at) for k in registry.keys.list_keys())
     finally:
         registry.engine.dispose()
     return accounts, keys

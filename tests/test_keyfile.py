@@ -56,7 +56,7 @@ def test_one_line_per_active_key_running_the_shim(start_gateway, keyfile_setting
     register_account(harness, "bob", user_keys["bob"])
     harness.registry.accounts.update_account("bob", disabled=True)
     register_account(harness, "carol", user_keys["mallory"])
-    harness.registry.accounts.revoke_key(user_keys["mallory"].fingerprint)
+    harness.registry.keys.revoke_key(user_keys["mallory"].fingerprint)
     assert KeyFileWriter(keyfile_settings, harness.registry).update() is True
 
     path = Path(keyfile_settings.authorized_keys_file)
@@ -85,7 +85,7 @@ def test_rewritten_only_when_the_keys_change(start_gateway, keyfile_settings, us
     # A new replica finds the file as it would write it: nothing to do either.
     assert KeyFileWriter(keyfile_settings, harness.registry).update() is False
     assert path.stat().st_ino == first
-    harness.registry.accounts.revoke_key(user_keys["alice"].fingerprint)
+    harness.registry.keys.revoke_key(user_keys["alice"].fingerprint)
     assert writer.update() is True
     assert path.stat().st_ino != first and _lines(path) == []
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".authorized_keys")] == []
@@ -115,7 +115,7 @@ def test_a_check_reads_the_keys_only_when_their_signature_changed(start_gateway,
     try:
         assert writer.update() is True and len(reads) == 1  # check 1: the first read
         assert writer.update() is False and len(reads) == 1  # check 2: nothing changed, keys not read
-        harness.registry.accounts.revoke_key(user_keys["bob"].fingerprint)
+        harness.registry.keys.revoke_key(user_keys["bob"].fingerprint)
         assert writer.update() is True and len(reads) == 2  # check 3: the signature changed
         assert [line.split()[-1] for line in _lines(path)] == [user_keys["alice"].public_line.split()[1]]
         # An edit the signature cannot see (the stored key text, by hand): found at check 4.
@@ -179,9 +179,9 @@ def test_a_serving_replica_keeps_the_file_current(socket_dir, upstream, host_key
         alice = user_keys["alice"].public_line.split()[1]
         wait_until(lambda: blobs() == [alice], what="alice's key in the file")
         registry = Registry.from_url(proc.settings.database_url)
-        registry.accounts.revoke_key(user_keys["alice"].fingerprint)
+        registry.keys.revoke_key(user_keys["alice"].fingerprint)
         wait_until(lambda: blobs() == [], what="the revoked key gone from the file")
-        registry.accounts.restore_key(user_keys["alice"].fingerprint)
+        registry.keys.restore_key(user_keys["alice"].fingerprint)
         wait_until(lambda: blobs() == [alice], what="the restored key back in the file")
         registry.close()
     finally:

@@ -24,7 +24,7 @@ def populated(admin):
     _ok(invoke("keys", "add", "alice", str(invoke.tmp / "alice.pub"), "--project", "Demo_Pkg"))
     _ok(invoke("accounts", "add", "bob", "--exempt"))
     _ok(invoke("keys", "add", "bob", str(invoke.tmp / "bob.pub")))
-    _ok(invoke("keys", "revoke", registry.accounts.list_keys("bob")[0].fingerprint))
+    _ok(invoke("keys", "revoke", registry.keys.list_keys("bob")[0].fingerprint))
     _ok(invoke("accounts", "disable", "bob"))
     _ok(invoke("schedule", "set-notice", "2027-03-02 00:00"))
     _ok(invoke("schedule", "set-sunset", "2027-09-01 00:00"))
@@ -62,7 +62,7 @@ def test_accounts_show_as_json(populated):
     assert (data["account"], data["email"], data["token"], data["status"]) == (
         "alice", "alice@example.org", "stored", "active")
     ((key,),) = [data["keys"]]
-    assert key["fingerprint"] == registry.accounts.list_keys("alice")[0].fingerprint
+    assert key["fingerprint"] == registry.keys.list_keys("alice")[0].fingerprint
     assert (key["type"], key["projects"], key["state"]) == ("ssh-ed25519", ["demo-pkg"], "active")
     assert data["projects"] == [] and data["last_use"] is None
     (_id, ciphertext), = registry.accounts.token_ciphertexts()
@@ -105,7 +105,7 @@ def test_import_legacy_summary_as_json(admin):
     data = _json(result)
     assert data["dry_run"] is False
     assert data["accounts_created"] == len(registry.accounts.list_accounts())
-    assert data["keys_added"] == len(registry.accounts.list_keys())
+    assert data["keys_added"] == len(registry.keys.list_keys())
     assert data["skipped"] and all(set(s) == {"file", "line", "reason"} for s in data["skipped"])
     again = _json(invoke("import-legacy", "--authorized-keys", str(DATA / "authorized_keys"), "--dry-run",
                          "--format", "json"))

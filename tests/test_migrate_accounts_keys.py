@@ -100,9 +100,9 @@ def test_disable_and_enable_account(db):
     assert invoke("keys", "add", "bob", "-", input=KEYS["bob"] + "\n").exit_code == 0
     fingerprint = parse_public_key(KEYS["bob"]).fingerprint
     assert invoke("accounts", "disable", "bob").exit_code == 0
-    assert registry.accounts.identity_for_key(fingerprint) is None
+    assert registry.keys.identity_for_key(fingerprint) is None
     assert invoke("accounts", "enable", "bob").exit_code == 0
-    assert registry.accounts.identity_for_key(fingerprint).account_name == "bob"
+    assert registry.keys.identity_for_key(fingerprint).account_name == "bob"
 
 
 def test_update_account_email_and_exemption(db):
@@ -123,7 +123,7 @@ def test_keys_add_takes_several_keys_per_file(db, tmp_path):
     key_file.write_text(f"# laptop and CI\n{KEYS['alice']}\n\n{KEYS['erin']}\n{KEYS['frank']}\n")
     result = invoke("keys", "add", "alice", str(key_file))
     assert result.exit_code == 0, result.output
-    types = sorted(k.algorithm for k in registry.accounts.list_keys("alice"))
+    types = sorted(k.algorithm for k in registry.keys.list_keys("alice"))
     assert types == ["ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ssh-rsa"]
 
 
@@ -136,7 +136,7 @@ def test_duplicate_key_is_refused_naming_its_owner(db):
     again = invoke("keys", "add", "bob", "-", input=KEYS["bob"] + "\n")
     assert again.exit_code == 1
     assert "<stdin>:1: refused" in again.output and "already registered to account 'alice'" in again.output
-    assert registry.accounts.list_keys("bob") == []
+    assert registry.keys.list_keys("bob") == []
 
 
 def test_weak_keys_refused_by_default(db):
@@ -148,7 +148,7 @@ def test_weak_keys_refused_by_default(db):
     assert "<stdin>:1: refused: RSA key of 1024 bits" in result.output
     assert "<stdin>:2: refused: DSA keys are obsolete" in result.output
     assert "1 key(s) added to 'carol', 2 refused" in result.output
-    assert [k.algorithm for k in registry.accounts.list_keys("carol")] == ["ssh-ed25519"]
+    assert [k.algorithm for k in registry.keys.list_keys("carol")] == ["ssh-ed25519"]
 
 
 def test_weak_keys_accepted_with_setting_are_flagged(db):
@@ -159,7 +159,7 @@ def test_weak_keys_accepted_with_setting_are_flagged(db):
                     input=f"{KEYS['dave']}\n{KEYS['carol']}\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("(weak: accepted because allow_weak_keys is set)") == 2
-    assert all(k.weak for k in registry.accounts.list_keys("dave"))
+    assert all(k.weak for k in registry.keys.list_keys("dave"))
     assert invoke("keys", "list", "dave").output.count("weak") == 2
 
 
@@ -178,7 +178,7 @@ def test_keys_add_accepts_authorized_keys_lines(db):
     invoke("accounts", "add", "frank")
     line = f'command="/srv/handler -r frank",no-pty {KEYS["frank"]}'
     assert invoke("keys", "add", "frank", "-", input=line + "\n").exit_code == 0
-    assert registry.accounts.list_keys("frank")[0].comment == "frank@legacy"
+    assert registry.keys.list_keys("frank")[0].comment == "frank@legacy"
 
 
 def test_revoke_key(db):
@@ -189,7 +189,7 @@ def test_revoke_key(db):
     fingerprint = parse_public_key(KEYS["bob"]).fingerprint
     result = invoke("keys", "revoke", fingerprint)
     assert result.exit_code == 0, result.output
-    assert registry.accounts.identity_for_key(fingerprint) is None
+    assert registry.keys.identity_for_key(fingerprint) is None
     assert "revoked" in invoke("keys", "list", "--all").output
 
 

@@ -90,7 +90,7 @@ def people(registry, user_keys):
     dave (disabled), erin (no email), frank and gina (active, plain)."""
     now = NOW
     registry.accounts.add_account("alice", email="alice@example.org")
-    registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+    registry.keys.add_key("alice", parse_public_key(user_keys["alice"].public_line))
     registry.accounts.add_account("bob", email="bob@example.org")
     registry.accounts.add_account("carol", email="carol@example.org", exempt=True)
     registry.accounts.add_account("dave", email="dave@example.org")
@@ -146,7 +146,7 @@ def test_html_body_escapes_what_users_wrote(people, smtp):
     """A key comment with markup is escaped in the HTML body."""
     people.accounts.add_account("hal", email="hal@example.org")
     key = parse_public_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHv4Ex3ZrOfodC+wKrPbm8TuMcVXnSytuVtvSlLnEVyL <script>x</script>")
-    people.accounts.add_key("hal", key)
+    people.keys.add_key("hal", key)
     assert run_notify(people, smtp, "--campaign", "announce", "--account", "hal").exit_code == 0
     html = smtp.mailbox.messages[0].get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html

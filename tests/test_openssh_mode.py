@@ -79,7 +79,7 @@ def _run_sshd(folder: Path, upstream, user_keys, host_key_dir):
         upgrade(url)
         registry = Registry.from_url(url)
         registry.accounts.add_account("alice", email="alice@example.org")
-        registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+        registry.keys.add_key("alice", parse_public_key(user_keys["alice"].public_line))
         registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
         # The key in a file of the replica's own: the configuration is readable by user submit,
         # so it holds no secret (SECURITY.md; serve refuses a readable one that does).
@@ -222,7 +222,7 @@ def test_a_planted_account_name_never_logs_in(sshd, user_keys, tmp_path):
         assert blob not in text
     finally:
         for fingerprint in (planted, witnessed):
-            account = registry.accounts.find_key(fingerprint).account_name
+            account = registry.keys.find_key(fingerprint).account_name
             with registry.engine.begin() as conn:
                 conn.execute(ssh_keys.delete().where(ssh_keys.c.fingerprint == fingerprint))
                 conn.execute(accounts.delete().where(accounts.c.name == account))
@@ -233,7 +233,7 @@ def test_a_revocation_reaches_sshd_within_the_key_cache_time(sshd, user_keys):
     (the key file's next rewrite), without a restart."""
     registry = sshd["registry"]
     registry.accounts.add_account("bob", email="bob@example.org")
-    registry.accounts.add_key("bob", parse_public_key(user_keys["bob"].public_line))
+    registry.keys.add_key("bob", parse_public_key(user_keys["bob"].public_line))
 
     def whoami() -> subprocess.CompletedProcess:
         return subprocess.run([*ssh_command(sshd, user_keys["bob"]), "-T", "-l", "submit", "127.0.0.1", "whoami"],
@@ -241,7 +241,7 @@ def test_a_revocation_reaches_sshd_within_the_key_cache_time(sshd, user_keys):
 
     assert "account:  bob" in wait_until(lambda: (r := whoami()).returncode == 0 and r.stdout, timeout=30,
                                          interval=0.5, what="bob's new key to log in")
-    registry.accounts.revoke_key(user_keys["bob"].fingerprint)
+    registry.keys.revoke_key(user_keys["bob"].fingerprint)
     refused = wait_until(lambda: (r := whoami()).returncode == 255 and r, timeout=30, interval=0.5,
                          what="sshd to refuse bob's revoked key")
     assert "Permission denied" in refused.stderr
@@ -358,7 +358,7 @@ def test_no_line_for_other_users_unknown_revoked_or_disabled(key_file, gateway, 
     assert lines("submit", blob, kind) == []
     gateway.registry.accounts.update_account("alice", disabled=False)
     assert len(lines("submit", blob, kind)) == 1
-    gateway.registry.accounts.revoke_key(key.fingerprint)
+    gateway.registry.keys.revoke_key(key.fingerprint)
     assert lines("submit", blob, kind) == []
 
 

@@ -78,23 +78,23 @@ def test_keys_and_identity_lookup(registry, user_keys):
     """A key maps to its account's identity until it is revoked or the account is disabled."""
     registry.accounts.add_account("dave", email="dave@example.org")
     key = parse_public_key(user_keys["bob"].public_line)
-    registry.accounts.add_key("dave", key, allowed_projects=["dave-tools"])
+    registry.keys.add_key("dave", key, allowed_projects=["dave-tools"])
     with pytest.raises(AdminInputError, match="already registered to account 'dave'"):
-        registry.accounts.add_key("dave", key)
+        registry.keys.add_key("dave", key)
     registry.accounts.set_token_ciphertext("dave", "sealed-token")
-    identity = registry.accounts.identity_for_key(key.fingerprint)
+    identity = registry.keys.identity_for_key(key.fingerprint)
     assert identity is not None
     assert (identity.account_name, identity.fingerprint, identity.token_ciphertext, identity.allowed_projects) == (
         "dave", key.fingerprint, "sealed-token", ("dave-tools",))
     registry.accounts.update_account("dave", disabled=True)
-    assert registry.accounts.identity_for_key(key.fingerprint) is None
+    assert registry.keys.identity_for_key(key.fingerprint) is None
     registry.accounts.update_account("dave", disabled=False)
-    assert registry.accounts.identity_for_key(key.fingerprint) is not None
-    registry.accounts.revoke_key(key.fingerprint)
-    assert registry.accounts.identity_for_key(key.fingerprint) is None
+    assert registry.keys.identity_for_key(key.fingerprint) is not None
+    registry.keys.revoke_key(key.fingerprint)
+    assert registry.keys.identity_for_key(key.fingerprint) is None
     with pytest.raises(AdminInputError, match="already revoked"):
-        registry.accounts.revoke_key(key.fingerprint)
-    assert [k.fingerprint for k in registry.accounts.list_keys("dave", include_revoked=False)] == []
+        registry.keys.revoke_key(key.fingerprint)
+    assert [k.fingerprint for k in registry.keys.list_keys("dave", include_revoked=False)] == []
 
 
 def test_an_event_written_before_forwarding_is_completed_in_place(registry):
@@ -195,8 +195,8 @@ def test_restart_heals_without_a_new_engine(user_keys):
         registry = Registry.from_url(url)
         registry.accounts.add_account("frank")
         key = parse_public_key(user_keys["alice"].public_line)
-        registry.accounts.add_key("frank", key)
-        lookup = KeyCache(registry.accounts.identity_for_key, ttl=0)
+        registry.keys.add_key("frank", key)
+        lookup = KeyCache(registry.keys.identity_for_key, ttl=0)
         assert lookup.identity(key.fingerprint).account_name == "frank"
         with pgserver.outage(), pytest.raises(RegistryDown, match="cannot reach its account registry"):
             lookup.identity(key.fingerprint)

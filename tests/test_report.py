@@ -461,7 +461,7 @@ def test_registry_nobody_used_is_safe_to_switch_off(tmp_path):
     upgrade(url)
     registry = Registry.from_url(url)
     registry.accounts.add_account("erin")
-    registry.accounts.add_key("erin", report_history.keys()["erin"])
+    registry.keys.add_key("erin", report_history.keys()["erin"])
     registry.engine.dispose()
     data = json.loads(report_command(url, "--format", "json").stdout)
     assert data["summary"]["safe_to_switch_off"] is True and data["summary"]["verdict"] == "safe"

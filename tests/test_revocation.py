@@ -139,7 +139,7 @@ def test_an_idle_revoked_connection_is_closed(gateway, alice, ssh_client, user_k
     """A ControlMaster with no session is closed once its key is revoked, and the master knows why."""
     master = ControlMaster(ssh_client(), tmp_path / "cm").start()
     try:
-        gateway.registry.accounts.revoke_key(user_key.fingerprint)
+        gateway.registry.keys.revoke_key(user_key.fingerprint)
         wait_until(lambda: not master.running(), what="the idle master to be closed")
         assert len(gateway.services.limits.connections) == 0
         after = master.session("whoami")  # no master left: a login of its own, refused
@@ -168,7 +168,7 @@ def test_the_check_asks_the_registry_once_per_distinct_key(start_gateway, make_s
         assert len(harness.services.limits.connections) == 4
         assert harness.call(recheck_logins(harness.services)) == 0
         assert len(statements) == 1 and " IN " in statements[0]
-        harness.registry.accounts.revoke_key(user_keys["bob"].fingerprint)
+        harness.registry.keys.revoke_key(user_keys["bob"].fingerprint)
         statements.clear()
         assert harness.call(recheck_logins(harness.services)) == 2  # both of bob's connections
         assert len(statements) == 1
@@ -196,7 +196,7 @@ def test_a_login_during_the_check_is_not_taken_for_revoked(gateway, alice, ssh_c
 
     def refresh_while_bob_logs_in(fingerprints):
         answers = real_refresh(fingerprints)
-        bob = gateway.registry.accounts.identity_for_key(user_keys["bob"].fingerprint)
+        bob = gateway.registry.keys.identity_for_key(user_keys["bob"].fingerprint)
         conn = Conn()
         late.append(conn)
         gateway.services.limits.connections.admit(conn, Login(bob.account_id, "bob", bob.fingerprint))

@@ -66,7 +66,7 @@ def cluster(tmp_path_factory, upstream, host_key_dir, user_keys):
         upgrade(url)
         registry = Registry.from_url(url)
         registry.accounts.add_account("alice", email="alice@example.org")
-        registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+        registry.keys.add_key("alice", parse_public_key(user_keys["alice"].public_line))
         registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
         settings = dict(
             database_url=url, upstream_url=upstream.url, index_url=upstream.simple_url,
@@ -186,12 +186,12 @@ def test_revoked_key_is_refused_by_every_replica_within_the_cache_bound(cluster,
     """After `key_cache_seconds`, no replica accepts a revoked key, though each had it cached."""
     bob = user_keys["bob"]
     cluster.registry.accounts.add_account("bob")
-    cluster.registry.accounts.add_key("bob", parse_public_key(bob.public_line))
+    cluster.registry.keys.add_key("bob", parse_public_key(bob.public_line))
     for replica in cluster.replicas:  # each replica caches bob's identity
         warm = subprocess.run([*ssh_argv(cluster, bob, replica.ssh_port, source=None), "-T", "-l", "submit",
                                "127.0.0.1", "whoami"], capture_output=True, text=True, timeout=30)
         assert warm.returncode == 0 and "account:  bob" in warm.stdout, warm.stderr
-    cluster.registry.accounts.revoke_key(bob.fingerprint)
+    cluster.registry.keys.revoke_key(bob.fingerprint)
     revoked_at = time.monotonic()
     time.sleep(max(0.0, revoked_at + KEY_CACHE_SECONDS + 0.1 - time.monotonic()))
     for replica in cluster.replicas:

@@ -295,7 +295,7 @@ def _registry_with_alice(settings: Settings, user_key) -> None:
     upgrade(settings.database_url)
     registry = Registry.from_url(settings.database_url)
     registry.accounts.add_account("alice")
-    registry.accounts.add_key("alice", parse_public_key(user_key.public_line))
+    registry.keys.add_key("alice", parse_public_key(user_key.public_line))
     registry.close()
 
 

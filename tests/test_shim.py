@@ -79,7 +79,7 @@ def test_a_shim_session_is_one_line_in_the_replicas_log(replica, user_key, caplo
         done = shim(replica.settings, user_key.fingerprint, SSH_ORIGINAL_COMMAND="whoami",
                     SSH_CONNECTION="192.0.2.44 50000 127.0.0.1 22")
         assert done.returncode == 0, done.stderr
-        replica.registry.accounts.revoke_key(user_key.fingerprint)
+        replica.registry.keys.revoke_key(user_key.fingerprint)
         replica.services.keys.refresh([user_key.fingerprint])
         assert shim(replica.settings, user_key.fingerprint, SSH_ORIGINAL_COMMAND="whoami").returncode == 1
     (line,) = [r for r in caplog.records if r.name == "gateway.sessions"]
@@ -143,7 +143,7 @@ def test_shim_exits_when_the_replica_gives_up_on_a_silent_client(replica, user_k
 def test_replica_refuses_a_key_revoked_since_sshd_admitted_it(replica, user_key):
     """The replica looks the key up again: a revoked key gets one sentence naming the account, exit 1."""
     register_account(replica, "alice", user_key)
-    replica.registry.accounts.revoke_key(user_key.fingerprint)
+    replica.registry.keys.revoke_key(user_key.fingerprint)
     result = shim(replica.settings, user_key.fingerprint, SSH_ORIGINAL_COMMAND="whoami")
     assert (result.returncode, result.stdout) == (1, b"")
     assert result.stderr.decode() == (f"pypissh-gateway: key {user_key.fingerprint} is no longer active for account "
@@ -240,7 +240,7 @@ def test_workers_share_the_supervisors_socket_and_it_goes_with_it(socket_dir, up
     registry.accounts.add_account("alice")
     from gateway.sshkeys import parse_public_key
 
-    registry.accounts.add_key("alice", parse_public_key(user_key.public_line))
+    registry.keys.add_key("alice", parse_public_key(user_key.public_line))
     registry.close()
     create_key_file(tmp_path / "secret.key")
     path = socket_dir / "shim.sock"

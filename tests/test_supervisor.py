@@ -44,7 +44,7 @@ def start_supervised(tmp_path, upstream, host_key_dir, user_keys):
         upgrade(url)
         registry = Registry.from_url(url)
         registry.accounts.add_account("alice")
-        registry.accounts.add_key("alice", parse_public_key(user_keys["alice"].public_line))
+        registry.keys.add_key("alice", parse_public_key(user_keys["alice"].public_line))
         registry.accounts.set_token_ciphertext("alice", TokenBox.from_settings(Settings(secret_key=SECRET)).seal(upstream.token))
         registry.engine.dispose()
         replica = Replica(tmp_path, dict(database_url=url, upstream_url=upstream.url,

@@ -111,7 +111,7 @@ def test_revoked_key_is_refused(alice, gateway, ssh_client, user_key):
     """After `keys revoke` the key is refused (within the cache bound)."""
     client = ssh_client()
     assert client.run("whoami").returncode == 0
-    gateway.registry.accounts.revoke_key(user_key.fingerprint)
+    gateway.registry.keys.revoke_key(user_key.fingerprint)
     gateway.ticks.advance(gateway.settings.key_cache_seconds)
     result = client.run("whoami")
     assert result.returncode == 255
@@ -196,5 +196,5 @@ def test_key_lookup_uses_sha256_fingerprint(gateway, user_key):
     register_account(gateway, "alice", user_key)
     printed = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(user_key.path) + ".pub"],
                              capture_output=True, text=True, check=True).stdout.split()[1]
-    assert gateway.registry.accounts.identity_for_key(printed).account_name == "alice"
+    assert gateway.registry.keys.identity_for_key(printed).account_name == "alice"
     assert parse_public_key(user_key.public_line).fingerprint == printed

@@ -42,7 +42,7 @@ def alice_key(user_key):
     """Register alice's key on a gateway started by `proxied`."""
 
     def _register(harness):
-        harness.registry.accounts.add_key("alice", parse_public_key(user_key.public_line))
+        harness.registry.keys.add_key("alice", parse_public_key(user_key.public_line))
 
     return _register
 

@@ -129,7 +129,7 @@ def build_guide(registry: Registry, settings: Settings, account_name: str, *,
     projects = tuple(GuideProject(p["name"], p["uploads"], p["last"]) for p in activity["projects"])
     keys = tuple(
         GuideKey(k.fingerprint, k.algorithm, k.comment, k.last_used_at, k.weak)
-        for k in sorted(registry.accounts.list_keys(account.name, include_revoked=False),
+        for k in sorted(registry.keys.list_keys(account.name, include_revoked=False),
                         key=lambda k: (k.last_used_at is None, k.fingerprint))
     )
     schedule = registry.schedule.current()

@@ -1,7 +1,8 @@
 """The shared registry: one database engine, a store per concern.
 
     registry = Registry.from_url(settings.database_url)
-    registry.accounts   accounts, their SSH keys and sealed tokens (the login lookup)
+    registry.accounts   accounts and their sealed tokens
+    registry.keys       the accounts' SSH keys (the login lookup)
     registry.schedule   the deprecation schedule's windows
     registry.events     one upload event per SSH session, and what is read back from them
     registry.outbox     notification emails: campaigns and per-use reminders
@@ -23,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from gateway.registry.accounts import Account, AccountStore, Identity, KeyRecord
+    from gateway.registry.accounts import Account, AccountStore
     from gateway.registry.audit import Actor, AuditEntry, AuditStore
     from gateway.registry.engine import AdminInputError, make_engine, utcnow
     from gateway.registry.events import EventStore, UploadEvent
+    from gateway.registry.keys import Identity, KeyRecord, KeyStore
     from gateway.registry.evidence import EvidenceStore
     from gateway.registry.outbox import NotificationSend, Outbox
     from gateway.registry.reports import ReportQueries
@@ -37,7 +39,8 @@ __all__ = ["Account", "Actor", "AdminInputError", "AuditEntry", "Identity", "Key
 
 # name -> the module of this package that defines it, imported on first use.
 _LAZY = {
-    "Account": "accounts", "AccountStore": "accounts", "Identity": "accounts", "KeyRecord": "accounts",
+    "Account": "accounts", "AccountStore": "accounts",
+    "Identity": "keys", "KeyRecord": "keys", "KeyStore": "keys",
     "Actor": "audit", "AuditEntry": "audit", "AuditStore": "audit",
     "AdminInputError": "engine", "make_engine": "engine", "utcnow": "engine",
     "EventStore": "events", "UploadEvent": "events",
@@ -61,6 +64,7 @@ def __getattr__(name: str) -> Any:
 class Registry:
     engine: Engine
     accounts: AccountStore
+    keys: KeyStore
     schedule: ScheduleStore
     events: EventStore
     outbox: Outbox
@@ -75,12 +79,14 @@ class Registry:
         from gateway.registry.audit import AuditStore
         from gateway.registry.events import EventStore
         from gateway.registry.evidence import EvidenceStore
+        from gateway.registry.keys import KeyStore
         from gateway.registry.outbox import Outbox
         from gateway.registry.reports import ReportQueries
         from gateway.registry.schedule import ScheduleStore
 
-        return cls(engine, AccountStore(engine), ScheduleStore(engine), EventStore(engine), Outbox(engine),
-                   ReportQueries(engine), EvidenceStore(engine), AuditStore(engine))
+        accounts = AccountStore(engine)
+        return cls(engine, accounts, KeyStore(engine, accounts), ScheduleStore(engine), EventStore(engine),
+                   Outbox(engine), ReportQueries(engine), EvidenceStore(engine), AuditStore(engine))
 
     @classmethod
     def from_url(cls, url: str) -> Registry:

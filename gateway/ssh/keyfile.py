@@ -107,12 +107,12 @@ class KeyFileWriter:
         """Rewrite the file if the registry's keys changed; True when it was written. The keys
         are read only when their signature changed, or every FULL_CHECK_EVERY checks (for what the
         signature cannot see: rows edited by hand, or changes that happen to cancel out)."""
-        signature = self.registry.accounts.active_keys_signature()
+        signature = self.registry.keys.active_keys_signature()
         self._checks += 1
         if signature == self._signature and self._checks % FULL_CHECK_EVERY:
             return False
         self._signature = signature
-        text = file_text(self.settings, self.registry.accounts.active_public_keys())
+        text = file_text(self.settings, self.registry.keys.active_public_keys())
         digest = hashlib.sha256(text.encode()).hexdigest()
         if self._written is None:
             self._written = _digest_of(self.path)

@@ -258,7 +258,7 @@ class ShimServer:
         registry = self._services.registry
         try:
             keys = await self._services.run_registry(
-                lambda: registry.accounts.list_keys(account, include_revoked=False))
+                lambda: registry.keys.list_keys(account, include_revoked=False))
         except Exception as exc:
             log.warning("cannot list the keys of account %s: %s", account, type(exc).__name__)
             return ""

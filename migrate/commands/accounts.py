@@ -88,7 +88,7 @@ def list_(obj: Context, fmt: str) -> None:
     """List accounts with their key count and token state."""
     registry = obj.registry()
     keys_by_account: dict[int, int] = {}
-    for key in registry.accounts.list_keys(include_revoked=False):
+    for key in registry.keys.list_keys(include_revoked=False):
         keys_by_account[key.account_id] = keys_by_account.get(key.account_id, 0) + 1
     rows = [{"account": a.name, "email": a.email, "keys": keys_by_account.get(a.id, 0),
              "token": "stored" if a.has_token else None, "status": _status(a), "exempt": a.exempt,
@@ -117,7 +117,7 @@ def show(obj: Context, name: str, fmt: str) -> None:
         _fail(exc)
     activity = registry.events.account_activity(account.id)
     if fmt == "json":
-        return emit_json(_account_data(account, activity, registry.accounts.list_keys(account.name)))
+        return emit_json(_account_data(account, activity, registry.keys.list_keys(account.name)))
     console.print(f"[bold]{account.name}[/bold]  email: {account.email or '-'}")
     console.print(f"status: {'disabled' if account.disabled else 'active'}"
                   + (", exempt from brownouts and sunset" if account.exempt else ""))
@@ -126,7 +126,7 @@ def show(obj: Context, name: str, fmt: str) -> None:
     if account.note:
         console.print(f"note: {account.note}", markup=False)
     keys_table = table("keys", ["fingerprint", "type", "comment", "added", "last used", "state"])
-    for key in registry.accounts.list_keys(account.name):
+    for key in registry.keys.list_keys(account.name):
         state = f"revoked {when(key.revoked_at)}" if key.revoked_at else ("weak" if key.weak else "active")
         keys_table.add_row(key.fingerprint, f"{key.algorithm} {key.bits or ''}".strip(), key.comment or "-",
                            when(key.created_at), when(key.last_used_at), state)

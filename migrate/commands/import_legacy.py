@@ -67,7 +67,7 @@ def _read_sources(authorized_keys: Path | None, users: Path | None,
 def make_plan(registry: Registry, rows: Iterable[UserRow], lines: Iterable[KeyLine], rejected: Iterable[Rejected], *,
               allow_weak_keys: bool) -> ImportPlan:
     accounts = {account.name: account.email for account in registry.accounts.list_accounts()}
-    known = registry.accounts.list_keys()
+    known = registry.keys.list_keys()
     return plan_import(
         rows, lines,
         existing_accounts=accounts,
@@ -105,7 +105,7 @@ def apply_plan(registry: Registry, plan: ImportPlan, *, show_progress: bool = Tr
         for new in plan.keys:
             progress.update(task, description=f"key of {new.account}")
             try:
-                registry.accounts.add_key(new.account, new.key, source="legacy")
+                registry.keys.add_key(new.account, new.key, source="legacy")
             except AdminInputError as exc:
                 failed.keys.append(Rejected(new.where, f"user '{new.account}': {exc}"))
             progress.advance(task)

@@ -66,8 +66,8 @@ def add(obj: Context, account: str, key_file: IO[str], projects: tuple[str, ...]
             continue
         try:
             key = read_key_line(entry, allow_weak=settings.allow_weak_keys)
-            before = registry.accounts.find_key(key.fingerprint)
-            registry.accounts.add_key(account, key, allowed_projects=allowed, audit=actor)
+            before = registry.keys.find_key(key.fingerprint)
+            registry.keys.add_key(account, key, allowed_projects=allowed, audit=actor)
         except (KeyFormatError, AdminInputError) as exc:
             refused += 1  # by line number and reason only: the line itself is never repeated
             click.echo(f"{key_file.name}:{number}: refused: {exc}", err=True)
@@ -119,7 +119,7 @@ def key_data(key: KeyRecord) -> dict[str, object]:
 def list_(obj: Context, account: str | None, include_revoked: bool, fmt: str) -> None:
     """List keys, of ACCOUNT or of everyone."""
     try:
-        found = obj.registry().accounts.list_keys(account, include_revoked=include_revoked)
+        found = obj.registry().keys.list_keys(account, include_revoked=include_revoked)
     except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     if fmt == "json":
@@ -142,7 +142,7 @@ def list_(obj: Context, account: str | None, include_revoked: bool, fmt: str) ->
 def revoke(obj: Context, fingerprint: str) -> None:
     """Revoke the key with FINGERPRINT (as `keys list` shows it, SHA256:...)."""
     try:
-        key = obj.registry().accounts.revoke_key(fingerprint, audit=obj.actor())
+        key = obj.registry().keys.revoke_key(fingerprint, audit=obj.actor())
     except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"revoked {key.fingerprint} of '{key.account_name}'; every replica refuses it within "
@@ -159,7 +159,7 @@ def restore(obj: Context, fingerprint: str) -> None:
     Adding the same public key to the same account again restores it too.
     """
     try:
-        key = obj.registry().accounts.restore_key(fingerprint, audit=obj.actor())
+        key = obj.registry().keys.restore_key(fingerprint, audit=obj.actor())
     except AdminInputError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(admin_texts.key_restored(key.fingerprint, key.account_name, obj.settings().key_cache_seconds))

@@ -192,7 +192,7 @@ class Composer:
         self.repeat = repeat
 
     def evidence(self, account: Account) -> Evidence:
-        keys = self.registry.accounts.list_keys(account.name, include_revoked=False)
+        keys = self.registry.keys.list_keys(account.name, include_revoked=False)
         activity = self.registry.events.account_activity(account.id)
         uses = [t for t in [activity["last_use"], *(k.last_used_at for k in keys)] if t is not None]
         return Evidence(keys=keys, projects=activity["projects"], last_use=max(uses) if uses else None,

@@ -19,14 +19,16 @@ TEXT_MODULES = sorted(
     [GATEWAY / "phrases.py", GATEWAY / "setting_texts.py", GATEWAY / "check_texts.py", GATEWAY / "cli_texts.py",
      GATEWAY / "ssh" / "user_texts.py", GATEWAY / "upload" / "refusals.py", ROOT / "migrate" / "admin_texts.py"])
 TEXTS_AT_THE_END = sorted(
-    [GATEWAY / "errors.py", GATEWAY / "tokens.py", GATEWAY / "ops" / "hangup.py", GATEWAY / "ops" / "logformat.py",
-     GATEWAY / "registry" / "accounts.py", GATEWAY / "registry" / "schedule.py",
+    [GATEWAY / "errors.py", GATEWAY / "tokens.py", GATEWAY / "runtime" / "hangup.py", GATEWAY / "ops" / "logformat.py",
+     GATEWAY / "registry" / "accounts.py", GATEWAY / "registry" / "keys.py", GATEWAY / "registry" / "schedule.py",
+     GATEWAY / "limits.py",
      *(GATEWAY / "upload" / f"{name}.py" for name in ("framing", "multipart", "artifact", "form", "index"))])
 # The modules on the SSH path whose refusals users (or, for the settings, operators) read.
 SPEAKING_MODULES = sorted(
     [*(GATEWAY / "upload").glob("*.py"), *(GATEWAY / "ssh").glob("*.py"), GATEWAY / "settings.py",
      GATEWAY / "tokens.py", GATEWAY / "checks.py", GATEWAY / "lifecycle" / "notices.py",
-     GATEWAY / "registry" / "accounts.py", GATEWAY / "registry" / "schedule.py"])
+     GATEWAY / "registry" / "accounts.py", GATEWAY / "registry" / "keys.py", GATEWAY / "registry" / "schedule.py",
+     GATEWAY / "limits.py", GATEWAY / "keycache.py"])
 # Exceptions whose message a user reads (the reason phrase, an SSH disconnect or channel refusal),
 # and the findings `check` prints.
 USER_FACING = {"fail", "ok", "GatewayError", "BadRequest", "RequestTooLarge", "ClientTimeout", "ClientAborted", "ArtifactError",

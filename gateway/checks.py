@@ -146,7 +146,8 @@ def registry_findings(settings: Settings) -> tuple[list[Finding], bool]:
     try:
         state, revision = schema_state(settings.database_url)
     except ModuleNotFoundError as exc:  # the database's driver is an extra the install left out
-        return [fail(setting_texts.missing_extra("a postgresql:// database_url", exc.name or "psycopg", "postgres"))], False
+        missing = setting_texts.missing_extra("a postgresql:// database_url", exc.name or "psycopg", "postgres")
+        return [fail(missing)], False
     except SQLAlchemyError as exc:
         from gateway.cliutil import database_error_detail
 

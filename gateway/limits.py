@@ -3,8 +3,9 @@
 A public SSH port is probed from the first minute: connections that never log in, addresses that
 try key after key, one account opening connection after connection and session after session.
 These counters decide; the SSH server (`server.GatewayServer`) asks them at each step of a login
-and turns a refusal into an SSH disconnect with the reason. They are pure (no sockets, an injectable clock) and live on the
-event loop's thread, so they need no locks. Each replica counts for itself.
+and turns a refusal into an SSH disconnect with the reason. They are pure (no sockets, an
+injectable clock) and live on the event loop's thread, so they need no locks. Each replica counts
+for itself.
 """
 
 from __future__ import annotations

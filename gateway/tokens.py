@@ -170,7 +170,10 @@ def secret_key_too_short() -> str:
 
 
 def secret_key_empty(where: object) -> str:
-    return f"the secret key in {where} is empty; put the key back, or run `pypissh-migrate rotate-secret --new-key-file FILE`"
+    return (
+        f"the secret key in {where} is empty; put the key back, "
+        "or run `pypissh-migrate rotate-secret --new-key-file FILE`"
+    )
 
 
 def token_undecryptable() -> str:

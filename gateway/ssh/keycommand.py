@@ -1,10 +1,12 @@
-"""The OpenSSH mode's authorized_keys lines: the one builder (for `authorized_keys_file`) and
+r"""The OpenSSH mode's authorized_keys lines: the one builder (for `authorized_keys_file`) and
 `pypissh-gateway authorized-keys-command`, which prints the lines of that file for one key.
 
 The replica keeps `authorized_keys_file` (gateway/ssh/keyfile.py) and sshd's AuthorizedKeysCommand
 picks a key's line out of it, with `grep -F` or, for an operator who prefers a named command, with
+(one line in sshd_config, shown wrapped here)
 
-    AuthorizedKeysCommand /opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml authorized-keys-command %u %k %t
+    AuthorizedKeysCommand /opt/pypissh/bin/pypissh-gateway --config /etc/pypissh/config.toml \
+        authorized-keys-command %u %k %t
 
 which prints the same line (the file's own) for an active key of an enabled account given as
 `ssh_user`, and nothing otherwise. It reads the file rather than the registry: what it prints is

@@ -36,7 +36,8 @@ def whoami_text(account: str, email: str | None, fingerprint: str, comment: str 
         f"account:  {account}",
         f"email:    {email or '(none on file)'}",
         f"key:      {fingerprint}" + (f" ({comment})" if comment else ""),
-        "token:    " + ("stored (uploads use it)" if has_token else "none stored; uploads need __token__ credentials in ~/.pypirc"),
+        "token:    "
+        + ("stored (uploads use it)" if has_token else "none stored; uploads need __token__ credentials in ~/.pypirc"),
     ]
     if exempt:
         lines.append("status:   exempt from brownouts and the sunset")

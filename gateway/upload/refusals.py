@@ -44,7 +44,10 @@ def doc_upload_gone() -> str:
 
 
 def unknown_action(action: str) -> str:
-    return f"the ':action' '{action[:40]}' is not supported here; only file_upload, submit, verify and list_classifiers are"
+    return (
+        f"the ':action' '{action[:40]}' is not supported here; "
+        "only file_upload, submit, verify and list_classifiers are"
+    )
 
 
 def missing_action() -> str:
@@ -104,7 +107,10 @@ def metadata_not_utf8_note(encoding: str) -> str:
 
 def form_disagrees_note(fields: tuple[str, ...]) -> str:
     """For the event record: the legacy form said otherwise than the artifact, which won."""
-    return f"the legacy form disagreed with the file's metadata on {', '.join(fields)}; the file's values were forwarded"
+    return (
+        f"the legacy form disagreed with the file's metadata on {', '.join(fields)}; "
+        "the file's values were forwarded"
+    )
 
 
 # -- the upload server ----------------------------------------------------------------------------

@@ -165,7 +165,8 @@ def rotate_secret(obj: Context, new_key_file: Path | None, stage: bool, retire_o
     try:
         if retire_old:
             if not dry_run and len(current) > 1:
-                confirm_irreversible(cli_texts.confirm_retire_old(len(current) - 1), "dropping the old secret keys", yes)
+                question = cli_texts.confirm_retire_old(len(current) - 1)
+                confirm_irreversible(question, "dropping the old secret keys", yes)
             done = _retire(registry, current, key_file, inline=inline, dry_run=dry_run)
         else:
             assert new_key_file is not None  # checked above: either --retire-old or --new-key-file

@@ -1,4 +1,4 @@
-"""`authorized_keys_file`: the OpenSSH mode without a Python program per key lookup.
+r"""`authorized_keys_file`: the OpenSSH mode without a Python program per key lookup.
 
 sshd asks for the owner of a key twice per login. `authorized-keys-command` answers in about one
 interpreter start; this answers in one `grep`, about a millisecond. The replica keeps a file of
@@ -11,9 +11,12 @@ AuthorizedKeysCommand picks out the line of the key it was offered:
         AuthorizedKeysCommandUser pypissh
 
 Each line's forced command is the shim started by an isolated interpreter without `site`
-(gateway/ssh/shimexec.py), with everything it needs on its command line:
+(gateway/ssh/shimexec.py), with everything it needs on its command line (one line in the file,
+shown wrapped here):
 
-    restrict,command="/opt/pypissh/bin/python -I -S .../gateway/ssh/shimexec.py --socket /run/pypissh-gateway/shim.sock --account alice --fingerprint SHA256:... --read-timeout 30.0 --max-upload-bytes 104857600" ssh-ed25519 AAAA...
+    restrict,command="/opt/pypissh/bin/python -I -S .../gateway/ssh/shimexec.py \
+        --socket /run/pypissh-gateway/shim.sock --account alice --fingerprint SHA256:... \
+        --read-timeout 30.0 --max-upload-bytes 104857600" ssh-ed25519 AAAA...
 
 Not `AuthorizedKeysFile` itself: sshd reads such a file as the session's user and, with
 StrictModes, only when root or that user owns it, while the replica runs as its own user; and it
@@ -34,6 +37,7 @@ the replica tries again at the next check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -157,8 +161,6 @@ def _replace(path: str, text: str) -> None:
         os.chmod(temporary, MODE)
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         raise

@@ -16,6 +16,7 @@ in the log once per `ACCEPT_LOG_INTERVAL`, with the count, instead of once per f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import ipaddress
@@ -252,10 +253,8 @@ class GatewayListener:
         if companions:
             await asyncio.wait(companions)
         if self._accepting is not None:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._accepting
-            except asyncio.CancelledError:
-                pass
 
     async def drain(self, seconds: float) -> int:
         """Wait up to `seconds` for open connections to finish; then disconnect the rest.

@@ -19,6 +19,7 @@ stdout and stderr go (`ByteSink`), and gets back the exit status and what the se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -204,7 +205,5 @@ def _refused_login(services: Services, peer: Peer, front: FrontEnd, reason: str)
 
 
 async def _try_write(sink: ByteSink, *, stderr: str) -> None:
-    try:
+    with contextlib.suppress(ClientGone):
         await sink.write(stderr=stderr.encode())
-    except ClientGone:
-        pass

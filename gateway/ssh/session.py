@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -146,11 +147,9 @@ class TimedChannel(asyncssh.SSHServerSession):
         log.info("closed a session channel of account %s: no exec or shell request within %.0f s",
                  self._account, self._request_timeout)
         metrics.CLOSED_BY_GATEWAY.labels(reason="no_request").inc()
-        try:
-            self._chan.write_stderr(
-                f"{phrases.PROGRAM}: {user_texts.channel_without_request(self._account, self._request_timeout)}\n".encode())
-        except CHANNEL_GONE:
-            pass
+        notice = user_texts.channel_without_request(self._account, self._request_timeout)
+        with contextlib.suppress(*CHANNEL_GONE):
+            self._chan.write_stderr(f"{phrases.PROGRAM}: {notice}\n".encode())
         self._chan.close()
 
 
@@ -236,10 +235,8 @@ class GatewaySession(TimedChannel):
                 self._on_revoked()
         finally:
             self._reader.stop()
-            try:
+            with contextlib.suppress(*CHANNEL_GONE):
                 chan.exit(status)
-            except CHANNEL_GONE:
-                pass
 
 
 class RefusedSession(TimedChannel):

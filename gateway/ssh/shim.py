@@ -61,11 +61,10 @@ def run_shim(settings: ShimSettings, account: str, fingerprint: str | None, envi
             sock.connect(settings.shim_socket)
         except OSError as exc:
             return no_replica(settings, command, exc)
-        try:
-            sock.sendall(shimwire.frame(shimwire.SESSION, header.encode()))
-        except OSError:
-            pass  # the replica refused us at once; its answer is waiting to be read
-        return Relay(sock, relay_stdin=not command).run()
+        # A replica that refused us at once closed without reading: its answer is waiting to be
+        # read, and stdin has nowhere to go.
+        header_sent = _send_all(sock, shimwire.frame(shimwire.SESSION, header.encode()))
+        return Relay(sock, relay_stdin=header_sent and not command).run()
     finally:
         sock.close()
 
@@ -204,6 +203,15 @@ def http_answer(status: int, reason: str) -> bytes:
     return answer(status, reason.encode("utf-8"), (reason + "\n").encode("utf-8"))
 
 
+def _send_all(sock: _socket.socket, data: bytes) -> bool:
+    """Whether all of `data` went to the replica (False: it has closed its end)."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        return False
+    return True
+
+
 def _read_within(fd: int, timeout: float) -> bytes:
     readable, _, _ = select.select([fd], [], [], timeout)
     return os.read(fd, shimwire.CHUNK) if readable else b""
@@ -246,7 +254,7 @@ def script_main(argv: list[str], environ: Mapping[str, str]) -> int:
     given: dict[str, str] = {}
     if len(argv) % 2:
         return _usage("every option takes a value")
-    for name, value in zip(argv[::2], argv[1::2]):
+    for name, value in zip(argv[::2], argv[1::2], strict=True):  # even length, checked above
         if name not in ("--socket", "--account", "--fingerprint", "--read-timeout", "--max-upload-bytes"):
             return _usage(f"unknown option {name}")
         given[name] = value

@@ -24,9 +24,12 @@ import stat
 import struct
 from collections.abc import Mapping
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway import phrases
 from gateway.errors import ConfigError
 from gateway.ops import metrics
+from gateway.registry import AdminInputError
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.ssh import shimwire, user_texts
@@ -259,7 +262,7 @@ class ShimServer:
         try:
             keys = await self._services.run_registry(
                 lambda: registry.keys.list_keys(account, include_revoked=False))
-        except Exception as exc:
+        except (SQLAlchemyError, AdminInputError) as exc:  # the database failed; no such account
             log.warning("cannot list the keys of account %s: %s", account, type(exc).__name__)
             return ""
         return keys[0].fingerprint if keys else ""

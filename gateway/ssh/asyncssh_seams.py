@@ -35,14 +35,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, cast
 
 import asyncssh
 from asyncssh.constants import MSG_KEXINIT
 from asyncssh.encryption import get_encryption_algs
 from asyncssh.kex import get_kex_algs
 from asyncssh.mac import get_mac_algs
+from asyncssh.packet import SSHPacket
 from asyncssh.public_key import get_public_key_algs
 
 from gateway.ssh import kexinit
@@ -103,12 +104,13 @@ def watch_signature(key: asyncssh.SSHKey, check: Callable[[bytes], None]) -> Non
     verify = key.verify
     modulus_size = _rsa_modulus_size(key)
 
-    def checked(data: bytes, signature: bytes) -> bool:
-        check(signature)
+    def checked(data: bytes, sig: bytes) -> bool:  # SSHKey.verify's own parameters
+        check(sig)
         if modulus_size:
-            signature = _pad_rsa_signature(signature, modulus_size)
-        return verify(data, signature)
+            sig = _pad_rsa_signature(sig, modulus_size)
+        return verify(data, sig)
 
+    # Replacing the method on this one key object is the seam: asyncssh verifies with it.
     key.verify = checked  # type: ignore[method-assign]
 
 
@@ -149,6 +151,8 @@ def _pad_rsa_signature(blob: bytes, modulus_size: int) -> bytes:
 
 # -- the server connection -----------------------------------------------------------------------------
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+# What asyncssh's packet tables hold: handler(connection, packet type, packet id, packet).
+PacketHandler = Callable[[Any, int, int, SSHPacket], Awaitable[None] | None]
 
 
 class ServerConnection(asyncssh.SSHServerConnection):
@@ -167,11 +171,11 @@ class ServerConnection(asyncssh.SSHServerConnection):
     as RFC 4253 section 7 says (see `_process_kexinit`).
     """
 
-    _sock = None
-    _tcp = None
+    _sock: socket.socket | None = None
+    _tcp: asyncio.Transport | None = None
 
-    def connection_made(self, transport) -> None:
-        self._tcp = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._tcp = cast(asyncio.Transport, transport)  # a socket's transport: it reads and writes
         if QUICKACK is not None:
             self._sock = transport.get_extra_info("socket")
         super().connection_made(transport)
@@ -185,9 +189,9 @@ class ServerConnection(asyncssh.SSHServerConnection):
         if self._tcp is not None and not self._tcp.is_closing():
             self._tcp.resume_reading()
 
-    def data_received(self, data: bytes, datatype=None) -> None:
+    def data_received(self, data: bytes, datatype: asyncssh.DataType = None) -> None:
         super().data_received(data, datatype)
-        if self._sock is not None:
+        if self._sock is not None and QUICKACK is not None:
             try:
                 self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
             except OSError:
@@ -196,7 +200,7 @@ class ServerConnection(asyncssh.SSHServerConnection):
     async def reload_config(self) -> None:
         return
 
-    async def _process_kexinit(self, pkttype: int, pktid: int, packet) -> None:
+    async def _process_kexinit(self, pkttype: int, pktid: int, packet: SSHPacket) -> None:
         """asyncssh's KEXINIT handling, with RFC 4253 section 7's verdict on a guessed packet.
 
         A client may send its first key-exchange packet right after its KEXINIT, guessing the
@@ -218,7 +222,9 @@ class ServerConnection(asyncssh.SSHServerConnection):
         await super()._process_kexinit(pkttype, pktid, packet)
         self._ignore_first_kex = kexinit.guess_is_wrong(self._client_kexinit, self._server_kexinit)
 
-    _packet_handlers = {**asyncssh.SSHServerConnection._packet_handlers, MSG_KEXINIT: _process_kexinit}
+    # A class-level table, as in asyncssh, which declares it without ClassVar (hence the ignore).
+    _packet_handlers: ClassVar[dict[int, PacketHandler]] = {  # type: ignore[misc]
+        **asyncssh.SSHServerConnection._packet_handlers, MSG_KEXINIT: _process_kexinit}
 
 
 async def connect_accepted_socket(sock: socket.socket, options: asyncssh.SSHServerConnectionOptions, *,

@@ -46,6 +46,8 @@ ACCEPT_LOG_INTERVAL = 10.0
 ACCEPT_BACKOFF = 0.05
 ACCEPT_BACKOFF_MAX = 1.0
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+# A TCP client's address as accept() gives it: (host, port), plus flow info and scope id for IPv6.
+ClientAddress = tuple[str, int] | tuple[str, int, int, int]
 
 
 class ProxyRefused(Exception):
@@ -306,7 +308,7 @@ class GatewayListener:
     def _ended(self, entry: _Connection, _task: asyncio.Task) -> None:
         self._connections.discard(entry)
 
-    async def _serve(self, entry: _Connection, sock: socket.socket, address) -> None:
+    async def _serve(self, entry: _Connection, sock: socket.socket, address: ClientAddress) -> None:
         metrics.CONNECTIONS.inc()
         metrics.CONNECTIONS_IN_FLIGHT.inc()
         try:
@@ -325,7 +327,7 @@ class GatewayListener:
         finally:
             metrics.CONNECTIONS_IN_FLIGHT.dec()
 
-    async def _client_address(self, sock: socket.socket, address) -> dict:
+    async def _client_address(self, sock: socket.socket, address: ClientAddress) -> dict:
         """Extra connection info: the real client's `peername` when a trusted balancer says so."""
         mode = self._proxy.mode
         if mode == "off":

@@ -399,7 +399,7 @@ async def connection_options(services: Services) -> asyncssh.SSHServerConnection
 
 
 async def start_server(services: Services, *, host: str | None = None, port: int | None = None,
-                       sock=None) -> GatewayListener:
+                       sock: socket.socket | None = None) -> GatewayListener:
     """Listen on `listen` (or `sock`, an already bound listening socket) and serve SSH.
 
     The port is bound with SO_REUSEPORT (several worker processes share it); with

@@ -18,7 +18,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import asyncssh
 
@@ -103,7 +103,7 @@ class ChannelReader:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-class TimedChannel(asyncssh.SSHServerSession):
+class TimedChannel(asyncssh.SSHServerSession[bytes]):  # channels opened with encoding=None
     """A session channel of a logged-in connection: closed if it sends no exec or shell request
     within `request_timeout` (0: no limit), and `on_close` called once when it closes."""
 
@@ -120,7 +120,8 @@ class TimedChannel(asyncssh.SSHServerSession):
         if self._request_timeout > 0:
             self._request_timer = asyncio.get_running_loop().call_later(self._request_timeout, self._no_request)
 
-    def pty_requested(self, term_type, term_size, term_modes) -> bool:
+    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int],
+                      term_modes: Mapping[int, int]) -> bool:
         return False
 
     def subsystem_requested(self, subsystem: str) -> bool:
@@ -129,7 +130,7 @@ class TimedChannel(asyncssh.SSHServerSession):
     def session_started(self) -> None:
         self._stop_request_timer()
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self._stop_request_timer()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
@@ -201,7 +202,7 @@ class GatewaySession(TimedChannel):
         super().session_started()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def data_received(self, data: bytes, datatype) -> None:
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype is None and self._reader is not None:
             self._reader.feed(data)
 
@@ -210,7 +211,7 @@ class GatewaySession(TimedChannel):
             self._reader.feed_eof()
         return True  # stay half-open: the answer is still to be written
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self._reader is not None:
             self._reader.feed_eof()
         super().connection_lost(exc)

@@ -3,6 +3,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class Standby(Protocol):
+    """One standby as its primary sees it (registry/replication.py:StandbyLag)."""
+
+    @property
+    def client(self) -> str: ...
+    @property
+    def state(self) -> str | None: ...
+    @property
+    def sync_state(self) -> str | None: ...
+    @property
+    def replay_bytes(self) -> int | None: ...
+    @property
+    def replay_seconds(self) -> float | None: ...
+
 
 # -- check: one line per problem, each with its fix -----------------------------------------------
 def file_mode_too_open(what: str, path: object, mode: int) -> str:
@@ -71,7 +89,7 @@ def _seconds(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f} s"
 
 
-def database_host_primary(address: str, standbys: list) -> str:
+def database_host_primary(address: str, standbys: Sequence[Standby]) -> str:
     if not standbys:
         return f"database host {address}: the primary (accepts writes); no standby is streaming from it"
     seen = "; ".join(_standby_seen(s) for s in standbys)
@@ -83,7 +101,7 @@ def database_host_primary(address: str, standbys: list) -> str:
 MONITOR_HINT = "grant pg_monitor to the registry's role to see it"
 
 
-def _standby_seen(standby) -> str:
+def _standby_seen(standby: Standby) -> str:
     if standby.state is None:  # pg_stat_replication hides the details from other roles
         return f"{standby.client} connected (its state and lag are hidden: {MONITOR_HINT})"
     if standby.replay_seconds is None:

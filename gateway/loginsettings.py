@@ -20,6 +20,7 @@ import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
     from typing import Any
 
 ENV_PREFIX = "PYPISSH_"
@@ -130,7 +131,7 @@ def default_home(environ: Mapping[str, str]) -> str:
     return os.path.join(user_home, ".local", "share", APP_DIR)
 
 
-def sqlite_path(url: str):
+def sqlite_path(url: str) -> Path | None:
     """The file of a `sqlite:///PATH` URL as a Path (None for other databases and in-memory SQLite)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.partition("+")[0] != "sqlite":

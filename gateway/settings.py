@@ -20,7 +20,7 @@ import importlib.util
 import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,6 +275,9 @@ def _closest(name: str, candidates: list[str]) -> str | None:
 
 
 # -- validation -----------------------------------------------------------------------------------
+AddProblem = Callable[[str | None, str], None]  # add(setting or None, message): one problem found
+
+
 def problems(settings: Settings) -> list[Problem]:
     """Everything wrong with `settings`, each with what to do. Empty when they can be used."""
     found: list[Problem] = []
@@ -321,7 +324,7 @@ def problems(settings: Settings) -> list[Problem]:
     return found
 
 
-def _check_addresses(settings: Settings, add) -> None:
+def _check_addresses(settings: Settings, add: AddProblem) -> None:
     ports = {}
     for name in ("listen", "health_listen"):
         try:
@@ -336,7 +339,7 @@ def _check_addresses(settings: Settings, add) -> None:
         add("health_listen", setting_texts.health_listen_is_listen(settings.listen))
 
 
-def _check_urls(settings: Settings, add) -> None:
+def _check_urls(settings: Settings, add: AddProblem) -> None:
     url = settings.database_url
     scheme, sep, _rest = url.partition("://")
     if not sep:

@@ -12,6 +12,8 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from gateway import setting_texts
 from gateway.errors import ConfigError
@@ -25,6 +27,7 @@ from gateway.ssh.server import start_server
 from gateway.ssh.shimserver import ShimServer, bind_shim_socket, inherited_shim_socket
 
 log = logging.getLogger("gateway")
+T = TypeVar("T")
 
 # How often a worker checks that its supervisor is still alive (a SIGKILLed supervisor cannot
 # tell its workers to stop; they drain on their own instead of serving unsupervised forever).
@@ -127,7 +130,7 @@ async def _flush_log(services: Services) -> None:
         services.sessionlog.flush()
 
 
-async def _listening(setting: str, address: str, starting):
+async def _listening(setting: str, address: str, starting: Awaitable[T]) -> T:
     try:
         return await starting
     except OSError as exc:

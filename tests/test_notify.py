@@ -9,7 +9,6 @@ import email
 import email.policy
 import re
 import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path

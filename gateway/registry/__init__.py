@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from gateway.registry.audit import Actor, AuditEntry, AuditStore
     from gateway.registry.engine import AdminInputError, make_engine, utcnow
     from gateway.registry.events import EventStore, UploadEvent
-    from gateway.registry.keys import Identity, KeyRecord, KeyStore
     from gateway.registry.evidence import EvidenceStore
+    from gateway.registry.keys import Identity, KeyRecord, KeyStore
     from gateway.registry.outbox import NotificationSend, Outbox
     from gateway.registry.reports import ReportQueries
     from gateway.registry.schedule import ScheduleStore

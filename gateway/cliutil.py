@@ -311,12 +311,3 @@ def setup_logging(level: str, log_format: str = "text", log_file: str | None = N
         raise click.ClickException(str(exc)) from None
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def setup_syslog(level: str, log_format: str = "text", log_file: str | None = None) -> None:
-    """Logging for a process whose stderr is a user's terminal (OpenSSH's stdio mode): to
-    `log_file` when set, else to syslog when the machine has one, else nowhere. The one-line
-    records of its sessions are written at INFO whatever `level` says."""
-    from gateway.ops import logformat
-
-    logformat.configure_for_terminal_session(level, log_format, log_file)

@@ -137,8 +137,7 @@ class Settings:
     log_level: str = "INFO"
     # How log lines look: `text` (a message, then key=value fields) or `json` (one object a line).
     log_format: str = "text"
-    # Append the log to this file instead of stderr (`serve`) or syslog (`stdio`, whose stderr is
-    # the user's terminal). Unset: stderr, and syslog for `stdio`.
+    # Append the log to this file instead of stderr (`serve`).
     log_file: str | None = None
     workers: int = 1
     drain_seconds: float = 60.0
@@ -175,10 +174,6 @@ class Settings:
     def sqlite_path(self) -> Path | None:
         """The registry's file when database_url is a SQLite file, else None."""
         return sqlite_path(self.database_url)
-
-    def for_login(self) -> login.LoginSettings:
-        """These settings as the per-login commands read them."""
-        return login.LoginSettings({name: getattr(self, name) for name in login.LOGIN_FIELDS})
 
     def replace(self, **changes: Any) -> Settings:
         return validate(dataclasses.replace(self, **changes))
@@ -228,10 +223,6 @@ def split_host_port(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ConfigError(setting_texts.not_host_port(value))
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-
-
 
 
 def mask_url(url: str | None) -> str | None:

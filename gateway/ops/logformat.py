@@ -1,5 +1,5 @@
-"""How the gateway's log lines look (`log_format`: `text` or `json`) and where they go (`log_file`,
-stderr or syslog).
+"""How the gateway's log lines look (`log_format`: `text` or `json`) and where they go (`log_file`
+or stderr).
 
 A line may carry structured fields, passed as `extra=fields(name=value, ...)`: the JSON format
 writes one object per line with `ts` (UTC, ISO 8601), `level`, `logger`, `msg` and the fields; the
@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import logging.handlers
 import os
 import re
 import sys
@@ -26,9 +25,6 @@ from typing import Any
 from gateway.errors import ConfigError
 
 FIELDS_ATTRIBUTE = "pypissh_fields"
-# The loggers of the per-connection and per-session records (gateway/ops/sessionlog.py). Where the
-# rest of the log is kept to warnings (OpenSSH's stdio mode), these still write at INFO.
-RECORD_LOGGERS = ("gateway.sessions", "gateway.logins")
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/@+,\-\[\]]+\Z")
 _RESERVED = ("ts", "level", "logger", "msg")
 
@@ -121,16 +117,6 @@ def reopen_log_file() -> str | None:
     return None
 
 
-def syslog_handler() -> logging.Handler:
-    """Syslog when the machine has one, else nowhere (a missing socket would fail on each line)."""
-    if os.path.exists("/dev/log"):
-        try:
-            return logging.handlers.SysLogHandler(address="/dev/log")
-        except OSError:
-            pass
-    return logging.NullHandler()
-
-
 def install(handler: logging.Handler, level: str) -> None:
     """Make `handler` the root logger's only handler (a second call replaces the first's)."""
     root = logging.getLogger()
@@ -146,29 +132,6 @@ def configure(level: str, log_format: str = "text", log_file: str | None = None)
     handler = file_handler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(log_format))
     install(handler, level)
-
-
-def configure_for_terminal_session(level: str, log_format: str = "text", log_file: str | None = None) -> None:
-    """The log of a process whose stderr is a user's terminal (OpenSSH's stdio mode): `log_file`
-    when set, else syslog; never stderr. The session records still go out at INFO."""
-    # A failing handler must not print its traceback on the user's terminal either.
-    logging.raiseExceptions = False
-    problem = None
-    handler: logging.Handler | None = None
-    prefix = ""
-    if log_file:
-        try:
-            handler = file_handler(log_file)
-        except ConfigError as exc:
-            problem = exc
-    if handler is None:
-        handler, prefix = syslog_handler(), f"pypissh-gateway[{os.getpid()}]: "
-    handler.setFormatter(formatter(log_format, prefix))
-    install(handler, level)
-    for name in RECORD_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
-    if problem is not None:
-        logging.getLogger("gateway").error("%s", problem)
 
 
 # -- what the operator reads about the log --------------------------------------------------------

@@ -158,39 +158,35 @@ class KeyStore:
             return [self._key_from_row(row) for row in conn.execute(query)]
 
     def revoke_key(self, fingerprint: str, *, audit: Actor | None = None) -> KeyRecord:
-        with self.engine.begin() as conn:
-            done = conn.execute(update(ssh_keys).where(
-                ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_(None)
-            ).values(revoked_at=utcnow()))
-            if done.rowcount and audit is not None:
-                self._journal_key_state(conn, audit, fingerprint, "active")
-        key = self.find_key(fingerprint)
-        if key is None:
-            raise AdminInputError(key_unknown(fingerprint, revoked_too=False))
-        if done.rowcount == 0:
+        key, changed = self._set_revoked(fingerprint, True, audit)
+        if not changed:
             raise AdminInputError(key_already_revoked(fingerprint, key.revoked_at))
         return key
 
     def restore_key(self, fingerprint: str, *, audit: Actor | None = None) -> KeyRecord:
         """Undo a revocation: the key logs in again as its account."""
-        with self.engine.begin() as conn:
-            done = conn.execute(update(ssh_keys).where(
-                ssh_keys.c.fingerprint == fingerprint, ssh_keys.c.revoked_at.is_not(None)
-            ).values(revoked_at=None))
-            if done.rowcount and audit is not None:
-                self._journal_key_state(conn, audit, fingerprint, "revoked")
-        key = self.find_key(fingerprint)
-        if key is None:
-            raise AdminInputError(key_unknown(fingerprint, revoked_too=True))
-        if done.rowcount == 0:
+        key, changed = self._set_revoked(fingerprint, False, audit)
+        if not changed:
             raise AdminInputError(key_not_revoked(fingerprint, key.account_name))
         return key
 
-    @staticmethod
-    def _journal_key_state(conn: Connection, audit: Actor, fingerprint: str, was: str) -> None:
-        owner, values = _key_values(conn, fingerprint)
-        journal.journal(conn, audit, target_kind=journal.KEY, target=fingerprint, account_name=owner,
-                        before={"state": was}, after={"state": values["state"]} if values else None)
+    def _set_revoked(self, fingerprint: str, revoked: bool, audit: Actor | None) -> tuple[KeyRecord, bool]:
+        """Revoke or restore a key, journaling the change: the key, and whether it changed."""
+        was_active = ssh_keys.c.revoked_at.is_(None)
+        with self.engine.begin() as conn:
+            done = conn.execute(update(ssh_keys).where(
+                ssh_keys.c.fingerprint == fingerprint, was_active if revoked else ~was_active
+            ).values(revoked_at=utcnow() if revoked else None))
+            if done.rowcount and audit is not None:
+                owner, values = _key_values(conn, fingerprint)
+                journal.journal(conn, audit, target_kind=journal.KEY, target=fingerprint, account_name=owner,
+                                before={"state": "active" if revoked else "revoked"},
+                                after={"state": values["state"]} if values else None)
+        key = self.find_key(fingerprint)
+        if key is None:
+            # Restoring, the admin may be looking for a revoked key: name the listing that shows them.
+            raise AdminInputError(key_unknown(fingerprint, revoked_too=not revoked))
+        return key, bool(done.rowcount)
 
     def identity_for_key(self, fingerprint: str) -> Identity | None:
         """The login lookup: an active key of an enabled account, or None."""

@@ -15,6 +15,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from gateway.ops import sessionlog
 from gateway.settings import Settings
@@ -153,13 +154,19 @@ class Login:
     fingerprint: str
 
 
+class Revocable(Protocol):
+    """A logged-in connection as the counters hold it; the revocation check closes it."""
+
+    def revoke(self) -> None: ...
+
+
 class AccountConnections:
     """Logged-in connections per account: one key cannot hold a replica's every file descriptor.
     It also knows which key each connection logged in with, for the revocation check."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._logins: dict[Hashable, Login] = {}
+        self._logins: dict[Revocable, Login] = {}
         self._held: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -171,7 +178,7 @@ class AccountConnections:
     def full(self, account: str) -> bool:
         return self.limit > 0 and self._held[account] >= self.limit
 
-    def admit(self, conn: Hashable, login: Login) -> bool:
+    def admit(self, conn: Revocable, login: Login) -> bool:
         if conn in self._logins:
             return True
         if self.full(login.account):
@@ -180,7 +187,7 @@ class AccountConnections:
         self._held[login.account] += 1
         return True
 
-    def release(self, conn: Hashable) -> None:
+    def release(self, conn: Revocable) -> None:
         """The connection closed: it no longer counts. Idempotent."""
         login = self._logins.pop(conn, None)
         if login is None:
@@ -194,7 +201,7 @@ class AccountConnections:
         """The distinct keys of the logged-in connections."""
         return {login.fingerprint for login in self._logins.values()}
 
-    def logins(self) -> list[tuple[Hashable, Login]]:
+    def logins(self) -> list[tuple[Revocable, Login]]:
         return list(self._logins.items())
 
 

@@ -56,7 +56,7 @@ async def recheck_logins(services: Services) -> int:
         if login.fingerprint not in current:
             continue
         if owned_by(current[login.fingerprint], login.account) is None:
-            conn.revoke()  # type: ignore[attr-defined]
+            conn.revoke()
             revoked += 1
     return revoked
 
